@@ -1,0 +1,66 @@
+"""pgmagic: PostgreSQL in Jupyter.
+
+``%load_ext pgmagic``, then ``%%pg`` cells and ``%pg`` lines; or ``await
+pgmagic.fetch(...)`` in a cell.  Importing this package stays cheap: the
+IPython front and the asyncpg runtime load when the extension does.
+
+Import rules (kept true by ``tests/test_layout.py``): only :mod:`pgmagic.magics`
+imports IPython; every other module is plain Python over asyncpg and pandas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pgmagic._version import __version__
+
+if TYPE_CHECKING:
+    from pgmagic.api import execute, fetch, fetchrow, fetchval
+
+__all__ = [
+    "__version__",
+    "execute",
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+_API = frozenset({"execute", "fetch", "fetchrow", "fetchval"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from pgmagic import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pgmagic' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and display hooks (``%load_ext pgmagic``).
+
+    Parameters
+    ----------
+    ipython : IPython.core.interactiveshell.InteractiveShell
+    """
+    from pgmagic import magics
+
+    magics.load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Close every connection and remove the magics (``%unload_ext pgmagic``).
+
+    Parameters
+    ----------
+    ipython : IPython.core.interactiveshell.InteractiveShell
+    """
+    from pgmagic import magics
+
+    magics.unload(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "pgmagic-labextension"}]

@@ -1,0 +1,268 @@
+"""HTML and text renderings of a result, with a footer saying what was shown.
+
+A ``%%pg`` cell returns a plain ``pandas.DataFrame`` (so ``df = %pg ...`` and
+``_`` give the DataFrame itself).  The magic records the frame here, with its row
+count and timing; the IPython front registers :func:`html` and :func:`text` as
+formatters that render recorded frames with a footer ("3 rows × 2 columns ·
+1.2 ms") and defer to pandas for every other frame.  Frames are remembered by
+weak reference, so a derived frame (``df.head()``) displays the pandas way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html as html_module
+import json
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ResultInfo", "footer", "html", "info_for", "remember", "text"]
+
+_MAX_CELL = 120
+_NULL = "NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultInfo:
+    """Facts about a result shown in its footer.
+
+    Attributes
+    ----------
+    elapsed : float
+        Seconds the cell spent running statements and fetching rows.
+    limit : int
+        Largest number of rows to render.
+    types : tuple of str
+        PostgreSQL type names of the columns, shown under their names.
+    """
+
+    elapsed: float
+    limit: int
+    types: tuple[str, ...] = ()
+
+
+_lock = threading.Lock()
+_remembered: dict[int, tuple[weakref.ref[pd.DataFrame], ResultInfo]] = {}
+
+
+def remember(frame: pd.DataFrame, info: ResultInfo) -> None:
+    """Mark a frame as a pgmagic result so it renders with a footer.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+    """
+    key = id(frame)
+
+    def forget(_: object) -> None:
+        with _lock:
+            entry = _remembered.get(key)
+            if entry is not None and entry[0]() is None:
+                del _remembered[key]
+
+    with _lock:
+        _remembered[key] = (weakref.ref(frame, forget), info)
+
+
+def info_for(frame: object) -> ResultInfo | None:
+    """The footer facts of a remembered frame, or None for any other object.
+
+    Parameters
+    ----------
+    frame : object
+
+    Returns
+    -------
+    ResultInfo or None
+    """
+    with _lock:
+        entry = _remembered.get(id(frame))
+    if entry is None or entry[0]() is not frame:
+        return None
+    return entry[1]
+
+
+def footer(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """``N rows × M columns · 12.3 ms``, plus what was left out.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    rows, cols = frame.shape
+    parts = [
+        f"{rows:,} row{'s' if rows != 1 else ''} × {cols} column{'s' if cols != 1 else ''}",
+        _duration(info.elapsed),
+    ]
+    text = " · ".join(parts)
+    if rows > info.limit:
+        text += f" (first {info.limit:,} shown; the DataFrame holds all)"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def _is_null(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _format(value: Any, date_only: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, pd.Timestamp):
+        if date_only:
+            return value.strftime("%Y-%m-%d")
+        return value.isoformat(sep=" ")
+    if isinstance(value, pd.Timedelta | dt.timedelta):
+        return str(value)
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Decimal | int):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return "\\x" + data[:48].hex() + ("…" if len(data) > 48 else "")
+    if isinstance(value, dict | list):
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            return repr(value)
+    return str(value)
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
+
+
+def _numeric(series: pd.Series) -> bool:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return True
+    if pd.api.types.is_object_dtype(dtype):
+        sample = series.dropna()
+        return len(sample) > 0 and isinstance(sample.iloc[0], Decimal)
+    return False
+
+
+def _cells(frame: pd.DataFrame, limit: int) -> list[tuple[bool, list[str | None]]]:
+    """Per column: right-aligned?, rendered cells (None for NULL)."""
+    shown = frame.iloc[:limit]
+    columns: list[tuple[bool, list[str | None]]] = []
+    for j in range(shown.shape[1]):
+        series = shown.iloc[:, j]
+        date_only = str(series.dtype) == "datetime64[s]"
+        rendered = [None if _is_null(v) else _clip(_format(v, date_only)) for v in series.tolist()]
+        columns.append((_numeric(series), rendered))
+    return columns
+
+
+_STYLE = (
+    "<style>"
+    ".pgmagic-result table{border-collapse:collapse;font-size:12px}"
+    ".pgmagic-result th,.pgmagic-result td{padding:2px 8px;"
+    "border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:pre;text-align:left}"
+    ".pgmagic-result td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    ".pgmagic-result th small{font-weight:normal;opacity:.6}"
+    ".pgmagic-result .null{opacity:.45;font-style:italic}"
+    ".pgmagic-result .footer{opacity:.7;font-size:11px;margin-top:4px}"
+    "</style>"
+)
+
+
+def html(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """An HTML table of at most ``info.limit`` rows and the footer.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    escape = html_module.escape
+    cells = _cells(frame, info.limit)
+    types = info.types if len(info.types) == frame.shape[1] else ()
+    head = "".join(
+        f"<th>{escape(str(name))}"
+        + (f"<br><small>{escape(types[j])}</small>" if types else "")
+        + "</th>"
+        for j, name in enumerate(frame.columns)
+    )
+    body: list[str] = []
+    for i in range(min(len(frame), info.limit)):
+        row = []
+        for numeric, values in cells:
+            value = values[i]
+            if value is None:
+                row.append(f'<td class="null{" num" if numeric else ""}">{_NULL}</td>')
+            else:
+                row.append(f"<td{' class=num' if numeric else ''}>{escape(value)}</td>")
+        body.append("<tr>" + "".join(row) + "</tr>")
+    return (
+        f'<div class="pgmagic-result">{_STYLE}<table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="footer">{escape(footer(frame, info))}</div></div>'
+    )
+
+
+def text(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """A psql-style aligned text table of at most ``info.limit`` rows and the footer.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    cells = _cells(frame, info.limit)
+    names = [str(c) for c in frame.columns]
+    rendered = [
+        [(_NULL if v is None else v).replace("\n", "↵") for v in values] for _, values in cells
+    ]
+    widths = [
+        max([len(name)] + [len(v) for v in column])
+        for name, column in zip(names, rendered, strict=True)
+    ]
+    lines = [
+        " " + " | ".join(name.center(w) for name, w in zip(names, widths, strict=True)),
+        "-" + "-+-".join("-" * w for w in widths) + "-",
+    ]
+    for i in range(min(len(frame), info.limit)):
+        parts = []
+        for (numeric, _), column, width in zip(cells, rendered, widths, strict=True):
+            value = column[i]
+            parts.append(value.rjust(width) if numeric else value.ljust(width))
+        lines.append(" " + " | ".join(parts).rstrip())
+    lines.append(footer(frame, info))
+    return "\n".join(lines)

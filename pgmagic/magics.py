@@ -1,0 +1,352 @@
+"""The IPython front: ``%pg`` / ``%%pg``, configuration traits, display hooks.
+
+Each magic parses its arguments, calls one function below it, and displays the
+result.  This is the only module that imports IPython.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import pandas as pd
+from IPython.core import magic as _magic
+from IPython.core import magic_arguments as _magic_arguments
+from IPython.core.magic import Magics, magics_class, no_var_expand
+from traitlets import Bool, Float, Int, Unicode, observe
+from traitlets import Callable as CallableTrait
+
+from pgmagic import display, query
+from pgmagic.errors import OptionError, ParameterError
+from pgmagic.runtime import Message, MessageKind, Runtime
+
+__all__ = ["PgMagics", "load", "unload"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+# IPython's decorators are untyped; these aliases give them the types they have.
+magic_arguments: Callable[[], Callable[[F], F]] = _magic_arguments.magic_arguments
+argument: Callable[..., Callable[[F], F]] = _magic_arguments.argument
+line_cell_magic = cast(Callable[[F], F], _magic.line_cell_magic)
+
+_TOKEN_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+)""")
+_SUBCOMMANDS = ("connect", "disconnect", "status", "help")
+
+
+def _print_message(message: Message) -> None:
+    stream = sys.stdout
+    if message.kind is MessageKind.SERVER and message.severity not in (
+        "NOTICE",
+        "INFO",
+        "LOG",
+        "DEBUG",
+    ):
+        stream = sys.stderr
+    print(message.text, file=stream)
+
+
+@magics_class
+class PgMagics(Magics):
+    """PostgreSQL magics: ``%%pg`` cells and ``%pg`` lines.
+
+    Configure with ``%config PgMagics.<name> = value``.
+    """
+
+    displaylimit = Int(20, help="Rows shown in a result's table (the DataFrame holds all).").tag(
+        config=True
+    )
+    numeric_as_float = Bool(
+        False, help="Give numeric columns as float64 instead of Decimal objects."
+    ).tag(config=True)
+    pool_min_size = Int(0, help="Connections the pool keeps open at least.").tag(config=True)
+    pool_max_size = Int(4, help="Connections the pool opens at most.").tag(config=True)
+    max_inactive_connection_lifetime = Float(
+        300.0, help="Seconds an idle pool connection lives."
+    ).tag(config=True)
+    command_timeout = Float(
+        None, allow_none=True, help="Seconds before a statement is cancelled (None: no limit)."
+    ).tag(config=True)
+    connect_timeout = Float(10.0, help="Seconds to wait for a connection.").tag(config=True)
+    init = CallableTrait(
+        None,
+        allow_none=True,
+        help="async def init(conn): run on every new connection (e.g. set_type_codec).",
+    ).tag(config=True)
+    dsn = Unicode(None, allow_none=True, help="Database to use, as %pg connect would take it.").tag(
+        config=True
+    )
+
+    def __init__(self, shell: Any, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.runtime = runtime
+        self._sync_settings()
+        if self.dsn:
+            runtime.set_target(self.dsn)
+
+    @observe(
+        "pool_min_size",
+        "pool_max_size",
+        "max_inactive_connection_lifetime",
+        "command_timeout",
+        "connect_timeout",
+        "init",
+    )
+    def _settings_changed(self, change: Any) -> None:
+        self._sync_settings()
+
+    @observe("dsn")
+    def _dsn_changed(self, change: Any) -> None:
+        self.runtime.set_target(change["new"])
+
+    def _sync_settings(self) -> None:
+        settings = self.runtime.settings
+        if (
+            self.pool_min_size < 0
+            or self.pool_max_size < 1
+            or self.pool_min_size > self.pool_max_size
+        ):
+            raise OptionError("need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1")
+        settings.pool_min_size = self.pool_min_size
+        settings.pool_max_size = self.pool_max_size
+        settings.max_inactive_connection_lifetime = self.max_inactive_connection_lifetime
+        settings.command_timeout = self.command_timeout or None
+        settings.connect_timeout = self.connect_timeout
+        settings.init = self.init
+
+    # ----------------------------------------------------------------- parsing
+    def _split_options(self, line: str, parser: Any) -> tuple[list[str], str]:
+        """Leading option tokens, and the rest of the line verbatim (the SQL)."""
+        actions = parser._option_string_actions
+        tokens: list[str] = []
+        position = 0
+        expect_value = False
+        while True:
+            match = _TOKEN_RE.match(line, position)
+            if match is None:
+                break
+            token = match.group(1)
+            if expect_value:
+                tokens.append(token)
+                position = match.end()
+                expect_value = False
+                continue
+            name = token.split("=", 1)[0]
+            # "-- comment", "-1" and the like are SQL, not options.
+            if not token.startswith("-") or not token.lstrip("-")[:1].isalpha():
+                break
+            if name not in actions:
+                raise OptionError(f"unknown option {name} (see %pg?)")
+            tokens.append(token)
+            position = match.end()
+            expect_value = "=" not in token and actions[name].nargs != 0
+        if expect_value:
+            raise OptionError(f"option {tokens[-1]} needs a value")
+        return tokens, line[position:]
+
+    @property
+    def _parser(self) -> Any:
+        return vars(PgMagics.pg)["parser"]
+
+    def _namespace(self) -> dict[str, Any]:
+        assert self.shell is not None
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
+    def _evaluate(self, expression: str) -> Any:
+        try:
+            return eval(expression, self._namespace())
+        except Exception as error:
+            raise ParameterError(
+                f"cannot evaluate {expression!r}: {type(error).__name__}: {error}"
+            ) from None
+
+    # ------------------------------------------------------------------ magics
+    @no_var_expand
+    @magic_arguments()
+    @argument("-o", "--out", metavar="NAME", help="Also store the result in this variable.")
+    @argument(
+        "-p",
+        "--params",
+        metavar="EXPR",
+        help="Values for $1, $2, ...: a Python expression giving a sequence.",
+    )
+    @argument(
+        "--one", action="store_true", help="Give the single row as a record (None if no row)."
+    )
+    @argument("--scalar", action="store_true", help="Give the single value.")
+    @argument("-q", "--quiet", action="store_true", help="Do not print command tags or notes.")
+    @line_cell_magic
+    def pg(self, line: str, cell: str | None = None) -> Any:
+        """Run SQL on PostgreSQL; ``$name`` binds the notebook variable ``name``.
+
+        ::
+
+            %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]
+            SELECT * FROM users WHERE score > $min_score
+
+            df = %pg SELECT count(*) AS n FROM users
+            %pg connect postgresql://user@host/db     (or $dsn, or --embedded)
+            %pg status | disconnect | help
+
+        A cell may hold several statements; each non-query statement prints its
+        command tag and the last query's result is shown and returned as a
+        DataFrame (dtypes follow the column types).  Values are sent as
+        server-side parameters, never pasted into the SQL.
+        """
+        first = line.strip().split(None, 1)
+        if cell is None and first and first[0].lower() in _SUBCOMMANDS:
+            return self._subcommand(first[0].lower(), first[1] if len(first) > 1 else "")
+        options, rest = self._split_options(line, self._parser)
+        args = self._parser.parse_args(options)
+        if cell is None:
+            sql = rest
+        else:
+            if rest.strip():
+                raise OptionError(
+                    f"unexpected text after the %%pg options: {rest.strip()!r} "
+                    "(put SQL in the cell body)"
+                )
+            sql = cell
+        if args.one and args.scalar:
+            raise OptionError("--one and --scalar cannot be combined")
+        mode = (
+            query.Mode.ONE if args.one else query.Mode.SCALAR if args.scalar else query.Mode.FRAME
+        )
+        positional: tuple[Any, ...] = ()
+        if args.params is not None:
+            values = self._evaluate(args.params)
+            positional = tuple(values) if isinstance(values, list | tuple) else (values,)
+        outcome = query.run_cell(
+            self.runtime,
+            sql,
+            self._namespace(),
+            positional,
+            mode=mode,
+            numeric_as_float=self.numeric_as_float,
+            quiet=args.quiet,
+            on_message=None if args.quiet else _print_message,
+        )
+        value = outcome.value
+        if isinstance(value, pd.DataFrame) and outcome.shown is not None:
+            types = tuple(c.type_name for c in outcome.shown.columns or ())
+            display.remember(value, display.ResultInfo(outcome.elapsed, self.displaylimit, types))
+        if args.out:
+            if not args.out.isidentifier():
+                raise OptionError(f"-o needs a Python name, got {args.out!r}")
+            self._namespace()[args.out] = value
+        return value
+
+    # ------------------------------------------------------------- subcommands
+    def _subcommand(self, name: str, rest: str) -> Any:
+        handler: Callable[[str], Any] = getattr(self, f"_cmd_{name}")
+        return handler(rest)
+
+    def _cmd_connect(self, rest: str) -> None:
+        tokens = rest.strip()
+        if tokens.startswith("--embedded"):
+            if tokens.split(None, 1)[1:]:
+                raise OptionError("--embedded takes no DSN")
+            dsn: str | None = "embedded"
+        elif not tokens:
+            raise OptionError("usage: %pg connect <dsn> | $variable | --embedded")
+        elif re.fullmatch(r"\$[A-Za-z_]\w*", tokens):
+            name = tokens[1:]
+            if name not in self._namespace():
+                raise ParameterError(f"variable not defined in the notebook: ${name}")
+            dsn = str(self._namespace()[name])
+        else:
+            dsn = tokens.strip("'\"")
+        self.runtime.set_target(dsn)
+        info = self.runtime.run(_status(self.runtime), on_message=_print_message)
+        print(
+            f"connected to {info['target']} ({info['server']}, database {info['database']}, "
+            f"user {info['user']})"
+        )
+
+    def _cmd_disconnect(self, rest: str) -> None:
+        self.runtime.disconnect()
+        print("disconnected; the next statement reconnects")
+
+    def _cmd_status(self, rest: str) -> None:
+        info = self.runtime.run(_status(self.runtime), on_message=_print_message)
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+
+    def _cmd_help(self, rest: str) -> None:
+        print(self.pg.__doc__)
+
+
+async def _status(runtime: Runtime) -> dict[str, Any]:
+    session = await runtime.session()
+    return await session.status()
+
+
+def load(shell: Any) -> None:
+    """Register the magics and the result formatters on a shell.
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell
+    """
+    from pgmagic.runtime import default_runtime
+
+    runtime = default_runtime()
+    assert runtime is not None
+    magics = PgMagics(shell, runtime)
+    shell.register_magics(magics)
+    formatters = shell.display_formatter.formatters
+    html_formatter = formatters["text/html"]
+    text_formatter = formatters["text/plain"]
+    previous_html = html_formatter.type_printers.get(pd.DataFrame)
+    previous_text = text_formatter.type_printers.get(pd.DataFrame)
+
+    def as_html(frame: pd.DataFrame) -> str | None:
+        info = display.info_for(frame)
+        if info is not None:
+            return display.html(frame, info)
+        if previous_html is not None:
+            chained: str | None = previous_html(frame)
+            return chained
+        untyped: Any = frame  # pandas-stubs reads _repr_html_ as a column name
+        html: str | None = untyped._repr_html_()
+        return html
+
+    def as_text(frame: pd.DataFrame, printer: Any, cycle: bool) -> None:
+        info = display.info_for(frame)
+        if info is not None:
+            printer.text(display.text(frame, info))
+        elif previous_text is not None:
+            previous_text(frame, printer, cycle)
+        else:
+            printer.text(repr(frame))
+
+    html_formatter.for_type(pd.DataFrame, as_html)
+    text_formatter.for_type(pd.DataFrame, as_text)
+    _loaded[id(shell)] = (magics, previous_html, previous_text)
+
+
+_loaded: dict[int, tuple[PgMagics, Any, Any]] = {}
+
+
+def unload(shell: Any) -> None:
+    """Close the runtime and restore the formatters.
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell
+    """
+    entry = _loaded.pop(id(shell), None)
+    if entry is None:
+        return
+    magics, previous_html, previous_text = entry
+    formatters = shell.display_formatter.formatters
+    for mime, previous in (("text/html", previous_html), ("text/plain", previous_text)):
+        formatter = formatters[mime]
+        formatter.type_printers.pop(pd.DataFrame, None)
+        if previous is not None:
+            formatter.for_type(pd.DataFrame, previous)
+    magics.runtime.close()
+    shell.magics_manager.magics["line"].pop("pg", None)
+    shell.magics_manager.magics["cell"].pop("pg", None)

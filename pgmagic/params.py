@@ -1,0 +1,288 @@
+"""Split a cell into statements and turn ``$name`` into server-side parameters.
+
+Both jobs use PostgreSQL's own lexer (``pglast.parser.scan``), so that ``$name``
+inside string constants, ``E''`` strings, quoted identifiers, comments and
+dollar quotes (``$$ ... $$``, ``$tag$ ... $tag$``) is left alone, and so that a
+``;`` only ends a statement where the server would end it.
+
+The lexer reports ``$name`` as a lone ``$`` token immediately followed by an
+identifier or keyword token; ``$1`` is a ``PARAM`` token.  Values are never
+pasted into SQL text: the rewritten statement carries ``$1, $2, ...`` and the
+values travel separately.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pglast.parser import ParseError, scan
+
+from pgmagic.errors import ParameterError
+
+__all__ = ["BoundStatement", "Statement", "bind", "split"]
+
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Keywords that open a block closed by END inside SQL-standard function bodies
+# (``BEGIN ATOMIC ... END``): psql tracks the same words to avoid splitting there.
+_BLOCK_OPENERS = {"BEGIN_P", "CASE"}
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a cell, with where it starts in the cell text.
+
+    Attributes
+    ----------
+    text : str
+        The statement, without the terminating semicolon.
+    offset : int
+        Index of the statement's first character in the cell text.
+    """
+
+    text: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoundStatement:
+    """A statement rewritten for the server, with its argument values.
+
+    Attributes
+    ----------
+    sql : str
+        The text sent to the server, with ``$name`` replaced by ``$n``.
+    args : tuple
+        Values for ``$1, $2, ...`` in order.
+    source : Statement
+        The statement as the user wrote it.
+    names : tuple of str
+        The variable bound to each ``$n`` (``""`` for positional ones).
+    """
+
+    sql: str
+    args: tuple[Any, ...]
+    source: Statement
+    names: tuple[str, ...] = ()
+    # (position in ``sql``, shift to add to get the position in ``source.text``)
+    _shifts: tuple[tuple[int, int], ...] = ()
+
+    def source_position(self, position: int) -> int:
+        """Map a 0-based character index in :attr:`sql` back to the cell text.
+
+        Parameters
+        ----------
+        position : int
+            Index into the rewritten SQL, as a server error reports it (minus one).
+
+        Returns
+        -------
+        int
+            Index into the whole cell text.
+        """
+        starts = [start for start, _ in self._shifts]
+        i = bisect.bisect_right(starts, position) - 1
+        shift = self._shifts[i][1] if i >= 0 else 0
+        return self.source.offset + position + shift
+
+
+def _tokens(sql: str) -> list[Any]:
+    try:
+        return list(scan(sql))
+    except ParseError:
+        # An unterminated quote or comment: let the server report it with its
+        # own message and position rather than guessing here.
+        return []
+
+
+def _char_offsets(sql: str) -> list[int] | None:
+    """Byte offset to character index table, or None when the text is ASCII."""
+    if sql.isascii():
+        return None
+    table: list[int] = []
+    for index, char in enumerate(sql):
+        table.extend([index] * len(char.encode("utf-8")))
+    table.append(len(sql))
+    return table
+
+
+def split(cell: str) -> list[Statement]:
+    """Split a cell into statements the way the server's lexer sees them.
+
+    Parameters
+    ----------
+    cell : str
+        The text of a ``%%pg`` cell.
+
+    Returns
+    -------
+    list of Statement
+        Non-empty statements in order; comments-only pieces are dropped.
+
+    Examples
+    --------
+    >>> [s.text for s in split("SELECT 1; SELECT ';'")]
+    ['SELECT 1', "SELECT ';'"]
+    """
+    tokens = _tokens(cell)
+    if not tokens:
+        return [Statement(cell.strip(), _lstrip_offset(cell, 0))] if cell.strip() else []
+    chars = _char_offsets(cell)
+
+    def at(byte: int) -> int:
+        return byte if chars is None else chars[byte]
+
+    statements: list[Statement] = []
+    start = 0
+    depth = 0
+    first_words: list[str] = []
+    has_code = False
+    for token in tokens:
+        name = token.name
+        if name in ("SQL_COMMENT", "C_COMMENT"):
+            continue
+        if name == "ASCII_59" and depth == 0:
+            end = at(token.start)
+            if has_code:
+                statements.append(_statement(cell, start, end))
+            start = end + 1
+            first_words = []
+            has_code = False
+            continue
+        has_code = True
+        if len(first_words) < 4:
+            first_words.append(name)
+        if _in_routine_body(first_words):
+            if name in _BLOCK_OPENERS:
+                depth += 1
+            elif name == "END_P" and depth > 0:
+                depth -= 1
+    if has_code:
+        statements.append(_statement(cell, start, len(cell)))
+    return statements
+
+
+def _in_routine_body(first_words: list[str]) -> bool:
+    # CREATE [OR REPLACE] FUNCTION|PROCEDURE: only there can BEGIN ATOMIC hold semicolons.
+    words = [w for w in first_words if w not in ("OR", "REPLACE")]
+    return len(words) >= 2 and words[0] == "CREATE" and words[1] in ("FUNCTION", "PROCEDURE")
+
+
+def _lstrip_offset(text: str, start: int) -> int:
+    return start + len(text[start:]) - len(text[start:].lstrip())
+
+
+def _statement(cell: str, start: int, end: int) -> Statement:
+    offset = _lstrip_offset(cell, start)
+    return Statement(cell[offset:end].rstrip(), offset)
+
+
+def placeholders(sql: str) -> list[tuple[int, int, str]]:
+    """Find ``$name`` and ``$n`` placeholders outside quotes and comments.
+
+    Parameters
+    ----------
+    sql : str
+        One statement.
+
+    Returns
+    -------
+    list of (start, end, name)
+        Character spans; ``name`` is the variable name, or the digits of a
+        positional ``$n``.
+    """
+    chars = _char_offsets(sql)
+
+    def at(byte: int) -> int:
+        return byte if chars is None else chars[byte]
+
+    found: list[tuple[int, int, str]] = []
+    tokens = _tokens(sql)
+    for i, token in enumerate(tokens):
+        if token.name == "PARAM":
+            start, end = at(token.start), at(token.end + 1)
+            found.append((start, end, sql[start + 1 : end]))
+        elif token.name == "ASCII_36" and i + 1 < len(tokens):
+            nxt = tokens[i + 1]
+            if nxt.start != token.end + 1:
+                continue
+            start, end = at(token.start), at(nxt.end + 1)
+            word = sql[start + 1 : end]
+            if _IDENT_RE.match(word):
+                found.append((start, end, word))
+    return found
+
+
+def bind(
+    statement: Statement,
+    namespace: Mapping[str, Any],
+    positional: Sequence[Any] = (),
+) -> BoundStatement:
+    """Rewrite ``$name`` to ``$n`` and collect the values, before any I/O.
+
+    Parameters
+    ----------
+    statement : Statement
+        The statement to bind.
+    namespace : mapping
+        Where ``$name`` looks up ``name`` (the notebook's user namespace).
+    positional : sequence
+        Values for plain ``$1, $2, ...``.
+
+    Returns
+    -------
+    BoundStatement
+
+    Raises
+    ------
+    ParameterError
+        A variable is missing, or named and positional parameters are mixed, or
+        a ``$n`` has no value.
+
+    Examples
+    --------
+    >>> bind(Statement("SELECT $x + 1", 0), {"x": 41}).sql
+    'SELECT $1 + 1'
+    """
+    sql = statement.text
+    spans = placeholders(sql)
+    named = [s for s in spans if not s[2].isdigit()]
+    numbered = [s for s in spans if s[2].isdigit()]
+    if named and numbered:
+        raise ParameterError("mix of $name and $1-style parameters in one statement; use one kind")
+    if numbered:
+        highest = max(int(s[2]) for s in numbered)
+        if highest > len(positional):
+            raise ParameterError(
+                f"${highest} has no value: pass values with -p/--params ({len(positional)} given)"
+            )
+        return BoundStatement(sql, tuple(positional[:highest]), statement, ("",) * highest)
+    if not named:
+        return BoundStatement(sql, (), statement)
+
+    order: dict[str, int] = {}
+    missing = [name for _, _, name in named if name not in namespace]
+    if missing:
+        unique = list(dict.fromkeys(missing))
+        listed = ", ".join(f"${n}" for n in unique)
+        noun = "variable" if len(unique) == 1 else "variables"
+        raise ParameterError(f"{noun} not defined in the notebook: {listed}")
+    pieces: list[str] = []
+    shifts: list[tuple[int, int]] = []
+    cursor = 0
+    out_len = 0
+    for start, end, name in named:
+        index = order.setdefault(name, len(order) + 1)
+        pieces.append(sql[cursor:start])
+        out_len += start - cursor
+        marker = f"${index}"
+        pieces.append(marker)
+        out_len += len(marker)
+        cursor = end
+        shifts.append((out_len, end - out_len))
+    pieces.append(sql[cursor:])
+    args = tuple(namespace[name] for name in order)
+    return BoundStatement("".join(pieces), args, statement, tuple(order), tuple(shifts))

@@ -1,0 +1,518 @@
+"""The kernel-wide runtime: one asyncio loop on a daemon thread owns every asyncpg object.
+
+Why a thread of our own: the kernel's loop does not run while a cell runs
+synchronous code, interrupts of an ``await`` only land when it finishes
+(ipykernel #881), and terminal IPython runs no loop between prompts.  A loop on a
+daemon thread keeps listeners alive in all of those, and a magic that waits on it
+can cancel on the server when Ctrl-C arrives.
+
+Threads: the main (kernel) thread calls :meth:`Runtime.run`, which submits a
+coroutine and waits; only the loop thread touches asyncpg objects.  Messages the
+server sends while a statement runs (NOTICE, WARNING) and one-line notes of our
+own travel through a thread-safe queue and are handed to the waiting thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import enum
+import json
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from pgmagic import dsn as dsn_module
+from pgmagic import embedded
+from pgmagic.errors import ConnectError, QueryCancelled
+
+if TYPE_CHECKING:
+    from pgmagic.session import Session
+
+__all__ = ["Message", "Runtime", "Settings", "default_runtime"]
+
+T = TypeVar("T")
+
+# How long a cancelled operation may take to wind down (the server acknowledges
+# the cancel request, the connection becomes idle) before the cell gives up waiting.
+_CANCEL_GRACE = 10.0
+_POLL = 0.05
+
+
+@dataclass
+class Settings:
+    """Connection settings, mirrored from the ``PgMagics`` configuration traits.
+
+    Attributes
+    ----------
+    pool_min_size, pool_max_size : int
+        Pool bounds; the pool serves the Python API and concurrent work.
+    max_inactive_connection_lifetime : float
+        Seconds an idle pool connection lives before it is closed.
+    command_timeout : float or None
+        Default statement timeout in seconds (client side, cancels on the server).
+    init : callable or None
+        ``async def init(conn)`` run on every new connection, after pgmagic's own
+        codecs (use it for ``set_type_codec``).
+    connect_timeout : float
+        Seconds to wait for a connection.
+    """
+
+    pool_min_size: int = 0
+    pool_max_size: int = 4
+    max_inactive_connection_lifetime: float = 300.0
+    command_timeout: float | None = None
+    init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    connect_timeout: float = 10.0
+
+
+class MessageKind(enum.Enum):
+    """Where a message comes from."""
+
+    INFO = "info"
+    SERVER = "server"
+    STATUS = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A line to show under the running cell.
+
+    Attributes
+    ----------
+    kind : MessageKind
+        Our own note, a server message (NOTICE, WARNING, ...), or a
+        statement's command tag.
+    text : str
+        The line as shown, e.g. ``NOTICE:  table created``.
+    severity : str
+        Server severity (``NOTICE``, ``WARNING``...) or ``INFO`` for ours.
+    """
+
+    kind: MessageKind
+    text: str
+    severity: str = "INFO"
+
+
+def _encode_json(value: Any) -> str:
+    # A str is taken as JSON text already, as asyncpg does without a codec.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def _install_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=_encode_json, decoder=json.loads, format="text"
+        )
+
+
+@dataclass
+class _Connected:
+    target: dsn_module.Target
+    dsn: str | None
+    embedded_server: embedded.EmbeddedServer | None = None
+    server_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime:
+    """The background loop, the database target, the pool and the session.
+
+    Create one per kernel (see :func:`default_runtime`); the magics and the
+    Python API share it.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Connection settings; read again whenever the pool is (re)created.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="pgmagic-runtime", daemon=True
+        )
+        self._thread.start()
+        self._messages: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._explicit_dsn: str | None = None
+        self._connected: _Connected | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._pool_settings: tuple[Any, ...] | None = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._session: Session | None = None
+        self._closed = False
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        atexit.register(self.close)
+
+    # ------------------------------------------------------------------ threads
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The runtime's event loop (runs on its own daemon thread)."""
+        return self._loop
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return self._closed
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule a coroutine on the runtime loop from any thread.
+
+        Parameters
+        ----------
+        coro : coroutine
+
+        Returns
+        -------
+        concurrent.futures.Future
+        """
+        if self._closed:
+            coro.close()
+            raise ConnectError("pgmagic's runtime is closed; run %reload_ext pgmagic")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def run(
+        self,
+        coro: Coroutine[Any, Any, T],
+        on_message: Callable[[Message], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> T:
+        """Run a coroutine on the runtime loop and wait; Ctrl-C cancels it.
+
+        Parameters
+        ----------
+        coro : coroutine
+            The work to do (it may touch asyncpg objects).
+        on_message : callable, optional
+            Called in the waiting thread for each message (NOTICE, notes)
+            while the coroutine runs and after it ends.
+        on_tick : callable, optional
+            Called in the waiting thread about every 50 ms while waiting
+            (progress displays).
+
+        Returns
+        -------
+        The coroutine's result.
+
+        Raises
+        ------
+        QueryCancelled
+            The user interrupted; the operation was cancelled on the server.
+        """
+        if self._closed:
+            coro.close()
+            raise ConnectError("pgmagic's runtime is closed; run %reload_ext pgmagic")
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+        holder: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task = self._loop.create_task(coro)
+            holder.append(task)
+            task.add_done_callback(lambda t: _transfer(t, result))
+
+        def cancel() -> None:
+            if holder and not holder[0].done():
+                holder[0].cancel()
+
+        self._loop.call_soon_threadsafe(start)
+        try:
+            while True:
+                try:
+                    return result.result(timeout=_POLL)
+                except concurrent.futures.TimeoutError:
+                    self.drain(on_message)
+                    if on_tick is not None:
+                        on_tick()
+        except KeyboardInterrupt:
+            self._loop.call_soon_threadsafe(cancel)
+            # A second Ctrl-C stops waiting for the wind-down.
+            with contextlib.suppress(KeyboardInterrupt):
+                concurrent.futures.wait([result], timeout=_CANCEL_GRACE)
+            raise QueryCancelled() from None
+        finally:
+            self.drain(on_message)
+
+    def drain(self, on_message: Callable[[Message], None] | None) -> None:
+        """Hand queued messages to ``on_message`` (or drop them if None).
+
+        Parameters
+        ----------
+        on_message : callable or None
+        """
+        while True:
+            try:
+                message = self._messages.get_nowait()
+            except queue.Empty:
+                return
+            if on_message is not None:
+                on_message(message)
+
+    def post(self, message: Message) -> None:
+        """Queue a message for the thread that waits on the runtime.
+
+        Parameters
+        ----------
+        message : Message
+        """
+        self._messages.put(message)
+
+    def note(self, text: str) -> None:
+        """Queue one of our own one-line notes.
+
+        Parameters
+        ----------
+        text : str
+        """
+        self.post(Message(MessageKind.INFO, text))
+
+    # --------------------------------------------------------------- connecting
+    def set_target(self, dsn: str | None) -> None:
+        """Choose the database for the next connection (``%pg connect``).
+
+        Closes the current pool and session (on the loop) so the next use
+        connects to the new target.
+
+        Parameters
+        ----------
+        dsn : str or None
+            A DSN, ``"embedded"``, or None to go back to the environment.
+        """
+        dsn_module.resolve(dsn)  # reject a malformed DSN before dropping anything
+        self._explicit_dsn = dsn
+        self.run(self._disconnect())
+
+    def disconnect(self) -> None:
+        """Close the session, the pool and every listener; the next use reconnects."""
+        self.run(self._disconnect())
+
+    async def _lock(self) -> asyncio.Lock:
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        return self._connect_lock
+
+    async def target(self) -> _Connected:
+        """Resolve the target, starting the embedded server if it is the one."""
+        if self._connected is not None:
+            return self._connected
+        async with await self._lock():
+            if self._connected is not None:
+                return self._connected
+            target = dsn_module.resolve(self._explicit_dsn)
+            if target.embedded:
+                server = await asyncio.to_thread(embedded.start)
+                connected = _Connected(target, server.dsn, server)
+                # The server package stops the server in an atexit hook; ours must run
+                # first (atexit is last-in, first-out) so connections close cleanly.
+                atexit.unregister(self.close)
+                atexit.register(self.close)
+            else:
+                connected = _Connected(target, target.dsn)
+            self._connected = connected
+            return connected
+
+    async def connect(self) -> asyncpg.Connection:
+        """Open a new connection to the target, with pgmagic's codecs and the init hook.
+
+        Returns
+        -------
+        asyncpg.Connection
+
+        Raises
+        ------
+        ConnectError
+            The server could not be reached; the message never holds a password.
+        """
+        connected = await self.target()
+        try:
+            conn = await asyncpg.connect(
+                connected.dsn,
+                timeout=self.settings.connect_timeout,
+                command_timeout=self.settings.command_timeout,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise _connect_error(connected, error) from None
+        await self._setup(conn)
+        if connected.embedded_server is not None and not connected.extra.get("announced"):
+            connected.extra["announced"] = True
+            server = connected.embedded_server
+            version = conn.get_server_version()
+            self.note(
+                f"pgmagic: using embedded PostgreSQL {version.major}.{version.minor} "
+                f"(data in {server.data_dir}, started in {server.startup_seconds:.1f} s)"
+            )
+        return conn
+
+    async def _setup(self, conn: asyncpg.Connection) -> None:
+        await _install_codecs(conn)
+        if self.settings.init is not None:
+            await self.settings.init(conn)
+
+    async def pool(self) -> asyncpg.Pool:
+        """The connection pool, created on first use and rebuilt if settings changed.
+
+        Returns
+        -------
+        asyncpg.Pool
+        """
+        wanted = (
+            self.settings.pool_min_size,
+            self.settings.pool_max_size,
+            self.settings.max_inactive_connection_lifetime,
+            self.settings.command_timeout,
+            self.settings.init,
+        )
+        if self._pool is not None and self._pool_settings == wanted:
+            return self._pool
+        async with await self._lock():
+            if self._pool is not None and self._pool_settings != wanted:
+                old, self._pool = self._pool, None
+                await old.close()
+            if self._pool is None:
+                connected = await self.target()
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        connected.dsn,
+                        min_size=self.settings.pool_min_size,
+                        max_size=self.settings.pool_max_size,
+                        max_inactive_connection_lifetime=self.settings.max_inactive_connection_lifetime,
+                        command_timeout=self.settings.command_timeout,
+                        timeout=self.settings.connect_timeout,
+                        init=self._setup,
+                    )
+                except (
+                    TimeoutError,
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                ) as error:
+                    raise _connect_error(connected, error) from None
+                self._pool_settings = wanted
+            return self._pool
+
+    async def session(self) -> Session:
+        """The sticky session (created on first use), reconnected if it was lost.
+
+        Returns
+        -------
+        pgmagic.session.Session
+        """
+        from pgmagic.session import Session
+
+        if self._session is None:
+            self._session = Session(self)
+        await self._session.ensure_connected()
+        return self._session
+
+    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Register a coroutine function to run on the loop when the runtime closes.
+
+        Parameters
+        ----------
+        closer : callable returning an awaitable
+            Listeners, streams and other features that hold connections use this.
+        """
+        self._closers.append(closer)
+
+    async def _disconnect(self) -> None:
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            # One feature's failure to close must not keep the others open.
+            with contextlib.suppress(Exception):
+                await closer()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()
+        self._connected = None
+
+    def pool_if_open(self) -> asyncpg.Pool | None:
+        """The pool if it has been created, without creating it."""
+        return self._pool
+
+    def describe_target(self) -> str:
+        """A password-free description of where the runtime connects."""
+        if self._connected is not None:
+            return self._connected.target.describe()
+        return dsn_module.resolve(self._explicit_dsn).describe()
+
+    @property
+    def connected(self) -> _Connected | None:
+        """Resolved connection facts, or None before the first connection."""
+        return self._connected
+
+    def close(self) -> None:
+        """Close every connection and stop the loop thread.  Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        if self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
+                future.result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<pgmagic.Runtime {state} target={self.describe_target()!r}>"
+
+
+def _transfer(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None:
+    if result.done():
+        return
+    if task.cancelled():
+        result.cancel()
+    elif (error := task.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(task.result())
+
+
+def _connect_error(connected: _Connected, error: BaseException) -> ConnectError:
+    where = connected.target.describe()
+    reason = str(error) or type(error).__name__
+    if connected.dsn:
+        # asyncpg's messages can echo parts of the DSN; never let a password through.
+        reason = reason.replace(connected.dsn, dsn_module.redact(connected.dsn))
+        secret = dsn_module.password_of(connected.dsn)
+        if secret:
+            reason = reason.replace(secret, "***")
+    return ConnectError(f"cannot connect to {where} (from {connected.target.source}): {reason}")
+
+
+_default: Runtime | None = None
+_default_lock = threading.Lock()
+
+
+def default_runtime(create: bool = True) -> Runtime | None:
+    """The kernel-wide runtime shared by the magics and the Python API.
+
+    Parameters
+    ----------
+    create : bool
+        Create it if there is none (or the last one was closed).
+
+    Returns
+    -------
+    Runtime or None
+    """
+    global _default
+    with _default_lock:
+        if (_default is None or _default.closed) and create:
+            _default = Runtime()
+        return _default
