@@ -62,7 +62,12 @@ async def _run_all(
 async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T:
     try:
         return await asyncio.wrap_future(runtime.submit(coro))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        TimeoutError,
+    ) as error:
         raise query.render_error(error, sql) from None
 
 

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from pgmagic.errors import ConnectError
 
@@ -70,7 +70,7 @@ def _unquote_keyword(value: str) -> str:
 
 
 def _keywords_to_url(text: str) -> str:
-    pairs: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     position = 0
     stripped = text.strip()
     while position < len(stripped):
@@ -80,12 +80,11 @@ def _keywords_to_url(text: str) -> str:
                 "cannot read the connection string: expected key=value pairs "
                 "such as 'host=localhost dbname=mydb'"
             )
-        pairs[match.group(1)] = _unquote_keyword(match.group(2))
+        key = "database" if match.group(1) == "dbname" else match.group(1)
+        pairs.append((key, _unquote_keyword(match.group(2))))
         position = match.end()
         while position < len(stripped) and stripped[position].isspace():
             position += 1
-    if "dbname" in pairs:
-        pairs["database"] = pairs.pop("dbname")
     return "postgresql://?" + urlencode(pairs, quote_via=quote)
 
 
@@ -166,7 +165,13 @@ def redact(dsn: str) -> str:
             userinfo = userinfo.split(":", 1)[0] + ":***"
         netloc = f"{userinfo}@{host}"
     query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # urlunsplit drops the "//" of an empty host; keep the URL's own shape.
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        shown += f"?{query}"
+    if parts.fragment:
+        shown += f"#{parts.fragment}"
+    return shown
 
 
 def password_of(dsn: str) -> str | None:

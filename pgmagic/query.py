@@ -83,7 +83,7 @@ def bind_cell(
     return [params.bind(s, namespace, positional) for s in params.split(text)]
 
 
-_ARGUMENT_RE = re.compile(r"query argument \$(\d+)")
+_ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
 
 
 def render_error(error: BaseException, text: str | None = None) -> BaseException:
@@ -103,7 +103,25 @@ def render_error(error: BaseException, text: str | None = None) -> BaseException
         The same error, decorated; raise it ``from None``.
     """
     bound: BoundStatement | None = getattr(error, "pgmagic_statement", None)
-    if isinstance(error, asyncpg.PostgresError):
+    if isinstance(error, TimeoutError):
+        return decorate(
+            error,
+            [
+                "TimeoutError: statement cancelled on the server after the command timeout "
+                "(%config PgMagics.command_timeout)"
+            ],
+        )
+    names = bound.names if bound is not None else ()
+
+    def name_of(match: re.Match[str]) -> str:
+        i = int(match.group(2)) - 1
+        return f"{match.group(1)}${names[i]}" if i < len(names) and names[i] else match.group(0)
+
+    if isinstance(error, asyncpg.PostgresError) and not isinstance(
+        error, asyncpg.PostgresConnectionError
+    ):
+        if names:
+            error.message = _ARGUMENT_RE.sub(name_of, getattr(error, "message", None) or str(error))
         position = getattr(error, "position", None)
         query, index = None, None
         if position and bound is not None:
@@ -120,17 +138,12 @@ def render_error(error: BaseException, text: str | None = None) -> BaseException
                 "transaction: run ROLLBACK, or ROLLBACK TO SAVEPOINT, to continue."
             )
         return decorate(error, lines)
-    message = str(error)
-    if bound is not None and bound.names:
-        names = bound.names
-
-        def name_of(match: re.Match[str]) -> str:
-            i = int(match.group(1)) - 1
-            return f"${names[i]}" if i < len(names) and names[i] else match.group(0)
-
-        message = _ARGUMENT_RE.sub(name_of, message)
-    if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError | ConnectionError):
-        message += " (the next cell reconnects)"
+    message = _ARGUMENT_RE.sub(name_of, str(error))
+    if isinstance(
+        error,
+        asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError,
+    ):
+        message += " (the connection was lost; the next cell reconnects)"
     return decorate(error, [f"{type(error).__name__}: {message}"])
 
 
@@ -248,7 +261,12 @@ def run_cell(
         return CellOutcome([], None, None, 0.0)
     try:
         results = runtime.run(_run_on_session(runtime, statements, quiet), on_message=on_message)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        TimeoutError,
+    ) as error:
         raise render_error(error, text) from None
     shown = next((r for r in reversed(results) if r.returns_rows), None)
     value = value_of(shown, mode, numeric_as_float=numeric_as_float)

@@ -223,13 +223,13 @@ class Runtime:
 
         self._loop.call_soon_threadsafe(start)
         try:
-            while True:
-                try:
-                    return result.result(timeout=_POLL)
-                except concurrent.futures.TimeoutError:
-                    self.drain(on_message)
-                    if on_tick is not None:
-                        on_tick()
+            # Poll with wait(), not result(timeout): a TimeoutError the coroutine
+            # raises (a statement timeout) must not read as "still running".
+            while not concurrent.futures.wait([result], timeout=_POLL).done:
+                self.drain(on_message)
+                if on_tick is not None:
+                    on_tick()
+            return result.result()
         except KeyboardInterrupt:
             self._loop.call_soon_threadsafe(cancel)
             # A second Ctrl-C stops waiting for the wind-down.
@@ -339,9 +339,9 @@ class Runtime:
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise _connect_error(connected, error) from None
         await self._setup(conn)
-        if connected.embedded_server is not None and not connected.extra.get("announced"):
+        server = connected.embedded_server
+        if server is not None and server.first_in_process and not connected.extra.get("announced"):
             connected.extra["announced"] = True
-            server = connected.embedded_server
             version = conn.get_server_version()
             self.note(
                 f"pgmagic: using embedded PostgreSQL {version.major}.{version.minor} "

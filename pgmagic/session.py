@@ -257,14 +257,24 @@ class Session:
         results: list[StatementResult] = []
         for index, bound in enumerate(statements):
             try:
-                result = await execute(
-                    conn, bound, timeout=timeout, cache=self._cache, categories=self._categories
-                )
+                try:
+                    result = await self._execute(conn, bound, timeout)
+                except (asyncpg.InternalClientError, asyncpg.InterfaceError) as error:
+                    # The connection died while idle and asyncpg noticed only now,
+                    # before sending anything (its protocol refuses to start, or
+                    # reports the connection closed): reopen it and run the
+                    # statement there.
+                    broken = isinstance(error, asyncpg.InternalClientError) or conn.is_closed()
+                    if index > 0 or not broken:
+                        raise
+                    conn.terminate()
+                    conn = await self.ensure_connected()
+                    result = await self._execute(conn, bound, timeout)
             except asyncpg.PostgresError as error:
                 self._failed = conn.is_in_transaction()
                 error.pgmagic_statement = bound
                 raise
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, TimeoutError):
                 self._failed = conn.is_in_transaction()
                 await asyncio.shield(self._settle(conn))
                 raise
@@ -274,14 +284,22 @@ class Session:
                 on_result(result, index == len(statements) - 1)
         return results
 
+    async def _execute(
+        self, conn: asyncpg.Connection, bound: BoundStatement, timeout: float | None
+    ) -> StatementResult:
+        return await execute(
+            conn, bound, timeout=timeout, cache=self._cache, categories=self._categories
+        )
+
     async def _settle(self, conn: asyncpg.Connection) -> None:
-        # After a cancel, asyncpg sends the cancel request in the background; an
-        # empty simple query waits until the server has acknowledged it, so the
-        # backend is idle (or idle in a failed transaction) when the cell ends.
+        # After a cancel, asyncpg sends the cancel request in the background; the
+        # next query waits until the server has acknowledged it, so the backend
+        # is idle (or idle in a failed transaction, where this query fails
+        # harmlessly) when the cell ends.
         with contextlib.suppress(
             TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError
         ):
-            await asyncio.wait_for(conn.execute(""), timeout=10)
+            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
         self._failed = conn.is_in_transaction()
 
     async def status(self) -> dict[str, Any]:
