@@ -68,7 +68,7 @@ def test_long_line_is_windowed_around_the_caret() -> None:
 
 def test_wide_characters_keep_the_caret_aligned() -> None:
     query = "SELECT '日本', oops"
-    line, caret = format_postgres_error(err(), query, query.index("oops"))[1:3]
+    _line, caret = format_postgres_error(err(), query, query.index("oops"))[1:3]
     # two columns per wide character: the caret sits under the "o" on screen
     assert caret.index("^") == len("LINE 1: SELECT '日本', ") + 2
 
