@@ -134,12 +134,12 @@ def _objects(values: Sequence[Any]) -> np.ndarray[Any, Any]:
 
 
 def _masked(values: Sequence[Any], np_dtype: str, fill: Any) -> tuple[np.ndarray[Any, Any], Any]:
-    try:
+    # Sequence.count compares by identity first, in C: a cheap NULL check.
+    if values.count(None) == 0:
         return np.array(values, dtype=np_dtype), np.zeros(len(values), dtype=bool)
-    except TypeError:
-        mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-        data = np.array([fill if v is None else v for v in values], dtype=np_dtype)
-        return data, mask
+    mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    data = np.array([fill if v is None else v for v in values], dtype=np_dtype)
+    return data, mask
 
 
 def _integers(np_dtype: str) -> Callable[[Sequence[Any]], Any]:

@@ -370,12 +370,12 @@ class Runtime:
         )
         if self._pool is not None and self._pool_settings == wanted:
             return self._pool
+        connected = await self.target()  # takes the lock itself; asyncio locks do not nest
         async with await self._lock():
             if self._pool is not None and self._pool_settings != wanted:
                 old, self._pool = self._pool, None
                 await old.close()
             if self._pool is None:
-                connected = await self.target()
                 try:
                     self._pool = await asyncpg.create_pool(
                         connected.dsn,

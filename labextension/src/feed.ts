@@ -1,0 +1,370 @@
+/**
+ * One notification feed per kernel: the comm to the kernel side of pgmagic
+ * and the bounded history the side panel renders.
+ */
+
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
+import type { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import {
+  COMM_TARGET,
+  EXPORT_VARIABLE,
+  FeedItem,
+  IFeedState,
+  parseKernelMessage,
+  toCommData
+} from './protocol';
+
+/** Rows the frontend keeps per kernel; older ones are evicted. */
+export const MAX_ITEMS = 2000;
+
+/**
+ * Where the feed stands with respect to the kernel side.
+ *
+ * - `not-loaded`: the kernel holds no `pgmagic.panel` comm.
+ * - `connecting`: attached to a comm, waiting for the first snapshot.
+ * - `attached`: the kernel has sent its state at least once.
+ */
+export type FeedStatus = 'not-loaded' | 'connecting' | 'attached';
+
+/**
+ * What changed, so the panel can render incrementally.
+ *
+ * `reset` means the item list was replaced (snapshot, clear); `append` means
+ * items were added at the end; `state` covers header-only changes.
+ */
+export type FeedChange = 'reset' | 'append' | 'state';
+
+export interface IExportResult {
+  variable: string;
+  rows: number;
+}
+
+export interface IFeedFilter {
+  channel: string | null;
+  text: string | null;
+}
+
+export class KernelFeed implements IDisposable {
+  constructor(readonly kernel: Kernel.IKernelConnection) {
+    kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
+    kernel.statusChanged.connect(this._onStatusChanged, this);
+    kernel.connectionStatusChanged.connect(this._onConnectionStatus, this);
+    kernel.iopubMessage.connect(this._onIOPubMessage, this);
+    kernel.disposed.connect(this.dispose, this);
+    void this._discover();
+  }
+
+  get changed(): ISignal<this, FeedChange> {
+    return this._changed;
+  }
+
+  get exported(): ISignal<this, IExportResult> {
+    return this._exported;
+  }
+
+  get disposed(): ISignal<this, void> {
+    return this._disposed;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  get status(): FeedStatus {
+    return this._status;
+  }
+
+  /** Latest state sent by the kernel, or null before the first message. */
+  get state(): IFeedState | null {
+    return this._state;
+  }
+
+  /** Held items, oldest first. */
+  get items(): readonly FeedItem[] {
+    return this._items;
+  }
+
+  /**
+   * Items received but no longer shown: evicted by the bound here or
+   * already gone from the kernel's history when the snapshot was taken.
+   */
+  get droppedFromView(): number {
+    return this._droppedFromView;
+  }
+
+  /** Forget the held items; the kernel keeps its own history. */
+  clear(): void {
+    const last = this._items[this._items.length - 1];
+    if (last) {
+      this._clearedThroughSeq = Math.max(this._clearedThroughSeq, last.seq);
+    }
+    this._items = [];
+    this._droppedFromView = 0;
+    this._changed.emit('reset');
+  }
+
+  /**
+   * Ask the kernel to assign the matching items to a DataFrame variable.
+   *
+   * Returns false when there is no comm to send on. The reply arrives on
+   * `exported`; while a cell runs it waits for the kernel to go idle,
+   * because comm messages to the kernel travel on the shell channel.
+   */
+  requestExport(filter: IFeedFilter): boolean {
+    if (!this._comm) {
+      return false;
+    }
+    this._comm.send(
+      toCommData({
+        type: 'export',
+        variable: EXPORT_VARIABLE,
+        channel: filter.channel,
+        text: filter.text
+      })
+    );
+    return true;
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    // The comm is left open on purpose: it belongs to the kernel session,
+    // and a reloaded page re-attaches to it by id.
+    this._comm = null;
+    if (!this.kernel.isDisposed) {
+      this.kernel.removeCommTarget(COMM_TARGET, this._onCommOpen);
+    }
+    this._disposed.emit();
+    Signal.clearData(this);
+  }
+
+  /** The kernel opened a comm, e.g. on `%load_ext pgmagic`. */
+  private _onCommOpen = (
+    comm: Kernel.IComm,
+    msg: KernelMessage.ICommOpenMsg
+  ): void => {
+    // A comm opened by the kernel starts a new sequence space.
+    this._clearedThroughSeq = -Infinity;
+    this._adopt(comm);
+    this._handleData(msg.content.data);
+    if (this._status !== 'attached') {
+      // The open carried no snapshot: ask for one.
+      this._send({ type: 'hello' });
+    }
+  };
+
+  /**
+   * Re-attach to a comm the kernel already holds (page reload, a feed
+   * created after `%load_ext` ran), the way ipywidgets restores widgets.
+   */
+  private async _discover(): Promise<void> {
+    if (this._comm || this._discovering || this._isDisposed) {
+      return;
+    }
+    this._discovering = true;
+    try {
+      const reply = await this.kernel.requestCommInfo({
+        target_name: COMM_TARGET
+      });
+      if (this._comm || this._isDisposed || reply.content.status !== 'ok') {
+        return;
+      }
+      const comms = reply.content.comms;
+      // Old kernels ignore target_name and list every comm.
+      const commId = Object.keys(comms).find(
+        id => comms[id].target_name === COMM_TARGET
+      );
+      if (commId === undefined || this.kernel.hasComm(commId)) {
+        this._setStatus('not-loaded');
+        return;
+      }
+      this._adopt(this.kernel.createComm(COMM_TARGET, commId));
+      this._send({ type: 'hello' });
+    } catch (reason) {
+      // The kernel went away mid-request; the next status change retries.
+      console.debug('pgmagic: comm discovery failed', reason);
+    } finally {
+      this._discovering = false;
+    }
+  }
+
+  private _adopt(comm: Kernel.IComm): void {
+    const previous = this._comm;
+    this._comm = comm;
+    if (previous && previous.commId !== comm.commId && !previous.isDisposed) {
+      // Keep one live comm per kernel: the kernel replaced the old one.
+      previous.close();
+    }
+    comm.onMsg = msg => {
+      if (this._comm === comm) {
+        this._handleData(msg.content.data);
+      }
+    };
+    comm.onClose = () => {
+      if (this._comm === comm) {
+        this._comm = null;
+        this._setStatus('not-loaded');
+      }
+    };
+    this._setStatus('connecting');
+  }
+
+  private _send(message: { type: 'hello' }): void {
+    this._comm?.send(toCommData(message));
+  }
+
+  private _handleData(data: unknown): void {
+    const message = parseKernelMessage(data);
+    if (message === null) {
+      return;
+    }
+    switch (message.type) {
+      case 'snapshot': {
+        const cleared = this._clearedThroughSeq > -Infinity;
+        const items = message.items
+          .filter(item => item.seq > this._clearedThroughSeq)
+          .sort((a, b) => a.seq - b.seq);
+        const evicted = Math.max(0, items.length - MAX_ITEMS);
+        this._items = items.slice(evicted);
+        // After a Clear, the kernel's losses predate what the user wants.
+        this._droppedFromView = (cleared ? 0 : message.state.dropped) + evicted;
+        this._state = message.state;
+        this._setStatus('attached', false);
+        this._changed.emit('reset');
+        break;
+      }
+      case 'batch': {
+        const lastSeq = this._items[this._items.length - 1]?.seq ?? -Infinity;
+        // A batch can overlap the snapshot that answered our hello.
+        const fresh = message.items.filter(item => item.seq > lastSeq);
+        this._items = this._items.concat(fresh);
+        const evicted = Math.max(0, this._items.length - MAX_ITEMS);
+        if (evicted > 0) {
+          this._items = this._items.slice(evicted);
+          this._droppedFromView += evicted;
+        }
+        this._state = message.state;
+        this._setStatus('attached', false);
+        this._changed.emit(fresh.length > 0 ? 'append' : 'state');
+        break;
+      }
+      case 'exported':
+        this._exported.emit({
+          variable: message.variable,
+          rows: message.rows
+        });
+        break;
+    }
+  }
+
+  private _onStatusChanged(
+    _kernel: Kernel.IKernelConnection,
+    status: Kernel.Status
+  ): void {
+    if (
+      status === 'restarting' ||
+      status === 'autorestarting' ||
+      status === 'dead'
+    ) {
+      // The connection disposes its comms on restart without calling
+      // onClose, and the restarted kernel numbers items from scratch.
+      this._comm = null;
+      this._clearedThroughSeq = -Infinity;
+      this._setStatus('not-loaded');
+    }
+  }
+
+  private _onConnectionStatus(
+    _kernel: Kernel.IKernelConnection,
+    status: Kernel.ConnectionStatus
+  ): void {
+    if (status !== 'connected') {
+      return;
+    }
+    if (this._comm) {
+      // Messages sent while the websocket was down are lost: resync.
+      this._send({ type: 'hello' });
+    } else {
+      void this._discover();
+    }
+  }
+
+  /**
+   * Retry discovery each time a cell finishes: cheap, and it catches a
+   * comm opened while no frontend listened (status messages caused by our
+   * own comm_info requests do not match, so this cannot loop).
+   */
+  private _onIOPubMessage(
+    _kernel: Kernel.IKernelConnection,
+    msg: KernelMessage.IIOPubMessage
+  ): void {
+    if (
+      !this._comm &&
+      msg.header.msg_type === 'status' &&
+      (msg as KernelMessage.IStatusMsg).content.execution_state === 'idle' &&
+      msg.parent_header.msg_type === 'execute_request'
+    ) {
+      void this._discover();
+    }
+  }
+
+  private _setStatus(status: FeedStatus, emit = true): void {
+    if (this._status === status) {
+      return;
+    }
+    this._status = status;
+    if (emit) {
+      this._changed.emit('state');
+    }
+  }
+
+  private _comm: Kernel.IComm | null = null;
+  private _discovering = false;
+  private _status: FeedStatus = 'not-loaded';
+  private _state: IFeedState | null = null;
+  private _items: FeedItem[] = [];
+  private _droppedFromView = 0;
+  /** Items up to this seq were cleared by the user; snapshots skip them. */
+  private _clearedThroughSeq = -Infinity;
+  private _isDisposed = false;
+  private _changed = new Signal<this, FeedChange>(this);
+  private _exported = new Signal<this, IExportResult>(this);
+  private _disposed = new Signal<this, void>(this);
+}
+
+/**
+ * Feeds by kernel id, so notebooks sharing a kernel share one feed and
+ * one comm.
+ */
+export class FeedRegistry {
+  /**
+   * The feed for a kernel connection, created on first use.
+   *
+   * Within one page JupyterLab lets only the first connection to a kernel
+   * handle comms; a feed can only live on that one. Returns null when the
+   * connection cannot carry comms and no feed exists for its kernel.
+   */
+  feedFor(kernel: Kernel.IKernelConnection): KernelFeed | null {
+    const existing = this._feeds.get(kernel.id);
+    if (existing && !existing.isDisposed) {
+      return existing;
+    }
+    if (!kernel.handleComms || kernel.isDisposed) {
+      return null;
+    }
+    const feed = new KernelFeed(kernel);
+    this._feeds.set(kernel.id, feed);
+    feed.disposed.connect(() => {
+      if (this._feeds.get(kernel.id) === feed) {
+        this._feeds.delete(kernel.id);
+      }
+    });
+    return feed;
+  }
+
+  private _feeds = new Map<string, KernelFeed>();
+}

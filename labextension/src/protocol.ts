@@ -1,0 +1,157 @@
+/**
+ * The `pgmagic.panel` comm protocol, frontend side.
+ *
+ * The kernel side lives in the Python package and is a separate codebase,
+ * so every message is validated here instead of being trusted by type
+ * assertion: a malformed item is skipped, a malformed message is ignored.
+ */
+
+import type { JSONObject } from '@lumino/coreutils';
+
+/** Comm target name shared with the kernel side. */
+export const COMM_TARGET = 'pgmagic.panel';
+
+/** Variable the kernel assigns the exported DataFrame to. */
+export const EXPORT_VARIABLE = 'pg_notifications';
+
+export type ListenerState = 'listening' | 'reconnecting' | 'stopped';
+
+export interface IFeedState {
+  listener: ListenerState;
+  channels: string[];
+  /** Total notifications received by the kernel. */
+  count: number;
+  /** Recent notifications per second. */
+  rate: number;
+  /** Items the kernel-side history no longer holds. */
+  dropped: number;
+}
+
+export interface INotificationItem {
+  seq: number;
+  kind: 'notification';
+  /** Epoch seconds when the kernel received the notification. */
+  time: number;
+  channel: string;
+  pid: number;
+  payload: string;
+}
+
+/** The listener lost its connection between `start` and `end`. */
+export interface IGapItem {
+  seq: number;
+  kind: 'gap';
+  time: number;
+  start: number;
+  end: number;
+  message: string;
+}
+
+export type FeedItem = INotificationItem | IGapItem;
+
+export type KernelMessage =
+  | { type: 'snapshot'; items: FeedItem[]; state: IFeedState }
+  | { type: 'batch'; items: FeedItem[]; state: IFeedState }
+  | { type: 'exported'; variable: string; rows: number };
+
+/** Filter the kernel applies before exporting; null means "no filter". */
+export interface IExportRequest {
+  type: 'export';
+  variable: string;
+  channel: string | null;
+  text: string | null;
+}
+
+export type FrontendMessage = { type: 'hello' } | IExportRequest;
+
+/**
+ * Validate the `data` of a kernel `comm_msg` (or `comm_open`).
+ *
+ * Returns null for anything that is not a known message type.
+ */
+export function parseKernelMessage(data: unknown): KernelMessage | null {
+  if (!isRecord(data)) {
+    return null;
+  }
+  switch (data.type) {
+    case 'snapshot':
+    case 'batch': {
+      const state = parseState(data.state);
+      if (!Array.isArray(data.items) || state === null) {
+        return null;
+      }
+      const items = data.items
+        .map(parseItem)
+        .filter((item): item is FeedItem => item !== null);
+      return { type: data.type, items, state };
+    }
+    case 'exported':
+      if (typeof data.variable !== 'string' || !isNumber(data.rows)) {
+        return null;
+      }
+      return { type: 'exported', variable: data.variable, rows: data.rows };
+    default:
+      return null;
+  }
+}
+
+/** Comm payloads must be JSON objects; the message types above all are. */
+export function toCommData(message: FrontendMessage): JSONObject {
+  return { ...message };
+}
+
+function parseItem(value: unknown): FeedItem | null {
+  if (!isRecord(value) || !isNumber(value.seq) || !isNumber(value.time)) {
+    return null;
+  }
+  if (value.kind === 'notification') {
+    return {
+      seq: value.seq,
+      kind: 'notification',
+      time: value.time,
+      channel: String(value.channel ?? ''),
+      pid: isNumber(value.pid) ? value.pid : 0,
+      payload: String(value.payload ?? '')
+    };
+  }
+  if (value.kind === 'gap') {
+    return {
+      seq: value.seq,
+      kind: 'gap',
+      time: value.time,
+      start: isNumber(value.start) ? value.start : value.time,
+      end: isNumber(value.end) ? value.end : value.time,
+      message: String(value.message ?? '')
+    };
+  }
+  return null;
+}
+
+function parseState(value: unknown): IFeedState | null {
+  if (!isRecord(value)) {
+    return null;
+  }
+  const listener = value.listener;
+  if (
+    listener !== 'listening' &&
+    listener !== 'reconnecting' &&
+    listener !== 'stopped'
+  ) {
+    return null;
+  }
+  return {
+    listener,
+    channels: Array.isArray(value.channels) ? value.channels.map(String) : [],
+    count: isNumber(value.count) ? value.count : 0,
+    rate: isNumber(value.rate) ? value.rate : 0,
+    dropped: isNumber(value.dropped) ? value.dropped : 0
+  };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}

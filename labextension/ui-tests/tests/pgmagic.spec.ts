@@ -1,0 +1,317 @@
+import {
+  expect,
+  IJupyterLabPageFixture,
+  JupyterLabPage,
+  test
+} from '@jupyterlab/galata';
+import type { NotebookPanel } from '@jupyterlab/notebook';
+import type { Locator } from '@playwright/test';
+import * as path from 'path';
+
+/** Stand-in for the kernel side until `%pg listen` drives the panel. */
+const FAKE_FEED = path.resolve(__dirname, '..', 'fake_feed.py');
+const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
+const PANEL = '#pgmagic-feed';
+const ROW = `${PANEL} .jp-PgFeed-row`;
+
+/**
+ * Replace the notebook's cells through the shared model: typing into
+ * CodeMirror auto-indents and has produced broken Python.
+ */
+async function setCells(page: IJupyterLabPageFixture, sources: string[]) {
+  await page.evaluate(sources => {
+    const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
+    const shared = panel.content.model!.sharedModel;
+    const old = shared.cells.length;
+    // Two steps: the notebook view mis-renders a single transaction that
+    // both inserts and deletes cells.
+    shared.insertCells(
+      old,
+      sources.map(source => ({ cell_type: 'code', source }))
+    );
+    shared.deleteCellRange(0, old);
+  }, sources);
+}
+
+async function kernelStatus(page: IJupyterLabPageFixture): Promise<string> {
+  return page.evaluate(() => {
+    const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
+    return panel.sessionContext.session?.kernel?.status ?? 'none';
+  });
+}
+
+/**
+ * Record, for every row the panel adds from now on, how long after the
+ * kernel received the item it reached the DOM (browser and kernel share
+ * the machine's clock).
+ */
+async function trackRowLatency(page: IJupyterLabPageFixture) {
+  await page.evaluate(selector => {
+    const list = document.querySelector(`${selector} .jp-PgFeed-list`)!;
+    const latencies: Record<string, number> = {};
+    (window as unknown as { pgLatency: typeof latencies }).pgLatency =
+      latencies;
+    new MutationObserver(records => {
+      const now = (performance.timeOrigin + performance.now()) / 1000;
+      for (const record of records) {
+        record.addedNodes.forEach(node => {
+          const row = node as HTMLElement;
+          const seq = row.dataset?.seq;
+          if (seq !== undefined && !(seq in latencies)) {
+            latencies[seq] = now - Number(row.dataset.time);
+          }
+        });
+      }
+    }).observe(list, { childList: true });
+  }, PANEL);
+}
+
+async function latencyOf(
+  page: IJupyterLabPageFixture,
+  row: Locator
+): Promise<number> {
+  const seq = await row.getAttribute('data-seq');
+  return page.evaluate(
+    seq =>
+      (window as unknown as { pgLatency: Record<string, number> }).pgLatency[
+        seq!
+      ],
+    seq
+  );
+}
+
+async function startFakeFeed(page: IJupyterLabPageFixture, extra = '') {
+  await setCells(page, [
+    `%run ${FAKE_FEED}\nfeed = FakeFeed(interval=0.4)\n${extra}feed.widget`,
+    'import time\nfeed.emit_later("during-sleep", 1.0)\ntime.sleep(5)'
+  ]);
+}
+
+test.describe('PostgreSQL panel', () => {
+  test.beforeEach(async ({ page }) => {
+    // No name: galata names a notebook by saving it under a new path, which
+    // leaves its kernel session on the old one.
+    await page.notebook.createNew();
+    await page.sidebar.openTab('pgmagic-feed');
+    await expect(page.locator(PANEL)).toBeVisible();
+  });
+
+  test('shows notifications within 1 s, also while a cell sleeps', async ({
+    page
+  }) => {
+    await startFakeFeed(
+      page,
+      'feed.emit(\'{"order": 42, "status": "paid", "lines": [{"sku": "A-1", "qty": 2}]}\', channel="orders")\n' +
+        'feed.gap(2.5)\n'
+    );
+    // No comm yet: the panel says so instead of staying blank.
+    await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
+      'pgmagic not loaded'
+    );
+    await trackRowLatency(page);
+
+    await page.notebook.runCell(0);
+    await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
+      'listening'
+    );
+    await expect(page.locator(ROW).first()).toBeVisible({ timeout: 2000 });
+    expect(await latencyOf(page, page.locator(ROW).first())).toBeLessThan(1);
+
+    await page.notebook.runCell(1, { wait: false });
+    await expect.poll(() => kernelStatus(page)).toBe('busy');
+    const marker = page.locator(ROW, { hasText: 'during-sleep' });
+    await expect(marker).toBeVisible({ timeout: 3000 });
+    expect(await kernelStatus(page)).toBe('busy');
+    expect(await latencyOf(page, marker)).toBeLessThan(1);
+
+    // Every row, idle or busy, arrived within a second.
+    const latencies = await page.evaluate(() =>
+      Object.values(
+        (window as unknown as { pgLatency: Record<string, number> }).pgLatency
+      )
+    );
+    expect(latencies.length).toBeGreaterThan(3);
+    expect(Math.max(...latencies)).toBeLessThan(1);
+    console.log(
+      `row latency over ${latencies.length} rows: max ${Math.max(...latencies).toFixed(3)} s`
+    );
+
+    await expect(page.locator(`${PANEL} .jp-PgFeed-gap`)).toHaveCount(1);
+    await page
+      .locator(`${PANEL} .jp-PgFeed-json summary`, { hasText: '"order":42' })
+      .click();
+    await page
+      .locator(PANEL)
+      .screenshot({ path: path.join(ARTIFACTS, 'panel.png') });
+
+    const widget = page.locator('.pgmagic-feed');
+    await expect(
+      widget.locator('.pgmagic-feed-row', { hasText: 'during-sleep' })
+    ).toBeVisible();
+    await widget
+      .locator('.pgmagic-feed-json summary', { hasText: '"order":42' })
+      .click();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'lab.png') });
+    // Full notebook width for the widget on its own.
+    await page.sidebar.close('right');
+    await widget.screenshot({ path: path.join(ARTIFACTS, 'widget.png') });
+    await page.notebook.waitForRun(1);
+  });
+
+  test('filters, pauses, clears and exports', async ({ page }) => {
+    await startFakeFeed(page);
+    await page.notebook.runCell(0);
+    await expect(page.locator(ROW).nth(3)).toBeVisible();
+
+    const select = page.locator(`${PANEL} .jp-PgFeed-channel`);
+    await select.selectOption('jobs');
+    await expect(
+      page.locator(`${ROW} .jp-PgFeed-channelName`, { hasText: 'orders' })
+    ).toHaveCount(0);
+    await select.selectOption('');
+
+    await page
+      .locator(`${PANEL} .jp-PgFeed-button`, { hasText: 'Pause' })
+      .click();
+    const frozen = await page.locator(ROW).count();
+    await expect(page.locator(`${PANEL} .jp-PgFeed-notice`)).toContainText(
+      /Paused — \d+ new/
+    );
+    expect(await page.locator(ROW).count()).toBe(frozen);
+    await page
+      .locator(`${PANEL} .jp-PgFeed-button`, { hasText: 'Resume' })
+      .click();
+    await expect.poll(() => page.locator(ROW).count()).toBeGreaterThan(frozen);
+
+    await page
+      .locator(`${PANEL} .jp-PgFeed-button`, { hasText: 'Clear' })
+      .click();
+    await expect
+      .poll(() => page.locator(ROW).count(), { timeout: 300 })
+      .toBeLessThan(3);
+
+    // A burst beyond the panel's bound: rows stay capped, the header says
+    // how many fell off.
+    await setCells(page, [
+      'for i in range(2100):\n    feed.emit(f"burst {i}", channel="burst")'
+    ]);
+    await page.notebook.runCell(0);
+    await expect(page.locator(`${PANEL} .jp-PgFeed-dropped`)).toHaveText(
+      /^dropped from view: \d{3}$/
+    );
+    await expect(page.locator(ROW)).toHaveCount(2000);
+
+    await page.locator(`${PANEL} .jp-PgFeed-text`).fill('shipped');
+    await page
+      .locator(`${PANEL} .jp-PgFeed-button`, { hasText: 'Export' })
+      .click();
+    const notice = page.locator(`${PANEL} .jp-PgFeed-notice`);
+    await expect(notice).toContainText(/Exported \d+ rows to pg_notifications/);
+    const rows = Number(
+      (await notice.textContent())!.match(/Exported (\d+)/)![1]
+    );
+
+    await setCells(page, [
+      'df = pg_notifications\n' +
+        'print(type(df).__name__, len(df), df.payload.str.contains("shipped").all())'
+    ]);
+    await page.notebook.runCell(0);
+    expect((await page.notebook.getCellTextOutput(0))!.join('')).toContain(
+      `DataFrame ${rows} True`
+    );
+  });
+
+  test('re-attaches to the kernel comm after a page reload', async ({
+    page
+  }) => {
+    await startFakeFeed(page);
+    await page.notebook.runCell(0);
+    await expect(page.locator(ROW).first()).toBeVisible();
+    await page.notebook.save();
+
+    const [notebookPath, kernelId] = await page.evaluate(() => {
+      const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
+      return [panel.context.path, panel.sessionContext.session?.kernel?.id];
+    });
+    // The fixture proxies JupyterLabPage, whose reload can skip waiting for
+    // a Launcher. It also resets the workspace, so reopen the notebook: the
+    // server still has its session, hence the same kernel.
+    await (page as unknown as JupyterLabPage).reload({ waitForIsReady: false });
+    await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+    await page.evaluate(
+      path => window.jupyterapp.commands.execute('docmanager:open', { path }),
+      notebookPath
+    );
+    await expect
+      .poll(() =>
+        page.evaluate(
+          () =>
+            (window.jupyterapp.shell.currentWidget as NotebookPanel)
+              .sessionContext.session?.kernel?.id
+        )
+      )
+      .toBe(kernelId);
+    await page.sidebar.openTab('pgmagic-feed');
+    await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
+      'listening'
+    );
+    await expect(page.locator(ROW).nth(2)).toBeVisible();
+  });
+});
+
+test.describe('%%pg highlighting', () => {
+  test('SQL keywords in %%pg cells, Python elsewhere', async ({ page }) => {
+    await page.notebook.createNew('sql.ipynb');
+    await setCells(page, [
+      '%%pg -o df\nSELECT id, payload FROM orders WHERE id = 1',
+      'import os\nSELECT = 1',
+      '%%p\nSELECT now()'
+    ]);
+    const cell = (i: number) => page.locator('.jp-Notebook .jp-Cell').nth(i);
+    // The class JupyterLab's highlight style gives keywords, taken from
+    // Python's `import` so the test does not depend on generated names.
+    const keyword = (await cell(1)
+      .locator('.cm-content span', { hasText: /^import$/ })
+      .getAttribute('class'))!;
+    expect(keyword).toBeTruthy();
+    /** How many `word` tokens in cell `i` are styled as keywords. */
+    const keywords = (i: number, word: string) =>
+      cell(i)
+        .locator('.cm-content span', { hasText: new RegExp(`^${word}$`) })
+        .evaluateAll(
+          (spans, k) => spans.filter(s => s.className === k).length,
+          keyword
+        );
+
+    await expect.poll(() => keywords(0, 'SELECT')).toBe(1);
+    expect(await keywords(0, 'FROM')).toBe(1);
+    expect(await keywords(0, 'WHERE')).toBe(1);
+    // `SELECT` is just a name in Python, and `%%p` is not our magic.
+    expect(await keywords(1, 'SELECT')).toBe(0);
+    expect(await keywords(2, 'SELECT')).toBe(0);
+
+    // Typing the missing `g` makes cell 2 a %%pg cell...
+    await cell(2).locator('.cm-line').first().click();
+    await page.keyboard.press('End');
+    await page.keyboard.type('g');
+    await expect.poll(() => keywords(2, 'SELECT')).toBe(1);
+    // ...and breaking the magic line turns it back into Python.
+    await page.keyboard.press('Backspace');
+    await expect.poll(() => keywords(2, 'SELECT')).toBe(0);
+    await page.keyboard.type('g');
+    await expect.poll(() => keywords(2, 'SELECT')).toBe(1);
+    await page.notebook.leaveCellEditingMode(2);
+
+    const top = (await cell(0).boundingBox())!;
+    const bottom = (await cell(2).boundingBox())!;
+    await page.screenshot({
+      path: path.join(ARTIFACTS, 'sql-cells.png'),
+      clip: {
+        x: top.x,
+        y: top.y,
+        width: top.width,
+        height: bottom.y + bottom.height - top.y
+      }
+    });
+  });
+});

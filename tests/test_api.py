@@ -1,0 +1,111 @@
+"""The awaitable Python API, on the pool and on the session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+
+import pgmagic
+from pgmagic.errors import ParameterError
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime(ip: Any) -> Any:
+    # the ip fixture loads pgmagic (so the default runtime exists) and closes it after
+    return ip
+
+
+def test_fetch_binds_keywords_and_positionals() -> None:
+    async def go() -> Any:
+        by_name = await pgmagic.fetch("SELECT $x::int + 1 AS y", x=41)
+        by_position = await pgmagic.fetch("SELECT $1::text || $2::text AS s", "a", "b")
+        return by_name, by_position
+
+    by_name, by_position = asyncio.run(go())
+    assert by_name["y"].tolist() == [42]
+    assert str(by_name.dtypes["y"]) == "Int32"
+    assert by_position["s"].tolist() == ["ab"]
+
+
+def test_fetchrow_fetchval_execute() -> None:
+    async def go() -> Any:
+        status = await pgmagic.execute(
+            "CREATE TEMP TABLE api_t (id int PRIMARY KEY); INSERT INTO api_t VALUES (1), (2)",
+            session=True,
+        )
+        row = await pgmagic.fetchrow("SELECT id FROM api_t WHERE id = $id", id=2, session=True)
+        count = await pgmagic.fetchval("SELECT count(*) FROM api_t", session=True)
+        return status, row, count
+
+    status, row, count = asyncio.run(go())
+    assert status == "INSERT 0 2"
+    assert row["id"] == 2
+    assert count == 2
+
+
+def test_session_shares_state_with_cells(ip: Any) -> None:
+    ip.run_cell("%pg CREATE TEMP TABLE shared (x int); INSERT INTO shared VALUES (7)")
+    assert asyncio.run(pgmagic.fetchval("SELECT x FROM shared", session=True)) == 7
+    # the pool is other connections: the temp table is not there
+    with pytest.raises(asyncpg.UndefinedTableError):
+        asyncio.run(pgmagic.fetchval("SELECT x FROM shared"))
+
+
+def test_errors_keep_their_asyncpg_class() -> None:
+    async def go() -> None:
+        await pgmagic.execute("CREATE TABLE IF NOT EXISTS api_u (k text UNIQUE); TRUNCATE api_u")
+        await pgmagic.execute("INSERT INTO api_u VALUES ('a')")
+        await pgmagic.execute("INSERT INTO api_u VALUES ('a')")
+
+    with pytest.raises(asyncpg.UniqueViolationError) as info:
+        asyncio.run(go())
+    lines = info.value._render_traceback_()  # type: ignore[attr-defined]
+    assert lines[0].startswith("ERROR:  duplicate key value")
+    assert any(line.startswith("DETAIL:") for line in lines)
+    asyncio.run(pgmagic.execute("DROP TABLE api_u"))
+
+
+def test_missing_parameter_is_raised_before_io() -> None:
+    with pytest.raises(ParameterError, match=r"\$who"):
+        asyncio.run(pgmagic.fetch("SELECT $who"))
+
+
+def test_many_queries_run_at_once_on_the_pool(ip: Any) -> None:
+    ip.run_cell("%config PgMagics.pool_max_size = 4")
+
+    async def go() -> float:
+        started = time.perf_counter()
+        frames = await asyncio.gather(
+            *(pgmagic.fetch("SELECT pg_sleep(0.5), $i::int AS i", i=i) for i in range(4))
+        )
+        assert sorted(int(f["i"].iloc[0]) for f in frames) == [0, 1, 2, 3]
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(go())
+    # four half-second sleeps overlap: far less than the two seconds run in a row
+    assert elapsed < 1.5
+
+
+def test_top_level_await_in_a_shell(ip: Any) -> None:
+    result = ip.run_cell("import pgmagic\nframe = await pgmagic.fetch('SELECT 5 AS five')")
+    assert result.error_in_exec is None
+    assert ip.user_ns["frame"]["five"].tolist() == [5]
+
+
+def test_init_hook_runs_on_every_connection(ip: Any) -> None:
+    calls: list[int] = []
+
+    async def init(conn: Any) -> None:
+        calls.append(conn.get_server_pid())
+        await conn.execute("SET application_name = 'from-init'")
+
+    ip.user_ns["my_init"] = init
+    ip.run_cell("%config PgMagics.init = my_init")
+    name = asyncio.run(pgmagic.fetchval("SELECT current_setting('application_name')"))
+    assert name == "from-init"
+    assert ip.run_cell("%pg --scalar SELECT current_setting('application_name')").result == "from-init"
+    assert len(calls) >= 2
