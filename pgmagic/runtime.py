@@ -476,7 +476,9 @@ def _transfer(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> No
     if result.done():
         return
     if task.cancelled():
+        # cancel() alone does not wake concurrent.futures.wait(); this does.
         result.cancel()
+        result.set_running_or_notify_cancel()
     elif (error := task.exception()) is not None:
         result.set_exception(error)
     else:
