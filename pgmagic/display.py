@@ -158,27 +158,29 @@ def _clip(value: str) -> str:
     return value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
 
 
-def _numeric(series: pd.Series) -> bool:
-    dtype = series.dtype
+def _numeric(dtype: Any, values: list[Any]) -> bool:
     if pd.api.types.is_bool_dtype(dtype):
         return False
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         return True
     if pd.api.types.is_object_dtype(dtype):
-        sample = series.dropna()
-        return len(sample) > 0 and isinstance(sample.iloc[0], Decimal)
+        sample = next((v for v in values if not _is_null(v)), None)
+        return isinstance(sample, Decimal)
     return False
 
 
 def _cells(frame: pd.DataFrame, limit: int) -> list[tuple[bool, list[str | None]]]:
     """Per column: right-aligned?, rendered cells (None for NULL)."""
-    shown = frame.iloc[:limit]
+    # One conversion of the shown rows to Python objects; per-column pandas
+    # indexing costs more than the query for small results.
+    shown = frame if len(frame) <= limit else frame.iloc[:limit]
+    rows = shown.to_numpy(dtype=object)
     columns: list[tuple[bool, list[str | None]]] = []
-    for j in range(shown.shape[1]):
-        series = shown.iloc[:, j]
-        date_only = str(series.dtype) == "datetime64[s]"
-        rendered = [None if _is_null(v) else _clip(_format(v, date_only)) for v in series.tolist()]
-        columns.append((_numeric(series), rendered))
+    for j, dtype in enumerate(frame.dtypes):
+        values = rows[:, j].tolist()
+        date_only = str(dtype) == "datetime64[s]"
+        rendered = [None if _is_null(v) else _clip(_format(v, date_only)) for v in values]
+        columns.append((_numeric(dtype, values), rendered))
     return columns
 
 

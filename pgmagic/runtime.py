@@ -335,6 +335,7 @@ class Runtime:
                 connected.dsn,
                 timeout=self.settings.connect_timeout,
                 command_timeout=self.settings.command_timeout,
+                server_settings=_server_settings(connected.dsn),
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise _connect_error(connected, error) from None
@@ -385,6 +386,7 @@ class Runtime:
                         command_timeout=self.settings.command_timeout,
                         timeout=self.settings.connect_timeout,
                         init=self._setup,
+                        server_settings=_server_settings(connected.dsn),
                     )
                 except (
                     TimeoutError,
@@ -483,6 +485,13 @@ def _transfer(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> No
         result.set_exception(error)
     else:
         result.set_result(task.result())
+
+
+def _server_settings(dsn: str | None) -> dict[str, str]:
+    # Name our backends in pg_stat_activity, unless the DSN names them itself.
+    if dsn and "application_name" in dsn:
+        return {}
+    return {"application_name": "pgmagic"}
 
 
 def _connect_error(connected: _Connected, error: BaseException) -> ConnectError:

@@ -85,7 +85,8 @@ class _Categories:
         } - self._known.keys()
         if unknown:
             rows = await conn.fetch(
-                "SELECT oid::int8, typcategory::text FROM pg_catalog.pg_type WHERE oid = any($1::oid[])",
+                "SELECT oid::int8, typcategory::text FROM pg_catalog.pg_type "
+                "WHERE oid = any($1::oid[])",
                 list(unknown),
             )
             self._known.update({r[0]: r[1] for r in rows})

@@ -107,5 +107,7 @@ def test_init_hook_runs_on_every_connection(ip: Any) -> None:
     ip.run_cell("%config PgMagics.init = my_init")
     name = asyncio.run(pgmagic.fetchval("SELECT current_setting('application_name')"))
     assert name == "from-init"
-    assert ip.run_cell("%pg --scalar SELECT current_setting('application_name')").result == "from-init"
+    assert (
+        ip.run_cell("%pg --scalar SELECT current_setting('application_name')").result == "from-init"
+    )
     assert len(calls) >= 2

@@ -17,7 +17,7 @@ import pytest
 from pgmagic import frames
 from pgmagic.frames import Column, records_to_frame
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # (SQL expression producing a non-NULL value, type, expected dtype, expected Python value)
 CASES: list[tuple[str, str, str, Any]] = [
@@ -39,17 +39,42 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("'n'", "name", "str", "n"),
     ("'c'", '"char"', "str", "c"),
     ("'happy'", "mood", "str", "happy"),
-    ("'2024-05-06 07:08:09.123456+02'", "timestamptz", "datetime64[us, UTC]", pd.Timestamp("2024-05-06 05:08:09.123456", tz="UTC")),
-    ("'infinity'", "timestamptz", "datetime64[us, UTC]", pd.Timestamp("9999-12-31 23:59:59.999999", tz="UTC")),
+    (
+        "'2024-05-06 07:08:09.123456+02'",
+        "timestamptz",
+        "datetime64[us, UTC]",
+        pd.Timestamp("2024-05-06 05:08:09.123456", tz="UTC"),
+    ),
+    (
+        "'infinity'",
+        "timestamptz",
+        "datetime64[us, UTC]",
+        pd.Timestamp("9999-12-31 23:59:59.999999", tz="UTC"),
+    ),
     ("'-infinity'", "timestamptz", "datetime64[us, UTC]", pd.Timestamp("0001-01-01", tz="UTC")),
     ("'2024-05-06 07:08:09'", "timestamp", "datetime64[us]", pd.Timestamp("2024-05-06 07:08:09")),
     ("'2024-02-29'", "date", "datetime64[s]", pd.Timestamp("2024-02-29")),
     ("'infinity'", "date", "datetime64[s]", pd.Timestamp("9999-12-31")),
-    ("'1 day 02:03:04.5'", "interval", "timedelta64[us]", pd.Timedelta(days=1, hours=2, minutes=3, seconds=4.5)),
+    (
+        "'1 day 02:03:04.5'",
+        "interval",
+        "timedelta64[us]",
+        pd.Timedelta(days=1, hours=2, minutes=3, seconds=4.5),
+    ),
     ("'-1 month'", "interval", "timedelta64[us]", pd.Timedelta(days=-30)),
     ("'12:34:56'", "time", "object", dt.time(12, 34, 56)),
-    ("'12:34:56+01'", "timetz", "object", dt.time(12, 34, 56, tzinfo=dt.timezone(dt.timedelta(hours=1)))),
-    ("'12345678-1234-5678-1234-567812345678'", "uuid", "object", uuid.UUID("12345678-1234-5678-1234-567812345678")),
+    (
+        "'12:34:56+01'",
+        "timetz",
+        "object",
+        dt.time(12, 34, 56, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+    ),
+    (
+        "'12345678-1234-5678-1234-567812345678'",
+        "uuid",
+        "object",
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    ),
     ("'\\x00ff'", "bytea", "object", b"\x00\xff"),
     ("'{\"a\": [1, 2.5, null]}'", "jsonb", "object", {"a": [1, 2.5, None]}),
     ("'[1, \"x\"]'", "json", "object", [1, "x"]),
@@ -97,8 +122,12 @@ def typed(dsn: str) -> tuple[list[Column], list[Any]]:
     return asyncio.run(_fetch(dsn, sql, SETUP))
 
 
-@pytest.mark.parametrize(("index", "case"), list(enumerate(CASES)), ids=[f"{c[1]}:{c[0]}" for c in CASES])
-def test_type(typed: tuple[list[Column], list[Any]], index: int, case: tuple[str, str, str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("index", "case"), list(enumerate(CASES)), ids=[f"{c[1]}:{c[0]}" for c in CASES]
+)
+def test_type(
+    typed: tuple[list[Column], list[Any]], index: int, case: tuple[str, str, str, Any]
+) -> None:
     columns, records = typed
     frame = records_to_frame(columns, records)
     _, _, dtype, expected = case
@@ -143,7 +172,10 @@ def test_kind_of_unknown_type_is_object() -> None:
 
 def test_large_result_builds_columns(dsn: str) -> None:
     columns, records = asyncio.run(
-        _fetch(dsn, "SELECT g::int4 AS i, CASE WHEN g % 10 = 0 THEN NULL ELSE g::text END AS t FROM generate_series(1, 10000) g")
+        _fetch(
+            dsn,
+            "SELECT g::int4 AS i, CASE WHEN g % 10 = 0 THEN NULL ELSE g::text END AS t FROM generate_series(1, 10000) g",
+        )
     )
     frame = records_to_frame(columns, records)
     assert frame["i"].sum() == 10000 * 10001 // 2
