@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pgmagic._version import __version__
 
 if TYPE_CHECKING:
-    from pgmagic.api import execute, fetch, fetchrow, fetchval
+    from pgmagic.api import execute, fetch, fetchrow, fetchval, load_table, stream, to_file
+    from pgmagic.notify import notification_log, notifications
 
 __all__ = [
     "__version__",
@@ -24,13 +25,23 @@ __all__ = [
     "fetchrow",
     "fetchval",
     "load_ipython_extension",
+    "load_table",
+    "notification_log",
+    "notifications",
+    "stream",
+    "to_file",
     "unload_ipython_extension",
 ]
 
-_API = frozenset({"execute", "fetch", "fetchrow", "fetchval"})
+_API = frozenset({"execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"})
+_NOTIFY = frozenset({"notification_log", "notifications"})
 
 
 def __getattr__(name: str) -> Any:
+    if name in _NOTIFY:
+        from pgmagic import notify
+
+        return getattr(notify, name)
     if name in _API:
         from pgmagic import api
 

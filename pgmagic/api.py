@@ -18,19 +18,24 @@ queries you may need to stop.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 import pandas as pd
 
-from pgmagic import query
+from pgmagic import export, query
+from pgmagic import load as loading
+from pgmagic.export import ExportResult
+from pgmagic.load import LoadResult
 from pgmagic.params import BoundStatement
 from pgmagic.runtime import Runtime, default_runtime
 from pgmagic.session import StatementResult
 from pgmagic.session import execute as execute_statement
+from pgmagic.streaming import Stream
 
-__all__ = ["execute", "fetch", "fetchrow", "fetchval"]
+__all__ = ["execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"]
 
 T = TypeVar("T")
 
@@ -197,3 +202,95 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
         return ""
     results = await _bridge(runtime, _run_all(runtime, statements, session), sql)
     return results[-1].status
+
+
+def stream(
+    sql: str,
+    *args: Any,
+    chunksize: int = 50_000,
+    numeric_as_float: bool = False,
+    **params: Any,
+) -> Stream:
+    """Iterate over a query's result in DataFrames of ``chunksize`` rows.
+
+    The query runs on a pool connection of its own, through a server-side
+    cursor; only one chunk is in memory at a time.
+
+    Parameters
+    ----------
+    sql : str
+        One query; ``$name`` binds keyword arguments, ``$1`` positional ones.
+    *args
+        Values for ``$1, $2, ...``.
+    chunksize : int
+        Rows per DataFrame.
+    numeric_as_float : bool
+        Give ``numeric`` columns as ``float64``.
+    **params
+        Values for ``$name``.
+
+    Returns
+    -------
+    Stream
+        Use ``async for df in ...`` (or a plain ``for`` outside a running loop).
+
+    Examples
+    --------
+    >>> async for df in pgmagic.stream("SELECT * FROM events", chunksize=100_000):  # doctest: +SKIP
+    ...     total += len(df)
+    """
+    bound = query.bind_one(sql, params, args)
+    return Stream(_runtime(), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
+
+
+async def to_file(
+    sql: str, path: str | os.PathLike[str], *args: Any, format: str | None = None, **params: Any
+) -> ExportResult:
+    """Stream a query's result to a file (.parquet, .csv, .csv.gz, .jsonl).
+
+    Parameters
+    ----------
+    sql : str
+        One query.
+    path : path-like
+        Destination; the format comes from the suffix unless ``format`` says.
+    *args
+        Values for ``$1, $2, ...``.
+    format : str, optional
+        ``parquet``, ``csv``, ``csv.gz`` or ``jsonl``.
+    **params
+        Values for ``$name``.
+
+    Returns
+    -------
+    ExportResult
+
+    Examples
+    --------
+    >>> await pgmagic.to_file("SELECT * FROM events", "events.parquet")  # doctest: +SKIP
+    """
+    bound = query.bind_one(sql, params, args)
+    return await asyncio.to_thread(export.export, _runtime(), bound, path, fmt=format)
+
+
+async def load_table(
+    source: pd.DataFrame | str | os.PathLike[str], table: str, *, mode: str = "create"
+) -> LoadResult:
+    """Load a DataFrame, CSV or Parquet file into a table with COPY, in one transaction.
+
+    Parameters
+    ----------
+    source : DataFrame or path
+    table : str
+        ``name`` or ``schema.name``.
+    mode : {"create", "append", "replace"}
+
+    Returns
+    -------
+    LoadResult
+
+    Examples
+    --------
+    >>> await pgmagic.load_table(df, "events", mode="append")  # doctest: +SKIP
+    """
+    return await asyncio.to_thread(loading.load, _runtime(), source, table, mode=mode)

@@ -7,18 +7,21 @@ result.  This is the only module that imports IPython.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import pandas as pd
+from IPython import display as _display
 from IPython.core import magic as _magic
 from IPython.core import magic_arguments as _magic_arguments
 from IPython.core.magic import Magics, magics_class, no_var_expand
-from traitlets import Bool, Float, Int, Unicode, observe
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets import Callable as CallableTrait
 
-from pgmagic import display, query
+from pgmagic import display, export, feed, notify, progress, query, refresh, streaming
+from pgmagic import load as loading
 from pgmagic.errors import OptionError, ParameterError
 from pgmagic.runtime import Message, MessageKind, Runtime
 
@@ -29,9 +32,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 magic_arguments: Callable[[], Callable[[F], F]] = _magic_arguments.magic_arguments
 argument: Callable[..., Callable[[F], F]] = _magic_arguments.argument
 line_cell_magic = cast(Callable[[F], F], _magic.line_cell_magic)
+show: Callable[..., None] = _display.display
+new_display_handle: Callable[[], Any] = _display.DisplayHandle
 
 _TOKEN_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+)""")
-_SUBCOMMANDS = ("connect", "disconnect", "status", "help")
+_SUBCOMMANDS = (
+    "connect",
+    "disconnect",
+    "status",
+    "help",
+    "listen",
+    "unlisten",
+    "notify",
+    "stop",
+    "load",
+)
+_LOAD_RE = re.compile(
+    r"(?P<source>\S+)\s+into\s+(?P<table>.+?)(?P<flags>(?:\s+-{1,2}\w+)*)\s*\Z",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _print_message(message: Message) -> None:
@@ -76,10 +95,27 @@ class PgMagics(Magics):
     dsn = Unicode(None, allow_none=True, help="Database to use, as %pg connect would take it.").tag(
         config=True
     )
+    max_rows = Int(
+        0,
+        help="Stop a %%pg result that would exceed this many rows, pointing to --stream "
+        "and --to (0: no limit).",
+    ).tag(config=True)
+    stream_idle_timeout = Float(
+        300.0,
+        help="Seconds a --stream cursor may sit unread before the server ends its "
+        "transaction (0: never).",
+    ).tag(config=True)
+    notify_history = Int(
+        10_000,
+        help="Notifications kept for the feed, the panel and notification_log(); "
+        "older ones are dropped, and counted.",
+    ).tag(config=True)
 
     def __init__(self, shell: Any, runtime: Runtime, **kwargs: Any) -> None:
-        super().__init__(shell, **kwargs)
+        # Set first: configuration made earlier with %config is applied while the
+        # base class initialises, and the observers below hand it to the runtime.
         self.runtime = runtime
+        super().__init__(shell, **kwargs)
         self._sync_settings()
         if self.dsn:
             runtime.set_target(self.dsn)
@@ -98,6 +134,28 @@ class PgMagics(Magics):
     @observe("dsn")
     def _dsn_changed(self, change: Any) -> None:
         self.runtime.set_target(change["new"])
+
+    @validate("pool_min_size", "pool_max_size", "displaylimit", "max_rows", "connect_timeout")
+    def _check_not_negative(self, proposal: Any) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        smallest = 1 if name in ("pool_max_size", "connect_timeout") else 0
+        if value < smallest:
+            raise TraitError(f"PgMagics.{name} must be at least {smallest}, got {value}")
+        return value
+
+    @validate("notify_history")
+    def _check_notify_history(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError("notify_history must be at least 1")
+        value: int = proposal["value"]
+        return value
+
+    @observe("notify_history")
+    def _notify_history_changed(self, change: Any) -> None:
+        # Configuration loaded by __init__ arrives before self.runtime exists;
+        # load() hands that value to the log.
+        if hasattr(self, "runtime"):
+            notify.listener_for(self.runtime).log.resize(change["new"])
 
     def _sync_settings(self) -> None:
         settings = self.runtime.settings
@@ -176,6 +234,38 @@ class PgMagics(Magics):
     )
     @argument("--scalar", action="store_true", help="Give the single value.")
     @argument("-q", "--quiet", action="store_true", help="Do not print command tags or notes.")
+    @argument(
+        "--stream",
+        action="store_true",
+        help="Give an iterator of DataFrames over a server-side cursor (one chunk in memory).",
+    )
+    @argument(
+        "--chunksize", type=int, default=50_000, metavar="ROWS", help="Rows per streamed chunk."
+    )
+    @argument(
+        "--to",
+        metavar="FILE",
+        help="Stream the result to FILE (.parquet, .csv, .csv.gz, .jsonl) instead of a DataFrame.",
+    )
+    @argument("--format", metavar="FMT", help="Export format when FILE's suffix does not say.")
+    @argument(
+        "--many",
+        metavar="EXPR",
+        help="Run the statement once per row of EXPR (a DataFrame, or a list of tuples or dicts).",
+    )
+    @argument(
+        "--refresh-on",
+        metavar="CHANNEL",
+        action="append",
+        help="Re-run on a pool connection and update the output when CHANNEL is notified "
+        "(repeatable; %%pg stop ends it).",
+    )
+    @argument(
+        "--watch",
+        metavar="SECONDS",
+        type=float,
+        help="Re-run on a pool connection every SECONDS and update the output.",
+    )
     @line_cell_magic
     def pg(self, line: str, cell: str | None = None) -> Any:
         """Run SQL on PostgreSQL; ``$name`` binds the notebook variable ``name``.
@@ -188,6 +278,13 @@ class PgMagics(Magics):
             df = %pg SELECT count(*) AS n FROM users
             %pg connect postgresql://user@host/db     (or $dsn, or --embedded)
             %pg status | disconnect | help
+            %%pg --stream [--chunksize N] -o chunks      (iterate: for df in chunks)
+            %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl   (stream to a file)
+            %%pg --many rows                              (executemany over rows)
+            %pg load DATAFRAME|FILE INTO table [--create | --append | --replace]
+            %%pg --refresh-on CHANNEL | --watch SECONDS   (live output; %pg stop ends it)
+            %pg listen CHANNEL ... | unlisten CHANNEL ... | unlisten --all
+            %pg notify CHANNEL [PAYLOAD | $variable]
 
         A cell may hold several statements; each non-query statement prints its
         command tag and the last query's result is shown and returned as a
@@ -217,25 +314,96 @@ class PgMagics(Magics):
         if args.params is not None:
             values = self._evaluate(args.params)
             positional = tuple(values) if isinstance(values, list | tuple) else (values,)
-        outcome = query.run_cell(
-            self.runtime,
-            sql,
-            self._namespace(),
-            positional,
-            mode=mode,
-            numeric_as_float=self.numeric_as_float,
-            quiet=args.quiet,
-            on_message=None if args.quiet else _print_message,
-        )
+        if args.refresh_on or args.watch is not None:
+            if args.out or args.one or args.scalar:
+                raise OptionError(
+                    "--refresh-on and --watch cannot be combined with -o, --one, --scalar"
+                )
+            handle = new_display_handle()
+            refresh.start(
+                self.runtime,
+                sql,
+                self._namespace(),
+                positional,
+                channels=[_unquote(c) for c in args.refresh_on or []],
+                every=args.watch,
+                show=lambda bundle, first: (handle.display if first else handle.update)(
+                    bundle, raw=True
+                ),
+                limit=self.displaylimit,
+                numeric_as_float=self.numeric_as_float,
+            )
+            return None
+        if args.stream or args.to or args.many:
+            return self._bulk(args, sql, positional)
+        with progress.Bar("fetching", quiet=args.quiet) as bar:
+            outcome = query.run_cell(
+                self.runtime,
+                sql,
+                self._namespace(),
+                positional,
+                mode=mode,
+                numeric_as_float=self.numeric_as_float,
+                quiet=args.quiet,
+                on_message=None if args.quiet else _print_message,
+                max_rows=self.max_rows,
+                on_progress=bar.update,
+            )
         value = outcome.value
         if isinstance(value, pd.DataFrame) and outcome.shown is not None:
             types = tuple(c.type_name for c in outcome.shown.columns or ())
             display.remember(value, display.ResultInfo(outcome.elapsed, self.displaylimit, types))
         if args.out:
-            if not args.out.isidentifier():
-                raise OptionError(f"-o needs a Python name, got {args.out!r}")
-            self._namespace()[args.out] = value
+            self._store(args.out, value)
         return value
+
+    def _bulk(self, args: Any, sql: str, positional: tuple[Any, ...]) -> Any:
+        """--stream, --to and --many: the big-result paths."""
+        if sum(bool(x) for x in (args.stream, args.to, args.many)) > 1:
+            raise OptionError("--stream, --to and --many cannot be combined")
+        if args.one or args.scalar:
+            raise OptionError("--one and --scalar do not combine with --stream, --to or --many")
+        if args.many:
+            outcome = query.run_many(
+                self.runtime,
+                sql,
+                self._evaluate(args.many),
+                quiet=args.quiet,
+                on_message=None if args.quiet else _print_message,
+            )
+            if not args.quiet:
+                print(outcome)
+            return None
+        bound = query.bind_one(sql, self._namespace(), positional)
+        if args.stream:
+            stream = streaming.Stream(
+                self.runtime,
+                bound,
+                chunksize=args.chunksize,
+                numeric_as_float=self.numeric_as_float,
+                idle_timeout=self.stream_idle_timeout,
+            ).open()
+            if args.out:
+                self._store(args.out, stream)
+            return stream
+        with progress.Bar(f"→ {args.to}", quiet=args.quiet) as bar:
+            result = export.export(
+                self.runtime,
+                bound,
+                args.to,
+                fmt=args.format,
+                chunksize=args.chunksize,
+                numeric_as_float=self.numeric_as_float,
+                on_tick=bar.update,
+            )
+        if not args.quiet:
+            print(result.summary())
+        return None
+
+    def _store(self, name: str, value: Any) -> None:
+        if not name.isidentifier():
+            raise OptionError(f"-o needs a Python name, got {name!r}")
+        self._namespace()[name] = value
 
     # ------------------------------------------------------------- subcommands
     def _subcommand(self, name: str, rest: str) -> Any:
@@ -274,8 +442,88 @@ class PgMagics(Magics):
         for key, value in info.items():
             print(f"{key:<{width}}  {value}")
 
+    def _cmd_load(self, rest: str) -> None:
+        match = _LOAD_RE.match(rest.strip())
+        if match is None:
+            raise OptionError(
+                "usage: %pg load DATAFRAME|FILE INTO table [--create | --append | --replace] [-q]"
+            )
+        flags = match.group("flags").split()
+        unknown = [
+            f for f in flags if f not in ("--create", "--append", "--replace", "-q", "--quiet")
+        ]
+        if unknown:
+            raise OptionError(f"unknown option {unknown[0]} for %pg load")
+        modes = [f[2:] for f in flags if f in ("--create", "--append", "--replace")]
+        if len(modes) > 1:
+            raise OptionError("choose one of --create, --append, --replace")
+        quiet = "-q" in flags or "--quiet" in flags
+        token = match.group("source").strip("'\"")
+        source: Any = (
+            self._namespace()[token]
+            if token.isidentifier() and token in self._namespace()
+            else token
+        )
+        if not isinstance(source, pd.DataFrame | str):
+            raise OptionError(
+                f"{token} is a {type(source).__name__}; load takes a DataFrame or a file"
+            )
+        with progress.Bar(f"→ {match.group('table').strip()}", quiet=quiet) as bar:
+            result = loading.load(
+                self.runtime,
+                source,
+                match.group("table").strip(),
+                mode=modes[0] if modes else "create",
+                on_tick=bar.update,
+            )
+        if not quiet:
+            print(result.summary())
+
     def _cmd_help(self, rest: str) -> None:
         print(self.pg.__doc__)
+
+    def _cmd_listen(self, rest: str) -> None:
+        show(feed.listen(self.runtime, _words(rest)))
+
+    def _cmd_unlisten(self, rest: str) -> None:
+        words = _words(rest)
+        if not words or ("--all" in words and len(words) > 1):
+            raise OptionError("usage: %pg unlisten CHANNEL [CHANNEL ...] | --all")
+        stopped = notify.unlisten(self.runtime, None if words == ["--all"] else words)
+        print(f"stopped listening on {', '.join(stopped)}" if stopped else "was not listening")
+
+    def _cmd_notify(self, rest: str) -> None:
+        match = _TOKEN_RE.match(rest)
+        if match is None:
+            raise OptionError("usage: %pg notify CHANNEL [PAYLOAD | $variable]")
+        channel, payload = _unquote(match.group(1)), rest[match.end() :].strip()
+        value: Any = _unquote(payload) if payload else None
+        if re.fullmatch(r"\$[A-Za-z_]\w*", payload):
+            if payload[1:] not in self._namespace():
+                raise ParameterError(f"variable not defined in the notebook: {payload}")
+            value = self._namespace()[payload[1:]]
+        if notify.send(self.runtime, channel, value, on_message=_print_message):
+            print("NOTIFY queued: the server delivers it when the transaction commits")
+
+    def _cmd_stop(self, rest: str) -> None:
+        stopped = refresh.stop_all(self.runtime)
+        print(f"stopped {stopped} refresh{'' if stopped == 1 else 'es'}")
+
+
+def _words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise OptionError(f"{error} in {text.strip()!r}") from None
+
+
+def _unquote(text: str) -> str:
+    if text[:1] not in ("'", '"'):
+        return text
+    words = _words(text)
+    if len(words) != 1:
+        raise OptionError(f"quote the whole value once: {text!r}")
+    return words[0]
 
 
 async def _status(runtime: Runtime) -> dict[str, Any]:
@@ -325,6 +573,7 @@ def load(shell: Any) -> None:
     html_formatter.for_type(pd.DataFrame, as_html)
     text_formatter.for_type(pd.DataFrame, as_text)
     _loaded[id(shell)] = (magics, previous_html, previous_text)
+    feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
 
 
 _loaded: dict[int, tuple[PgMagics, Any, Any]] = {}
@@ -347,6 +596,7 @@ def unload(shell: Any) -> None:
         formatter.type_printers.pop(pd.DataFrame, None)
         if previous is not None:
             formatter.for_type(pd.DataFrame, previous)
+    feed.close_panel(magics.runtime)
     magics.runtime.close()
     shell.magics_manager.magics["line"].pop("pg", None)
     shell.magics_manager.magics["cell"].pop("pg", None)

@@ -237,7 +237,8 @@ def bind(
             raise ParameterError(
                 f"${highest} has no value: pass values with -p/--params ({len(positional)} given)"
             )
-        return BoundStatement(sql, tuple(positional[:highest]), statement, ("",) * highest)
+        values = tuple(adapt(v) for v in positional[:highest])
+        return BoundStatement(sql, values, statement, ("",) * highest)
     if not named:
         return BoundStatement(sql, (), statement)
 
@@ -262,5 +263,58 @@ def bind(
         cursor = end
         shifts.append((out_len, end - out_len))
     pieces.append(sql[cursor:])
-    args = tuple(namespace[name] for name in order)
+    args = tuple(adapt(namespace[name]) for name in order)
     return BoundStatement("".join(pieces), args, statement, tuple(order), tuple(shifts))
+
+
+def adapt(value: Any) -> Any:
+    """Turn numpy and pandas values into the Python values asyncpg encodes.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    object
+        numpy scalars as Python scalars, arrays and Series as lists, pandas'
+        missing markers (``NA``, ``NaT``) as None; everything else unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adapt(np.int64(3)), adapt(np.array([1, 2]))
+    (3, [1, 2])
+    """
+    module = type(value).__module__
+    if module == "numpy":
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        return value
+    if module.startswith("pandas"):
+        name = type(value).__name__
+        if name in ("NAType", "NaTType"):
+            return None
+        if hasattr(value, "tolist") and name in ("Series", "Index"):
+            return value.tolist()
+        if name == "Timestamp":
+            return value.to_pydatetime()
+        if name == "Timedelta":
+            return value.to_pytimedelta()
+    return value
+
+
+def nulls_from_pandas(values: list[Any]) -> list[Any]:
+    """Column values from a DataFrame, with pandas' missing markers (and NaN) as None.
+
+    In a DataFrame NaN means "missing", so rows bound from one send NULL for it.
+
+    Parameters
+    ----------
+    values : list
+
+    Returns
+    -------
+    list
+    """
+    return [None if v is None or (isinstance(v, float) and v != v) else adapt(v) for v in values]

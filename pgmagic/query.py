@@ -19,10 +19,20 @@ import pandas as pd
 from pgmagic import frames, params
 from pgmagic.errors import OptionError, decorate, format_postgres_error
 from pgmagic.params import BoundStatement
+from pgmagic.progress import Progress
 from pgmagic.runtime import Message, MessageKind, Runtime
 from pgmagic.session import StatementResult
 
-__all__ = ["CellOutcome", "Mode", "bind_cell", "render_error", "run_cell"]
+__all__ = [
+    "CellOutcome",
+    "ManyOutcome",
+    "Mode",
+    "bind_cell",
+    "bind_one",
+    "render_error",
+    "run_cell",
+    "run_many",
+]
 
 
 class Mode(enum.Enum):
@@ -81,6 +91,137 @@ def bind_cell(
         A variable is missing or parameters are mixed.
     """
     return [params.bind(s, namespace, positional) for s in params.split(text)]
+
+
+def bind_one(
+    text: str, namespace: Mapping[str, Any], positional: Sequence[Any] = ()
+) -> BoundStatement:
+    """Bind a cell that must hold exactly one statement (streams, exports).
+
+    Parameters
+    ----------
+    text : str
+    namespace : mapping
+    positional : sequence
+
+    Returns
+    -------
+    BoundStatement
+
+    Raises
+    ------
+    OptionError
+        The cell holds no statement, or several.
+    """
+    statements = bind_cell(text, namespace, positional)
+    if len(statements) != 1:
+        raise OptionError(f"this needs exactly one statement; the cell has {len(statements)}")
+    return statements[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ManyOutcome:
+    """What ``--many`` did."""
+
+    status: str
+    rows: int
+    seconds: float
+
+    def __str__(self) -> str:
+        verb = self.status.split()[0] if self.status else "statement"
+        return f"{verb} × {self.rows:,} rows in {self.seconds:.2f} s (one transaction)"
+
+
+def _rows_for(
+    statement: params.Statement, rows: Any
+) -> tuple[BoundStatement, list[tuple[Any, ...]]]:
+    spans = params.placeholders(statement.text)
+    names = list(dict.fromkeys(name for _, _, name in spans if not name.isdigit()))
+    if isinstance(rows, pd.DataFrame):
+        if names:
+            missing = [n for n in names if n not in rows.columns]
+            if missing:
+                raise OptionError(f"--many: the DataFrame has no column {missing[0]!r}")
+            columns = [rows[n] for n in names]
+        else:
+            columns = [rows.iloc[:, i] for i in range(rows.shape[1])]
+        values = list(zip(*(params.nulls_from_pandas(c.tolist()) for c in columns), strict=True))
+    else:
+        values = []
+        for row in rows:
+            if names:
+                if not isinstance(row, Mapping):
+                    raise OptionError("--many with $name needs a DataFrame or a list of dicts")
+                values.append(tuple(row[n] for n in names))
+            else:
+                values.append(tuple(row) if isinstance(row, list | tuple) else (row,))
+    first = dict(zip(names, values[0], strict=True)) if names and values else dict.fromkeys(names)
+    width = max((int(n) for _, _, n in spans if n.isdigit()), default=0)
+    bound = params.bind(
+        statement, first, values[0][:width] if values and width else (None,) * width
+    )
+    if width:
+        values = [row[:width] for row in values]
+    return bound, [tuple(params.adapt(v) for v in row) for row in values]
+
+
+async def _execute_many(
+    runtime: Runtime, bound: BoundStatement, rows: list[tuple[Any, ...]]
+) -> str:
+    session = await runtime.session()
+    async with session.atomic() as conn:
+        try:
+            # asyncpg's executemany gives no command tag.
+            await conn.executemany(bound.sql, rows, timeout=runtime.settings.command_timeout)
+            return ""
+        except asyncpg.PostgresError as error:
+            error.pgmagic_statement = bound
+            raise
+
+
+def run_many(
+    runtime: Runtime,
+    text: str,
+    rows: Any,
+    *,
+    quiet: bool = False,
+    on_message: Callable[[Message], None] | None = None,
+) -> ManyOutcome:
+    """Run one statement for every row, pipelined, in one transaction.
+
+    ``$name`` takes the DataFrame column (or dict key) ``name``; ``$1, $2``
+    take tuple positions.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    text : str
+        One statement, e.g. ``INSERT INTO t VALUES ($id, $name)``.
+    rows : DataFrame or iterable
+        A DataFrame, or tuples / dicts.
+    quiet : bool
+        Unused here; the caller prints the outcome.
+    on_message : callable, optional
+        Receives NOTICEs while the statements run.
+
+    Returns
+    -------
+    ManyOutcome
+    """
+    statements = params.split(text)
+    if len(statements) != 1:
+        raise OptionError(f"--many needs exactly one statement; the cell has {len(statements)}")
+    started = time.perf_counter()
+    bound, values = _rows_for(statements[0], rows)
+    if not values:
+        return ManyOutcome("", 0, 0.0)
+    try:
+        status = runtime.run(_execute_many(runtime, bound, values), on_message=on_message)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise render_error(error, text) from None
+    return ManyOutcome(
+        status or bound.sql.split()[0].upper(), len(values), time.perf_counter() - started
+    )
 
 
 _ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
@@ -164,11 +305,21 @@ def _status_poster(runtime: Runtime) -> Callable[[StatementResult, bool], None]:
 
 
 async def _run_on_session(
-    runtime: Runtime, statements: list[BoundStatement], quiet: bool
+    runtime: Runtime,
+    statements: list[BoundStatement],
+    quiet: bool,
+    max_rows: int,
+    progress: Progress | None,
 ) -> list[StatementResult]:
     session = await runtime.session()
     attach = None if quiet else _status_poster(runtime)
-    return await session.run(statements, on_result=attach, timeout=runtime.settings.command_timeout)
+    return await session.run(
+        statements,
+        on_result=attach,
+        timeout=runtime.settings.command_timeout,
+        max_rows=max_rows,
+        progress=progress,
+    )
 
 
 def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: bool = False) -> Any:
@@ -221,6 +372,8 @@ def run_cell(
     numeric_as_float: bool = False,
     quiet: bool = False,
     on_message: Callable[[Message], None] | None = None,
+    max_rows: int = 0,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> CellOutcome:
     """Run a ``%%pg`` cell on the session and wait for it; Ctrl-C cancels.
 
@@ -241,6 +394,11 @@ def run_cell(
         Do not report command tags.
     on_message : callable, optional
         Receives NOTICEs, command tags and notes while the cell runs.
+    max_rows : int
+        Stop a query whose result exceeds this many rows (0: no limit).
+    on_progress : callable, optional
+        Called about every 50 ms with the rows fetched so far; queries are
+        then fetched in growing chunks so that there is something to count.
 
     Returns
     -------
@@ -259,8 +417,18 @@ def run_cell(
     statements = bind_cell(text, namespace, positional)
     if not statements:
         return CellOutcome([], None, None, 0.0)
+    progress = Progress() if on_progress is not None else None
+
+    def tick() -> None:
+        if on_progress is not None and progress is not None:
+            on_progress(progress)
+
     try:
-        results = runtime.run(_run_on_session(runtime, statements, quiet), on_message=on_message)
+        results = runtime.run(
+            _run_on_session(runtime, statements, quiet, max_rows, progress),
+            on_message=on_message,
+            on_tick=tick,
+        )
     except (
         asyncpg.PostgresError,
         asyncpg.InterfaceError,

@@ -22,9 +22,10 @@ import enum
 import json
 import queue
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
 
@@ -35,7 +36,7 @@ from pgmagic.errors import ConnectError, QueryCancelled
 if TYPE_CHECKING:
     from pgmagic.session import Session
 
-__all__ = ["Message", "Runtime", "Settings", "default_runtime"]
+__all__ = ["Message", "Running", "Runtime", "Settings", "default_runtime"]
 
 T = TypeVar("T")
 
@@ -149,6 +150,7 @@ class Runtime:
         self._session: Session | None = None
         self._closed = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._resources: weakref.WeakSet[Any] = weakref.WeakSet()
         atexit.register(self.close)
 
     # ------------------------------------------------------------------ threads
@@ -206,38 +208,26 @@ class Runtime:
         QueryCancelled
             The user interrupted; the operation was cancelled on the server.
         """
+        return self.start(coro).wait(on_message, on_tick)
+
+    def start(self, coro: Coroutine[Any, Any, T]) -> Running[T]:
+        """Start a coroutine on the runtime loop; wait for it later.
+
+        For work the waiting thread does alongside the coroutine (feeding a
+        COPY, say); :meth:`run` is ``start(coro).wait()``.
+
+        Parameters
+        ----------
+        coro : coroutine
+
+        Returns
+        -------
+        Running
+        """
         if self._closed:
             coro.close()
             raise ConnectError("pgmagic's runtime is closed; run %reload_ext pgmagic")
-        result: concurrent.futures.Future[T] = concurrent.futures.Future()
-        holder: list[asyncio.Task[T]] = []
-
-        def start() -> None:
-            task = self._loop.create_task(coro)
-            holder.append(task)
-            task.add_done_callback(lambda t: _transfer(t, result))
-
-        def cancel() -> None:
-            if holder and not holder[0].done():
-                holder[0].cancel()
-
-        self._loop.call_soon_threadsafe(start)
-        try:
-            # Poll with wait(), not result(timeout): a TimeoutError the coroutine
-            # raises (a statement timeout) must not read as "still running".
-            while not concurrent.futures.wait([result], timeout=_POLL).done:
-                self.drain(on_message)
-                if on_tick is not None:
-                    on_tick()
-            return result.result()
-        except KeyboardInterrupt:
-            self._loop.call_soon_threadsafe(cancel)
-            # A second Ctrl-C stops waiting for the wind-down.
-            with contextlib.suppress(KeyboardInterrupt):
-                concurrent.futures.wait([result], timeout=_CANCEL_GRACE)
-            raise QueryCancelled() from None
-        finally:
-            self.drain(on_message)
+        return Running(self, coro)
 
     def drain(self, on_message: Callable[[Message], None] | None) -> None:
         """Hand queued messages to ``on_message`` (or drop them if None).
@@ -422,7 +412,21 @@ class Runtime:
         """
         self._closers.append(closer)
 
+    def track(self, resource: Any) -> None:
+        """Close ``resource`` (an object with ``async aclose()``) when the runtime closes.
+
+        Held weakly: a resource collected earlier closes itself.
+
+        Parameters
+        ----------
+        resource : object
+        """
+        self._resources.add(resource)
+
     async def _disconnect(self) -> None:
+        for resource in list(self._resources):
+            with contextlib.suppress(Exception):
+                await resource.aclose()
         closers, self._closers = self._closers, []
         for closer in closers:
             # One feature's failure to close must not keep the others open.
@@ -472,6 +476,78 @@ class Runtime:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<pgmagic.Runtime {state} target={self.describe_target()!r}>"
+
+
+class Running(Generic[T]):
+    """A coroutine running on the runtime loop, as seen from the thread that waits.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    coro : coroutine
+    """
+
+    def __init__(self, runtime: Runtime, coro: Coroutine[Any, Any, T]) -> None:
+        self._runtime = runtime
+        self.result: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._task: asyncio.Task[T] | None = None
+        runtime.loop.call_soon_threadsafe(self._start, coro)
+
+    def _start(self, coro: Coroutine[Any, Any, T]) -> None:
+        self._task = self._runtime.loop.create_task(coro)
+        self._task.add_done_callback(lambda t: _transfer(t, self.result))
+
+    def _cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def done(self) -> bool:
+        """Whether the coroutine has finished."""
+        return self.result.done()
+
+    def cancel(self) -> None:
+        """Cancel the coroutine and wait (bounded) until it has wound down."""
+        self._runtime.loop.call_soon_threadsafe(self._cancel)
+        # A second Ctrl-C stops waiting for the wind-down.
+        with contextlib.suppress(KeyboardInterrupt):
+            concurrent.futures.wait([self.result], timeout=_CANCEL_GRACE)
+
+    def wait(
+        self,
+        on_message: Callable[[Message], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> T:
+        """Wait for the result; Ctrl-C cancels the coroutine (on the server too).
+
+        Parameters
+        ----------
+        on_message : callable, optional
+            Receives queued messages while waiting and at the end.
+        on_tick : callable, optional
+            Called about every 50 ms while waiting.
+
+        Returns
+        -------
+        The coroutine's result.
+
+        Raises
+        ------
+        QueryCancelled
+            The user interrupted.
+        """
+        try:
+            # Poll with wait(), not result(timeout): a TimeoutError the coroutine
+            # raises (a statement timeout) must not read as "still running".
+            while not concurrent.futures.wait([self.result], timeout=_POLL).done:
+                self._runtime.drain(on_message)
+                if on_tick is not None:
+                    on_tick()
+            return self.result.result()
+        except KeyboardInterrupt:
+            self.cancel()
+            raise QueryCancelled() from None
+        finally:
+            self._runtime.drain(on_message)
 
 
 def _transfer(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None:

@@ -16,26 +16,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from pgmagic import copying
+from pgmagic.errors import OptionError
 from pgmagic.frames import Column
 from pgmagic.params import BoundStatement
 from pgmagic.runtime import Message, MessageKind
 
 if TYPE_CHECKING:
+    from pgmagic.progress import Progress
     from pgmagic.runtime import Runtime
 
-__all__ = ["Session", "StatementResult", "TransactionState", "execute"]
+__all__ = ["Session", "StatementResult", "TooManyRows", "TransactionState", "execute"]
 
 _CACHE_SIZE = 100
+# Chunked fetches start small (a quick first progress count) and grow so that
+# large results pay few extra round trips.
+_FIRST_CHUNK = 1_000
+_LAST_CHUNK = 100_000
 # OIDs below this are built-in types, whose pandas mapping is fixed in frames.py.
 _FIRST_USER_OID = 16384
+
+
+class TooManyRows(OptionError):
+    """A result is larger than ``PgMagics.max_rows`` allows."""
 
 
 class TransactionState(enum.Enum):
@@ -102,28 +114,69 @@ def _is_stale(error: BaseException) -> bool:
     )
 
 
-async def _prepare_and_fetch(
+async def _prepare(
     conn: asyncpg.Connection,
-    bound: BoundStatement,
+    sql: str,
     timeout: float | None,
     cache: OrderedDict[str, Any] | None,
-) -> tuple[Any, list[Any]]:
+) -> Any:
     if cache is not None:
-        stmt = cache.get(bound.sql)
+        stmt = cache.get(sql)
         if stmt is not None:
-            cache.move_to_end(bound.sql)
-            try:
-                return stmt, await stmt.fetch(*bound.args, timeout=timeout)
-            except asyncpg.PostgresError as error:
-                if not _is_stale(error):
-                    raise
-                cache.clear()
-    stmt = await conn.prepare(bound.sql, timeout=timeout)
+            cache.move_to_end(sql)
+            return stmt
+    stmt = await conn.prepare(sql, timeout=timeout)
     if cache is not None:
-        cache[bound.sql] = stmt
+        cache[sql] = stmt
         if len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
-    return stmt, await stmt.fetch(*bound.args, timeout=timeout)
+    return stmt
+
+
+async def _fetch_in_chunks(
+    conn: asyncpg.Connection,
+    stmt: Any,
+    args: Sequence[Any],
+    timeout: float | None,
+    max_rows: int,
+    progress: Progress | None,
+) -> list[Any]:
+    # A cursor lives in a transaction: outside the user's, the query gets its
+    # own, which is what its implicit transaction would have been.
+    own = not conn.is_in_transaction()
+    if own:
+        await conn.execute("BEGIN")
+    try:
+        cursor = await stmt.cursor(*args, timeout=timeout)
+        records: list[Any] = []
+        size = _FIRST_CHUNK
+        while True:
+            batch = await cursor.fetch(size, timeout=timeout)
+            records.extend(batch)
+            if progress is not None:
+                progress.add(len(batch), 0)
+            if max_rows and len(records) > max_rows:
+                raise TooManyRows(
+                    f"the result has more than {max_rows:,} rows (PgMagics.max_rows): "
+                    "use --stream to iterate over it in chunks, --to FILE to export it, "
+                    "or add a LIMIT"
+                )
+            if len(batch) < size:
+                break
+            size = min(size * 10, _LAST_CHUNK)
+    except BaseException:
+        if own and not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    if own:
+        await conn.execute("COMMIT")
+    return records
+
+
+@functools.lru_cache(maxsize=256)
+def _chunkable(sql: str) -> bool:
+    return copying.copyable(sql)
 
 
 async def execute(
@@ -133,6 +186,8 @@ async def execute(
     timeout: float | None = None,
     cache: OrderedDict[str, Any] | None = None,
     categories: _Categories | None = None,
+    max_rows: int = 0,
+    progress: Progress | None = None,
 ) -> StatementResult:
     """Prepare and run one bound statement on a connection.
 
@@ -147,6 +202,10 @@ async def execute(
         Prepared statements by SQL text; used only outside transactions.
     categories : optional
         Type-category cache for this connection.
+    max_rows : int
+        Stop a query whose result exceeds this many rows (0: no limit).
+    progress : Progress, optional
+        Counts rows as they arrive (queries are then fetched in growing chunks).
 
     Returns
     -------
@@ -156,17 +215,34 @@ async def execute(
     ------
     asyncpg.PostgresError
         The server rejected the statement; the error keeps its asyncpg class.
+    TooManyRows
+        The result exceeds ``max_rows``.
     """
     started = time.perf_counter()
     use_cache = cache is not None and not conn.is_in_transaction()
-    stmt, records = await _prepare_and_fetch(conn, bound, timeout, cache if use_cache else None)
+    for attempt in (0, 1):
+        stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
+        try:
+            chunked = (max_rows or progress is not None) and stmt.get_attributes()
+            if chunked and _chunkable(bound.sql):
+                records = await _fetch_in_chunks(
+                    conn, stmt, bound.args, timeout, max_rows, progress
+                )
+                status = f"SELECT {len(records)}"
+            else:
+                records = await stmt.fetch(*bound.args, timeout=timeout)
+                status = stmt.get_statusmsg() or ""
+            break
+        except asyncpg.PostgresError as error:
+            if attempt == 0 and use_cache and cache is not None and _is_stale(error):
+                cache.clear()
+                continue
+            raise
     attributes = stmt.get_attributes()
     columns = None
     if attributes or records:
         columns = await (categories or _Categories()).columns(conn, attributes)
-    return StatementResult(
-        stmt.get_statusmsg() or "", columns, records, time.perf_counter() - started
-    )
+    return StatementResult(status, columns, records, time.perf_counter() - started)
 
 
 class Session:
@@ -233,6 +309,8 @@ class Session:
         *,
         on_result: Callable[[StatementResult, bool], None] | None = None,
         timeout: float | None = None,
+        max_rows: int = 0,
+        progress: Progress | None = None,
     ) -> list[StatementResult]:
         """Run statements in order on the session; stop at the first error.
 
@@ -244,6 +322,10 @@ class Session:
             whether it was the last statement.
         timeout : float, optional
             Per-statement timeout in seconds.
+        max_rows : int
+            Stop a query whose result exceeds this many rows (0: no limit).
+        progress : Progress, optional
+            Counts rows of queries as they arrive.
 
         Returns
         -------
@@ -259,7 +341,7 @@ class Session:
         for index, bound in enumerate(statements):
             try:
                 try:
-                    result = await self._execute(conn, bound, timeout)
+                    result = await self._execute(conn, bound, timeout, max_rows, progress)
                 except (asyncpg.InternalClientError, asyncpg.InterfaceError) as error:
                     # The connection died while idle and asyncpg noticed only now,
                     # before sending anything (its protocol refuses to start, or
@@ -270,7 +352,7 @@ class Session:
                         raise
                     conn.terminate()
                     conn = await self.ensure_connected()
-                    result = await self._execute(conn, bound, timeout)
+                    result = await self._execute(conn, bound, timeout, max_rows, progress)
             except asyncpg.PostgresError as error:
                 self._failed = conn.is_in_transaction()
                 error.pgmagic_statement = bound
@@ -286,10 +368,21 @@ class Session:
         return results
 
     async def _execute(
-        self, conn: asyncpg.Connection, bound: BoundStatement, timeout: float | None
+        self,
+        conn: asyncpg.Connection,
+        bound: BoundStatement,
+        timeout: float | None,
+        max_rows: int,
+        progress: Progress | None,
     ) -> StatementResult:
         return await execute(
-            conn, bound, timeout=timeout, cache=self._cache, categories=self._categories
+            conn,
+            bound,
+            timeout=timeout,
+            cache=self._cache,
+            categories=self._categories,
+            max_rows=max_rows,
+            progress=progress,
         )
 
     async def _settle(self, conn: asyncpg.Connection) -> None:
@@ -302,6 +395,33 @@ class Session:
         ):
             await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
         self._failed = conn.is_in_transaction()
+
+    @contextlib.asynccontextmanager
+    async def atomic(self) -> AsyncIterator[asyncpg.Connection]:
+        """All-or-nothing work on the session: a transaction, or a savepoint inside one.
+
+        Inside a transaction the user opened, a savepoint keeps their
+        transaction alive if this work fails; otherwise the work gets a
+        transaction of its own.
+
+        Yields
+        ------
+        asyncpg.Connection
+        """
+        conn = await self.ensure_connected()
+        nested = conn.is_in_transaction()
+        await conn.execute("SAVEPOINT pgmagic_atomic" if nested else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            self._failed = False
+            undo = "ROLLBACK TO SAVEPOINT pgmagic_atomic" if nested else "ROLLBACK"
+            if not conn.is_closed():
+                # Shielded: a cancelled load must still undo what it did.
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await asyncio.shield(conn.execute(undo))
+            raise
+        await conn.execute("RELEASE SAVEPOINT pgmagic_atomic" if nested else "COMMIT")
 
     async def status(self) -> dict[str, Any]:
         """Facts for ``%pg status``.

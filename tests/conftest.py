@@ -60,6 +60,8 @@ def ip() -> Iterator[Any]:
         yield shell
     finally:
         shell.run_line_magic("unload_ext", "pgmagic")
+        # %config writes into the shell's config; do not let it leak into the next test.
+        shell.config.pop("PgMagics", None)
         for name in set(shell.user_ns) - before:
             shell.user_ns.pop(name, None)
 

@@ -41,6 +41,11 @@ PUBLIC = [
     "fetchrow",
     "fetchval",
     "load_ipython_extension",
+    "load_table",
+    "notification_log",
+    "notifications",
+    "stream",
+    "to_file",
     "unload_ipython_extension",
 ]
 

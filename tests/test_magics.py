@@ -310,6 +310,26 @@ def test_types_survive_the_round_trip(ip: Any) -> None:
     )
 
 
+def test_config_survives_reload(ip: Any) -> None:
+    run(ip, "%config PgMagics.pool_max_size = 3")
+    run(ip, "%config PgMagics.displaylimit = 5")
+    ip.run_line_magic("reload_ext", "pgmagic")
+    from pgmagic.runtime import default_runtime
+
+    runtime = default_runtime()
+    assert runtime is not None and runtime.settings.pool_max_size == 3
+    frame = run(ip, "%pg SELECT g FROM generate_series(1, 10) g")
+    formatted, _ = ip.display_formatter.format(frame)
+    assert formatted["text/html"].count("<tr>") == 6
+
+
+def test_bad_config_is_refused(ip: Any, caplog: Any) -> None:
+    run(ip, "%config PgMagics.pool_max_size = 0")
+    assert "pool_max_size must be at least 1" in caplog.text
+    magics = ip.magics_manager.registry["PgMagics"]
+    assert magics.pool_max_size == 4
+
+
 def test_numeric_as_float(ip: Any) -> None:
     run(ip, "%config PgMagics.numeric_as_float = True")
     frame = run(ip, "%pg SELECT 1.5::numeric AS n")

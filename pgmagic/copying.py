@@ -1,0 +1,179 @@
+"""``COPY (query) TO STDOUT`` for queries with bound parameters.
+
+``COPY`` takes no bind parameters, and pasting values into SQL text is what
+pgmagic never does.  Instead each value is bound, as a parameter of its own
+type, into a transaction-local setting::
+
+    SELECT set_config('pgmagic.p1', CAST($1 AS pg_catalog.int4)::text, true)
+
+and the query sent to ``COPY`` reads it back with the same type::
+
+    COPY (SELECT * FROM t WHERE id = current_setting('pgmagic.p1')::pg_catalog.int4) TO STDOUT
+
+The value crosses as its type's own text form, which PostgreSQL reads back
+exactly, and no value ever appears in SQL text.  ``NULL`` becomes a typed
+``NULL`` constant.  The settings vanish with the transaction.
+
+Only plain queries are copied (``SELECT``, ``VALUES``, ``TABLE``, ``WITH``
+without data-modifying parts): :func:`copyable` says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from pglast import parse_sql
+from pglast.parser import ParseError
+
+from pgmagic.params import BoundStatement, placeholders
+
+__all__ = ["copy_out", "copy_sql", "copyable"]
+
+
+def copyable(sql: str) -> bool:
+    """Whether a statement can run inside ``COPY (...) TO STDOUT``.
+
+    Parameters
+    ----------
+    sql : str
+        One statement (``$n`` placeholders allowed).
+
+    Returns
+    -------
+    bool
+        True for a plain query: SELECT/VALUES/TABLE/WITH without ``INTO``,
+        without row locks and without data-modifying CTEs.
+
+    Examples
+    --------
+    >>> copyable("SELECT 1"), copyable("INSERT INTO t VALUES (1) RETURNING *")
+    (True, False)
+    """
+    try:
+        statements = parse_sql(sql)
+    except ParseError:
+        return False
+    if len(statements) != 1:
+        return False
+    node = statements[0].stmt
+    return type(node).__name__ == "SelectStmt" and _plain_select(node)
+
+
+def _plain_select(node: Any) -> bool:
+    if getattr(node, "intoClause", None) is not None or getattr(node, "lockingClause", None):
+        return False
+    with_clause = getattr(node, "withClause", None)
+    if with_clause is not None:
+        for cte in with_clause.ctes or ():
+            query = cte.ctequery
+            if type(query).__name__ != "SelectStmt" or not _plain_select(query):
+                return False
+    for branch in (getattr(node, "larg", None), getattr(node, "rarg", None)):
+        if branch is not None and not _plain_select(branch):
+            return False
+    return True
+
+
+def _type_sql(param: Any) -> str:
+    def ident(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    name: str = param.name
+    suffix = ""
+    while name.endswith("[]"):
+        name, suffix = name[:-2], suffix + "[]"
+    return f"{ident(param.schema)}.{ident(name)}{suffix}"
+
+
+def copy_sql(bound: BoundStatement, types: Sequence[Any]) -> tuple[str, list[tuple[str, Any]]]:
+    """Rewrite a bound statement's query for ``COPY`` and list the settings to make.
+
+    Parameters
+    ----------
+    bound : BoundStatement
+        The statement with ``$n`` placeholders and its values.
+    types : sequence of asyncpg.types.Type
+        The parameters' types, from a prepared statement.
+
+    Returns
+    -------
+    query : str
+        The query to put inside ``COPY (...)``, reading values from settings.
+    settings : list of (str, str)
+        For each non-NULL value: the ``set_config`` statement and the value.
+    """
+    pieces: list[str] = []
+    cursor = 0
+    settings: list[tuple[str, Any]] = []
+    made: set[int] = set()
+    for start, end, name in placeholders(bound.sql):
+        number = int(name)
+        type_sql = _type_sql(types[number - 1])
+        value = bound.args[number - 1]
+        pieces.append(bound.sql[cursor:start])
+        if value is None:
+            pieces.append(f"NULL::{type_sql}")
+        else:
+            pieces.append(f"current_setting('pgmagic.p{number}')::{type_sql}")
+            if number not in made:
+                made.add(number)
+                setter = f"CAST($1 AS {type_sql})::text"
+                settings.append((f"SELECT set_config('pgmagic.p{number}', {setter}, true)", value))
+        cursor = end
+    pieces.append(bound.sql[cursor:])
+    return "".join(pieces), settings
+
+
+async def copy_out(
+    conn: asyncpg.Connection,
+    bound: BoundStatement,
+    output: Callable[[bytes], Awaitable[None]],
+    *,
+    types: Sequence[Any] | None = None,
+    timeout: float | None = None,
+    **options: Any,
+) -> str:
+    """Run ``COPY (query) TO STDOUT`` with the statement's values bound.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    bound : BoundStatement
+        A statement for which :func:`copyable` is true.
+    output : async callable
+        Receives the raw COPY data as it arrives.
+    types : sequence of asyncpg.types.Type, optional
+        Parameter types (prepared here when not given).
+    timeout : float, optional
+        Seconds before the COPY is cancelled.
+    **options
+        ``copy_from_query`` options, e.g. ``format="csv", header=True``.
+
+    Returns
+    -------
+    str
+        The command tag, e.g. ``COPY 1000``.
+    """
+    if types is None:
+        types = (await conn.prepare(bound.sql)).get_parameters() if bound.args else ()
+    inner, settings = copy_sql(bound, types)
+    if not settings:
+        return str(await conn.copy_from_query(inner, output=output, timeout=timeout, **options))
+    own_transaction = not conn.is_in_transaction()
+    if own_transaction:
+        await conn.execute("BEGIN")
+    try:
+        for statement, value in settings:
+            await conn.fetchval(statement, value)
+        status = str(await conn.copy_from_query(inner, output=output, timeout=timeout, **options))
+    except BaseException:
+        if own_transaction and not conn.is_closed():
+            # Shielded: a cancelled COPY must still end its transaction.
+            await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    if own_transaction:
+        await conn.execute("COMMIT")
+    return status

@@ -1,0 +1,89 @@
+"""Progress bars for long work, with ``tqdm.auto``.
+
+``tqdm.auto`` renders a widget in Jupyter and text in a terminal.  Bars appear
+only when the work lasts longer than half a second, refresh at most five times
+a second, and never appear under ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+__all__ = ["Bar", "Progress"]
+
+
+class Progress:
+    """Rows and bytes so far, shared between the loop thread and the waiting thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rows = 0
+        self.bytes = 0
+        self.started = time.perf_counter()
+
+    def add(self, rows: int, size: int) -> None:
+        """Count rows and bytes written (any thread)."""
+        with self._lock:
+            self.rows += rows
+            self.bytes += size
+
+    def snapshot(self) -> tuple[int, int, float]:
+        """(rows, bytes, seconds since start)."""
+        with self._lock:
+            return self.rows, self.bytes, time.perf_counter() - self.started
+
+
+class Bar:
+    """A rows-and-megabytes progress bar fed from :class:`Progress` snapshots.
+
+    Parameters
+    ----------
+    description : str
+        Shown left of the bar, e.g. ``"→ events.parquet"``.
+    quiet : bool
+        Show nothing.
+    total : int, optional
+        Rows expected, when known.
+    """
+
+    def __init__(self, description: str, *, quiet: bool = False, total: int | None = None) -> None:
+        self._bar: Any = None
+        if not quiet:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                desc=description,
+                total=total,
+                unit=" rows",
+                unit_scale=True,
+                delay=0.5,
+                mininterval=0.2,
+                leave=False,
+            )
+
+    def update(self, progress: Progress) -> None:
+        """Move the bar to the rows counted so far.
+
+        Parameters
+        ----------
+        progress : Progress
+        """
+        if self._bar is None:
+            return
+        rows, size, _ = progress.snapshot()
+        self._bar.set_postfix_str(f"{size / 1e6:,.1f} MB", refresh=False)
+        self._bar.update(rows - self._bar.n)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
