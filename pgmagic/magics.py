@@ -384,7 +384,12 @@ class PgMagics(Magics):
                 idle_timeout=self.stream_idle_timeout,
             ).open()
             if args.out:
+                # Not also the cell's value: the output history would keep the
+                # stream (and its transaction) alive after the user drops it.
                 self._store(args.out, stream)
+                if not args.quiet:
+                    print(f"{args.out}: {stream!r}")
+                return None
             return stream
         with progress.Bar(f"→ {args.to}", quiet=args.quiet) as bar:
             result = export.export(

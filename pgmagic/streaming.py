@@ -31,9 +31,13 @@ from pgmagic.params import BoundStatement
 from pgmagic.runtime import Runtime
 from pgmagic.session import _Categories
 
-__all__ = ["Stream", "StreamState"]
+__all__ = ["Stream", "StreamExpired", "StreamState"]
 
 DEFAULT_CHUNKSIZE = 50_000
+
+
+class StreamExpired(OptionError):
+    """The stream's connection closed before it was read to the end."""
 
 
 class StreamState(enum.Enum):
@@ -58,12 +62,12 @@ class _Cursor:
         conn, self.conn, self.cursor = self.conn, None, None
         if conn is None:
             return
-        try:
-            if not conn.is_closed():
-                await conn.execute("COMMIT" if commit else "ROLLBACK")
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            conn.terminate()
-        finally:
+        # A connection the server closed may already be back in the pool (asyncpg
+        # releases it when it learns of the close), and then every call raises
+        # InterfaceError; the pool discards broken connections itself.
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("COMMIT" if commit else "ROLLBACK")
+        with contextlib.suppress(asyncpg.InterfaceError):
             await self.pool.release(conn)
 
 
@@ -158,6 +162,18 @@ class Stream:
         except BaseException as error:
             self.state = StreamState.CLOSED
             await asyncio.shield(self._cursor.close(commit=False))
+            lost = (
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.IdleInTransactionSessionTimeoutError,
+                ConnectionError,
+            )
+            if isinstance(error, lost):
+                raise StreamExpired(
+                    "the stream's connection was closed: it sat unread longer than "
+                    f"PgMagics.stream_idle_timeout ({self._idle_timeout:g} s), or the server "
+                    "ended it; run the query again"
+                ) from None
             if isinstance(error, asyncpg.PostgresError):
                 error.pgmagic_statement = self._bound
             raise

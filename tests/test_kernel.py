@@ -99,3 +99,68 @@ def test_unload_then_reload_in_a_kernel(kernel: Kernel, sql: Any) -> None:
     assert wait_for_state(sql, pid, None) is None
     assert kernel.run("%load_ext pgmagic").status == "ok"
     assert scalar(kernel.run("%pg --scalar SELECT 41 + 1")) == 42
+
+
+def active_queries(sql: Any, fragment: str) -> list[Any]:
+    return sql(
+        "SELECT pid, state FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+        f"%{fragment}%",
+    )
+
+
+def test_ctrl_c_during_export_leaves_no_file_and_no_backend(
+    kernel: Kernel, sql: Any, tmp_path: Any
+) -> None:
+    target = tmp_path / "slow.parquet"
+    msg = kernel.send(
+        f"%pg --to {target} --chunksize 10 SELECT g, pg_sleep(0.01) AS slow_export FROM generate_series(1, 100000) g"
+    )
+    deadline = time.monotonic() + 10
+    while not active_queries(sql, "slow_export") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    kernel.interrupt()
+    reply = kernel.collect(msg, timeout=20)
+    assert reply.error is not None and reply.error["traceback"] == ["query cancelled"]
+    assert list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 5
+    while any(r[1] != "idle" for r in active_queries(sql, "slow_export")):
+        assert time.monotonic() < deadline, active_queries(sql, "slow_export")
+        time.sleep(0.05)
+
+
+def test_ctrl_c_during_load_leaves_the_table_as_it_was(kernel: Kernel, sql: Any) -> None:
+    setup = kernel.run(
+        "import pandas as pd\n"
+        "big = pd.DataFrame({'k': range(3_000_000), 'v': ['x' * 20] * 3_000_000})\n"
+        "%pg -q DROP TABLE IF EXISTS interrupted_load; CREATE TABLE interrupted_load (k bigint, v text); INSERT INTO interrupted_load VALUES (-1, 'before')"
+    )
+    assert setup.status == "ok", setup.text
+    msg = kernel.send("%pg load big INTO interrupted_load --append")
+    time.sleep(1.5)
+    kernel.interrupt()
+    reply = kernel.collect(msg, timeout=30)
+    assert reply.error is not None, reply.text
+    assert reply.error["traceback"] == ["load cancelled; the table is as it was"]
+    assert sql("SELECT count(*) FROM interrupted_load")[0][0] == 1
+    assert not sql(
+        "SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND application_name = 'pgmagic'"
+    )
+    again = kernel.run("%pg --scalar SELECT count(*) FROM interrupted_load")
+    assert again.status == "ok" and scalar(again) == 1
+
+
+def test_ctrl_c_while_streaming(kernel: Kernel, sql: Any) -> None:
+    opened = kernel.run(
+        "chunks = %pg --stream --chunksize 50 SELECT g, pg_sleep(0.02) AS slow_stream FROM generate_series(1, 10000) g"
+    )
+    assert opened.status == "ok", opened.text
+    msg = kernel.send("for frame in chunks: pass")
+    time.sleep(1.5)
+    kernel.interrupt()
+    reply = kernel.collect(msg, timeout=20)
+    assert reply.error is not None and reply.error["traceback"] == ["query cancelled"]
+    assert not sql(
+        "SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND application_name = 'pgmagic'"
+    )
+    assert "closed" in kernel.run("chunks").text
