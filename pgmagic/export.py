@@ -166,7 +166,8 @@ async def _copy_csv(
             await flush()
 
     pool = await runtime.pool()
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        await runtime.apply_carried_settings(conn)
         status = await copying.copy_out(
             conn,
             bound,

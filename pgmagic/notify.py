@@ -40,7 +40,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -57,6 +57,7 @@ __all__ = [
     "ListenerState",
     "Notification",
     "NotificationLog",
+    "Notifications",
     "RateMeter",
     "Sink",
     "Status",
@@ -72,7 +73,7 @@ __all__ = [
 _logger = logging.getLogger("pgmagic")
 
 #: Seconds between two updates of a view (widget, panel).
-BATCH_INTERVAL = 0.05
+BATCH_INTERVAL = 0.04
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes, and pg_notify
 # rejects longer channel names outright.
 _MAX_CHANNEL_BYTES = 63
@@ -1152,16 +1153,80 @@ def _runtime() -> Runtime:
     return runtime
 
 
-async def notifications(*channels: str, buffer: int = 10_000) -> AsyncIterator[Item]:
-    """Iterate over notifications on channels as they arrive.
+def _unsubscribe(runtime: Runtime, listener: Listener, queue: _Queue) -> None:
+    # Also runs from a finalizer, on whatever thread collects the iterator.
+    with contextlib.suppress(ConnectError, RuntimeError):
+        runtime.submit(listener.unsubscribe(queue))
+
+
+class Notifications:
+    """Notifications on some channels as they arrive; see :func:`notifications`.
+
+    Parameters
+    ----------
+    channels : sequence of str
+    buffer : int
+    """
+
+    def __init__(self, channels: Sequence[str], buffer: int) -> None:
+        self.channels = frozenset(check_channels(channels))
+        if not self.channels:
+            raise OptionError("name at least one channel")
+        if buffer < 1:
+            raise OptionError(f"buffer must be at least 1, got {buffer}")
+        self._buffer = buffer
+        self._queue: _Queue | None = None
+        self._release: weakref.finalize[..., Any] | None = None
+
+    async def _start(self) -> _Queue:
+        if self._queue is None:
+            runtime = _runtime()
+            listener = listener_for(runtime)
+            queue = _Queue(self.channels, asyncio.get_running_loop(), self._buffer)
+            await asyncio.wrap_future(runtime.submit(listener.subscribe(queue)))
+            self._queue = queue
+            # An iterator left by ``break`` is never closed: unsubscribe when
+            # it is collected.
+            self._release = weakref.finalize(self, _unsubscribe, runtime, listener, queue)
+        return self._queue
+
+    async def __aenter__(self) -> Notifications:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Notifications:
+        return self
+
+    async def __anext__(self) -> Item:
+        item = await (await self._start()).get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        """Stop receiving (UNLISTEN channels nobody else needs)."""
+        detached = self._release.detach() if self._release is not None else None
+        if detached is not None:
+            _, _, (runtime, listener, queue), _ = detached
+            with contextlib.suppress(ConnectError):
+                await asyncio.wrap_future(runtime.submit(listener.unsubscribe(queue)))
+
+
+def notifications(*channels: str, buffer: int = 10_000) -> Notifications:
+    """Notifications on channels as they arrive, for ``async for`` (and ``async with``).
 
     Runs on pgmagic's runtime, so notifications keep arriving while other
-    cells run; the iterator ends when the listener closes (``%pg
-    disconnect``, unloading pgmagic).  Besides :class:`Notification` items it
-    yields a :class:`Gap` (``item.kind == "gap"``) whenever notifications may
-    have been missed: after a reconnect, or when this loop fell more than
-    ``buffer`` items behind.  Interrupting an ``await`` in a notebook lands
-    only when the next item arrives (ipykernel #881).
+    cells run.  The LISTEN starts with the first ``await``: enter ``async
+    with`` to be sure it is active before you send.  Iteration ends when the
+    listener closes (``%pg disconnect``, unloading pgmagic).  Besides
+    :class:`Notification` items it yields a :class:`Gap` (``item.kind ==
+    "gap"``) whenever notifications may have been missed: after a reconnect,
+    or when the consumer fell more than ``buffer`` items behind.
+    Interrupting an ``await`` in a notebook lands only when the next item
+    arrives (ipykernel #881).
 
     Parameters
     ----------
@@ -1170,30 +1235,25 @@ async def notifications(*channels: str, buffer: int = 10_000) -> AsyncIterator[I
     buffer : int
         Items held for a slow consumer before the oldest are dropped.
 
-    Yields
+    Returns
+    -------
+    Notifications
+        An async iterator and async context manager.
+
+    Raises
     ------
-    Notification or Gap
+    OptionError
+        No channel, a bad channel name, or a buffer under 1.
 
     Examples
     --------
     >>> async for n in pgmagic.notifications("orders"):  # doctest: +SKIP
     ...     print(n.channel, n.payload)
+    >>> async with pgmagic.notifications("orders") as orders:  # doctest: +SKIP
+    ...     await pgmagic.execute("INSERT INTO orders DEFAULT VALUES")
+    ...     first = await anext(orders)
     """
-    names = frozenset(check_channels(channels))
-    if not names:
-        raise OptionError("name at least one channel")
-    if buffer < 1:
-        raise OptionError(f"buffer must be at least 1, got {buffer}")
-    runtime = _runtime()
-    listener = listener_for(runtime)
-    queue = _Queue(names, asyncio.get_running_loop(), buffer)
-    await asyncio.wrap_future(runtime.submit(listener.subscribe(queue)))
-    try:
-        while (item := await queue.get()) is not None:
-            yield item
-    finally:
-        with contextlib.suppress(ConnectError):
-            runtime.submit(listener.unsubscribe(queue))
+    return Notifications(channels, buffer)
 
 
 def notification_log() -> pd.DataFrame:

@@ -38,6 +38,9 @@ class Progress:
 class Bar:
     """A rows-and-megabytes progress bar fed from :class:`Progress` snapshots.
 
+    Nothing is shown until rows have arrived and the work has lasted half a
+    second: quick cells, and statements that return no rows, stay clean.
+
     Parameters
     ----------
     description : str
@@ -48,20 +51,13 @@ class Bar:
         Rows expected, when known.
     """
 
-    def __init__(self, description: str, *, quiet: bool = False, total: int | None = None) -> None:
-        self._bar: Any = None
-        if not quiet:
-            from tqdm.auto import tqdm
+    delay = 0.5
 
-            self._bar = tqdm(
-                desc=description,
-                total=total,
-                unit=" rows",
-                unit_scale=True,
-                delay=0.5,
-                mininterval=0.2,
-                leave=False,
-            )
+    def __init__(self, description: str, *, quiet: bool = False, total: int | None = None) -> None:
+        self._description = description
+        self._quiet = quiet
+        self._total = total
+        self._bar: Any = None
 
     def update(self, progress: Progress) -> None:
         """Move the bar to the rows counted so far.
@@ -70,10 +66,23 @@ class Bar:
         ----------
         progress : Progress
         """
-        if self._bar is None:
+        if self._quiet:
             return
-        rows, size, _ = progress.snapshot()
-        self._bar.set_postfix_str(f"{size / 1e6:,.1f} MB", refresh=False)
+        rows, size, seconds = progress.snapshot()
+        if self._bar is None:
+            if rows == 0 or seconds < self.delay:
+                return
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                desc=self._description,
+                total=self._total,
+                unit=" rows",
+                unit_scale=True,
+                mininterval=0.2,
+                leave=False,
+            )
+        self._bar.set_postfix_str(f"{size / 1e6:,.1f} MB" if size else "", refresh=False)
         self._bar.update(rows - self._bar.n)
 
     def close(self) -> None:

@@ -402,6 +402,23 @@ class Runtime:
         await self._session.ensure_connected()
         return self._session
 
+    async def carried_settings(self) -> list[tuple[str, str]]:
+        """The session's settings that pool work should use too (see Session)."""
+        if self._session is None:
+            return []
+        return await self._session.carried_settings()
+
+    async def apply_carried_settings(self, conn: asyncpg.Connection) -> None:
+        """Make the session's search_path and time zone local to ``conn``'s transaction.
+
+        Parameters
+        ----------
+        conn : asyncpg.Connection
+            A pool connection inside a transaction.
+        """
+        for name, value in await self.carried_settings():
+            await conn.execute(f"SELECT set_config('{name}', $1, true)", value)
+
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register a coroutine function to run on the loop when the runtime closes.
 

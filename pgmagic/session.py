@@ -261,6 +261,9 @@ class Session:
         self._categories = _Categories()
         self._failed = False
         self._identity: tuple[str, str] = ("", "")
+        # One statement at a time on the session: API calls with session=True
+        # may be awaited while another is still running.
+        self._busy = asyncio.Lock()
 
     @property
     def state(self) -> TransactionState:
@@ -336,6 +339,17 @@ class Session:
         asyncpg.PostgresError
             With ``pgmagic_statement`` set to the failing :class:`BoundStatement`.
         """
+        async with self._busy:
+            return await self._run(statements, on_result, timeout, max_rows, progress)
+
+    async def _run(
+        self,
+        statements: Sequence[BoundStatement],
+        on_result: Callable[[StatementResult, bool], None] | None,
+        timeout: float | None,
+        max_rows: int,
+        progress: Progress | None,
+    ) -> list[StatementResult]:
         conn = await self.ensure_connected()
         results: list[StatementResult] = []
         for index, bound in enumerate(statements):
@@ -396,6 +410,27 @@ class Session:
             await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
         self._failed = conn.is_in_transaction()
 
+    async def carried_settings(self) -> list[tuple[str, str]]:
+        """Settings that work on other connections should share with the session.
+
+        Streams and exports run on pool connections; without the session's
+        ``search_path`` and time zone, ``SET search_path`` in a cell would not
+        apply to them.
+
+        Returns
+        -------
+        list of (name, value)
+        """
+        conn = self.conn
+        if conn is None or conn.is_closed() or self.state is TransactionState.FAILED:
+            return []
+        if self._busy.locked():
+            return []
+        row = await conn.fetchrow(
+            "SELECT current_setting('search_path'), current_setting('TimeZone')"
+        )
+        return [("search_path", row[0]), ("TimeZone", row[1])]
+
     @contextlib.asynccontextmanager
     async def atomic(self) -> AsyncIterator[asyncpg.Connection]:
         """All-or-nothing work on the session: a transaction, or a savepoint inside one.
@@ -408,20 +443,21 @@ class Session:
         ------
         asyncpg.Connection
         """
-        conn = await self.ensure_connected()
-        nested = conn.is_in_transaction()
-        await conn.execute("SAVEPOINT pgmagic_atomic" if nested else "BEGIN")
-        try:
-            yield conn
-        except BaseException:
-            self._failed = False
-            undo = "ROLLBACK TO SAVEPOINT pgmagic_atomic" if nested else "ROLLBACK"
-            if not conn.is_closed():
-                # Shielded: a cancelled load must still undo what it did.
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                    await asyncio.shield(conn.execute(undo))
-            raise
-        await conn.execute("RELEASE SAVEPOINT pgmagic_atomic" if nested else "COMMIT")
+        async with self._busy:
+            conn = await self.ensure_connected()
+            nested = conn.is_in_transaction()
+            await conn.execute("SAVEPOINT pgmagic_atomic" if nested else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                self._failed = False
+                undo = "ROLLBACK TO SAVEPOINT pgmagic_atomic" if nested else "ROLLBACK"
+                if not conn.is_closed():
+                    # Shielded: a cancelled load must still undo what it did.
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await asyncio.shield(conn.execute(undo))
+                raise
+            await conn.execute("RELEASE SAVEPOINT pgmagic_atomic" if nested else "COMMIT")
 
     async def status(self) -> dict[str, Any]:
         """Facts for ``%pg status``.

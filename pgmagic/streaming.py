@@ -135,6 +135,7 @@ class Stream:
         state.conn = await state.pool.acquire()
         try:
             await state.conn.execute("BEGIN")
+            await self._runtime.apply_carried_settings(state.conn)
             if self._idle_timeout > 0:
                 milliseconds = int(self._idle_timeout * 1000)
                 await state.conn.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import threading
 import time
@@ -345,13 +346,36 @@ def test_iterator_ends_when_the_listener_closes(ip: Any) -> None:
 
 
 def test_iterator_rejects_bad_arguments(ip: Any) -> None:
-    async def first(*args: Any, **kwargs: Any) -> Any:
-        return await pgmagic.notifications(*args, **kwargs).__anext__()
-
     with pytest.raises(OptionError, match="at least one channel"):
-        asyncio.run(first())
+        pgmagic.notifications()
     with pytest.raises(OptionError, match="buffer"):
-        asyncio.run(first("x", buffer=0))
+        pgmagic.notifications("x", buffer=0)
+    with pytest.raises(OptionError, match="too long"):
+        pgmagic.notifications("x" * 64)
+
+
+def test_async_with_listens_before_its_body(ip: Any) -> None:
+    async def main() -> Any:
+        async with pgmagic.notifications("ctx") as orders:
+            assert "ctx" in listener().status.channels
+            await pgmagic.execute("SELECT pg_notify('ctx', 'hello')")
+            first = await anext(orders)
+        assert "ctx" not in listener().status.channels
+        return first
+
+    assert asyncio.run(main()).payload == "hello"
+
+
+def test_an_abandoned_iterator_unsubscribes(ip: Any) -> None:
+    async def main() -> None:
+        abandoned = pgmagic.notifications("abandoned")
+        await abandoned.__aenter__()
+        assert "abandoned" in listener().status.channels
+        del abandoned
+        gc.collect()
+
+    asyncio.run(main())
+    wait_until(lambda: "abandoned" not in listener().status.channels)
 
 
 class Shown:

@@ -7,6 +7,7 @@ whichever request the kernel handled last.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -40,6 +41,8 @@ class Recorder:
                 continue
             with self._lock:
                 self.messages.append((time.time(), msg))
+        # The blocking client runs an event loop per thread; this one ends here.
+        asyncio.get_event_loop_policy().get_event_loop().close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -231,8 +234,12 @@ def test_widget_clear_and_pause(kernel: tuple[Recorder, str], widget: str, sql: 
         comm_msg(widget, lambda d: d.get("method") == "update" and "state" in d.get("state", {})),
     )
     time.sleep(0.2)
-    updates = [m["content"]["data"] for _, m in recorder.since(mark) if m["msg_type"] == "comm_msg"]
-    assert not any(widget_items(d) for d in updates if d["state"].get("items"))
+    updates = [
+        m["content"]["data"]
+        for _, m in recorder.since(mark)
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == widget
+    ]
+    assert updates and all(widget_items(d) is None for d in updates)
 
     mark = recorder.mark()
     recorder.comm_send(widget, {"method": "update", "state": {"paused": False}, "buffer_paths": []})
