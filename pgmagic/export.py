@@ -34,7 +34,7 @@ import asyncpg
 import pandas as pd
 
 from pgmagic import copying, frames
-from pgmagic.errors import OptionError
+from pgmagic.errors import OptionError, QueryCancelled
 from pgmagic.params import BoundStatement
 from pgmagic.progress import Progress
 from pgmagic.query import render_error
@@ -354,6 +354,10 @@ def export(
         )
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         raise render_error(error) from None
+    except KeyboardInterrupt:
+        # Ctrl-C lands either in a wait on the server (cancelled there) or in
+        # our own writing; both end the same way.
+        raise QueryCancelled("export cancelled; no file was written") from None
     return ExportResult(target, rows, size, time.perf_counter() - progress.started)
 
 

@@ -121,7 +121,8 @@ def test_ctrl_c_during_export_leaves_no_file_and_no_backend(
     time.sleep(0.5)
     kernel.interrupt()
     reply = kernel.collect(msg, timeout=20)
-    assert reply.error is not None and reply.error["traceback"] == ["query cancelled"]
+    assert reply.error is not None
+    assert reply.error["traceback"] == ["export cancelled; no file was written"]
     assert list(tmp_path.iterdir()) == []
     deadline = time.monotonic() + 5
     while any(r[1] != "idle" for r in active_queries(sql, "slow_export")):
@@ -132,12 +133,16 @@ def test_ctrl_c_during_export_leaves_no_file_and_no_backend(
 def test_ctrl_c_during_load_leaves_the_table_as_it_was(kernel: Kernel, sql: Any) -> None:
     setup = kernel.run(
         "import pandas as pd\n"
-        "big = pd.DataFrame({'k': range(3_000_000), 'v': ['x' * 20] * 3_000_000})\n"
+        "big = pd.DataFrame({'k': range(8_000_000), 'v': ['x' * 20] * 8_000_000})\n"
         "%pg -q DROP TABLE IF EXISTS interrupted_load; CREATE TABLE interrupted_load (k bigint, v text); INSERT INTO interrupted_load VALUES (-1, 'before')"
     )
     assert setup.status == "ok", setup.text
     msg = kernel.send("%pg load big INTO interrupted_load --append")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 20
+    while not active_queries(sql, "COPY%interrupted_load"):
+        assert time.monotonic() < deadline, "the COPY never started"
+        time.sleep(0.02)
+    time.sleep(0.2)
     kernel.interrupt()
     reply = kernel.collect(msg, timeout=30)
     assert reply.error is not None, reply.text
