@@ -229,7 +229,7 @@ def main() -> None:
         folder = Path(tmp)
         os.chmod(folder, 0o777)  # the embedded server runs as its own user when root starts it
         if "load" not in args.skip:
-            lines += bench_load(dsn, args.load_rows, args.rounds, psql_path, folder) + [""]
+            lines += [*bench_load(dsn, args.load_rows, args.rounds, psql_path, folder), ""]
         if "export" not in args.skip:
             lines += bench_export(dsn, args.export_rows, args.rounds, psql_path, folder)
     lines.append(f"\nload average {os.getloadavg()[0]:.2f} at the end.")
