@@ -18,7 +18,7 @@ import collections
 import keyword
 import pathlib
 import threading
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import anywidget
@@ -28,7 +28,7 @@ import traitlets
 from pgmagic import notify
 from pgmagic.errors import OptionError
 from pgmagic.notify import Listener, NotificationLog, RateMeter, Status
-from pgmagic.runtime import Runtime
+from pgmagic.runtime import Message, Runtime
 
 __all__ = [
     "PANEL_TARGET",
@@ -148,7 +148,12 @@ class FeedView:
             self.widget.state = {**self.widget.state, "listener": "stopped"}
 
 
-def listen(runtime: Runtime, channels: Sequence[str]) -> FeedWidget:
+def listen(
+    runtime: Runtime,
+    channels: Sequence[str],
+    *,
+    on_message: Callable[[Message], None] | None = None,
+) -> FeedWidget:
     """LISTEN on channels and give a live feed widget for them (``%pg listen``).
 
     A previous widget for the same channels stops updating (re-running a
@@ -158,6 +163,8 @@ def listen(runtime: Runtime, channels: Sequence[str]) -> FeedWidget:
     ----------
     runtime : Runtime
     channels : sequence of str
+    on_message : callable, optional
+        Receives notes (the embedded server starting) while connecting.
 
     Returns
     -------
@@ -178,7 +185,7 @@ def listen(runtime: Runtime, channels: Sequence[str]) -> FeedWidget:
     if not names:
         raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
     listener = notify.listener_for(runtime)
-    runtime.run(listener.listen(names))
+    runtime.run(listener.listen(names), on_message=on_message)
     for sink in listener.sinks:
         if isinstance(sink, FeedView) and sink.channels == frozenset(names):
             sink.detach()

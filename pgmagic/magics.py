@@ -332,6 +332,7 @@ class PgMagics(Magics):
                 ),
                 limit=self.displaylimit,
                 numeric_as_float=self.numeric_as_float,
+                on_message=_print_message,
             )
             return None
         if args.stream or args.to or args.many:
@@ -488,7 +489,7 @@ class PgMagics(Magics):
         print(self.pg.__doc__)
 
     def _cmd_listen(self, rest: str) -> None:
-        show(feed.listen(self.runtime, _words(rest)))
+        show(feed.listen(self.runtime, _words(rest), on_message=_print_message))
 
     def _cmd_unlisten(self, rest: str) -> None:
         words = _words(rest)

@@ -30,7 +30,7 @@ import pandas as pd
 from pgmagic import display, notify, query
 from pgmagic.errors import ConnectError, OptionError, decorate
 from pgmagic.params import BoundStatement
-from pgmagic.runtime import Runtime
+from pgmagic.runtime import Message, Runtime
 from pgmagic.session import StatementResult, execute
 
 __all__ = ["Refresh", "Run", "render", "start", "stop_all"]
@@ -399,6 +399,7 @@ def start(
     show: Show,
     limit: int,
     numeric_as_float: bool = False,
+    on_message: Callable[[Message], None] | None = None,
 ) -> Refresh:
     """Run a query now, show it, and re-run it on notifications or a timer.
 
@@ -423,6 +424,8 @@ def start(
     limit : int
         Rows rendered.
     numeric_as_float : bool
+    on_message : callable, optional
+        Receives notes (the embedded server starting) during the first run.
 
     Returns
     -------
@@ -462,7 +465,7 @@ def start(
     for earlier in [r for r in registered if r.key == refresh.key or r.stopped]:
         registered.remove(earlier)
         runtime.run(earlier.stop())
-    first = runtime.run(refresh.begin())
+    first = runtime.run(refresh.begin(), on_message=on_message)
     show(render(first, limit=limit, channels=refresh.channels, every=every), True)
     runtime.run(refresh.arm())
     registered.append(refresh)

@@ -11,6 +11,7 @@ import {
   COMM_TARGET,
   EXPORT_VARIABLE,
   FeedItem,
+  IExportRequest,
   IFeedState,
   parseKernelMessage,
   toCommData
@@ -62,6 +63,11 @@ export class KernelFeed implements IDisposable {
 
   get exported(): ISignal<this, IExportResult> {
     return this._exported;
+  }
+
+  /** The kernel could not export; the message says why. */
+  get exportFailed(): ISignal<this, string> {
+    return this._exportFailed;
   }
 
   get disposed(): ISignal<this, void> {
@@ -116,14 +122,17 @@ export class KernelFeed implements IDisposable {
     if (!this._comm) {
       return false;
     }
-    this._comm.send(
-      toCommData({
-        type: 'export',
-        variable: EXPORT_VARIABLE,
-        channel: filter.channel,
-        text: filter.text
-      })
-    );
+    const request: IExportRequest = {
+      type: 'export',
+      variable: EXPORT_VARIABLE,
+      channel: filter.channel,
+      text: filter.text
+    };
+    if (this._clearedThroughSeq > -Infinity) {
+      // The kernel keeps its history through a Clear; leave the cleared rows out.
+      request.after_seq = this._clearedThroughSeq;
+    }
+    this._comm.send(toCommData(request));
     return true;
   }
 
@@ -258,6 +267,9 @@ export class KernelFeed implements IDisposable {
           rows: message.rows
         });
         break;
+      case 'error':
+        this._exportFailed.emit(message.message);
+        break;
     }
   }
 
@@ -333,6 +345,7 @@ export class KernelFeed implements IDisposable {
   private _isDisposed = false;
   private _changed = new Signal<this, FeedChange>(this);
   private _exported = new Signal<this, IExportResult>(this);
+  private _exportFailed = new Signal<this, string>(this);
   private _disposed = new Signal<this, void>(this);
 }
 

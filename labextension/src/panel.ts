@@ -67,10 +67,12 @@ export class FeedPanel extends Widget {
     if (feed !== this._feed) {
       this._feed?.changed.disconnect(this._onFeedChanged, this);
       this._feed?.exported.disconnect(this._onExported, this);
+      this._feed?.exportFailed.disconnect(this._onExportFailed, this);
       this._feed?.disposed.disconnect(this._onFeedDisposed, this);
       this._feed = feed;
       feed?.changed.connect(this._onFeedChanged, this);
       feed?.exported.connect(this._onExported, this);
+      feed?.exportFailed.connect(this._onExportFailed, this);
       feed?.disposed.connect(this._onFeedDisposed, this);
       this._seenChannels.clear();
       this._exportNotice = '';
@@ -98,6 +100,11 @@ export class FeedPanel extends Widget {
 
   private _onExported(_feed: KernelFeed, result: IExportResult): void {
     this._exportNotice = `Exported ${result.rows.toLocaleString()} rows to ${result.variable}`;
+    this._scheduleRender(false);
+  }
+
+  private _onExportFailed(_feed: KernelFeed, message: string): void {
+    this._exportNotice = `Export failed: ${message}`;
     this._scheduleRender(false);
   }
 

@@ -52,7 +52,8 @@ export type FeedItem = INotificationItem | IGapItem;
 export type KernelMessage =
   | { type: 'snapshot'; items: FeedItem[]; state: IFeedState }
   | { type: 'batch'; items: FeedItem[]; state: IFeedState }
-  | { type: 'exported'; variable: string; rows: number };
+  | { type: 'exported'; variable: string; rows: number }
+  | { type: 'error'; message: string };
 
 /** Filter the kernel applies before exporting; null means "no filter". */
 export interface IExportRequest {
@@ -60,6 +61,8 @@ export interface IExportRequest {
   variable: string;
   channel: string | null;
   text: string | null;
+  /** Only items with a larger seq: set after a Clear, so cleared rows stay out. */
+  after_seq?: number;
 }
 
 export type FrontendMessage = { type: 'hello' } | IExportRequest;
@@ -90,6 +93,10 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
         return null;
       }
       return { type: 'exported', variable: data.variable, rows: data.rows };
+    case 'error':
+      return typeof data.message === 'string'
+        ? { type: 'error', message: data.message }
+        : null;
     default:
       return null;
   }

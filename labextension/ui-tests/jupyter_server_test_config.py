@@ -12,6 +12,8 @@ galata.configure_jupyter_server(c)  # noqa: F821
 c.ServerApp.ip = "127.0.0.1"  # noqa: F821
 c.ServerApp.port = int(os.environ.get("PGMAGIC_UI_PORT", "8891"))  # noqa: F821
 c.ServerApp.allow_root = True  # noqa: F821
+# Kernels inherit this: their embedded PostgreSQL must not touch the user's data.
+os.environ.setdefault("PGMAGIC_DATA_DIR", mkdtemp(prefix="pgmagic-ui-tests-"))
 # The tests run offline: no update checks or news toasts.
 c.LabApp.news_url = None  # noqa: F821
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"  # noqa: F821

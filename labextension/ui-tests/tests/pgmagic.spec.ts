@@ -8,8 +8,8 @@ import type { NotebookPanel } from '@jupyterlab/notebook';
 import type { Locator } from '@playwright/test';
 import * as path from 'path';
 
-/** Stand-in for the kernel side until `%pg listen` drives the panel. */
-const FAKE_FEED = path.resolve(__dirname, '..', 'fake_feed.py');
+/** NOTIFY from other connections, from the notebook (see the file). */
+const SENDER = path.resolve(__dirname, '..', 'sender.py');
 const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
 const PANEL = '#pgmagic-feed';
 const ROW = `${PANEL} .jp-PgFeed-row`;
@@ -80,10 +80,56 @@ async function latencyOf(
   );
 }
 
-async function startFakeFeed(page: IJupyterLabPageFixture, extra = '') {
+/**
+ * Record when each widget row first appears (by seq), to compare with the
+ * time the kernel received it (the panel row's `data-time`).
+ */
+async function trackWidgetRows(page: IJupyterLabPageFixture) {
+  await page.evaluate(() => {
+    const added: Record<string, number> = {};
+    (window as unknown as { pgWidgetAdded: typeof added }).pgWidgetAdded =
+      added;
+    new MutationObserver(records => {
+      const now = (performance.timeOrigin + performance.now()) / 1000;
+      for (const record of records) {
+        record.addedNodes.forEach(node => {
+          const seq = (node as HTMLElement).dataset?.seq;
+          if (seq !== undefined && !(seq in added)) {
+            added[seq] = now;
+          }
+        });
+      }
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+}
+
+/** Seconds from the kernel receiving a widget row's item to the row showing. */
+async function widgetLatencyOf(
+  page: IJupyterLabPageFixture,
+  row: Locator
+): Promise<number> {
+  const seq = (await row.getAttribute('data-seq'))!;
+  const received = Number(
+    await page.locator(`${ROW}[data-seq="${seq}"]`).getAttribute('data-time')
+  );
+  const added = await page.evaluate(
+    seq =>
+      (window as unknown as { pgWidgetAdded: Record<string, number> })
+        .pgWidgetAdded[seq],
+    seq
+  );
+  return added - received;
+}
+
+/**
+ * The real kernel side: pgmagic listens on `orders` and `jobs`, a ticker
+ * notifies from another connection every 0.4 s, and cell 1 keeps the kernel
+ * busy while one more notification arrives.
+ */
+async function startFeed(page: IJupyterLabPageFixture, extra = '') {
   await setCells(page, [
-    `%run ${FAKE_FEED}\nfeed = FakeFeed(interval=0.4)\n${extra}feed.widget`,
-    'import time\nfeed.emit_later("during-sleep", 1.0)\ntime.sleep(5)'
+    `%run ${SENDER}\n%load_ext pgmagic\n%pg listen orders jobs\n${extra}ticker = Ticker()`,
+    'import time\nnotify_later("orders", "during-sleep", 1.0)\ntime.sleep(5)'
   ]);
 }
 
@@ -99,16 +145,17 @@ test.describe('PostgreSQL panel', () => {
   test('shows notifications within 1 s, also while a cell sleeps', async ({
     page
   }) => {
-    await startFakeFeed(
+    await startFeed(
       page,
-      'feed.emit(\'{"order": 42, "status": "paid", "lines": [{"sku": "A-1", "qty": 2}]}\', channel="orders")\n' +
-        'feed.gap(2.5)\n'
+      'kill_listener()\n' +
+        'notify_later("orders", \'{"order": 42, "status": "paid", "lines": [{"sku": "A-1", "qty": 2}]}\')\n'
     );
     // No comm yet: the panel says so instead of staying blank.
     await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
       'pgmagic not loaded'
     );
     await trackRowLatency(page);
+    await trackWidgetRows(page);
 
     await page.notebook.runCell(0);
     await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
@@ -121,8 +168,14 @@ test.describe('PostgreSQL panel', () => {
     await expect.poll(() => kernelStatus(page)).toBe('busy');
     const marker = page.locator(ROW, { hasText: 'during-sleep' });
     await expect(marker).toBeVisible({ timeout: 3000 });
+    const widget = page.locator('.pgmagic-feed');
+    const widgetMarker = widget.locator('.pgmagic-feed-row', {
+      hasText: 'during-sleep'
+    });
+    await expect(widgetMarker).toBeVisible({ timeout: 1000 });
     expect(await kernelStatus(page)).toBe('busy');
     expect(await latencyOf(page, marker)).toBeLessThan(1);
+    expect(await widgetLatencyOf(page, widgetMarker)).toBeLessThan(1);
 
     // Every row, idle or busy, arrived within a second.
     const latencies = await page.evaluate(() =>
@@ -136,7 +189,12 @@ test.describe('PostgreSQL panel', () => {
       `row latency over ${latencies.length} rows: max ${Math.max(...latencies).toFixed(3)} s`
     );
 
+    // kill_listener() cost a reconnect: the gap shows in the panel and the widget.
     await expect(page.locator(`${PANEL} .jp-PgFeed-gap`)).toHaveCount(1);
+    await expect(widget.locator('.pgmagic-feed-gap')).toHaveCount(1);
+    await expect(page.locator(`${PANEL} .jp-PgFeed-gap`)).toContainText(
+      /disconnected \d\d:\d\d:\d\d to \d\d:\d\d:\d\d: notifications sent in this window were not received/
+    );
     await page
       .locator(`${PANEL} .jp-PgFeed-json summary`, { hasText: '"order":42' })
       .click();
@@ -144,10 +202,12 @@ test.describe('PostgreSQL panel', () => {
       .locator(PANEL)
       .screenshot({ path: path.join(ARTIFACTS, 'panel.png') });
 
-    const widget = page.locator('.pgmagic-feed');
-    await expect(
-      widget.locator('.pgmagic-feed-row', { hasText: 'during-sleep' })
-    ).toBeVisible();
+    // Rows reached the widget within a second of the kernel receiving them.
+    for (const row of await widget
+      .locator('.pgmagic-feed-row:not(.pgmagic-feed-gap)')
+      .all()) {
+      expect(await widgetLatencyOf(page, row)).toBeLessThan(1);
+    }
     await widget
       .locator('.pgmagic-feed-json summary', { hasText: '"order":42' })
       .click();
@@ -159,7 +219,7 @@ test.describe('PostgreSQL panel', () => {
   });
 
   test('filters, pauses, clears and exports', async ({ page }) => {
-    await startFakeFeed(page);
+    await startFeed(page);
     await page.notebook.runCell(0);
     await expect(page.locator(ROW).nth(3)).toBeVisible();
 
@@ -183,6 +243,15 @@ test.describe('PostgreSQL panel', () => {
       .click();
     await expect.poll(() => page.locator(ROW).count()).toBeGreaterThan(frozen);
 
+    // Export sends after_seq once the panel is cleared: nothing at or below
+    // the last seq shown before the Clear comes back.
+    const clearedThrough = Math.max(
+      ...(await page
+        .locator(ROW)
+        .evaluateAll(rows =>
+          rows.map(row => Number((row as HTMLElement).dataset.seq))
+        ))
+    );
     await page
       .locator(`${PANEL} .jp-PgFeed-button`, { hasText: 'Clear' })
       .click();
@@ -193,7 +262,7 @@ test.describe('PostgreSQL panel', () => {
     // A burst beyond the panel's bound: rows stay capped, the header says
     // how many fell off.
     await setCells(page, [
-      'for i in range(2100):\n    feed.emit(f"burst {i}", channel="burst")'
+      "%%pg -q\nSELECT pg_notify('jobs', 'burst ' || g) FROM generate_series(1, 2100) g"
     ]);
     await page.notebook.runCell(0);
     await expect(page.locator(`${PANEL} .jp-PgFeed-dropped`)).toHaveText(
@@ -213,18 +282,31 @@ test.describe('PostgreSQL panel', () => {
 
     await setCells(page, [
       'df = pg_notifications\n' +
-        'print(type(df).__name__, len(df), df.payload.str.contains("shipped").all())'
+        'print(type(df).__name__, len(df), df.payload.str.contains("shipped").all(), ' +
+        `bool((df.seq > ${clearedThrough}).all()))`
     ]);
     await page.notebook.runCell(0);
     expect((await page.notebook.getCellTextOutput(0))!.join('')).toContain(
-      `DataFrame ${rows} True`
+      `DataFrame ${rows} True True`
+    );
+
+    // An export the kernel refuses says why instead of "Exporting…".
+    await setCells(page, [
+      'from pgmagic import feed, notify\n' +
+        'from pgmagic.runtime import default_runtime\n' +
+        'bridge = next(s for s in notify.listener_for(default_runtime()).sinks if isinstance(s, feed.PanelBridge))\n' +
+        'bridge._export({"variable": "not a name"})'
+    ]);
+    await page.notebook.runCell(0);
+    await expect(notice).toContainText(
+      "Export failed: cannot export to 'not a name': not a Python variable name"
     );
   });
 
   test('re-attaches to the kernel comm after a page reload', async ({
     page
   }) => {
-    await startFakeFeed(page);
+    await startFeed(page);
     await page.notebook.runCell(0);
     await expect(page.locator(ROW).first()).toBeVisible();
     await page.notebook.save();
