@@ -31,7 +31,7 @@ from pgmagic.export import ExportResult
 from pgmagic.load import LoadResult
 from pgmagic.params import BoundStatement
 from pgmagic.runtime import Runtime, default_runtime
-from pgmagic.session import StatementResult
+from pgmagic.session import FrameOptions, StatementResult
 from pgmagic.session import execute as execute_statement
 from pgmagic.streaming import Stream
 
@@ -47,17 +47,20 @@ def _runtime() -> Runtime:
 
 
 async def _run_all(
-    runtime: Runtime, statements: list[BoundStatement], session: bool
+    runtime: Runtime,
+    statements: list[BoundStatement],
+    session: bool,
+    frame: FrameOptions | None = None,
 ) -> list[StatementResult]:
     timeout = runtime.settings.command_timeout
     if session:
-        return await (await runtime.session()).run(statements, timeout=timeout)
+        return await (await runtime.session()).run(statements, timeout=timeout, frame=frame)
     pool = await runtime.pool()
     results = []
     async with pool.acquire() as conn:
         for bound in statements:
             try:
-                results.append(await execute_statement(conn, bound, timeout=timeout))
+                results.append(await execute_statement(conn, bound, timeout=timeout, frame=frame))
             except asyncpg.PostgresError as error:
                 error.pgmagic_statement = bound
                 raise
@@ -77,13 +80,20 @@ async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T
 
 
 async def _results(
-    sql: str, args: Sequence[Any], params: Mapping[str, Any], session: bool
+    sql: str,
+    args: Sequence[Any],
+    params: Mapping[str, Any],
+    session: bool,
+    numeric_as_float: bool | None = None,
 ) -> StatementResult | None:
     runtime = _runtime()
     statements = query.bind_cell(sql, params, args)
     if not statements:
         return None
-    results = await _bridge(runtime, _run_all(runtime, statements, session), sql)
+    frame = None
+    if numeric_as_float is not None and runtime.settings.init is None:
+        frame = FrameOptions(numeric_as_float=numeric_as_float)
+    results = await _bridge(runtime, _run_all(runtime, statements, session, frame), sql)
     return next((r for r in reversed(results) if r.returns_rows), results[-1])
 
 
@@ -115,7 +125,7 @@ async def fetch(
     --------
     >>> df = await pgmagic.fetch("SELECT * FROM users WHERE score > $s", s=5)  # doctest: +SKIP
     """
-    result = await _results(sql, args, params, session)
+    result = await _results(sql, args, params, session, numeric_as_float)
     frame: pd.DataFrame | None = query.value_of(
         result, query.Mode.FRAME, numeric_as_float=numeric_as_float
     )

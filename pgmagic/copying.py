@@ -21,16 +21,19 @@ without data-modifying parts): :func:`copyable` says which.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from pglast import parse_sql
 from pglast.parser import ParseError
 
+from pgmagic.copyframe import copy_statement
 from pgmagic.params import BoundStatement, placeholders
 
-__all__ = ["copy_out", "copy_sql", "copyable"]
+__all__ = ["CopyQuery", "bound_values", "copy_out", "copy_query", "copyable"]
 
 
 def copyable(sql: str) -> bool:
@@ -88,7 +91,46 @@ def _type_sql(param: Any) -> str:
     return f"{ident(param.schema)}.{ident(name)}{suffix}"
 
 
-def copy_sql(bound: BoundStatement, types: Sequence[Any]) -> tuple[str, list[tuple[str, Any]]]:
+# asyncpg sends ``COPY (<query>) TO STDOUT ...``: server positions count from here.
+_PREFIX = len("COPY (")
+
+
+@dataclass(frozen=True, slots=True)
+class CopyQuery:
+    """A bound statement rewritten for ``COPY``.
+
+    Attributes
+    ----------
+    sql : str
+        The query to put inside ``COPY (...)``, reading values from settings.
+    settings : list of (str, object)
+        ``set_config`` statements to run first, each with its value.
+    """
+
+    sql: str
+    settings: list[tuple[str, Any]]
+    _shifts: tuple[tuple[int, int], ...] = ()
+
+    def statement_position(self, copy_position: int) -> int:
+        """Map a 0-based index in the COPY statement to one in the bound SQL.
+
+        Parameters
+        ----------
+        copy_position : int
+
+        Returns
+        -------
+        int
+        """
+        position = copy_position - _PREFIX
+        shift = 0
+        for start, delta in self._shifts:
+            if position >= start:
+                shift = delta
+        return max(0, position + shift)
+
+
+def copy_query(bound: BoundStatement, types: Sequence[Any]) -> CopyQuery:
     """Rewrite a bound statement's query for ``COPY`` and list the settings to make.
 
     Parameters
@@ -100,13 +142,12 @@ def copy_sql(bound: BoundStatement, types: Sequence[Any]) -> tuple[str, list[tup
 
     Returns
     -------
-    query : str
-        The query to put inside ``COPY (...)``, reading values from settings.
-    settings : list of (str, str)
-        For each non-NULL value: the ``set_config`` statement and the value.
+    CopyQuery
     """
     pieces: list[str] = []
+    shifts: list[tuple[int, int]] = []
     cursor = 0
+    length = 0
     settings: list[tuple[str, Any]] = []
     made: set[int] = set()
     for start, end, name in placeholders(bound.sql):
@@ -114,17 +155,63 @@ def copy_sql(bound: BoundStatement, types: Sequence[Any]) -> tuple[str, list[tup
         type_sql = _type_sql(types[number - 1])
         value = bound.args[number - 1]
         pieces.append(bound.sql[cursor:start])
+        length += start - cursor
         if value is None:
-            pieces.append(f"NULL::{type_sql}")
+            replacement = f"NULL::{type_sql}"
         else:
-            pieces.append(f"current_setting('pgmagic.p{number}')::{type_sql}")
+            replacement = f"current_setting('pgmagic.p{number}')::{type_sql}"
             if number not in made:
                 made.add(number)
                 setter = f"CAST($1 AS {type_sql})::text"
                 settings.append((f"SELECT set_config('pgmagic.p{number}', {setter}, true)", value))
+        pieces.append(replacement)
+        length += len(replacement)
+        shifts.append((length, end - length))
         cursor = end
     pieces.append(bound.sql[cursor:])
-    return "".join(pieces), settings
+    return CopyQuery(copy_statement("".join(pieces)), settings, tuple(shifts))
+
+
+@contextlib.asynccontextmanager
+async def bound_values(
+    conn: asyncpg.Connection, bound: BoundStatement, query: CopyQuery
+) -> AsyncIterator[None]:
+    """Make a :class:`CopyQuery`'s settings for the COPY run inside the block.
+
+    Settings are transaction-local: outside a transaction the block gets one
+    of its own.  Server errors come out pointing at the user's statement (the
+    caret lands where it would for the statement itself).
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    bound : BoundStatement
+    query : CopyQuery
+
+    Yields
+    ------
+    None
+    """
+    own = bool(query.settings) and not conn.is_in_transaction()
+    try:
+        if own:
+            await conn.execute("BEGIN")
+        for statement, value in query.settings:
+            await conn.fetchval(statement, value)
+        yield
+    except BaseException as error:
+        if own and not conn.is_closed():
+            # Shielded: a cancelled COPY must still end its transaction.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+        if isinstance(error, asyncpg.PostgresError):
+            position = getattr(error, "position", None)
+            if position:
+                error.position = str(query.statement_position(int(position) - 1) + 1)
+            error.pgmagic_statement = bound
+        raise
+    if own:
+        await conn.execute("COMMIT")
 
 
 async def copy_out(
@@ -132,7 +219,6 @@ async def copy_out(
     bound: BoundStatement,
     output: Callable[[bytes], Awaitable[None]],
     *,
-    types: Sequence[Any] | None = None,
     timeout: float | None = None,
     **options: Any,
 ) -> str:
@@ -145,8 +231,6 @@ async def copy_out(
         A statement for which :func:`copyable` is true.
     output : async callable
         Receives the raw COPY data as it arrives.
-    types : sequence of asyncpg.types.Type, optional
-        Parameter types (prepared here when not given).
     timeout : float, optional
         Seconds before the COPY is cancelled.
     **options
@@ -157,23 +241,7 @@ async def copy_out(
     str
         The command tag, e.g. ``COPY 1000``.
     """
-    if types is None:
-        types = (await conn.prepare(bound.sql)).get_parameters() if bound.args else ()
-    inner, settings = copy_sql(bound, types)
-    if not settings:
-        return str(await conn.copy_from_query(inner, output=output, timeout=timeout, **options))
-    own_transaction = not conn.is_in_transaction()
-    if own_transaction:
-        await conn.execute("BEGIN")
-    try:
-        for statement, value in settings:
-            await conn.fetchval(statement, value)
-        status = str(await conn.copy_from_query(inner, output=output, timeout=timeout, **options))
-    except BaseException:
-        if own_transaction and not conn.is_closed():
-            # Shielded: a cancelled COPY must still end its transaction.
-            await asyncio.shield(conn.execute("ROLLBACK"))
-        raise
-    if own_transaction:
-        await conn.execute("COMMIT")
-    return status
+    types = (await conn.prepare(bound.sql)).get_parameters() if bound.args else ()
+    query = copy_query(bound, types)
+    async with bound_values(conn, bound, query):
+        return str(await conn.copy_from_query(query.sql, output=output, timeout=timeout, **options))

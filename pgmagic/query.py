@@ -21,7 +21,7 @@ from pgmagic.errors import OptionError, decorate, format_postgres_error
 from pgmagic.params import BoundStatement
 from pgmagic.progress import Progress
 from pgmagic.runtime import Message, MessageKind, Runtime
-from pgmagic.session import StatementResult
+from pgmagic.session import FrameOptions, StatementResult
 
 __all__ = [
     "CellOutcome",
@@ -310,6 +310,7 @@ async def _run_on_session(
     quiet: bool,
     max_rows: int,
     progress: Progress | None,
+    frame: FrameOptions | None,
 ) -> list[StatementResult]:
     session = await runtime.session()
     attach = None if quiet else _status_poster(runtime)
@@ -319,6 +320,7 @@ async def _run_on_session(
         timeout=runtime.settings.command_timeout,
         max_rows=max_rows,
         progress=progress,
+        frame=frame,
     )
 
 
@@ -349,6 +351,8 @@ def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: boo
         raise OptionError(f"--{mode.value} needs a statement that returns rows")
     records = shown.records
     if mode is Mode.FRAME:
+        if shown.frame is not None:
+            return shown.frame
         return frames.records_to_frame(shown.columns, records, numeric_as_float=numeric_as_float)
     if len(records) > 1:
         raise OptionError(
@@ -418,6 +422,11 @@ def run_cell(
     if not statements:
         return CellOutcome([], None, None, 0.0)
     progress = Progress() if on_progress is not None else None
+    # An init hook may install codecs that change how types decode; the COPY
+    # path decodes by itself, so it only runs when no hook could disagree.
+    frame = None
+    if mode is Mode.FRAME and runtime.settings.init is None:
+        frame = FrameOptions(numeric_as_float=numeric_as_float)
 
     def tick() -> None:
         if on_progress is not None and progress is not None:
@@ -425,7 +434,7 @@ def run_cell(
 
     try:
         results = runtime.run(
-            _run_on_session(runtime, statements, quiet, max_rows, progress),
+            _run_on_session(runtime, statements, quiet, max_rows, progress, frame),
             on_message=on_message,
             on_tick=tick,
         )

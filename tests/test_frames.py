@@ -180,3 +180,44 @@ def test_large_result_builds_columns(dsn: str) -> None:
     frame = records_to_frame(columns, records)
     assert frame["i"].sum() == 10000 * 10001 // 2
     assert frame["t"].isna().sum() == 1000
+
+
+def test_copy_path_and_record_path_agree_through_the_magic(ip: Any, dsn: str) -> None:
+    from pgmagic import query
+    from pgmagic.runtime import default_runtime
+
+    cases = [c for c in CASES if c[1] != "inet"]  # inet takes the record path
+    selects = [f"({expr})::{typ} AS c{i}" for i, (expr, typ, _, _) in enumerate(cases)]
+    nulls = [f"NULL::{typ}" for _, typ, _, _ in cases]
+    ip.run_cell_magic("pg", "-q", SETUP)
+    ip.run_cell_magic(
+        "pg",
+        "-q",
+        f"CREATE TEMP TABLE every_type AS SELECT {', '.join(selects)} UNION ALL SELECT {', '.join(nulls)}",
+    )
+    runtime = default_runtime()
+    assert runtime is not None
+    sql = "SELECT * FROM every_type WHERE $n::int = 0"
+    fast = query.run_cell(runtime, sql, {"n": 0})
+    assert fast.shown is not None and fast.shown.frame is not None, "took the COPY path"
+
+    async def no_op(conn: Any) -> None:
+        return None
+
+    ip.user_ns["no_op"] = no_op
+    ip.run_line_magic("config", "PgMagics.init = no_op")  # an init hook turns the COPY path off
+    slow = query.run_cell(runtime, sql, {"n": 0})
+    assert slow.shown is not None and slow.shown.frame is None, "took the record path"
+    pd.testing.assert_frame_equal(fast.value, slow.value)
+    assert [str(t) for t in fast.value.dtypes] == [c[2] for c in cases]
+
+
+def test_unsupported_column_falls_back_to_records(ip: Any) -> None:
+    from pgmagic import query
+    from pgmagic.runtime import default_runtime
+
+    runtime = default_runtime()
+    assert runtime is not None
+    outcome = query.run_cell(runtime, "SELECT '10.0.0.1'::inet AS ip, 1 AS n", {})
+    assert outcome.shown is not None and outcome.shown.frame is None
+    assert str(outcome.value["ip"].iloc[0]) == "10.0.0.1"

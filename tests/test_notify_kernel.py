@@ -181,8 +181,20 @@ def test_updates_leave_the_kernel_while_a_cell_sleeps(
 
 def test_panel_hello_and_export(kernel: tuple[Recorder, str], widget: str, sql: Any) -> None:
     recorder, panel = kernel
+    mark = recorder.mark()
     sql("SELECT pg_notify('busy', 'to export')")
     sql("SELECT pg_notify('busy', 'ignored by the filter')")
+    # The snapshot can only hold what the listener has received: wait for it.
+    recorder.wait_for(
+        mark,
+        comm_msg(
+            panel,
+            lambda d: (
+                d["type"] == "batch"
+                and any(i.get("payload") == "ignored by the filter" for i in d["items"])
+            ),
+        ),
+    )
     mark = recorder.mark()
     recorder.comm_send(panel, {"type": "hello"})
     _, reply = recorder.wait_for(mark, comm_msg(panel, lambda d: d["type"] == "snapshot"))

@@ -1,0 +1,1574 @@
+/*
+ * _pgcopy: a streaming parser for PostgreSQL binary COPY output that fills
+ * per-column buffers ready to become pandas/pyarrow arrays.
+ *
+ * The parser runs on the event-loop thread, inside the COPY sink, with the
+ * GIL held: it creates Python objects (Decimal, UUID, decoded JSON ...) for
+ * object columns as rows arrive, so object creation overlaps with the server
+ * producing the next rows.  The kernel socket buffer is the pipeline stage
+ * between the two processes.
+ *
+ * Invariants
+ * ----------
+ * - Values are decoded exactly as asyncpg 0.32 decodes them (see the comment
+ *   on each decoder); where asyncpg would raise, the parser records the first
+ *   such error, keeps consuming the stream (so the COPY ends cleanly and the
+ *   session's transaction is untouched) and raises it from finish().
+ * - Malformed binary COPY data (a protocol error) raises at once.
+ * - A row is decoded only once it is complete in the buffer; a partial row is
+ *   carried over to the next feed().
+ * - Column buffers grow geometrically with realloc (glibc moves large blocks
+ *   with mremap, no copy) and are shrunk to size in finish(); finish() hands
+ *   ownership to Buffer objects that numpy/pyarrow wrap without copying.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* kinds (keep in sync with pgmagic/copyframe.py)                            */
+
+enum {
+    K_BOOL = 1,
+    K_INT2 = 2,
+    K_INT4 = 3,
+    K_INT8 = 4,
+    K_OID = 5,
+    K_FLOAT4 = 6,
+    K_FLOAT8 = 7,
+    K_TEXT = 8,
+    K_NUMERIC = 9,
+    K_NUMERIC_FLOAT = 10,
+    K_TIMESTAMP = 11,
+    K_TIMESTAMPTZ = 12,
+    K_DATE = 13,
+    K_INTERVAL = 14,
+    K_TIME = 15,
+    K_TIMETZ = 16,
+    K_UUID = 17,
+    K_BYTEA = 18,
+    K_JSON = 19,
+    K_JSONB = 20,
+    K_ARRAY = 21,
+    K_MAX = 22
+};
+
+/* storage classes */
+enum { S_FIXED = 1, S_TEXT = 2, S_OBJECT = 3 };
+
+#define ARRAY_MAXDIM 6
+
+/* 2000-01-01 relative to 1970-01-01 */
+#define PG_EPOCH_DAYS 10957
+#define PG_EPOCH_US INT64_C(946684800000000)
+#define US_PER_DAY INT64_C(86400000000)
+/* datetime.datetime.min / max as microseconds since 1970 */
+#define DT_MIN_US INT64_C(-62135596800000000)
+#define DT_MAX_US INT64_C(253402300799999999)
+/* datetime.date.min / max as days since 1970 */
+#define DATE_MIN_DAYS INT64_C(-719162)
+#define DATE_MAX_DAYS INT64_C(2932896)
+#define NAT INT64_MIN
+
+static inline uint16_t rd16(const unsigned char *p) {
+    return (uint16_t)(((uint16_t)p[0] << 8) | p[1]);
+}
+static inline uint32_t rd32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static inline uint64_t rd64(const unsigned char *p) {
+    return ((uint64_t)rd32(p) << 32) | (uint64_t)rd32(p + 4);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Buffer: owns a PyMem_Raw block and exports it through the buffer protocol */
+
+typedef struct {
+    PyObject_HEAD
+    char *ptr;
+    Py_ssize_t len;
+} BufferObject;
+
+static void Buffer_dealloc(BufferObject *self) {
+    PyMem_RawFree(self->ptr);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Buffer_getbuffer(BufferObject *self, Py_buffer *view, int flags) {
+    /* a zero-length block may be NULL; export a valid pointer anyway */
+    static char empty[1];
+    return PyBuffer_FillInfo(view, (PyObject *)self,
+                             self->ptr ? self->ptr : empty, self->len, 0,
+                             flags);
+}
+
+static Py_ssize_t Buffer_length(BufferObject *self) { return self->len; }
+
+static PyBufferProcs Buffer_as_buffer = {
+    (getbufferproc)Buffer_getbuffer,
+    NULL,
+};
+
+static PySequenceMethods Buffer_as_sequence = {
+    .sq_length = (lenfunc)Buffer_length,
+};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pgmagic._pgcopy.Buffer",
+    .tp_basicsize = sizeof(BufferObject),
+    .tp_dealloc = (destructor)Buffer_dealloc,
+    .tp_as_buffer = &Buffer_as_buffer,
+    .tp_as_sequence = &Buffer_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A block of memory owned by the parser's output.",
+};
+
+/* Takes ownership of ptr (shrunk to len). */
+static PyObject *buffer_adopt(char **pptr, Py_ssize_t len) {
+    BufferObject *b = PyObject_New(BufferObject, &BufferType);
+    if (b == NULL) return NULL;
+    char *p = *pptr;
+    if (len > 0) {
+        char *q = PyMem_RawRealloc(p, (size_t)len);
+        if (q != NULL) p = q;
+    } else {
+        PyMem_RawFree(p);
+        p = NULL;
+    }
+    *pptr = NULL;
+    b->ptr = p;
+    b->len = len;
+    return (PyObject *)b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* columns                                                                   */
+
+typedef struct {
+    int kind;
+    int elem_kind;      /* K_ARRAY only */
+    uint32_t elem_oid;  /* K_ARRAY only: expected element OID */
+    int storage;
+    int width;          /* bytes per row for S_FIXED */
+    char *values;       /* S_FIXED: width * cap; S_TEXT: int64 offsets (cap+1) */
+    uint8_t *mask;      /* S_FIXED nullable ints/bool: 1 = NULL */
+    uint8_t *validity;  /* S_TEXT: arrow validity bitmap, 1 = valid */
+    char *data;         /* S_TEXT: utf-8 bytes */
+    Py_ssize_t data_len, data_cap;
+    Py_ssize_t null_count;
+    PyObject **objs;    /* S_OBJECT */
+    /* K_JSON/K_JSONB: values waiting to be decoded together as one JSON
+     * array "[v1,v2,...]" (one orjson call per batch instead of per value);
+     * their objs[] slots stay NULL until the batch is flushed */
+    char *jbuf;
+    Py_ssize_t jlen, jcap;
+    Py_ssize_t *jpend;  /* per pending value: row, offset in jbuf, length */
+    int jcount;
+} Column;
+
+#define JSON_BATCH 512
+#define JSON_BATCH_BYTES (256 * 1024)
+
+#define DEC_CACHE_SIZE 1024
+#define DEC_CACHE_KEY 24
+
+typedef struct {
+    PyObject *value;
+    uint8_t len;
+    unsigned char key[DEC_CACHE_KEY];
+} DecCacheEntry;
+
+typedef struct {
+    PyObject_HEAD
+    int ncols;
+    Column *cols;
+    Py_ssize_t nrows, cap;
+    int state;          /* 0 = expect header, 1 = rows, 2 = trailer seen */
+    char *carry;
+    Py_ssize_t carry_len, carry_cap;
+    /* first value error, raised by finish() */
+    PyObject *err_type, *err_value, *err_tb;
+    /* helpers */
+    PyObject *decimal_type;
+    PyObject *uuid_type;
+    PyObject *json_loads;     /* fast decoder (orjson.loads) or NULL */
+    PyObject *json_fallback;  /* json.loads */
+    PyObject *dec_nan, *dec_pinf, *dec_ninf;
+    PyObject *tz_cache;       /* dict: offset minutes -> timezone */
+    PyObject *empty_tuple;
+    DecCacheEntry *dec_cache; /* DEC_CACHE_SIZE entries, or NULL */
+    int uuid_fast;            /* pgproto UUID layout verified */
+    int finished;
+    int broken;               /* protocol error seen: the rest is dropped */
+} ParserObject;
+
+/* pgproto.UUID stores its 16 bytes right after the object header; verified
+ * at runtime by probe_uuid() before the fast constructor is used. */
+#define UUID_DATA_OFFSET (sizeof(PyObject))
+
+static int storage_of(int kind, int *width) {
+    switch (kind) {
+    case K_BOOL: *width = 1; return S_FIXED;
+    case K_INT2: *width = 2; return S_FIXED;
+    case K_INT4: *width = 4; return S_FIXED;
+    case K_INT8: case K_OID: *width = 8; return S_FIXED;
+    case K_FLOAT4: *width = 4; return S_FIXED;
+    case K_FLOAT8: case K_NUMERIC_FLOAT: *width = 8; return S_FIXED;
+    case K_TIMESTAMP: case K_TIMESTAMPTZ: case K_DATE: case K_INTERVAL:
+        *width = 8; return S_FIXED;
+    case K_TEXT: *width = 8; return S_TEXT;
+    case K_NUMERIC: case K_TIME: case K_TIMETZ: case K_UUID: case K_BYTEA:
+    case K_JSON: case K_JSONB: case K_ARRAY:
+        *width = sizeof(PyObject *); return S_OBJECT;
+    default: return 0;
+    }
+}
+
+static int has_mask(int kind) {
+    return kind == K_BOOL || kind == K_INT2 || kind == K_INT4 ||
+           kind == K_INT8 || kind == K_OID;
+}
+
+/* ------------------------------------------------------------------------ */
+/* error helpers                                                             */
+
+static PyObject *ProtocolError;  /* malformed stream */
+
+static int protocol_error(const char *msg) {
+    PyErr_SetString(ProtocolError, msg);
+    return -1;
+}
+
+/* Record the pending Python exception as the parser's deferred error (the
+ * first one wins) and clear it. */
+static void defer_error(ParserObject *p) {
+    if (p->err_type == NULL) {
+        PyErr_Fetch(&p->err_type, &p->err_value, &p->err_tb);
+    } else {
+        PyErr_Clear();
+    }
+}
+
+static void defer_new_error(ParserObject *p, PyObject *type, const char *msg) {
+    if (p->err_type == NULL) {
+        PyErr_SetString(type, msg);
+        defer_error(p);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* growth                                                                    */
+
+static int grow_rows(ParserObject *p) {
+    Py_ssize_t ncap = p->cap ? p->cap * 2 : 1024;
+    for (int i = 0; i < p->ncols; i++) {
+        Column *c = &p->cols[i];
+        size_t vsize = c->storage == S_TEXT ? (size_t)(ncap + 1) * 8
+                                            : (size_t)ncap * (size_t)c->width;
+        if (c->storage == S_OBJECT) {
+            PyObject **o = PyMem_RawRealloc(c->objs, (size_t)ncap * sizeof(PyObject *));
+            if (o == NULL) goto nomem;
+            c->objs = o;
+        } else {
+            char *v = PyMem_RawRealloc(c->values, vsize);
+            if (v == NULL) goto nomem;
+            if (c->storage == S_TEXT && p->cap == 0) ((int64_t *)v)[0] = 0;
+            c->values = v;
+        }
+        if (c->storage == S_FIXED && has_mask(c->kind)) {
+            uint8_t *m = PyMem_RawRealloc(c->mask, (size_t)ncap);
+            if (m == NULL) goto nomem;
+            c->mask = m;
+        }
+        if (c->storage == S_TEXT) {
+            size_t nbytes = (size_t)(ncap + 7) / 8;
+            size_t obytes = (size_t)(p->cap + 7) / 8;
+            uint8_t *m = PyMem_RawRealloc(c->validity, nbytes);
+            if (m == NULL) goto nomem;
+            memset(m + obytes, 0, nbytes - obytes);
+            c->validity = m;
+        }
+    }
+    p->cap = ncap;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static int text_reserve(Column *c, Py_ssize_t extra) {
+    if (c->data_len + extra <= c->data_cap) return 0;
+    Py_ssize_t ncap = c->data_cap ? c->data_cap : 65536;
+    while (ncap < c->data_len + extra) ncap = ncap + ncap / 2 + 1;
+    char *d = PyMem_RawRealloc(c->data, (size_t)ncap);
+    if (d == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->data = d;
+    c->data_cap = ncap;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8 validation (strict, as Python's decoder: no surrogates, no overlong) */
+
+static int utf8_valid(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        /* fast path: 8 ASCII bytes at a time */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & UINT64_C(0x8080808080808080)) break;
+            i += 8;
+        }
+        if (i >= n) break;
+        unsigned char c = s[i];
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
+            i += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n) return 0;
+            unsigned char c1 = s[i + 1];
+            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
+            if (c == 0xE0 && c1 < 0xA0) return 0;  /* overlong */
+            if (c == 0xED && c1 > 0x9F) return 0;  /* surrogate */
+            i += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n) return 0;
+            unsigned char c1 = s[i + 1];
+            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 ||
+                (s[i + 3] & 0xC0) != 0x80) return 0;
+            if (c == 0xF0 && c1 < 0x90) return 0;
+            if (c == 0xF4 && c1 > 0x8F) return 0;
+            i += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* object decoders: each returns a new reference, or NULL with an exception  */
+
+/* asyncpg text_decode: strict UTF-8 */
+static PyObject *make_str(const unsigned char *b, Py_ssize_t n) {
+    return PyUnicode_DecodeUTF8((const char *)b, n, NULL);
+}
+
+/* numeric -> the exact string asyncpg's numeric_decode_binary_ex builds
+ * (trail_fract_zero = 0).  Returns the length written to out (which must
+ * hold 4 * ndigits + |dscale| + 32 bytes), or -1 for a malformed value.
+ * *special is set to 1 (NaN), 2 (+Inf), 3 (-Inf), 4 (zero digits), else 0. */
+static Py_ssize_t numeric_to_str(const unsigned char *b, Py_ssize_t n, char *out,
+                                 int *special, unsigned *dscale_out) {
+    if (n < 8) return -1;
+    uint16_t ndigits = rd16(b);
+    int16_t weight = (int16_t)rd16(b + 2);
+    uint16_t sign = rd16(b + 4);
+    uint16_t dscale = rd16(b + 6);
+    *special = 0;
+    *dscale_out = dscale;
+    if (sign == 0xC000) { *special = 1; return 0; }
+    if (sign == 0xD000) { *special = 2; return 0; }
+    if (sign == 0xF000) { *special = 3; return 0; }
+    if (sign != 0x0000 && sign != 0x4000) return -1;
+    if (n != 8 + 2 * (Py_ssize_t)ndigits) return -1;
+    if (ndigits == 0) { *special = 4; return 0; }
+    const unsigned char *d = b + 8;
+    int pgdigit0 = (int16_t)rd16(d);
+    int front_padding = 0;
+    if (weight >= 0) {
+        if (pgdigit0 < 10) front_padding = 3;
+        else if (pgdigit0 < 100) front_padding = 2;
+        else if (pgdigit0 < 1000) front_padding = 1;
+    }
+    Py_ssize_t num_fract_digits = ((Py_ssize_t)ndigits - weight - 1) * 4;
+    Py_ssize_t trailing_adj = (Py_ssize_t)dscale - num_fract_digits;
+    int64_t exponent = ((int64_t)weight + 1) * 4 - front_padding;
+    char *q = out;
+    if (sign == 0x4000) *q++ = '-';
+    *q++ = '0';
+    *q++ = '.';
+    for (int i = 0; i < ndigits; i++) {
+        int v = (int16_t)rd16(d + 2 * i);
+        if (v < 0 || v > 9999) return -1;
+        int d0 = v / 1000, d1 = (v / 100) % 10, d2 = (v / 10) % 10, d3 = v % 10;
+        if (i == 0 && weight >= 0) {
+            /* _unpack_digit_stripping_lzeros */
+            int sig = d0 > 0;
+            if (sig) *q++ = (char)('0' + d0);
+            sig |= d1 > 0;
+            if (sig) *q++ = (char)('0' + d1);
+            sig |= d2 > 0;
+            if (sig) *q++ = (char)('0' + d2);
+            *q++ = (char)('0' + d3);
+        } else {
+            *q++ = (char)('0' + d0);
+            *q++ = (char)('0' + d1);
+            *q++ = (char)('0' + d2);
+            *q++ = (char)('0' + d3);
+        }
+    }
+    if (dscale) {
+        for (Py_ssize_t i = 0; i < trailing_adj; i++) q[i] = '0';
+        q += trailing_adj;
+    }
+    if (exponent != 0) {
+        *q++ = 'E';
+        *q++ = exponent < 0 ? '-' : '+';
+        uint64_t e = (uint64_t)(exponent < 0 ? -exponent : exponent);
+        char tmp[24];
+        int k = 0;
+        while (e) { tmp[k++] = (char)('0' + e % 10); e /= 10; }
+        while (k) *q++ = tmp[--k];
+    }
+    *q = '\0';
+    return q - out;
+}
+
+/* upper bound of numeric_to_str's output, including trailing zero padding */
+static Py_ssize_t numeric_str_size(const unsigned char *b, Py_ssize_t n) {
+    if (n < 8) return 64;
+    int16_t weight = (int16_t)rd16(b + 2);
+    return 4 * (Py_ssize_t)rd16(b) + (Py_ssize_t)rd16(b + 6) +
+           4 * (Py_ssize_t)(weight > 0 ? weight : 0) + 64;
+}
+
+static PyObject *make_decimal_str(ParserObject *p, const char *s, Py_ssize_t len) {
+    PyObject *str = PyUnicode_New(len, 127);
+    if (str == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(str), s, (size_t)len);
+    PyObject *r = PyObject_CallOneArg(p->decimal_type, str);
+    Py_DECREF(str);
+    return r;
+}
+
+static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n);
+
+/* Decimals are immutable, so equal values may share one instance: a small
+ * direct-mapped cache keyed by the raw bytes pays off on the low-cardinality
+ * columns (prices, quantities) common in practice and costs a hash and a
+ * compare on a miss. */
+static PyObject *make_numeric(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    if (n > DEC_CACHE_KEY || p->dec_cache == NULL) return make_numeric_uncached(p, b, n);
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
+    DecCacheEntry *e = &p->dec_cache[(h ^ (h >> 29)) & (DEC_CACHE_SIZE - 1)];
+    if (e->value != NULL && e->len == n && memcmp(e->key, b, (size_t)n) == 0)
+        return Py_NewRef(e->value);
+    PyObject *r = make_numeric_uncached(p, b, n);
+    if (r != NULL) {
+        Py_XSETREF(e->value, Py_NewRef(r));
+        e->len = (uint8_t)n;
+        memcpy(e->key, b, (size_t)n);
+    }
+    return r;
+}
+
+static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    char small[256];
+    char *buf = small;
+    Py_ssize_t need = numeric_str_size(b, n);
+    if (need > (Py_ssize_t)sizeof(small)) {
+        buf = PyMem_Malloc((size_t)need);
+        if (buf == NULL) return PyErr_NoMemory();
+    }
+    int special;
+    unsigned dscale;
+    PyObject *r = NULL;
+    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale);
+    if (len < 0) {
+        protocol_error("malformed numeric value");
+    } else if (special == 1) {
+        r = Py_NewRef(p->dec_nan);
+    } else if (special == 2) {
+        r = Py_NewRef(p->dec_pinf);
+    } else if (special == 3) {
+        r = Py_NewRef(p->dec_ninf);
+    } else if (special == 4) {
+        /* asyncpg: _Dec('0e-' + str(dscale)) */
+        len = sprintf(buf, "0e-%u", dscale);
+        r = make_decimal_str(p, buf, len);
+    } else {
+        r = make_decimal_str(p, buf, len);
+    }
+    if (buf != small) PyMem_Free(buf);
+    return r;
+}
+
+/* float(Decimal(s)) == float(s): CPython's Decimal.__float__ parses str(self) */
+static int numeric_to_double(const unsigned char *b, Py_ssize_t n, double *out) {
+    char small[256];
+    char *buf = small;
+    Py_ssize_t need = numeric_str_size(b, n);
+    if (need > (Py_ssize_t)sizeof(small)) {
+        buf = PyMem_Malloc((size_t)need);
+        if (buf == NULL) { PyErr_NoMemory(); return -1; }
+    }
+    int special;
+    unsigned dscale;
+    int rc = 0;
+    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale);
+    if (len < 0) {
+        rc = protocol_error("malformed numeric value");
+    } else if (special == 1) {
+        *out = Py_NAN;
+    } else if (special == 2) {
+        *out = Py_HUGE_VAL;
+    } else if (special == 3) {
+        *out = -Py_HUGE_VAL;
+    } else if (special == 4) {
+        *out = 0.0;
+    } else {
+        *out = PyOS_string_to_double(buf, NULL, NULL);
+        if (*out == -1.0 && PyErr_Occurred()) rc = -1;
+    }
+    if (buf != small) PyMem_Free(buf);
+    return rc;
+}
+
+static PyObject *make_uuid(ParserObject *p, const unsigned char *b) {
+    if (p->uuid_fast) {
+        PyTypeObject *t = (PyTypeObject *)p->uuid_type;
+        PyObject *u = t->tp_new(t, p->empty_tuple, NULL);
+        if (u == NULL) return NULL;
+        memcpy((char *)u + UUID_DATA_OFFSET, b, 16);
+        /* its fields hold only None or ints: it cannot be part of a cycle */
+        if (PyObject_GC_IsTracked(u)) PyObject_GC_UnTrack(u);
+        return u;
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)b, 16);
+    if (bytes == NULL) return NULL;
+    PyObject *u = PyObject_CallOneArg(p->uuid_type, bytes);
+    Py_DECREF(bytes);
+    return u;
+}
+
+/* days since 1970-01-01 -> civil date (proleptic Gregorian) */
+static void civil_from_days(int64_t z, int *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t yy = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t dd = doy - (153 * mp + 2) / 5 + 1;
+    int64_t mm = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int)(yy + (mm <= 2));
+    *m = (int)mm;
+    *d = (int)dd;
+}
+
+static inline int64_t floordiv64(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
+    return q;
+}
+
+/* asyncpg timestamp(tz)_decode: infinity -> datetime.max (naive, also for
+ * timestamptz), -infinity -> datetime.min (naive); otherwise epoch + delta,
+ * which raises OverflowError outside years 1..9999. */
+static PyObject *make_datetime(const unsigned char *b, int tz) {
+    int64_t ts = (int64_t)rd64(b);
+    int64_t us;
+    PyObject *tzinfo = Py_None;
+    if (ts == INT64_MAX) {
+        us = DT_MAX_US;
+    } else if (ts == INT64_MIN) {
+        us = DT_MIN_US;
+    } else {
+        if (ts > DT_MAX_US - PG_EPOCH_US || ts < DT_MIN_US - PG_EPOCH_US) {
+            PyErr_SetString(PyExc_OverflowError, "date value out of range");
+            return NULL;
+        }
+        us = ts + PG_EPOCH_US;
+        if (tz) tzinfo = PyDateTime_TimeZone_UTC;
+    }
+    int64_t days = floordiv64(us, US_PER_DAY);
+    int64_t rem = us - days * US_PER_DAY;
+    int y, mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    int64_t secs = rem / 1000000;
+    return PyDateTimeAPI->DateTime_FromDateAndTime(
+        y, mo, d, (int)(secs / 3600), (int)((secs / 60) % 60), (int)(secs % 60),
+        (int)(rem % 1000000), tzinfo, PyDateTimeAPI->DateTimeType);
+}
+
+static PyObject *make_date(const unsigned char *b) {
+    int32_t v = (int32_t)rd32(b);
+    int64_t days;
+    if (v == INT32_MAX) days = DATE_MAX_DAYS;
+    else if (v == INT32_MIN) days = DATE_MIN_DAYS;
+    else {
+        days = (int64_t)v + PG_EPOCH_DAYS;
+        if (days < DATE_MIN_DAYS || days > DATE_MAX_DAYS) {
+            /* asyncpg: date.fromordinal(...) raises; let it say so */
+            PyObject *r = PyObject_CallMethod((PyObject *)PyDateTimeAPI->DateType,
+                                              "fromordinal", "L",
+                                              (long long)(days + 719163));
+            if (r != NULL) {
+                Py_DECREF(r);
+                PyErr_SetString(PyExc_ValueError, "date out of range");
+            }
+            return NULL;
+        }
+    }
+    int y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    return PyDateTimeAPI->Date_FromDate(y, m, d, PyDateTimeAPI->DateType);
+}
+
+/* asyncpg time_decode: hours may reach 24 for '24:00:00', which
+ * datetime.time rejects with ValueError, as asyncpg does. */
+static PyObject *make_time(const unsigned char *b, PyObject *tzinfo) {
+    int64_t ts = (int64_t)rd64(b);
+    int64_t seconds = floordiv64(ts, 1000000);
+    int64_t us = ts - seconds * 1000000;
+    int64_t minutes = seconds / 60;
+    int64_t hours = minutes / 60;
+    if (hours < 0 || hours > 23) {
+        PyErr_SetString(PyExc_ValueError, "hour must be in 0..23");
+        return NULL;
+    }
+    return PyDateTimeAPI->Time_FromTime((int)hours, (int)(minutes % 60),
+                                        (int)(seconds % 60), (int)us, tzinfo,
+                                        PyDateTimeAPI->TimeType);
+}
+
+static PyObject *tz_for_offset(ParserObject *p, int32_t offset_seconds) {
+    /* asyncpg: offset = int(offset_seconds / 60); timezone(timedelta(minutes=-offset)) */
+    int32_t minutes = (int32_t)((double)offset_seconds / 60.0);
+    PyObject *key = PyLong_FromLong(minutes);
+    if (key == NULL) return NULL;
+    PyObject *tz = PyDict_GetItemWithError(p->tz_cache, key);
+    if (tz != NULL) {
+        Py_DECREF(key);
+        return Py_NewRef(tz);
+    }
+    if (PyErr_Occurred()) { Py_DECREF(key); return NULL; }
+    PyObject *delta = PyDelta_FromDSU(0, -minutes * 60, 0);
+    if (delta == NULL) { Py_DECREF(key); return NULL; }
+    tz = PyTimeZone_FromOffset(delta);
+    Py_DECREF(delta);
+    if (tz == NULL || PyDict_SetItem(p->tz_cache, key, tz) < 0) {
+        Py_DECREF(key);
+        Py_XDECREF(tz);
+        return NULL;
+    }
+    Py_DECREF(key);
+    return tz;
+}
+
+static PyObject *make_timetz(ParserObject *p, const unsigned char *b) {
+    PyObject *tz = tz_for_offset(p, (int32_t)rd32(b + 8));
+    if (tz == NULL) return NULL;
+    PyObject *r = make_time(b, tz);
+    Py_DECREF(tz);
+    return r;
+}
+
+/* asyncpg interval_decode, including its int32 arithmetic:
+ *   years = trunc(months / 12), months = rem; days + months*30 + years*365
+ * computed in (wrapping) int32, then timedelta(days, seconds, us).
+ * For infinite intervals the time part is left at 0. */
+static int interval_parts(const unsigned char *b, int64_t *days_out, int64_t *time_us) {
+    int64_t ts = (int64_t)rd64(b);
+    int32_t days = (int32_t)rd32(b + 8);
+    int32_t months = (int32_t)rd32(b + 12);
+    int32_t years;
+    if (months < 0) {
+        years = -(int32_t)((-(int64_t)months) / 12);
+        months = -(int32_t)((-(int64_t)months) % 12);
+    } else {
+        years = months / 12;
+        months = months % 12;
+    }
+    uint32_t total = (uint32_t)days + (uint32_t)months * 30u + (uint32_t)years * 365u;
+    *days_out = (int64_t)(int32_t)total;
+    *time_us = (ts == INT64_MAX || ts == INT64_MIN) ? 0 : ts;
+    return 0;
+}
+
+static PyObject *make_timedelta(const unsigned char *b) {
+    int64_t days, us;
+    interval_parts(b, &days, &us);
+    int64_t secs = floordiv64(us, 1000000);
+    int64_t rem = us - secs * 1000000;
+    int64_t sdays = floordiv64(secs, 86400);
+    secs -= sdays * 86400;
+    days += sdays;
+    if (days > 999999999 || days < -999999999) {
+        PyErr_Format(PyExc_OverflowError,
+                     "days=%lld; must have magnitude <= 999999999",
+                     (long long)days);
+        return NULL;
+    }
+    return PyDateTimeAPI->Delta_FromDelta((int)days, (int)secs, (int)rem, 1,
+                                          PyDateTimeAPI->DeltaType);
+}
+
+/* JSON: orjson.loads where it is exact, json.loads(str) otherwise.
+ * orjson turns integers beyond 64 bits into floats and rejects what
+ * json.loads accepts (lone surrogate escapes, 1e400): any run of 19+ digits
+ * or any orjson error sends the value to json.loads. */
+static int json_risky(const unsigned char *b, Py_ssize_t n) {
+    int run = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (b[i] >= '0' && b[i] <= '9') {
+            if (++run >= 19) return 1;
+        } else {
+            run = 0;
+        }
+    }
+    return 0;
+}
+
+static PyObject *make_json(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    if (p->json_loads != NULL) {
+        if (!json_risky(b, n)) {
+            PyObject *bytes = PyBytes_FromStringAndSize((const char *)b, n);
+            if (bytes == NULL) return NULL;
+            PyObject *r = PyObject_CallOneArg(p->json_loads, bytes);
+            Py_DECREF(bytes);
+            if (r != NULL) return r;
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+            PyErr_Clear();
+        }
+    }
+    PyObject *s = make_str(b, n);
+    if (s == NULL) return NULL;
+    PyObject *r = PyObject_CallOneArg(p->json_fallback, s);
+    Py_DECREF(s);
+    return r;
+}
+
+/* Decode the pending batch of a JSON column.  An orjson error on the batch
+ * (a value only json.loads accepts, or nesting at orjson's depth limit)
+ * sends every value of the batch through make_json one by one.
+ * Returns -1 only on memory errors; value errors are deferred. */
+static int json_flush(ParserObject *p, Column *c) {
+    if (c->jcount == 0) return 0;
+    c->jbuf[c->jlen] = ']';
+    PyObject *bytes = PyBytes_FromStringAndSize(c->jbuf, c->jlen + 1);
+    if (bytes == NULL) return -1;
+    PyObject *list = PyObject_CallOneArg(p->json_loads, bytes);
+    Py_DECREF(bytes);
+    if (list != NULL && PyList_CheckExact(list) && PyList_GET_SIZE(list) == c->jcount) {
+        for (int i = 0; i < c->jcount; i++)
+            c->objs[c->jpend[3 * i]] = Py_NewRef(PyList_GET_ITEM(list, i));
+        Py_DECREF(list);
+    } else {
+        Py_XDECREF(list);
+        if (list == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) return -1;
+            PyErr_Clear();
+        }
+        for (int i = 0; i < c->jcount; i++) {
+            Py_ssize_t *e = c->jpend + 3 * i;
+            PyObject *o = make_json(p, (const unsigned char *)c->jbuf + e[1], e[2]);
+            if (o == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_MemoryError)) return -1;
+                defer_error(p);
+                o = Py_NewRef(Py_None);
+            }
+            c->objs[e[0]] = o;
+        }
+    }
+    c->jcount = 0;
+    c->jlen = 0;
+    return 0;
+}
+
+/* Queue one JSON value of row r (already known not risky). */
+static int json_queue(ParserObject *p, Column *c, Py_ssize_t r,
+                      const unsigned char *b, Py_ssize_t n) {
+    if (c->jpend == NULL) {
+        c->jpend = PyMem_Malloc(sizeof(Py_ssize_t) * 3 * JSON_BATCH);
+        if (c->jpend == NULL) { PyErr_NoMemory(); return -1; }
+    }
+    Py_ssize_t need = c->jlen + n + 2;  /* separator + value + closing bracket */
+    if (need > c->jcap) {
+        Py_ssize_t ncap = c->jcap ? c->jcap : JSON_BATCH_BYTES + 1024;
+        while (ncap < need) ncap *= 2;
+        char *nb = PyMem_Realloc(c->jbuf, (size_t)ncap);
+        if (nb == NULL) { PyErr_NoMemory(); return -1; }
+        c->jbuf = nb;
+        c->jcap = ncap;
+    }
+    c->jbuf[c->jlen++] = c->jcount ? ',' : '[';
+    memcpy(c->jbuf + c->jlen, b, (size_t)n);
+    Py_ssize_t *e = c->jpend + 3 * c->jcount;
+    e[0] = r;
+    e[1] = c->jlen;
+    e[2] = n;
+    c->jlen += n;
+    c->jcount++;
+    c->objs[r] = NULL;
+    if (c->jcount == JSON_BATCH || c->jlen >= JSON_BATCH_BYTES) return json_flush(p, c);
+    return 0;
+}
+
+/* element decoders for arrays: what asyncpg returns for each element */
+static PyObject *make_element(ParserObject *p, int kind, const unsigned char *b, Py_ssize_t n) {
+    switch (kind) {
+    case K_BOOL:
+        if (n != 1) break;
+        return Py_NewRef(b[0] ? Py_True : Py_False);
+    case K_INT2:
+        if (n != 2) break;
+        return PyLong_FromLong((int16_t)rd16(b));
+    case K_INT4:
+        if (n != 4) break;
+        return PyLong_FromLong((int32_t)rd32(b));
+    case K_INT8:
+        if (n != 8) break;
+        return PyLong_FromLongLong((int64_t)rd64(b));
+    case K_OID:
+        if (n != 4) break;
+        return PyLong_FromUnsignedLong(rd32(b));
+    case K_FLOAT4: {
+        if (n != 4) break;
+        uint32_t u = rd32(b);
+        float f;
+        memcpy(&f, &u, 4);
+        return PyFloat_FromDouble((double)f);
+    }
+    case K_FLOAT8: {
+        if (n != 8) break;
+        uint64_t u = rd64(b);
+        double f;
+        memcpy(&f, &u, 8);
+        return PyFloat_FromDouble(f);
+    }
+    case K_TEXT:
+        return make_str(b, n);
+    /* pgmagic's sessions decode json/jsonb with json.loads (set_type_codec),
+     * and asyncpg applies that codec to array elements too */
+    case K_JSON:
+        return make_json(p, b, n);
+    case K_JSONB:
+        if (n < 1) break;
+        if (b[0] != 1) {
+            PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
+            return NULL;
+        }
+        return make_json(p, b + 1, n - 1);
+    case K_NUMERIC:
+        return make_numeric(p, b, n);
+    case K_BYTEA:
+        return PyBytes_FromStringAndSize((const char *)b, n);
+    case K_UUID:
+        if (n != 16) break;
+        return make_uuid(p, b);
+    case K_DATE:
+        if (n != 4) break;
+        return make_date(b);
+    case K_TIMESTAMP:
+    case K_TIMESTAMPTZ:
+        if (n != 8) break;
+        return make_datetime(b, kind == K_TIMESTAMPTZ);
+    case K_TIME:
+        if (n != 8) break;
+        return make_time(b, Py_None);
+    case K_TIMETZ:
+        if (n != 12) break;
+        return make_timetz(p, b);
+    case K_INTERVAL:
+        if (n != 16) break;
+        return make_timedelta(b);
+    default:
+        break;
+    }
+    protocol_error("unexpected array element length");
+    return NULL;
+}
+
+/* Decode one array value. On a protocol error returns NULL with
+ * ProtocolError set; value errors come back as ordinary exceptions. */
+static PyObject *make_array(ParserObject *p, int elem_kind, uint32_t elem_oid,
+                            const unsigned char *b, Py_ssize_t n) {
+    if (n < 12) { protocol_error("malformed array"); return NULL; }
+    int32_t ndims = (int32_t)rd32(b);
+    uint32_t oid = rd32(b + 8);
+    if (ndims == 0) return PyList_New(0);
+    if (ndims < 0 || ndims > ARRAY_MAXDIM || n < 12 + 8 * (Py_ssize_t)ndims) {
+        protocol_error("malformed array header");
+        return NULL;
+    }
+    if (oid != elem_oid) {
+        protocol_error("unexpected array element type");
+        return NULL;
+    }
+    int32_t dims[ARRAY_MAXDIM];
+    int64_t total = 1;
+    for (int i = 0; i < ndims; i++) {
+        dims[i] = (int32_t)rd32(b + 12 + 8 * i);
+        if (dims[i] < 0) { protocol_error("malformed array dimension"); return NULL; }
+        total *= dims[i];
+        if (total > n) { protocol_error("malformed array dimension"); return NULL; }
+    }
+    const unsigned char *q = b + 12 + 8 * ndims;
+    const unsigned char *end = b + n;
+    /* build leaves first, then fold them into nested lists */
+    PyObject *flat = PyList_New((Py_ssize_t)total);
+    if (flat == NULL) return NULL;
+    for (int64_t i = 0; i < total; i++) {
+        if (end - q < 4) { protocol_error("truncated array"); goto fail; }
+        int32_t len = (int32_t)rd32(q);
+        q += 4;
+        PyObject *e;
+        if (len == -1) {
+            e = Py_NewRef(Py_None);
+        } else {
+            if (len < 0 || end - q < len) { protocol_error("truncated array"); goto fail; }
+            e = make_element(p, elem_kind, q, len);
+            if (e == NULL) goto fail;
+            q += len;
+        }
+        PyList_SET_ITEM(flat, (Py_ssize_t)i, e);
+    }
+    for (int d = ndims - 1; d >= 1; d--) {
+        Py_ssize_t width = dims[d];
+        Py_ssize_t groups = PyList_GET_SIZE(flat) / (width ? width : 1);
+        if (width == 0) groups = 0;
+        /* total is 0 if any dim is 0; then the outer shape is lost the same
+         * way in asyncpg (PostgreSQL never sends such arrays) */
+        PyObject *outer = PyList_New(groups);
+        if (outer == NULL) goto fail;
+        for (Py_ssize_t g = 0; g < groups; g++) {
+            PyObject *inner = PyList_GetSlice(flat, g * width, (g + 1) * width);
+            if (inner == NULL) { Py_DECREF(outer); goto fail; }
+            PyList_SET_ITEM(outer, g, inner);
+        }
+        Py_DECREF(flat);
+        flat = outer;
+    }
+    return flat;
+fail:
+    Py_DECREF(flat);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* row decoding                                                              */
+
+static inline void set_bit(uint8_t *bits, Py_ssize_t i) {
+    bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+/* Store a NULL in column c at row r. */
+static void store_null(Column *c, Py_ssize_t r) {
+    switch (c->storage) {
+    case S_FIXED:
+        switch (c->kind) {
+        case K_BOOL: c->values[r] = 0; c->mask[r] = 1; break;
+        case K_INT2: ((int16_t *)c->values)[r] = 0; c->mask[r] = 1; break;
+        case K_INT4: ((int32_t *)c->values)[r] = 0; c->mask[r] = 1; break;
+        case K_INT8: case K_OID: ((int64_t *)c->values)[r] = 0; c->mask[r] = 1; break;
+        case K_FLOAT4: ((float *)c->values)[r] = (float)Py_NAN; break;
+        case K_FLOAT8: case K_NUMERIC_FLOAT: ((double *)c->values)[r] = Py_NAN; break;
+        default: ((int64_t *)c->values)[r] = NAT; break;
+        }
+        break;
+    case S_TEXT:
+        ((int64_t *)c->values)[r + 1] = c->data_len;
+        c->null_count++;
+        break;
+    default:
+        c->objs[r] = Py_NewRef(Py_None);
+        break;
+    }
+}
+
+/* Decode a non-NULL field. Returns 0, or -1 on a protocol/memory error.
+ * Value errors are deferred and a NULL-equivalent is stored instead. */
+static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
+                       const unsigned char *b, int32_t n) {
+    switch (c->kind) {
+    case K_BOOL:
+        if (n != 1) goto badlen;
+        c->values[r] = b[0] != 0;
+        c->mask[r] = 0;
+        return 0;
+    case K_INT2:
+        if (n != 2) goto badlen;
+        ((int16_t *)c->values)[r] = (int16_t)rd16(b);
+        c->mask[r] = 0;
+        return 0;
+    case K_INT4:
+        if (n != 4) goto badlen;
+        ((int32_t *)c->values)[r] = (int32_t)rd32(b);
+        c->mask[r] = 0;
+        return 0;
+    case K_INT8:
+        if (n != 8) goto badlen;
+        ((int64_t *)c->values)[r] = (int64_t)rd64(b);
+        c->mask[r] = 0;
+        return 0;
+    case K_OID:
+        if (n != 4) goto badlen;
+        ((int64_t *)c->values)[r] = (int64_t)rd32(b);
+        c->mask[r] = 0;
+        return 0;
+    case K_FLOAT4: {
+        if (n != 4) goto badlen;
+        uint32_t u = rd32(b);
+        memcpy((float *)c->values + r, &u, 4);
+        return 0;
+    }
+    case K_FLOAT8: {
+        if (n != 8) goto badlen;
+        uint64_t u = rd64(b);
+        memcpy((double *)c->values + r, &u, 8);
+        return 0;
+    }
+    case K_NUMERIC_FLOAT: {
+        double v;
+        if (numeric_to_double(b, n, &v) < 0) {
+            if (PyErr_ExceptionMatches(ProtocolError)) return -1;
+            defer_error(p);
+            v = Py_NAN;
+        }
+        ((double *)c->values)[r] = v;
+        return 0;
+    }
+    case K_TIMESTAMP:
+    case K_TIMESTAMPTZ: {
+        if (n != 8) goto badlen;
+        int64_t ts = (int64_t)rd64(b), v;
+        if (ts == INT64_MAX) v = DT_MAX_US;
+        else if (ts == INT64_MIN) v = DT_MIN_US;
+        else if (ts > DT_MAX_US - PG_EPOCH_US || ts < DT_MIN_US - PG_EPOCH_US) {
+            defer_new_error(p, PyExc_OverflowError, "date value out of range");
+            v = NAT;
+        } else v = ts + PG_EPOCH_US;
+        ((int64_t *)c->values)[r] = v;
+        return 0;
+    }
+    case K_DATE: {
+        if (n != 4) goto badlen;
+        int32_t d = (int32_t)rd32(b);
+        int64_t days;
+        if (d == INT32_MAX) days = DATE_MAX_DAYS;
+        else if (d == INT32_MIN) days = DATE_MIN_DAYS;
+        else {
+            days = (int64_t)d + PG_EPOCH_DAYS;
+            if (days < DATE_MIN_DAYS || days > DATE_MAX_DAYS) {
+                PyObject *tmp = make_date(b);  /* sets asyncpg's error */
+                Py_XDECREF(tmp);
+                defer_error(p);
+                ((int64_t *)c->values)[r] = NAT;
+                return 0;
+            }
+        }
+        ((int64_t *)c->values)[r] = days * 86400;
+        return 0;
+    }
+    case K_INTERVAL: {
+        if (n != 16) goto badlen;
+        int64_t days, us, total;
+        interval_parts(b, &days, &us);
+        /* the record path goes through datetime.timedelta, then to
+         * timedelta64[us]: both ranges must hold */
+        if (days > 999999999 || days < -999999999 ||
+            __builtin_mul_overflow(days, US_PER_DAY, &total) ||
+            __builtin_add_overflow(total, us, &total) || total == NAT) {
+            PyObject *tmp = make_timedelta(b);
+            if (tmp != NULL) {
+                Py_DECREF(tmp);
+                PyErr_SetString(PyExc_OverflowError,
+                                "interval out of range for timedelta64[us]");
+            }
+            defer_error(p);
+            total = NAT;
+        }
+        ((int64_t *)c->values)[r] = total;
+        return 0;
+    }
+    case K_TEXT: {
+        if (!utf8_valid(b, n)) {
+            PyObject *tmp = make_str(b, n);  /* raises UnicodeDecodeError */
+            Py_XDECREF(tmp);
+            if (tmp == NULL) defer_error(p);
+        }
+        if (text_reserve(c, n) < 0) return -1;
+        memcpy(c->data + c->data_len, b, (size_t)n);
+        c->data_len += n;
+        ((int64_t *)c->values)[r + 1] = c->data_len;
+        set_bit(c->validity, r);
+        return 0;
+    }
+    default:
+        break;
+    }
+
+    /* object kinds */
+    PyObject *o = NULL;
+    switch (c->kind) {
+    case K_NUMERIC: o = make_numeric(p, b, n); break;
+    case K_UUID:
+        if (n != 16) goto badlen;
+        o = make_uuid(p, b);
+        break;
+    case K_BYTEA: o = PyBytes_FromStringAndSize((const char *)b, n); break;
+    case K_TIME:
+        if (n != 8) goto badlen;
+        o = make_time(b, Py_None);
+        break;
+    case K_TIMETZ:
+        if (n != 12) goto badlen;
+        o = make_timetz(p, b);
+        break;
+    case K_JSON:
+    case K_JSONB:
+        if (c->kind == K_JSONB) {
+            if (n < 1) goto badlen;
+            if (b[0] != 1) {
+                PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
+                break;
+            }
+            b++;
+            n--;
+        }
+        if (p->json_loads != NULL && !json_risky(b, n)) return json_queue(p, c, r, b, n);
+        o = make_json(p, b, n);
+        break;
+    case K_ARRAY: o = make_array(p, c->elem_kind, c->elem_oid, b, n); break;
+    default:
+        return protocol_error("unknown column kind");
+    }
+    if (o == NULL) {
+        if (PyErr_ExceptionMatches(ProtocolError) ||
+            PyErr_ExceptionMatches(PyExc_MemoryError)) return -1;
+        defer_error(p);
+        o = Py_NewRef(Py_None);
+    }
+    c->objs[r] = o;
+    return 0;
+badlen:
+    return protocol_error("unexpected field length");
+}
+
+/* Parse as many complete rows as buf holds; returns bytes consumed or -1. */
+static Py_ssize_t parse(ParserObject *p, const unsigned char *buf, Py_ssize_t len) {
+    const unsigned char *q = buf, *end = buf + len;
+    if (p->state == 0) {
+        static const unsigned char sig[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xFF, '\r', '\n', 0};
+        if (len < 19) return 0;
+        if (memcmp(q, sig, 11) != 0) return protocol_error("not a binary COPY stream");
+        uint32_t ext = rd32(q + 15);
+        if ((Py_ssize_t)ext > len - 19) return 0;
+        q += 19 + ext;
+        p->state = 1;
+    }
+    while (p->state == 1) {
+        if (end - q < 2) break;
+        int16_t nf = (int16_t)rd16(q);
+        if (nf == -1) {
+            q += 2;
+            p->state = 2;
+            break;
+        }
+        if (nf != p->ncols) return protocol_error("unexpected number of fields in a row");
+        /* completeness check */
+        const unsigned char *s = q + 2;
+        int complete = 1;
+        for (int i = 0; i < nf; i++) {
+            if (end - s < 4) { complete = 0; break; }
+            int32_t fl = (int32_t)rd32(s);
+            s += 4;
+            if (fl == -1) continue;
+            if (fl < 0) return protocol_error("negative field length");
+            if (end - s < fl) { complete = 0; break; }
+            s += fl;
+        }
+        if (!complete) break;
+        if (p->nrows == p->cap && grow_rows(p) < 0) return -1;
+        Py_ssize_t r = p->nrows;
+        s = q + 2;
+        for (int i = 0; i < nf; i++) {
+            Column *c = &p->cols[i];
+            int32_t fl = (int32_t)rd32(s);
+            s += 4;
+            if (fl == -1) {
+                store_null(c, r);
+                continue;
+            }
+            if (store_value(p, c, r, s, fl) < 0) {
+                /* keep the row consistent for dealloc: fill the rest */
+                for (int j = i; j < nf; j++) store_null(&p->cols[j], r);
+                p->nrows++;
+                return -1;
+            }
+            s += fl;
+        }
+        p->nrows++;
+        q = s;
+    }
+    return q - buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parser type                                                               */
+
+static int probe_uuid(ParserObject *p) {
+    /* Use the direct constructor only if a UUID built by the type's own
+     * __init__ carries its bytes at UUID_DATA_OFFSET. */
+    PyTypeObject *t = (PyTypeObject *)p->uuid_type;
+    if (!PyType_Check(p->uuid_type) ||
+        t->tp_basicsize < (Py_ssize_t)(UUID_DATA_OFFSET + 16)) return 0;
+    unsigned char raw[16];
+    for (int i = 0; i < 16; i++) raw[i] = (unsigned char)(0xA5 ^ (i * 17));
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)raw, 16);
+    if (bytes == NULL) return -1;
+    PyObject *u = PyObject_CallOneArg(p->uuid_type, bytes);
+    if (u == NULL) { Py_DECREF(bytes); PyErr_Clear(); return 0; }
+    int ok = Py_TYPE(u) == t && memcmp((char *)u + UUID_DATA_OFFSET, raw, 16) == 0;
+    Py_DECREF(u);
+    if (ok) {
+        /* and a fast-built one compares equal to it */
+        PyObject *v = t->tp_new(t, p->empty_tuple, NULL);
+        if (v == NULL) { Py_DECREF(bytes); PyErr_Clear(); return 0; }
+        memcpy((char *)v + UUID_DATA_OFFSET, raw, 16);
+        PyObject *vb = PyObject_GetAttrString(v, "bytes");
+        ok = vb != NULL && PyBytes_Check(vb) &&
+             PyObject_RichCompareBool(vb, bytes, Py_EQ) == 1;
+        Py_XDECREF(vb);
+        Py_DECREF(v);
+        PyErr_Clear();
+    }
+    Py_DECREF(bytes);
+    return ok;
+}
+
+static void Parser_dealloc(ParserObject *p) {
+    for (int i = 0; i < p->ncols; i++) {
+        Column *c = &p->cols[i];
+        if (c->objs != NULL) {
+            for (Py_ssize_t r = 0; r < p->nrows; r++) Py_XDECREF(c->objs[r]);
+            PyMem_RawFree(c->objs);
+        }
+        PyMem_RawFree(c->values);
+        PyMem_RawFree(c->mask);
+        PyMem_RawFree(c->validity);
+        PyMem_RawFree(c->data);
+        PyMem_Free(c->jbuf);
+        PyMem_Free(c->jpend);
+    }
+    PyMem_Free(p->cols);
+    if (p->dec_cache != NULL) {
+        for (int i = 0; i < DEC_CACHE_SIZE; i++) Py_XDECREF(p->dec_cache[i].value);
+        PyMem_Free(p->dec_cache);
+    }
+    PyMem_RawFree(p->carry);
+    Py_XDECREF(p->err_type);
+    Py_XDECREF(p->err_value);
+    Py_XDECREF(p->err_tb);
+    Py_XDECREF(p->decimal_type);
+    Py_XDECREF(p->uuid_type);
+    Py_XDECREF(p->json_loads);
+    Py_XDECREF(p->json_fallback);
+    Py_XDECREF(p->dec_nan);
+    Py_XDECREF(p->dec_pinf);
+    Py_XDECREF(p->dec_ninf);
+    Py_XDECREF(p->tz_cache);
+    Py_XDECREF(p->empty_tuple);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"kinds", "elem_kinds", "elem_oids", "decimal_type",
+                             "uuid_type", "json_loads", "json_fallback", NULL};
+    Py_buffer kinds, elem_kinds;
+    PyObject *elem_oids, *decimal_type, *uuid_type, *json_loads, *json_fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*O!OOOO", kwlist, &kinds,
+                                     &elem_kinds, &PyTuple_Type, &elem_oids,
+                                     &decimal_type, &uuid_type, &json_loads,
+                                     &json_fallback))
+        return NULL;
+    ParserObject *p = NULL;
+    if (kinds.len != elem_kinds.len || kinds.len != PyTuple_GET_SIZE(elem_oids) ||
+        kinds.len > 32767) {
+        PyErr_SetString(PyExc_ValueError, "kinds, elem_kinds and elem_oids differ in length");
+        goto done;
+    }
+    p = (ParserObject *)type->tp_alloc(type, 0);
+    if (p == NULL) goto done;
+    p->ncols = (int)kinds.len;
+    p->cols = PyMem_Calloc((size_t)(p->ncols ? p->ncols : 1), sizeof(Column));
+    if (p->cols == NULL) { PyErr_NoMemory(); goto fail; }
+    for (int i = 0; i < p->ncols; i++) {
+        Column *c = &p->cols[i];
+        c->kind = ((unsigned char *)kinds.buf)[i];
+        c->elem_kind = ((unsigned char *)elem_kinds.buf)[i];
+        c->storage = storage_of(c->kind, &c->width);
+        if (c->storage == 0 || (c->kind == K_ARRAY && (c->elem_kind == K_ARRAY ||
+                                                      storage_of(c->elem_kind, &c->width) == 0 ||
+                                                      c->elem_kind == K_NUMERIC_FLOAT))) {
+            PyErr_Format(PyExc_ValueError, "unsupported kind at column %d", i);
+            goto fail;
+        }
+        if (c->kind == K_ARRAY) {
+            c->storage = S_OBJECT;
+            c->width = sizeof(PyObject *);
+            c->elem_oid = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(elem_oids, i));
+            if (PyErr_Occurred()) goto fail;
+        }
+    }
+    p->decimal_type = Py_NewRef(decimal_type);
+    p->uuid_type = Py_NewRef(uuid_type);
+    p->json_loads = json_loads == Py_None ? NULL : Py_NewRef(json_loads);
+    p->json_fallback = Py_NewRef(json_fallback);
+    p->empty_tuple = PyTuple_New(0);
+    p->tz_cache = PyDict_New();
+    if (p->empty_tuple == NULL || p->tz_cache == NULL) goto fail;
+    int has_numeric = 0;
+    for (int i = 0; i < p->ncols; i++)
+        has_numeric |= p->cols[i].kind == K_NUMERIC || p->cols[i].elem_kind == K_NUMERIC;
+    if (has_numeric) {
+        p->dec_cache = PyMem_Calloc(DEC_CACHE_SIZE, sizeof(DecCacheEntry));
+        if (p->dec_cache == NULL) { PyErr_NoMemory(); goto fail; }
+        p->dec_nan = PyObject_CallFunction(decimal_type, "s", "NaN");
+        p->dec_pinf = PyObject_CallFunction(decimal_type, "s", "Infinity");
+        p->dec_ninf = PyObject_CallFunction(decimal_type, "s", "-Infinity");
+        if (!p->dec_nan || !p->dec_pinf || !p->dec_ninf) goto fail;
+    }
+    /* the probe's answer holds for the life of the process and type */
+    static PyObject *probed_type = NULL;
+    static int probed_fast = 0;
+    if (probed_type != uuid_type) {
+        int fast = probe_uuid(p);
+        if (fast < 0) goto fail;
+        Py_XSETREF(probed_type, Py_NewRef(uuid_type));
+        probed_fast = fast;
+    }
+    p->uuid_fast = probed_fast;
+    goto done;
+fail:
+    Py_CLEAR(p);
+done:
+    PyBuffer_Release(&kinds);
+    PyBuffer_Release(&elem_kinds);
+    return (PyObject *)p;
+}
+
+static PyObject *feed_impl(ParserObject *p, PyObject *arg) {
+    if (p->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "parser already finished");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *data = view.buf;
+    Py_ssize_t len = view.len;
+    Py_ssize_t used;
+    if (p->carry_len > 0) {
+        Py_ssize_t need = p->carry_len + len;
+        if (need > p->carry_cap) {
+            char *c = PyMem_RawRealloc(p->carry, (size_t)need);
+            if (c == NULL) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
+            p->carry = c;
+            p->carry_cap = need;
+        }
+        memcpy(p->carry + p->carry_len, data, (size_t)len);
+        p->carry_len = need;
+        used = parse(p, (unsigned char *)p->carry, p->carry_len);
+        if (used < 0) { PyBuffer_Release(&view); return NULL; }
+        memmove(p->carry, p->carry + used, (size_t)(p->carry_len - used));
+        p->carry_len -= used;
+    } else {
+        used = parse(p, data, len);
+        if (used < 0) { PyBuffer_Release(&view); return NULL; }
+        Py_ssize_t rest = len - used;
+        if (rest > 0) {
+            if (rest > p->carry_cap) {
+                char *c = PyMem_RawRealloc(p->carry, (size_t)rest);
+                if (c == NULL) { PyBuffer_Release(&view); return PyErr_NoMemory(); }
+                p->carry = c;
+                p->carry_cap = rest;
+            }
+            memcpy(p->carry, data + used, (size_t)rest);
+            p->carry_len = rest;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (p->state == 2 && p->carry_len > 0) {
+        PyErr_SetString(ProtocolError, "data after the end of the COPY stream");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A stream that does not match the columns (the statement was prepared
+ * before the table changed) is not an error to raise in the sink: asyncpg
+ * would cancel the COPY, which aborts an open transaction.  The parser
+ * drops the rest of the stream instead and finish() raises. */
+static PyObject *Parser_feed(ParserObject *p, PyObject *arg) {
+    if (p->broken) Py_RETURN_NONE;
+    PyObject *r = feed_impl(p, arg);
+    if (r == NULL && PyErr_ExceptionMatches(ProtocolError)) {
+        Py_CLEAR(p->err_type);
+        Py_CLEAR(p->err_value);
+        Py_CLEAR(p->err_tb);
+        PyErr_Fetch(&p->err_type, &p->err_value, &p->err_tb);
+        p->broken = 1;
+        p->carry_len = 0;
+        Py_RETURN_NONE;
+    }
+    return r;
+}
+
+/* finish() -> list with one tuple per column:
+ *   fixed:  ("fixed", values, mask_or_None)
+ *   text:   ("text", validity_or_None, offsets, data, null_count)
+ *   object: ("object", None)   -- move them out with take_objects()
+ * Raises the first deferred value error, if any. */
+static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
+    if (p->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "parser already finished");
+        return NULL;
+    }
+    if (!p->broken && (p->state != 2 || p->carry_len != 0)) {
+        PyErr_SetString(ProtocolError, "binary COPY stream ended early");
+        return NULL;
+    }
+    for (int i = 0; i < p->ncols && !p->broken; i++)
+        if (json_flush(p, &p->cols[i]) < 0) return NULL;
+    if (p->err_type != NULL) {
+        PyObject *t = p->err_type, *v = p->err_value, *tb = p->err_tb;
+        p->err_type = p->err_value = p->err_tb = NULL;
+        PyErr_Restore(t, v, tb);
+        return NULL;
+    }
+    Py_ssize_t n = p->nrows;
+    PyObject *out = PyList_New(p->ncols);
+    if (out == NULL) return NULL;
+    for (int i = 0; i < p->ncols; i++) {
+        Column *c = &p->cols[i];
+        PyObject *item = NULL;
+        if (c->storage == S_FIXED) {
+            PyObject *vals = buffer_adopt(&c->values, n * c->width);
+            PyObject *mask = c->mask ? buffer_adopt((char **)&c->mask, n) : Py_NewRef(Py_None);
+            if (vals && mask) item = Py_BuildValue("(sOO)", "fixed", vals, mask);
+            Py_XDECREF(vals);
+            Py_XDECREF(mask);
+        } else if (c->storage == S_TEXT) {
+            if (c->values == NULL) {  /* zero rows */
+                c->values = PyMem_RawCalloc(1, 8);
+                if (c->values == NULL) { Py_DECREF(out); return PyErr_NoMemory(); }
+            }
+            PyObject *valid = c->null_count
+                                  ? buffer_adopt((char **)&c->validity, (n + 7) / 8)
+                                  : Py_NewRef(Py_None);
+            PyObject *offs = buffer_adopt(&c->values, (n + 1) * 8);
+            PyObject *data = buffer_adopt(&c->data, c->data_len);
+            if (valid && offs && data)
+                item = Py_BuildValue("(sOOOn)", "text", valid, offs, data, c->null_count);
+            Py_XDECREF(valid);
+            Py_XDECREF(offs);
+            Py_XDECREF(data);
+        } else {
+            item = Py_BuildValue("(sO)", "object", Py_None);
+        }
+        if (item == NULL) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, item);
+    }
+    p->finished = 1;
+    return out;
+}
+
+/* take_objects(i, array): move column i's objects into an object ndarray of
+ * exactly nrows items (exported through the buffer protocol, format "O"). */
+static PyObject *Parser_take_objects(ParserObject *p, PyObject *args) {
+    int i;
+    PyObject *arr;
+    if (!PyArg_ParseTuple(args, "iO", &i, &arr)) return NULL;
+    if (!p->finished || i < 0 || i >= p->ncols || p->cols[i].storage != S_OBJECT ||
+        (p->cols[i].objs == NULL && p->nrows > 0)) {
+        PyErr_SetString(PyExc_ValueError, "no objects to take for this column");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(arr, &view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (view.format == NULL || strcmp(view.format, "O") != 0 ||
+        view.itemsize != sizeof(PyObject *) || view.len != p->nrows * (Py_ssize_t)sizeof(PyObject *)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "expected an object array of nrows items");
+        return NULL;
+    }
+    PyObject **dst = view.buf;
+    Column *c = &p->cols[i];
+    for (Py_ssize_t r = 0; r < p->nrows; r++) {
+        PyObject *old = dst[r];
+        dst[r] = c->objs[r];
+        Py_XDECREF(old);
+    }
+    PyMem_RawFree(c->objs);
+    c->objs = NULL;
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Parser_get_nrows(ParserObject *p, void *Py_UNUSED(closure)) {
+    return PyLong_FromSsize_t(p->nrows);
+}
+
+static PyObject *Parser_get_uuid_fast(ParserObject *p, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(p->uuid_fast);
+}
+
+static PyMethodDef Parser_methods[] = {
+    {"feed", (PyCFunction)Parser_feed, METH_O, "Parse the complete rows in a chunk."},
+    {"finish", (PyCFunction)Parser_finish, METH_NOARGS, "End the stream; return column buffers."},
+    {"take_objects", (PyCFunction)Parser_take_objects, METH_VARARGS,
+     "Move an object column into an object ndarray."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Parser_getset[] = {
+    {"nrows", (getter)Parser_get_nrows, NULL, "Rows decoded so far.", NULL},
+    {"uuid_fast", (getter)Parser_get_uuid_fast, NULL, "Direct UUID construction in use.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ParserType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pgmagic._pgcopy.Parser",
+    .tp_basicsize = sizeof(ParserObject),
+    .tp_dealloc = (destructor)Parser_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Streaming parser of PostgreSQL binary COPY output.",
+    .tp_methods = Parser_methods,
+    .tp_getset = Parser_getset,
+    .tp_new = Parser_new,
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_pgcopy", "PostgreSQL binary COPY to column buffers.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__pgcopy(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return NULL;
+    if (PyType_Ready(&BufferType) < 0 || PyType_Ready(&ParserType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL) return NULL;
+    ProtocolError = PyErr_NewException("pgmagic._pgcopy.ProtocolError", PyExc_ValueError, NULL);
+    if (ProtocolError == NULL ||
+        PyModule_AddObjectRef(m, "ProtocolError", ProtocolError) < 0 ||
+        PyModule_AddObjectRef(m, "Parser", (PyObject *)&ParserType) < 0 ||
+        PyModule_AddObjectRef(m, "Buffer", (PyObject *)&BufferType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
