@@ -68,6 +68,7 @@ __all__ = [
     "copy_statement",
     "is_available",
     "supported_type_oids",
+    "supports",
 ]
 
 # Column kinds understood by _pgcopy.c (keep the numbers in sync).
@@ -406,6 +407,30 @@ class _FrameBuilder:
         if kind == _TIMESTAMPTZ:
             return pd.array(np.frombuffer(values, "M8[us]"), dtype=_UTC_DTYPE)
         return np.frombuffer(values, _NUMPY_DTYPES[kind])
+
+
+async def supports(
+    conn: asyncpg.Connection,
+    columns: Sequence[asyncpg.types.Attribute],
+    numeric_as_float: bool = False,
+) -> bool:
+    """Whether :func:`copy_frame` can decode every column (nothing is sent for built-ins).
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    columns : sequence of asyncpg.types.Attribute
+    numeric_as_float : bool
+
+    Returns
+    -------
+    bool
+    """
+    try:
+        await _plan(conn, columns, numeric_as_float)
+    except UnsupportedColumnError:
+        return False
+    return True
 
 
 async def copy_frame(

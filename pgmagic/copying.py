@@ -4,7 +4,7 @@
 pgmagic never does.  Instead each value is bound, as a parameter of its own
 type, into a transaction-local setting::
 
-    SELECT set_config('pgmagic.p1', CAST($1 AS pg_catalog.int4)::text, true)
+    SELECT set_config('pgmagic.p1', CAST($1 AS pg_catalog.int4)::text, false)
 
 and the query sent to ``COPY`` reads it back with the same type::
 
@@ -12,7 +12,7 @@ and the query sent to ``COPY`` reads it back with the same type::
 
 The value crosses as its type's own text form, which PostgreSQL reads back
 exactly, and no value ever appears in SQL text.  ``NULL`` becomes a typed
-``NULL`` constant.  The settings vanish with the transaction.
+``NULL`` constant.
 
 Only plain queries are copied (``SELECT``, ``VALUES``, ``TABLE``, ``WITH``
 without data-modifying parts): :func:`copyable` says which.
@@ -20,7 +20,6 @@ without data-modifying parts): :func:`copyable` says which.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -103,12 +102,16 @@ class CopyQuery:
     ----------
     sql : str
         The query to put inside ``COPY (...)``, reading values from settings.
-    settings : list of (str, object)
-        ``set_config`` statements to run first, each with its value.
+    setters : tuple of str
+        ``set_config(...)`` calls, one per bound value, each taking the value
+        as ``$k``; ``%s`` stands where ``is_local`` goes.
+    values : tuple
+        The values, in the order of ``setters``.
     """
 
     sql: str
-    settings: list[tuple[str, Any]]
+    setters: tuple[str, ...] = ()
+    values: tuple[Any, ...] = ()
     _shifts: tuple[tuple[int, int], ...] = ()
 
     def statement_position(self, copy_position: int) -> int:
@@ -148,7 +151,8 @@ def copy_query(bound: BoundStatement, types: Sequence[Any]) -> CopyQuery:
     shifts: list[tuple[int, int]] = []
     cursor = 0
     length = 0
-    settings: list[tuple[str, Any]] = []
+    setters: list[str] = []
+    values: list[Any] = []
     made: set[int] = set()
     for start, end, name in placeholders(bound.sql):
         number = int(name)
@@ -162,14 +166,16 @@ def copy_query(bound: BoundStatement, types: Sequence[Any]) -> CopyQuery:
             replacement = f"current_setting('pgmagic.p{number}')::{type_sql}"
             if number not in made:
                 made.add(number)
-                setter = f"CAST($1 AS {type_sql})::text"
-                settings.append((f"SELECT set_config('pgmagic.p{number}', {setter}, true)", value))
+                values.append(value)
+                setters.append(
+                    f"set_config('pgmagic.p{number}', CAST(${len(values)} AS {type_sql})::text, %s)"
+                )
         pieces.append(replacement)
         length += len(replacement)
         shifts.append((length, end - length))
         cursor = end
     pieces.append(bound.sql[cursor:])
-    return CopyQuery(copy_statement("".join(pieces)), settings, tuple(shifts))
+    return CopyQuery(copy_statement("".join(pieces)), tuple(setters), tuple(values), tuple(shifts))
 
 
 @contextlib.asynccontextmanager
@@ -178,9 +184,11 @@ async def bound_values(
 ) -> AsyncIterator[None]:
     """Make a :class:`CopyQuery`'s settings for the COPY run inside the block.
 
-    Settings are transaction-local: outside a transaction the block gets one
-    of its own.  Server errors come out pointing at the user's statement (the
-    caret lands where it would for the statement itself).
+    All settings are made by one statement.  Inside a transaction they are
+    local to it; outside one they are session settings, which the next COPY
+    overwrites (a transaction of our own would cost two more round trips per
+    query).  Server errors come out pointing at the user's statement, so the
+    caret lands where it would for the statement itself.
 
     Parameters
     ----------
@@ -192,26 +200,18 @@ async def bound_values(
     ------
     None
     """
-    own = bool(query.settings) and not conn.is_in_transaction()
     try:
-        if own:
-            await conn.execute("BEGIN")
-        for statement, value in query.settings:
-            await conn.fetchval(statement, value)
+        if query.setters:
+            scope = "true" if conn.is_in_transaction() else "false"
+            calls = ", ".join(setter % scope for setter in query.setters)
+            await conn.fetchval(f"SELECT {calls}", *query.values)
         yield
-    except BaseException as error:
-        if own and not conn.is_closed():
-            # Shielded: a cancelled COPY must still end its transaction.
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                await asyncio.shield(conn.execute("ROLLBACK"))
-        if isinstance(error, asyncpg.PostgresError):
-            position = getattr(error, "position", None)
-            if position:
-                error.position = str(query.statement_position(int(position) - 1) + 1)
-            error.pgmagic_statement = bound
+    except asyncpg.PostgresError as error:
+        position = getattr(error, "position", None)
+        if position:
+            error.position = str(query.statement_position(int(position) - 1) + 1)
+        error.pgmagic_statement = bound
         raise
-    if own:
-        await conn.execute("COMMIT")
 
 
 async def copy_out(

@@ -29,6 +29,12 @@ class Progress:
             self.rows += rows
             self.bytes += size
 
+    def reset(self) -> None:
+        """Count from zero again (work that starts over)."""
+        with self._lock:
+            self.rows = 0
+            self.bytes = 0
+
     def snapshot(self) -> tuple[int, int, float]:
         """(rows, bytes, seconds since start)."""
         with self._lock:

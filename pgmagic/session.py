@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pandas as pd
+from pglast.parser import parse_sql_json
 
 from pgmagic import copyframe, copying
 from pgmagic.errors import OptionError
@@ -43,6 +44,8 @@ _CACHE_SIZE = 100
 # large results pay few extra round trips.
 _FIRST_CHUNK = 1_000
 _LAST_CHUNK = 100_000
+# Results longer than this leave the Record path for binary COPY.
+_PROBE_ROWS = 2_000
 # OIDs below this are built-in types, whose pandas mapping is fixed in frames.py.
 _FIRST_USER_OID = 16384
 
@@ -146,6 +149,7 @@ async def _fetch_in_chunks(
     max_rows: int,
     progress: Progress | None,
 ) -> list[Any]:
+    """Rows through a cursor, in growing chunks (progress, max_rows)."""
     # A cursor lives in a transaction: outside the user's, the query gets its
     # own, which is what its implicit transaction would have been.
     own = not conn.is_in_transaction()
@@ -177,6 +181,68 @@ async def _fetch_in_chunks(
     if own:
         await conn.execute("COMMIT")
     return records
+
+
+async def _limited_fetch(
+    conn: asyncpg.Connection, stmt: Any, args: Sequence[Any], limit: int, timeout: float | None
+) -> tuple[list[Any], bool]:
+    """At most ``limit`` rows in one round trip, and whether that was all of them.
+
+    asyncpg's public API has no bounded fetch outside a transaction; its
+    protocol does (``fetchrow`` uses it).  Should that ever change, every
+    result is simply fetched whole.
+    """
+    try:
+        bind_execute = conn._protocol.bind_execute
+        state = stmt._state
+    except AttributeError:
+        return await stmt.fetch(*args, timeout=timeout), True
+    try:
+        records, _, completed = await bind_execute(state, args, "", limit, True, timeout)
+    except asyncpg.exceptions.OutdatedSchemaCacheError:
+        # fetch() reloads asyncpg's type cache on this error; let it.
+        return await stmt.fetch(*args, timeout=timeout), True
+    return list(records), bool(completed)
+
+
+async def _probe(
+    conn: asyncpg.Connection,
+    stmt: Any,
+    args: Sequence[Any],
+    timeout: float | None,
+    undoable: bool,
+) -> list[Any] | None:
+    """The whole result if it is short; None (and no lasting effect) if it is long.
+
+    A long result is run again through COPY.  When the query calls functions
+    (which might write), the probe runs in a transaction or savepoint that is
+    rolled back, so only non-transactional effects (sequences) happen twice.
+    """
+    own = undoable and not conn.is_in_transaction()
+    savepoint = undoable and not own
+    if own or savepoint:
+        await conn.execute("BEGIN" if own else "SAVEPOINT pgmagic_probe")
+    try:
+        records, complete = await _limited_fetch(conn, stmt, args, _PROBE_ROWS + 1, timeout)
+    except BaseException:
+        if own and not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    if complete:
+        if own or savepoint:
+            await conn.execute("COMMIT" if own else "RELEASE SAVEPOINT pgmagic_probe")
+        return records
+    if own or savepoint:
+        await conn.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT pgmagic_probe")
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _may_write(sql: str) -> bool:
+    # Any function call might write (SELECT my_func(), nextval(), pg_notify());
+    # plain column lists, filters and operators do not.
+    return '"FuncCall"' in parse_sql_json(sql)
 
 
 @functools.lru_cache(maxsize=256)
@@ -229,20 +295,35 @@ async def execute(
     """
     started = time.perf_counter()
     categories = categories or _Categories()
-    if frame is not None and not max_rows and _chunkable(bound.sql) and copyframe.is_available():
-        result = await _copy_path(conn, bound, timeout, categories, frame, progress)
-        if result is not None:
-            result.elapsed = time.perf_counter() - started
-            return result
+    copy_ok = frame is not None and not max_rows and copyframe.is_available()
     use_cache = cache is not None and not conn.is_in_transaction()
     for attempt in (0, 1):
         stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
         try:
-            chunked = (max_rows or progress is not None) and stmt.get_attributes()
-            if chunked and _chunkable(bound.sql):
-                records = await _fetch_in_chunks(
+            attributes = stmt.get_attributes()
+            copyable = bool(attributes) and _chunkable(bound.sql)
+            supported = (
+                copy_ok
+                and copyable
+                and frame is not None
+                and await copyframe.supports(conn, attributes, frame.numeric_as_float)
+            )
+            fetched: list[Any] | None = None
+            if supported and frame is not None:
+                # Short results come fastest as Records; a result that proves
+                # long switches to binary COPY, several times faster per row.
+                fetched = await _probe(conn, stmt, bound.args, timeout, _may_write(bound.sql))
+                if fetched is None:
+                    result = await _copy_path(conn, bound, timeout, categories, frame, progress)
+                    if result is not None:
+                        result.elapsed = time.perf_counter() - started
+                        return result
+            if fetched is None and copyable and (max_rows or progress is not None):
+                fetched = await _fetch_in_chunks(
                     conn, stmt, bound.args, timeout, max_rows, progress
                 )
+            if fetched is not None:
+                records = fetched
                 status = f"SELECT {len(records)}"
             else:
                 records = await stmt.fetch(*bound.args, timeout=timeout)
@@ -284,8 +365,8 @@ async def _copy_path(
     """Rows through binary COPY, straight into a DataFrame; None to take the record path."""
     # Prepared afresh, never from the cache: the parser must see the column
     # types as they are now (a cached int4 column altered to float4 would
-    # decode silently wrong).
-    stmt = await conn.prepare(bound.sql, timeout=timeout)
+    # decode silently wrong).  Unnamed, so there is nothing to close later.
+    stmt = await conn.prepare(bound.sql, name="", timeout=timeout)
     attributes = stmt.get_attributes()
     if not attributes:
         return None

@@ -104,7 +104,7 @@ EDGE_VALUES: dict[str, tuple[str, list[str]]] = {
     "bp": ("char(5)", ["'ab'", "NULL", "''", "'abcde'"]),
     "nm": ("name", ["'pg_class'", "NULL", "''"]),
     "ch": ('"char"', ["'a'", "NULL", "'Z'", "''"]),
-    "e": ("mood", ["'happy'", "NULL", "'sad'", "'ok'"]),
+    "e": ("cf_mood", ["'happy'", "NULL", "'sad'", "'ok'"]),
     "ts": (
         "timestamp",
         [
@@ -309,7 +309,7 @@ def _reference_frame(
             )
         elif oid == 1700 and numeric_as_float:
             arrays[i] = np.array([np.nan if v is None else float(v) for v in values])
-        elif oid in (18, 19, 25, 1042, 1043) or name == "mood":
+        elif oid in (18, 19, 25, 1042, 1043) or name == "cf_mood":
             arrays[i] = pd.array(values, dtype="str")
         elif oid == 1184:
             arrays[i] = pd.array(values, dtype="datetime64[us, UTC]")
@@ -411,7 +411,7 @@ def _edge_table_sql() -> list[str]:
     nrows = max(len(v) for _, v in EDGE_VALUES.values())
     cols = ", ".join(f"{name} {typ}" for name, (typ, _) in EDGE_VALUES.items())
     statements = [
-        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+        "CREATE TYPE cf_mood AS ENUM ('sad', 'ok', 'happy')",
         f"CREATE TEMP TABLE edge (row_no int4, {cols})",
     ]
     for row in range(nrows):
@@ -436,7 +436,7 @@ def test_every_supported_type_matches_the_record_path(dsn: str) -> None:
             # every column of the table took the fast path
             stmt = await conn.prepare(sql)
             assert all(
-                a.type.oid in copyframe.supported_type_oids() or a.type.name == "mood"
+                a.type.oid in copyframe.supported_type_oids() or a.type.name == "cf_mood"
                 for a in stmt.get_attributes()
             )
             raise _Rollback
@@ -582,12 +582,12 @@ def test_unsupported_user_types(dsn: str) -> None:
     async def body(conn: asyncpg.Connection) -> None:
         async with conn.transaction():
             await conn.execute("CREATE TYPE pair AS (a int, b int)")
-            await conn.execute("CREATE TYPE moodx AS ENUM ('x')")
-            for sql in ("SELECT ROW(1, 2)::pair AS p", "SELECT ARRAY['x'::moodx] AS m"):
+            await conn.execute("CREATE TYPE cf_moodx AS ENUM ('x')")
+            for sql in ("SELECT ROW(1, 2)::pair AS p", "SELECT ARRAY['x'::cf_moodx] AS m"):
                 stmt = await conn.prepare(sql)
                 with pytest.raises(copyframe.UnsupportedColumnError):
                     await copyframe.copy_frame(conn, sql, stmt.get_attributes())
-            sql = "SELECT 'x'::moodx AS m"
+            sql = "SELECT 'x'::cf_moodx AS m"
             stmt = await conn.prepare(sql)
             assert_same_frame(
                 await copyframe.copy_frame(conn, sql, stmt.get_attributes()),

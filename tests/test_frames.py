@@ -197,7 +197,8 @@ def test_copy_path_and_record_path_agree_through_the_magic(ip: Any, dsn: str) ->
     )
     runtime = default_runtime()
     assert runtime is not None
-    sql = "SELECT * FROM every_type WHERE $n::int = 0"
+    # Long enough (over 2,000 rows) to leave the Record path for COPY.
+    sql = "SELECT every_type.* FROM every_type, generate_series(1, 1500) WHERE $n::int = 0"
     fast = query.run_cell(runtime, sql, {"n": 0})
     assert fast.shown is not None and fast.shown.frame is not None, "took the COPY path"
 
@@ -210,6 +211,36 @@ def test_copy_path_and_record_path_agree_through_the_magic(ip: Any, dsn: str) ->
     assert slow.shown is not None and slow.shown.frame is None, "took the record path"
     pd.testing.assert_frame_equal(fast.value, slow.value)
     assert [str(t) for t in fast.value.dtypes] == [c[2] for c in cases]
+    assert len(fast.value) == 3000
+
+
+def test_short_results_take_the_record_path(ip: Any) -> None:
+    from pgmagic import query
+    from pgmagic.runtime import default_runtime
+
+    runtime = default_runtime()
+    assert runtime is not None
+    short = query.run_cell(runtime, "SELECT g FROM generate_series(1, 2000) g", {})
+    long = query.run_cell(runtime, "SELECT g FROM generate_series(1, 2001) g", {})
+    assert short.shown is not None and short.shown.frame is None
+    assert long.shown is not None and long.shown.frame is not None
+    assert long.value["g"].tolist() == list(range(1, 2002))
+    assert str(long.value.dtypes["g"]) == str(short.value.dtypes["g"]) == "Int32"
+
+
+def test_long_result_of_a_writing_query_runs_its_probe_in_a_rolled_back_transaction(
+    ip: Any,
+) -> None:
+    ip.run_cell_magic("pg", "-q", "CREATE TEMP TABLE side_effects (n int)")
+    ip.run_cell_magic(
+        "pg",
+        "-q",
+        "CREATE FUNCTION pg_temp.note(i int) RETURNS int LANGUAGE sql AS "
+        "'INSERT INTO side_effects VALUES (i) RETURNING i'",
+    )
+    frame = ip.run_cell_magic("pg", "", "SELECT pg_temp.note(g) FROM generate_series(1, 5000) g")
+    assert len(frame) == 5000
+    assert ip.run_line_magic("pg", "--scalar SELECT count(*) FROM side_effects") == 5000
 
 
 def test_unsupported_column_falls_back_to_records(ip: Any) -> None:
