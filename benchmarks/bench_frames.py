@@ -559,7 +559,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--peers", default="", help="semicolon-separated subset of peer names")
-    parser.add_argument("--out", default=str(HERE / "results-frames.md"))
+    parser.add_argument("--out", default=str(HERE / "results" / "frames.md"))
     parser.add_argument("--small-calls", type=int, default=2000)
     parser.add_argument("--worker")
     parser.add_argument("--memory")

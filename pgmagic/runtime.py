@@ -24,7 +24,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
@@ -118,8 +118,7 @@ class _Connected:
     target: dsn_module.Target
     dsn: str | None
     embedded_server: embedded.EmbeddedServer | None = None
-    server_version: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    announced: bool = False
 
 
 class Runtime:
@@ -331,8 +330,8 @@ class Runtime:
             raise _connect_error(connected, error) from None
         await self._setup(conn)
         server = connected.embedded_server
-        if server is not None and server.first_in_process and not connected.extra.get("announced"):
-            connected.extra["announced"] = True
+        if server is not None and server.first_in_process and not connected.announced:
+            connected.announced = True
             version = conn.get_server_version()
             self.note(
                 f"pgmagic: using embedded PostgreSQL {version.major}.{version.minor} "
