@@ -444,6 +444,15 @@ class PgMagics(Magics):
 
     def _cmd_status(self, rest: str) -> None:
         info = self.runtime.run(_status(self.runtime), on_message=_print_message)
+        listener = notify.listener_for(self.runtime)
+        state = listener.status
+        if state.channels:
+            info["listener"] = (
+                f"{state.state.value} on {', '.join(sorted(state.channels))} "
+                f"(backend pid {listener.backend_pid})"
+            )
+        else:
+            info["listener"] = "not listening"
         width = max(len(k) for k in info)
         for key, value in info.items():
             print(f"{key:<{width}}  {value}")

@@ -229,7 +229,7 @@ def test_status(ip: Any, capsys: Any) -> None:
     capsys.readouterr()
     run(ip, "%pg status")
     out = capsys.readouterr().out
-    for key in ("server", "database", "user", "backend pid", "transaction", "pool"):
+    for key in ("server", "database", "user", "backend pid", "transaction", "pool", "listener"):
         assert key in out
     assert "idle" in out
     run(ip, "%pg BEGIN")
