@@ -224,6 +224,8 @@ def run_many(
     )
 
 
+# asyncpg's message when a dict or list meets a parameter the server typed as text.
+_UNTYPED_RE = re.compile(r"query argument (\$\w+): .*\(expected str, got (dict|list|tuple)\)")
 _ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
 
 
@@ -277,6 +279,13 @@ def render_error(error: BaseException, text: str | None = None) -> BaseException
             lines.append(
                 "HINT:  An earlier statement failed (or was cancelled) inside this "
                 "transaction: run ROLLBACK, or ROLLBACK TO SAVEPOINT, to continue."
+            )
+        typed = _UNTYPED_RE.search(lines[0])
+        if typed:
+            cast = "::jsonb" if typed.group(2) == "dict" else "::text[] (or ::int[], ...)"
+            lines.append(
+                f"HINT:  PostgreSQL read {typed.group(1)} as text here; say what it is "
+                f"with a cast, e.g. {typed.group(1)}{cast}"
             )
         return decorate(error, lines)
     message = _ARGUMENT_RE.sub(name_of, str(error))

@@ -182,6 +182,15 @@ def test_missing_variable_before_any_io(ip: Any, capsys: Any, sql: Any) -> None:
     assert run(ip, "%pg --scalar SELECT count(*) FROM m") == 0  # the INSERT never ran
 
 
+def test_untyped_dict_or_list_gets_a_cast_hint(ip: Any, capsys: Any) -> None:
+    ip.user_ns.update(doc={"a": 1}, items=[1, 2])
+    _error, out = fails(ip, "%pg SELECT $doc", capsys)
+    assert "HINT:" in out and "$doc::jsonb" in out
+    _error, out = fails(ip, "%pg SELECT $items", capsys)
+    assert "$items::text[]" in out
+    assert run(ip, "%pg --one SELECT $doc::jsonb AS d, $items::int[] AS i")["d"] == {"a": 1}
+
+
 def test_bad_argument_type_names_the_variable(ip: Any, capsys: Any) -> None:
     ip.user_ns["score"] = "high"
     _error, out = fails(ip, "%pg SELECT $score::int", capsys)
