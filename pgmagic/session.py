@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pandas as pd
-from pglast.parser import parse_sql_json
 
 from pgmagic import copyframe, copying
 from pgmagic.errors import OptionError
@@ -44,8 +43,11 @@ _CACHE_SIZE = 100
 # large results pay few extra round trips.
 _FIRST_CHUNK = 1_000
 _LAST_CHUNK = 100_000
-# Results longer than this leave the Record path for binary COPY.
-_PROBE_ROWS = 2_000
+# A statement whose last result had at most this many rows is run through
+# Records next time (one round trip on a cached statement); others through
+# binary COPY (a fresh Describe first, then several times faster per row).
+_SHORT_ROWS = 2_000
+_HINTS_SIZE = 512
 # OIDs below this are built-in types, whose pandas mapping is fixed in frames.py.
 _FIRST_USER_OID = 16384
 
@@ -183,66 +185,11 @@ async def _fetch_in_chunks(
     return records
 
 
-async def _limited_fetch(
-    conn: asyncpg.Connection, stmt: Any, args: Sequence[Any], limit: int, timeout: float | None
-) -> tuple[list[Any], bool]:
-    """At most ``limit`` rows in one round trip, and whether that was all of them.
-
-    asyncpg's public API has no bounded fetch outside a transaction; its
-    protocol does (``fetchrow`` uses it).  Should that ever change, every
-    result is simply fetched whole.
-    """
-    try:
-        bind_execute = conn._protocol.bind_execute
-        state = stmt._state
-    except AttributeError:
-        return await stmt.fetch(*args, timeout=timeout), True
-    try:
-        records, _, completed = await bind_execute(state, args, "", limit, True, timeout)
-    except asyncpg.exceptions.OutdatedSchemaCacheError:
-        # fetch() reloads asyncpg's type cache on this error; let it.
-        return await stmt.fetch(*args, timeout=timeout), True
-    return list(records), bool(completed)
-
-
-async def _probe(
-    conn: asyncpg.Connection,
-    stmt: Any,
-    args: Sequence[Any],
-    timeout: float | None,
-    undoable: bool,
-) -> list[Any] | None:
-    """The whole result if it is short; None (and no lasting effect) if it is long.
-
-    A long result is run again through COPY.  When the query calls functions
-    (which might write), the probe runs in a transaction or savepoint that is
-    rolled back, so only non-transactional effects (sequences) happen twice.
-    """
-    own = undoable and not conn.is_in_transaction()
-    savepoint = undoable and not own
-    if own or savepoint:
-        await conn.execute("BEGIN" if own else "SAVEPOINT pgmagic_probe")
-    try:
-        records, complete = await _limited_fetch(conn, stmt, args, _PROBE_ROWS + 1, timeout)
-    except BaseException:
-        if own and not conn.is_closed():
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                await asyncio.shield(conn.execute("ROLLBACK"))
-        raise
-    if complete:
-        if own or savepoint:
-            await conn.execute("COMMIT" if own else "RELEASE SAVEPOINT pgmagic_probe")
-        return records
-    if own or savepoint:
-        await conn.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT pgmagic_probe")
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _may_write(sql: str) -> bool:
-    # Any function call might write (SELECT my_func(), nextval(), pg_notify());
-    # plain column lists, filters and operators do not.
-    return '"FuncCall"' in parse_sql_json(sql)
+def _remember(hints: OrderedDict[str, bool], sql: str, short: bool) -> None:
+    hints[sql] = short
+    hints.move_to_end(sql)
+    if len(hints) > _HINTS_SIZE:
+        hints.popitem(last=False)
 
 
 @functools.lru_cache(maxsize=256)
@@ -260,6 +207,7 @@ async def execute(
     max_rows: int = 0,
     progress: Progress | None = None,
     frame: FrameOptions | None = None,
+    hints: OrderedDict[str, bool] | None = None,
 ) -> StatementResult:
     """Prepare and run one bound statement on a connection.
 
@@ -281,6 +229,10 @@ async def execute(
     frame : FrameOptions, optional
         Give plain queries' rows as a DataFrame, through binary COPY when every
         column's type allows (much faster than Records for large results).
+    hints : OrderedDict, optional
+        Per SQL text, whether its last result was short; a short one is run
+        through Records next time (quicker for a handful of rows).  Each query
+        runs once either way: the choice only changes speed.
 
     Returns
     -------
@@ -309,15 +261,17 @@ async def execute(
                 and await copyframe.supports(conn, attributes, frame.numeric_as_float)
             )
             fetched: list[Any] | None = None
-            if supported and frame is not None:
-                # Short results come fastest as Records; a result that proves
-                # long switches to binary COPY, several times faster per row.
-                fetched = await _probe(conn, stmt, bound.args, timeout, _may_write(bound.sql))
-                if fetched is None:
-                    result = await _copy_path(conn, bound, timeout, categories, frame, progress)
-                    if result is not None:
-                        result.elapsed = time.perf_counter() - started
-                        return result
+            if supported and frame is not None and not (hints and hints.get(bound.sql)):
+                result = await _copy_path(conn, bound, timeout, categories, frame, progress)
+                if result is not None:
+                    if hints is not None:
+                        _remember(
+                            hints,
+                            bound.sql,
+                            result.frame is not None and len(result.frame) <= _SHORT_ROWS,
+                        )
+                    result.elapsed = time.perf_counter() - started
+                    return result
             if fetched is None and copyable and (max_rows or progress is not None):
                 fetched = await _fetch_in_chunks(
                     conn, stmt, bound.args, timeout, max_rows, progress
@@ -328,6 +282,8 @@ async def execute(
             else:
                 records = await stmt.fetch(*bound.args, timeout=timeout)
                 status = stmt.get_statusmsg() or ""
+            if supported and hints is not None:
+                _remember(hints, bound.sql, len(records) <= _SHORT_ROWS)
             break
         except asyncpg.PostgresError as error:
             if attempt == 0 and use_cache and cache is not None and _is_stale(error):
@@ -408,6 +364,7 @@ class Session:
         self.conn: asyncpg.Connection | None = None
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._categories = _Categories()
+        self._hints: OrderedDict[str, bool] = OrderedDict()
         self._failed = False
         self._identity: tuple[str, str] = ("", "")
         # One statement at a time on the session: API calls with session=True
@@ -552,6 +509,7 @@ class Session:
             max_rows=max_rows,
             progress=progress,
             frame=frame,
+            hints=self._hints,
         )
 
     async def _settle(self, conn: asyncpg.Connection) -> None:

@@ -214,21 +214,26 @@ def test_copy_path_and_record_path_agree_through_the_magic(ip: Any, dsn: str) ->
     assert len(fast.value) == 3000
 
 
-def test_short_results_take_the_record_path(ip: Any) -> None:
+def test_a_short_result_takes_the_record_path_next_time(ip: Any) -> None:
     from pgmagic import query
     from pgmagic.runtime import default_runtime
 
     runtime = default_runtime()
     assert runtime is not None
-    short = query.run_cell(runtime, "SELECT g FROM generate_series(1, 2000) g", {})
-    long = query.run_cell(runtime, "SELECT g FROM generate_series(1, 2001) g", {})
-    assert short.shown is not None and short.shown.frame is None
-    assert long.shown is not None and long.shown.frame is not None
-    assert long.value["g"].tolist() == list(range(1, 2002))
-    assert str(long.value.dtypes["g"]) == str(short.value.dtypes["g"]) == "Int32"
+    sql = "SELECT g FROM generate_series(1, $n::int) g"
+    first = query.run_cell(runtime, sql, {"n": 3})
+    again = query.run_cell(runtime, sql, {"n": 3})
+    big = query.run_cell(runtime, sql, {"n": 5000})  # read as Records this time: still right
+    after = query.run_cell(runtime, sql, {"n": 5000})
+    assert first.shown is not None and first.shown.frame is not None  # new SQL: COPY
+    assert again.shown is not None and again.shown.frame is None  # known short: Records
+    assert big.shown is not None and big.shown.frame is None
+    assert after.shown is not None and after.shown.frame is not None  # known long: COPY
+    pd.testing.assert_frame_equal(big.value, after.value)
+    assert big.value["g"].tolist() == list(range(1, 5001))
 
 
-def test_long_result_of_a_writing_query_runs_its_probe_in_a_rolled_back_transaction(
+def test_a_writing_query_runs_once_whatever_the_path(
     ip: Any,
 ) -> None:
     ip.run_cell_magic("pg", "-q", "CREATE TEMP TABLE side_effects (n int)")
@@ -238,9 +243,16 @@ def test_long_result_of_a_writing_query_runs_its_probe_in_a_rolled_back_transact
         "CREATE FUNCTION pg_temp.note(i int) RETURNS int LANGUAGE sql AS "
         "'INSERT INTO side_effects VALUES (i) RETURNING i'",
     )
-    frame = ip.run_cell_magic("pg", "", "SELECT pg_temp.note(g) FROM generate_series(1, 5000) g")
-    assert len(frame) == 5000
-    assert ip.run_line_magic("pg", "--scalar SELECT count(*) FROM side_effects") == 5000
+    ip.run_cell_magic("pg", "-q", "CREATE TEMP SEQUENCE once")
+    for rows in (5000, 10, 10):
+        frame = ip.run_cell_magic(
+            "pg",
+            "",
+            f"SELECT pg_temp.note(g), nextval('once') AS n FROM generate_series(1, {rows}) g",
+        )
+        assert len(frame) == rows
+    assert ip.run_line_magic("pg", "--scalar SELECT count(*) FROM side_effects") == 5020
+    assert ip.run_line_magic("pg", "--scalar SELECT last_value FROM once") == 5020
 
 
 def test_unsupported_column_falls_back_to_records(ip: Any) -> None:
