@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 import pandas as pd
+from pglast import parse_sql
+from pglast.parser import ParseError
 
 from pgmagic import frames, params
 from pgmagic.errors import OptionError, decorate, format_postgres_error
@@ -90,7 +92,35 @@ def bind_cell(
     ParameterError
         A variable is missing or parameters are mixed.
     """
-    return [params.bind(s, namespace, positional) for s in params.split(text)]
+    statements = params.split(text)
+    for statement in statements:
+        _refuse_client_side(statement.text)
+    return [params.bind(s, namespace, positional) for s in statements]
+
+
+def _refuse_client_side(sql: str) -> None:
+    """Refuse, before any I/O, what needs a psql-like client to take part."""
+    if sql.startswith("\\"):
+        raise OptionError(
+            f"{sql.split()[0]} is a psql meta-command, not SQL; query the catalog instead "
+            "(e.g. SELECT * FROM information_schema.tables WHERE table_schema = 'public')"
+        )
+    if sql[:4].upper() != "COPY":
+        return
+    try:
+        node = parse_sql(sql)[0].stmt
+    except ParseError:
+        return  # let the server report it
+    if type(node).__name__ == "CopyStmt" and node.filename is None:
+        if node.is_from:
+            raise OptionError(
+                "COPY ... FROM STDIN needs the client to send rows: use "
+                "%pg load DATAFRAME_OR_FILE INTO table (it runs COPY for you)"
+            )
+        raise OptionError(
+            "COPY ... TO STDOUT sends rows to the client: use %%pg --to FILE "
+            "(.csv, .csv.gz, .parquet, .jsonl) with the query, or a plain %%pg for a DataFrame"
+        )
 
 
 def bind_one(

@@ -208,6 +208,23 @@ def test_bad_options_are_one_line(ip: Any, capsys: Any, line: str) -> None:
     assert "Traceback" not in out
 
 
+@pytest.mark.parametrize(
+    ("cell", "advice"),
+    [
+        ("%pg COPY t FROM STDIN", "%pg load"),
+        ("%pg copy t from stdin with (format csv)", "%pg load"),
+        ("%pg COPY (SELECT 1) TO STDOUT WITH CSV HEADER", "--to"),
+        ("%pg \\dt", "meta-command"),
+    ],
+)
+def test_client_side_commands_are_refused_before_io(
+    ip: Any, capsys: Any, cell: str, advice: str
+) -> None:
+    _error, out = fails(ip, cell, capsys)
+    assert advice in out and len(out.strip().splitlines()) == 1
+    assert run(ip, "%pg --scalar SELECT 1") == 1  # the session is untouched
+
+
 def test_sql_comment_is_not_an_option(ip: Any) -> None:
     assert run(ip, "%%pg\n-- leading comment\nSELECT 5 AS five")["five"].tolist() == [5]
 
