@@ -6,6 +6,7 @@ result.  This is the only module that imports IPython.
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import sys
@@ -17,7 +18,7 @@ from IPython import display as _display
 from IPython.core import magic as _magic
 from IPython.core import magic_arguments as _magic_arguments
 from IPython.core.magic import Magics, magics_class, no_var_expand
-from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Bool, Float, Int, TraitError, observe, validate
 from traitlets import Callable as CallableTrait
 
 from pgmagic import display, export, feed, notify, progress, query, refresh, streaming
@@ -92,9 +93,6 @@ class PgMagics(Magics):
         allow_none=True,
         help="async def init(conn): run on every new connection (e.g. set_type_codec).",
     ).tag(config=True)
-    dsn = Unicode(None, allow_none=True, help="Database to use, as %pg connect would take it.").tag(
-        config=True
-    )
     max_rows = Int(
         0,
         help="Stop a %%pg result that would exceed this many rows, pointing to --stream "
@@ -117,8 +115,6 @@ class PgMagics(Magics):
         self.runtime = runtime
         super().__init__(shell, **kwargs)
         self._sync_settings()
-        if self.dsn:
-            runtime.set_target(self.dsn)
 
     @observe(
         "pool_min_size",
@@ -131,24 +127,40 @@ class PgMagics(Magics):
     def _settings_changed(self, change: Any) -> None:
         self._sync_settings()
 
-    @observe("dsn")
-    def _dsn_changed(self, change: Any) -> None:
-        self.runtime.set_target(change["new"])
-
-    @validate("pool_min_size", "pool_max_size", "displaylimit", "max_rows", "connect_timeout")
-    def _check_not_negative(self, proposal: Any) -> Any:
+    @validate(
+        "pool_min_size",
+        "pool_max_size",
+        "displaylimit",
+        "max_rows",
+        "connect_timeout",
+        "command_timeout",
+        "stream_idle_timeout",
+        "max_inactive_connection_lifetime",
+        "notify_history",
+        "init",
+    )
+    def _check(self, proposal: Any) -> Any:
         name, value = proposal["trait"].name, proposal["value"]
-        smallest = 1 if name in ("pool_max_size", "connect_timeout") else 0
+        if name == "init":
+            if value is not None and not inspect.iscoroutinefunction(value):
+                self._refuse(name, "must be an async function: async def init(conn): ...")
+            return value
+        if value is None:
+            return value
+        smallest = 1 if name in ("pool_max_size", "connect_timeout", "notify_history") else 0
         if value < smallest:
-            raise TraitError(f"PgMagics.{name} must be at least {smallest}, got {value}")
+            self._refuse(name, f"must be at least {smallest}, got {value}")
         return value
 
-    @validate("notify_history")
-    def _check_notify_history(self, proposal: Any) -> int:
-        if proposal["value"] < 1:
-            raise TraitError("notify_history must be at least 1")
-        value: int = proposal["value"]
-        return value
+    def _refuse(self, name: str, reason: str) -> None:
+        # %config stores a value in the shell's configuration before handing it
+        # over; a refused one must not stay there, or every later %load_ext of
+        # pgmagic would fail on it.
+        for config in (self.config, getattr(self.shell, "config", None)):
+            section = config.get("PgMagics") if config is not None else None
+            if section is not None and name in section:
+                del section[name]
+        raise TraitError(f"PgMagics.{name} {reason}")
 
     @observe("notify_history")
     def _notify_history_changed(self, change: Any) -> None:
@@ -613,5 +625,9 @@ def unload(shell: Any) -> None:
             formatter.for_type(pd.DataFrame, previous)
     feed.close_panel(magics.runtime)
     magics.runtime.close()
+    # register_magics also made it a configurable of the shell; an unloaded
+    # instance must not keep answering %config.
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
     shell.magics_manager.magics["line"].pop("pg", None)
     shell.magics_manager.magics["cell"].pop("pg", None)

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pandas as pd
 from pglast import parse_sql
+from pglast.ast import CopyStmt
 from pglast.parser import ParseError
 
 from pgmagic import frames, params
@@ -111,7 +112,7 @@ def _refuse_client_side(sql: str) -> None:
         node = parse_sql(sql)[0].stmt
     except ParseError:
         return  # let the server report it
-    if type(node).__name__ == "CopyStmt" and node.filename is None:
+    if isinstance(node, CopyStmt) and node.filename is None:
         if node.is_from:
             raise OptionError(
                 "COPY ... FROM STDIN needs the client to send rows: use "

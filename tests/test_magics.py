@@ -349,11 +349,24 @@ def test_config_survives_reload(ip: Any) -> None:
     assert formatted["text/html"].count("<tr>") == 6
 
 
-def test_bad_config_is_refused(ip: Any, caplog: Any) -> None:
-    run(ip, "%config PgMagics.pool_max_size = 0")
-    assert "pool_max_size must be at least 1" in caplog.text
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("pool_max_size = 0", "pool_max_size must be at least 1"),
+        ("command_timeout = -1", "command_timeout must be at least 0"),
+        ("init = lambda conn: None", "init must be an async function"),
+    ],
+)
+def test_bad_config_is_refused_and_forgotten(
+    ip: Any, caplog: Any, setting: str, message: str
+) -> None:
+    run(ip, f"%config PgMagics.{setting}")
+    assert message in caplog.text
     magics = ip.magics_manager.registry["PgMagics"]
-    assert magics.pool_max_size == 4
+    assert magics.pool_max_size == 4 and magics.command_timeout is None and magics.init is None
+    ip.run_line_magic("reload_ext", "pgmagic")  # the refused value must not break loading
+    assert run(ip, "%pg --scalar SELECT 7") == 7
+    assert sum(type(c).__name__ == "PgMagics" for c in ip.configurables) == 1
 
 
 def test_numeric_as_float(ip: Any) -> None:
