@@ -87,7 +87,7 @@ async def _results(
     numeric_as_float: bool | None = None,
 ) -> StatementResult | None:
     runtime = _runtime()
-    statements = query.bind_cell(sql, params, args)
+    statements = query.bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return None
     frame = None
@@ -207,7 +207,7 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
     'DELETE 1'
     """
     runtime = _runtime()
-    statements = query.bind_cell(sql, params, args)
+    statements = query.bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return ""
     results = await _bridge(runtime, _run_all(runtime, statements, session), sql)
@@ -249,7 +249,7 @@ def stream(
     >>> async for df in pgmagic.stream("SELECT * FROM events", chunksize=100_000):  # doctest: +SKIP
     ...     total += len(df)
     """
-    bound = query.bind_one(sql, params, args)
+    bound = query.bind_one(sql, params, args, from_keywords=True)
     return Stream(_runtime(), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
 
 
@@ -279,7 +279,7 @@ async def to_file(
     --------
     >>> await pgmagic.to_file("SELECT * FROM events", "events.parquet")  # doctest: +SKIP
     """
-    bound = query.bind_one(sql, params, args)
+    bound = query.bind_one(sql, params, args, from_keywords=True)
     return await asyncio.to_thread(export.export, _runtime(), bound, path, fmt=format)
 
 

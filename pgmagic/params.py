@@ -121,19 +121,26 @@ def split(cell: str) -> list[Statement]:
     statements: list[Statement] = []
     start = 0
     depth = 0
+    # psql does not split inside parentheses (CREATE RULE ... DO (a; b)).
+    parens = 0
     first_words: list[str] = []
     has_code = False
     for token in tokens:
         name = token.name
         if name in ("SQL_COMMENT", "C_COMMENT"):
             continue
-        if name == "ASCII_59" and depth == 0:
+        if name == "ASCII_40":
+            parens += 1
+        elif name == "ASCII_41":
+            parens -= 1
+        if name == "ASCII_59" and depth == 0 and parens <= 0:
             end = token.start
             if has_code:
                 statements.append(_statement(cell, start, end))
             start = end + 1
             first_words = []
             has_code = False
+            parens = 0
             continue
         has_code = True
         if len(first_words) < 4:
@@ -146,6 +153,16 @@ def split(cell: str) -> list[Statement]:
     if has_code:
         statements.append(_statement(cell, start, len(cell)))
     return statements
+
+
+def _owns_parameters(sql: str) -> bool:
+    """Whether ``$1`` in the statement is its own parameter, not a value to bind.
+
+    A function or procedure body (``RETURN $1 + 1``, ``BEGIN ATOMIC``) and
+    ``PREPARE ... AS`` refer to their own arguments.
+    """
+    words = [t.name for t in _tokens(sql)[:4] if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+    return bool(words) and (words[0] == "PREPARE" or _in_routine_body(words))
 
 
 def _in_routine_body(first_words: list[str]) -> bool:
@@ -198,6 +215,8 @@ def bind(
     statement: Statement,
     namespace: Mapping[str, Any],
     positional: Sequence[Any] = (),
+    *,
+    from_keywords: bool = False,
 ) -> BoundStatement:
     """Rewrite ``$name`` to ``$n`` and collect the values, before any I/O.
 
@@ -209,6 +228,9 @@ def bind(
         Where ``$name`` looks up ``name`` (the notebook's user namespace).
     positional : sequence
         Values for plain ``$1, $2, ...``.
+    from_keywords : bool
+        ``namespace`` holds keyword arguments of the Python API, not the
+        notebook's variables (for the error message).
 
     Returns
     -------
@@ -226,6 +248,8 @@ def bind(
     'SELECT $1 + 1'
     """
     sql = statement.text
+    if _owns_parameters(sql):
+        return BoundStatement(sql, (), statement)
     spans = placeholders(sql)
     named = [s for s in spans if not s[2].isdigit()]
     numbered = [s for s in spans if s[2].isdigit()]
@@ -247,6 +271,9 @@ def bind(
     if missing:
         unique = list(dict.fromkeys(missing))
         listed = ", ".join(f"${n}" for n in unique)
+        if from_keywords:
+            example = ", ".join(f"{n}=..." for n in unique)
+            raise ParameterError(f"no value for {listed}: pass {example}")
         noun = "variable" if len(unique) == 1 else "variables"
         raise ParameterError(f"{noun} not defined in the notebook: {listed}")
     pieces: list[str] = []

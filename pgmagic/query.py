@@ -20,7 +20,7 @@ from pglast.ast import CopyStmt
 from pglast.parser import ParseError
 
 from pgmagic import frames, params
-from pgmagic.errors import OptionError, decorate, format_postgres_error
+from pgmagic.errors import OptionError, ParameterError, decorate, format_postgres_error
 from pgmagic.params import BoundStatement
 from pgmagic.progress import Progress
 from pgmagic.runtime import Message, MessageKind, Runtime
@@ -72,6 +72,8 @@ def bind_cell(
     text: str,
     namespace: Mapping[str, Any],
     positional: Sequence[Any] = (),
+    *,
+    from_keywords: bool = False,
 ) -> list[BoundStatement]:
     """Split a cell and bind every statement, before any I/O.
 
@@ -83,6 +85,9 @@ def bind_cell(
         Where ``$name`` finds its values.
     positional : sequence
         Values for ``$1, $2, ...``.
+    from_keywords : bool
+        ``namespace`` holds the Python API's keyword arguments: every one must
+        be used, and the messages say so.
 
     Returns
     -------
@@ -96,7 +101,13 @@ def bind_cell(
     statements = params.split(text)
     for statement in statements:
         _refuse_client_side(statement.text)
-    return [params.bind(s, namespace, positional) for s in statements]
+    bound = [params.bind(s, namespace, positional, from_keywords=from_keywords) for s in statements]
+    if from_keywords:
+        unused = set(namespace) - {name for b in bound for name in b.names}
+        if unused:
+            listed = ", ".join(sorted(unused))
+            raise ParameterError(f"keyword arguments not used by the SQL: {listed}")
+    return bound
 
 
 def _refuse_client_side(sql: str) -> None:
@@ -125,7 +136,11 @@ def _refuse_client_side(sql: str) -> None:
 
 
 def bind_one(
-    text: str, namespace: Mapping[str, Any], positional: Sequence[Any] = ()
+    text: str,
+    namespace: Mapping[str, Any],
+    positional: Sequence[Any] = (),
+    *,
+    from_keywords: bool = False,
 ) -> BoundStatement:
     """Bind a cell that must hold exactly one statement (streams, exports).
 
@@ -144,7 +159,7 @@ def bind_one(
     OptionError
         The cell holds no statement, or several.
     """
-    statements = bind_cell(text, namespace, positional)
+    statements = bind_cell(text, namespace, positional, from_keywords=from_keywords)
     if len(statements) != 1:
         raise OptionError(f"this needs exactly one statement; the cell has {len(statements)}")
     return statements[0]

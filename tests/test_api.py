@@ -111,3 +111,8 @@ def test_init_hook_runs_on_every_connection(ip: Any) -> None:
         ip.run_cell("%pg --scalar SELECT current_setting('application_name')").result == "from-init"
     )
     assert len(calls) >= 2
+
+
+def test_unused_keyword_arguments_are_refused() -> None:
+    with pytest.raises(ParameterError, match="not used by the SQL: y"):
+        asyncio.run(pgmagic.fetch("SELECT $x::int", x=1, y=2))

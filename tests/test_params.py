@@ -136,3 +136,31 @@ def test_source_position_maps_back_through_rewrites() -> None:
     assert cell[bound.source_position(sent_index) :].startswith("oops FROM t")
     # before any placeholder the mapping is just the statement offset
     assert bound.source_position(0) == statement.offset
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE FUNCTION add1(int) RETURNS int LANGUAGE sql RETURN $1 + 1",
+        "CREATE OR REPLACE FUNCTION f(int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT $1 + 2; END",
+        "CREATE PROCEDURE p(int) LANGUAGE sql BEGIN ATOMIC SELECT $1; END",
+        "PREPARE q(int) AS SELECT $1 + 1",
+        "prepare q(int) as select $1",
+    ],
+)
+def test_statements_own_their_dollar_parameters(sql: str) -> None:
+    bound = bind(Statement(sql, 0), {})
+    assert bound.sql == sql and bound.args == ()
+
+
+def test_no_split_inside_parentheses() -> None:
+    cell = "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2); SELECT 3"
+    assert texts(cell) == [
+        "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)",
+        "SELECT 3",
+    ]
+
+
+def test_api_messages_speak_of_keyword_arguments() -> None:
+    with pytest.raises(ParameterError, match=r"no value for \$x: pass x=\.\.\."):
+        bind(Statement("SELECT $x", 0), {}, from_keywords=True)
