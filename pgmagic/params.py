@@ -322,8 +322,10 @@ def adapt(value: Any) -> Any:
         name = type(value).__name__
         if name in ("NAType", "NaTType"):
             return None
-        if hasattr(value, "tolist") and name in ("Series", "Index"):
-            return value.tolist()
+        if hasattr(value, "tolist"):
+            # Series, Index and extension arrays: pandas marks missing values
+            # with NA, NaN or NaT, all of which are NULL to the database.
+            return nulls_from_pandas(value.tolist())
         if name == "Timestamp":
             return value.to_pydatetime()
         if name == "Timedelta":

@@ -417,3 +417,15 @@ def test_command_timeout_cancels(ip: Any, capsys: Any) -> None:
 def test_query_cancelled_is_a_keyboard_interrupt() -> None:
     assert issubclass(QueryCancelled, KeyboardInterrupt)
     assert QueryCancelled()._render_traceback_() == ["query cancelled"]
+
+
+def test_pandas_columns_with_missing_values_bind(ip: Any) -> None:
+    result = run(ip, "%pg SELECT * FROM (VALUES (1, 'a'), (NULL, NULL), (3, 'c')) v(id, s)")
+    ip.user_ns["ids"] = result["id"]
+    ip.user_ns["names"] = result["s"]
+    assert (
+        run(ip, "%pg --scalar SELECT count(*) FROM generate_series(1, 5) g WHERE g = ANY($ids)")
+        == 2
+    )
+    assert run(ip, "%pg --scalar SELECT array_length($names::text[], 1)") == 3
+    assert run(ip, "%pg --scalar SELECT $names::text[]") == ["a", None, "c"]
