@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import numpy as np
 import pandas as pd
 
@@ -37,15 +38,20 @@ class ResultInfo:
     ----------
     elapsed : float
         Seconds the cell spent running statements and fetching rows.
-    limit : int
-        Largest number of rows to render.
-    types : tuple of str
-        PostgreSQL type names of the columns, shown under their names.
+    limit : int or None
+        Largest number of rows to render (None: all).
+    types : tuple of (str, str)
+        Column name and PostgreSQL type name of each column, shown under the
+        names while the frame still has exactly these columns.
     """
 
     elapsed: float
-    limit: int
-    types: tuple[str, ...] = ()
+    limit: int | None
+    types: tuple[tuple[str, str], ...] = ()
+
+    def rows(self, frame: pd.DataFrame) -> int:
+        """How many of ``frame``'s rows to render."""
+        return len(frame) if self.limit is None else min(len(frame), self.limit)
 
 
 _lock = threading.Lock()
@@ -108,8 +114,8 @@ def footer(frame: pd.DataFrame, info: ResultInfo) -> str:
         _duration(info.elapsed),
     ]
     text = " · ".join(parts)
-    if rows > info.limit:
-        text += f" (first {info.limit:,} shown; the DataFrame holds all)"
+    if rows > info.rows(frame):
+        text += f" (first {info.rows(frame):,} shown; the DataFrame holds all)"
     return text
 
 
@@ -122,10 +128,12 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)} min {rest:.0f} s"
 
 
-def _is_null(value: Any) -> bool:
+def _is_null(value: Any, floats: bool = False) -> bool:
     if value is None or value is pd.NA or value is pd.NaT:
         return True
-    return isinstance(value, float) and math.isnan(value)
+    # In a float column NaN is a value PostgreSQL can hold (and NULL becomes
+    # NaN too): show it as NaN; elsewhere NaN is pandas' missing marker.
+    return not floats and isinstance(value, float) and math.isnan(value)
 
 
 def _format(value: Any, date_only: bool) -> str:
@@ -140,6 +148,10 @@ def _format(value: Any, date_only: bool) -> str:
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
         return repr(value)
     if isinstance(value, Decimal | int):
         return str(value)
@@ -151,7 +163,32 @@ def _format(value: Any, date_only: bool) -> str:
             return json.dumps(value, ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             return repr(value)
+    if isinstance(value, asyncpg.Record | tuple):
+        # A composite value, written as psql writes it: (1,"a b")
+        items = value.values() if isinstance(value, asyncpg.Record) else value
+        return "(" + ",".join(_composite_item(v) for v in items) + ")"
+    if isinstance(value, asyncpg.Range):
+        return _range(value)
     return str(value)
+
+
+def _composite_item(value: Any) -> str:
+    if value is None:
+        return ""
+    text = _format(value, False)
+    if text == "" or any(c in text for c in ' ,()"\\'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '""') + '"'
+    return text
+
+
+def _range(value: Any) -> str:
+    if value.isempty:
+        return "empty"
+    lower = "" if value.lower is None else _format(value.lower, False)
+    upper = "" if value.upper is None else _format(value.upper, False)
+    opening = "[" if value.lower_inc else "("
+    closing = "]" if value.upper_inc else ")"
+    return f"{opening}{lower},{upper}{closing}"
 
 
 def _clip(value: str) -> str:
@@ -169,17 +206,18 @@ def _numeric(dtype: Any, values: list[Any]) -> bool:
     return False
 
 
-def _cells(frame: pd.DataFrame, limit: int) -> list[tuple[bool, list[str | None]]]:
+def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]]:
     """Per column: right-aligned?, rendered cells (None for NULL)."""
     # One conversion of the shown rows to Python objects; per-column pandas
     # indexing costs more than the query for small results.
-    shown = frame if len(frame) <= limit else frame.iloc[:limit]
-    rows = shown.to_numpy(dtype=object)
+    shown = frame if len(frame) <= rows else frame.iloc[:rows]
+    table = shown.to_numpy(dtype=object)
     columns: list[tuple[bool, list[str | None]]] = []
     for j, dtype in enumerate(frame.dtypes):
-        values = rows[:, j].tolist()
+        values = table[:, j].tolist()
         date_only = str(dtype) == "datetime64[s]"
-        rendered = [None if _is_null(v) else _clip(_format(v, date_only)) for v in values]
+        floats = pd.api.types.is_float_dtype(dtype)
+        rendered = [None if _is_null(v, floats) else _clip(_format(v, date_only)) for v in values]
         columns.append((_numeric(dtype, values), rendered))
     return columns
 
@@ -187,9 +225,11 @@ def _cells(frame: pd.DataFrame, limit: int) -> list[tuple[bool, list[str | None]
 _STYLE = (
     "<style>"
     ".pgmagic-result table{border-collapse:collapse;font-size:12px}"
-    ".pgmagic-result th,.pgmagic-result td{padding:2px 8px;"
+    # "div ... table" outranks JupyterLab's own .jp-RenderedHTMLCommon td rules,
+    # which would otherwise right-align every column.
+    "div.pgmagic-result table th,div.pgmagic-result table td{padding:2px 8px;"
     "border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:pre;text-align:left}"
-    ".pgmagic-result td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "div.pgmagic-result table td.num{text-align:right;font-variant-numeric:tabular-nums}"
     ".pgmagic-result th small{font-weight:normal;opacity:.6}"
     ".pgmagic-result .null{opacity:.45;font-style:italic}"
     ".pgmagic-result .footer{opacity:.7;font-size:11px;margin-top:4px}"
@@ -210,16 +250,18 @@ def html(frame: pd.DataFrame, info: ResultInfo) -> str:
     str
     """
     escape = html_module.escape
-    cells = _cells(frame, info.limit)
-    types = info.types if len(info.types) == frame.shape[1] else ()
+    cells = _cells(frame, info.rows(frame))
+    # Type names only while the columns are those of the query (not after the
+    # user added, dropped or renamed some).
+    same = [name for name, _ in info.types] == [str(c) for c in frame.columns]
     head = "".join(
         f"<th>{escape(str(name))}"
-        + (f"<br><small>{escape(types[j])}</small>" if types else "")
+        + (f"<br><small>{escape(info.types[j][1])}</small>" if same else "")
         + "</th>"
         for j, name in enumerate(frame.columns)
     )
     body: list[str] = []
-    for i in range(min(len(frame), info.limit)):
+    for i in range(info.rows(frame)):
         row = []
         for numeric, values in cells:
             value = values[i]
@@ -247,7 +289,7 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
     -------
     str
     """
-    cells = _cells(frame, info.limit)
+    cells = _cells(frame, info.rows(frame))
     names = [str(c) for c in frame.columns]
     rendered = [
         [(_NULL if v is None else v).replace("\n", "↵") for v in values] for _, values in cells
@@ -260,7 +302,7 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         " " + " | ".join(name.center(w) for name, w in zip(names, widths, strict=True)),
         "-" + "-+-".join("-" * w for w in widths) + "-",
     ]
-    for i in range(min(len(frame), info.limit)):
+    for i in range(info.rows(frame)):
         parts = []
         for (numeric, _), column, width in zip(cells, rendered, widths, strict=True):
             value = column[i]

@@ -73,9 +73,11 @@ class PgMagics(Magics):
     Configure with ``%config PgMagics.<name> = value``.
     """
 
-    displaylimit = Int(20, help="Rows shown in a result's table (the DataFrame holds all).").tag(
-        config=True
-    )
+    displaylimit = Int(
+        20,
+        allow_none=True,
+        help="Rows shown in a result's table (None: all; the DataFrame holds all).",
+    ).tag(config=True)
     numeric_as_float = Bool(
         False, help="Give numeric columns as float64 instead of Decimal objects."
     ).tag(config=True)
@@ -364,7 +366,7 @@ class PgMagics(Magics):
             )
         value = outcome.value
         if isinstance(value, pd.DataFrame) and outcome.shown is not None:
-            types = tuple(c.type_name for c in outcome.shown.columns or ())
+            types = tuple((c.name, c.type_name) for c in outcome.shown.columns or ())
             display.remember(value, display.ResultInfo(outcome.elapsed, self.displaylimit, types))
         if args.out:
             self._store(args.out, value)

@@ -133,7 +133,7 @@ class Refresh:
         channels: Sequence[str],
         every: float | None,
         show: Show,
-        limit: int,
+        limit: int | None,
         numeric_as_float: bool = False,
         debounce: float = _DEBOUNCE,
     ) -> None:
@@ -317,7 +317,7 @@ class Refresh:
 def render(
     run: Run,
     *,
-    limit: int,
+    limit: int | None,
     channels: frozenset[str] = frozenset(),
     every: float | None = None,
     stopped_at: float | None = None,
@@ -354,7 +354,7 @@ def render(
         body_text = "\n".join(run.error)
         body_html = f'<pre class="pgmagic-refresh-error">{html.escape(body_text)}</pre>'
     elif run.frame is not None and run.shown is not None:
-        types = tuple(c.type_name for c in run.shown.columns or ())
+        types = tuple((c.name, c.type_name) for c in run.shown.columns or ())
         info = display.ResultInfo(run.elapsed, limit, types)
         body_text = display.text(run.frame, info)
         body_html = display.html(run.frame, info)
@@ -397,7 +397,7 @@ def start(
     channels: Sequence[str],
     every: float | None,
     show: Show,
-    limit: int,
+    limit: int | None,
     numeric_as_float: bool = False,
     on_message: Callable[[Message], None] | None = None,
 ) -> Refresh:

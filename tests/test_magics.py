@@ -429,3 +429,21 @@ def test_pandas_columns_with_missing_values_bind(ip: Any) -> None:
     )
     assert run(ip, "%pg --scalar SELECT array_length($names::text[], 1)") == 3
     assert run(ip, "%pg --scalar SELECT $names::text[]") == ["a", None, "c"]
+
+
+def test_display_details(ip: Any) -> None:
+    frame = run(
+        ip,
+        "%pg SELECT 'NaN'::float8 AS f, NULL::float8 AS g, ROW(1, 'a b') AS r, "
+        "int4range(1, 5) AS rg, 'x'::text AS t",
+    )
+    html, text = (ip.display_formatter.format(frame)[0][m] for m in ("text/html", "text/plain"))
+    # NULL becomes NaN in a float64 column, as in any pandas frame: both show NaN
+    assert html.count("<td class=num>NaN</td>") == 2
+    assert '(1,"a b")' in text and "[1,5)" in text
+    assert "<small>float8</small>" in html
+    del frame["f"]  # types no longer line up: not shown
+    assert "<small>" not in ip.display_formatter.format(frame)[0]["text/html"]
+    run(ip, "%config PgMagics.displaylimit = None")
+    big = run(ip, "%pg SELECT g FROM generate_series(1, 50) g")
+    assert ip.display_formatter.format(big)[0]["text/html"].count("<tr>") == 51
