@@ -7,6 +7,7 @@ result.  This is the only module that imports IPython.
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
 import shlex
 import sys
@@ -310,8 +311,14 @@ class PgMagics(Magics):
             return self._subcommand(first[0].lower(), first[1] if len(first) > 1 else "")
         options, rest = self._split_options(line, self._parser)
         args = self._parser.parse_args(options)
+        if args.out is not None:
+            _variable_name(args.out)  # before any I/O: "-o SELECT 1" lost its name
         if cell is None:
             sql = rest
+            if not sql.strip() and not options:
+                raise OptionError(
+                    "nothing to run: %pg SELECT ... for one line, %%pg for a cell (see %pg?)"
+                )
         else:
             if rest.strip():
                 raise OptionError(
@@ -421,9 +428,7 @@ class PgMagics(Magics):
         return None
 
     def _store(self, name: str, value: Any) -> None:
-        if not name.isidentifier():
-            raise OptionError(f"-o needs a Python name, got {name!r}")
-        self._namespace()[name] = value
+        self._namespace()[_variable_name(name)] = value
 
     # ------------------------------------------------------------- subcommands
     def _subcommand(self, name: str, rest: str) -> Any:
@@ -438,6 +443,8 @@ class PgMagics(Magics):
             dsn: str | None = "embedded"
         elif not tokens:
             raise OptionError("usage: %pg connect <dsn> | $variable | --embedded")
+        elif "://" in tokens.split()[0] and len(tokens.split()) > 1:
+            raise OptionError(f"unexpected text after the DSN: {' '.join(tokens.split()[1:])!r}")
         elif re.fullmatch(r"\$[A-Za-z_]\w*", tokens):
             name = tokens[1:]
             if name not in self._namespace():
@@ -453,10 +460,12 @@ class PgMagics(Magics):
         )
 
     def _cmd_disconnect(self, rest: str) -> None:
+        _no_arguments("disconnect", rest)
         self.runtime.disconnect()
         print("disconnected; the next statement reconnects")
 
     def _cmd_status(self, rest: str) -> None:
+        _no_arguments("status", rest)
         info = self.runtime.run(_status(self.runtime), on_message=_print_message)
         listener = notify.listener_for(self.runtime)
         state = listener.status
@@ -553,6 +562,47 @@ def _unquote(text: str) -> str:
     if len(words) != 1:
         raise OptionError(f"quote the whole value once: {text!r}")
     return words[0]
+
+
+_SQL_WORDS = frozenset(
+    [
+        "SELECT",
+        "WITH",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "VALUES",
+        "TABLE",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "EXPLAIN",
+        "SHOW",
+        "SET",
+        "CALL",
+        "DO",
+        "COPY",
+        "TRUNCATE",
+        "GRANT",
+        "MERGE",
+    ]
+)
+
+
+def _variable_name(name: str) -> str:
+    if name.upper() in _SQL_WORDS:
+        raise OptionError(f"-o needs a variable name before the SQL: %pg -o df {name} ...")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise OptionError(f"-o needs a Python variable name, got {name!r}")
+    return name
+
+
+def _no_arguments(command: str, rest: str) -> None:
+    if rest.strip():
+        raise OptionError(f"%pg {command} takes no arguments, got {rest.strip()!r}")
 
 
 async def _status(runtime: Runtime) -> dict[str, Any]:

@@ -175,7 +175,8 @@ class ManyOutcome:
 
     def __str__(self) -> str:
         verb = self.status.split()[0] if self.status else "statement"
-        return f"{verb} × {self.rows:,} rows in {self.seconds:.2f} s (one transaction)"
+        rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
+        return f"{verb} × {rows} in {self.seconds:.2f} s (one transaction)"
 
 
 def _rows_for(
@@ -272,6 +273,7 @@ def run_many(
 
 # asyncpg's message when a dict or list meets a parameter the server typed as text.
 _UNTYPED_RE = re.compile(r"query argument (\$\w+): .*\(expected str, got (dict|list|tuple)\)")
+_UNKNOWN_TYPE_RE = re.compile(r"could not determine data type of parameter (\$\w+)")
 _ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
 
 
@@ -325,6 +327,12 @@ def render_error(error: BaseException, text: str | None = None) -> BaseException
             lines.append(
                 "HINT:  An earlier statement failed (or was cancelled) inside this "
                 "transaction: run ROLLBACK, or ROLLBACK TO SAVEPOINT, to continue."
+            )
+        untyped = _UNKNOWN_TYPE_RE.search(lines[0])
+        if untyped and not getattr(error, "hint", None):
+            lines.append(
+                f"HINT:  Nothing in the statement says what {untyped.group(1)} is: add a cast, "
+                f"e.g. {untyped.group(1)}::text or {untyped.group(1)}::int"
             )
         typed = _UNTYPED_RE.search(lines[0])
         if typed:

@@ -110,7 +110,7 @@ class Stream:
         idle_timeout: float = 300.0,
     ) -> None:
         if chunksize < 1:
-            raise ValueError("chunksize must be at least 1")
+            raise OptionError(f"chunksize must be at least 1, got {chunksize}")
         self._runtime = runtime
         self._bound = bound
         self.chunksize = chunksize
@@ -259,5 +259,6 @@ class Stream:
             sql = sql[:57] + "..."
         return (
             f"<pgmagic.Stream {self.state.value}: {sql!r}, chunksize={self.chunksize:,}, "
-            f"{self.chunks} chunks / {self.rows:,} rows read>"
+            f"{self.chunks} chunk{'' if self.chunks == 1 else 's'} / "
+            f"{self.rows:,} row{'' if self.rows == 1 else 's'} read>"
         )

@@ -447,3 +447,25 @@ def test_display_details(ip: Any) -> None:
     run(ip, "%config PgMagics.displaylimit = None")
     big = run(ip, "%pg SELECT g FROM generate_series(1, 50) g")
     assert ip.display_formatter.format(big)[0]["text/html"].count("<tr>") == 51
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("%pg -o SELECT 1", "-o needs a variable name before the SQL"),
+        ("%pg -o for SELECT 1", "-o needs a Python variable name"),
+        ("%pg", "nothing to run"),
+        ("%pg status now", "takes no arguments"),
+        ("%pg connect postgresql://u@h/db extra words", "unexpected text after the DSN"),
+        ("%pg --stream --chunksize 0 SELECT 1", "chunksize must be at least 1"),
+    ],
+)
+def test_usage_mistakes_are_one_line(ip: Any, capsys: Any, cell: str, message: str) -> None:
+    _error, out = fails(ip, cell, capsys)
+    assert message in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_untyped_parameter_gets_a_cast_hint(ip: Any, capsys: Any) -> None:
+    ip.user_ns["who"] = "x"
+    _error, out = fails(ip, "%pg SELECT $who IS NULL", capsys)
+    assert "HINT:" in out and "$who::text" in out
