@@ -20,6 +20,19 @@
  * - Column buffers grow geometrically with realloc (glibc moves large blocks
  *   with mremap, no copy) and are shrunk to size in finish(); finish() hands
  *   ownership to Buffer objects that numpy/pyarrow wrap without copying.
+ *
+ * Layouts
+ * -------
+ * The pandas layout (above) is for DataFrames.  Two more serve exports and
+ * create no Python object per value, so a batch costs memory copies only:
+ * - arrow: buffers laid out as Arrow arrays (validity bitmaps; fixed-width
+ *   values, bit-packed booleans, or int64 offsets + bytes; arrays as int32
+ *   offsets per dimension over an element column).  json/jsonb stay the
+ *   server's text, numeric becomes its text form (Arrow casts it to a
+ *   decimal whose scale the data decides), uuid its 16 bytes.
+ * - jsonl: one JSON object per row, appended to a single byte buffer.
+ * take_batch() hands out the rows decoded so far and starts the next batch
+ * with buffers sized like the last one; a partial row stays carried over.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -53,8 +66,11 @@ enum {
     K_JSON = 19,
     K_JSONB = 20,
     K_ARRAY = 21,
-    K_MAX = 22
+    K_VOID = 22,  /* export layouts only: always NULL */
+    K_MAX = 23
 };
+
+enum { L_PANDAS = 0, L_ARROW = 1, L_JSONL = 2 };
 
 /* storage classes */
 enum { S_FIXED = 1, S_TEXT = 2, S_OBJECT = 3 };
@@ -173,6 +189,34 @@ typedef struct {
 #define JSON_BATCH 512
 #define JSON_BATCH_BYTES (256 * 1024)
 
+/* Arrow layout widths besides a byte count */
+#define W_VAR 0      /* int64 offsets + bytes */
+#define W_BITS (-1)  /* booleans, one bit per value */
+#define W_LIST (-2)  /* arrays: int32 offsets per dimension + an element column */
+#define W_NONE (-3)  /* void: a length and nothing else */
+
+typedef struct ArrowCol {
+    int kind;
+    int width;
+    uint32_t elem_oid;      /* K_ARRAY: expected element OID */
+    Py_ssize_t len, cap;
+    Py_ssize_t hint, data_hint; /* the last batch's sizes, to size the next */
+    Py_ssize_t null_count;
+    uint8_t *validity;      /* 1 = valid */
+    char *values;           /* fixed values, bits, or int64 offsets (cap+1) */
+    char *data;
+    Py_ssize_t data_len, data_cap;
+    /* K_NUMERIC: the widest finite value of the batch, for the decimal type */
+    int max_scale, max_int_digits;
+    /* K_ARRAY: dimensions, fixed by the first non-empty value (0: none yet);
+     * level d holds level_len[d] lists as level_len[d]+1 offsets, level 0
+     * one per row */
+    int ndims;
+    int32_t *levels[ARRAY_MAXDIM];
+    Py_ssize_t level_len[ARRAY_MAXDIM], level_cap[ARRAY_MAXDIM];
+    struct ArrowCol *child;
+} ArrowCol;
+
 #define DEC_CACHE_SIZE 1024
 #define DEC_CACHE_KEY 24
 
@@ -204,6 +248,12 @@ typedef struct {
     int uuid_fast;            /* pgproto UUID layout verified */
     int finished;
     int broken;               /* protocol error seen: the rest is dropped */
+    int layout;               /* L_PANDAS, L_ARROW or L_JSONL */
+    ArrowCol *acols;          /* L_ARROW: one per column */
+    char *out;                /* L_JSONL: the batch's lines */
+    Py_ssize_t out_len, out_cap, out_hint;
+    char *keys;               /* L_JSONL: '{"name":' or ',"name":' per column */
+    Py_ssize_t *key_offs;     /* L_JSONL: ncols + 1 offsets into keys */
 } ParserObject;
 
 /* pgproto.UUID stores its 16 bytes right after the object header; verified
@@ -1158,6 +1208,1026 @@ badlen:
     return protocol_error("unexpected field length");
 }
 
+/* ------------------------------------------------------------------------ */
+/* export layouts: shared formatting                                         */
+
+static const char HEX[] = "0123456789abcdef";
+
+static inline char *put2(char *q, int v) {
+    q[0] = (char)('0' + v / 10);
+    q[1] = (char)('0' + v % 10);
+    return q + 2;
+}
+
+static char *put_digits(char *q, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; i--, v /= 10) q[i] = (char)('0' + v % 10);
+    return q + width;
+}
+
+static char *put_int(char *q, int64_t v) {
+    char tmp[20];
+    int k = 0;
+    /* negate in unsigned arithmetic: INT64_MIN has no positive int64 */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0) *q++ = '-';
+    do { tmp[k++] = (char)('0' + u % 10); u /= 10; } while (u);
+    while (k) *q++ = tmp[--k];
+    return q;
+}
+
+/* YYYY-MM-DD; days are within datetime.date's range (checked by callers) */
+static char *put_date(char *q, int64_t days) {
+    int y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    q = put_digits(q, y, 4);
+    *q++ = '-';
+    q = put2(q, m);
+    *q++ = '-';
+    return put2(q, d);
+}
+
+/* HH:MM:SS, then .ffffff when always_fraction or when not zero: the
+ * latter is datetime.time.isoformat() */
+static char *put_time(char *q, int64_t us, int always_fraction) {
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    q = put2(q, (int)(secs / 3600));
+    *q++ = ':';
+    q = put2(q, (int)(secs / 60 % 60));
+    *q++ = ':';
+    q = put2(q, (int)(secs % 60));
+    if (always_fraction || frac) {
+        *q++ = '.';
+        q = put_digits(q, frac, 6);
+    }
+    return q;
+}
+
+/* timetz as asyncpg's datetime.time(..., tzinfo).isoformat(); the caller
+ * checked the time of day.  At most 21 bytes. */
+static char *put_timetz(char *q, const unsigned char *b) {
+    q = put_time(q, (int64_t)rd64(b), 0);
+    /* tz_for_offset: PostgreSQL counts seconds west of UTC */
+    int32_t east = -(int32_t)((double)(int32_t)rd32(b + 8) / 60.0);
+    *q++ = east < 0 ? '-' : '+';
+    if (east < 0) east = -east;
+    q = put2(q, east / 60);
+    *q++ = ':';
+    return put2(q, east % 60);
+}
+
+/* the 36-character form of a uuid */
+static char *put_uuid(char *q, const unsigned char *b) {
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *q++ = '-';
+        *q++ = HEX[b[i] >> 4];
+        *q++ = HEX[b[i] & 15];
+    }
+    return q;
+}
+
+/* numeric -> PostgreSQL's own text form (numeric_out): [-]digits[.digits]
+ * with exactly dscale fractional digits.  out must hold numeric_text_size()
+ * bytes.  Returns the length, or -1 for a malformed value; *special is 1
+ * (NaN), 2 (+Inf), 3 (-Inf), else 0; *int_digits counts the significant integer digits
+ * (0 when |value| < 1) and *scale is dscale. */
+static Py_ssize_t numeric_text_size(const unsigned char *b, Py_ssize_t n) {
+    if (n < 8) return 16;
+    int16_t weight = (int16_t)rd16(b + 2);
+    /* sign, integer groups, point, dscale digits, the last group's overrun */
+    return 1 + 4 * (Py_ssize_t)(weight >= 0 ? weight + 1 : 1) + 1 + rd16(b + 6) + 4;
+}
+
+static Py_ssize_t numeric_to_text(const unsigned char *b, Py_ssize_t n, char *out,
+                                  int *special, int *int_digits, int *scale) {
+    if (n < 8) return -1;
+    uint16_t ndigits = rd16(b);
+    int16_t weight = (int16_t)rd16(b + 2);
+    uint16_t sign = rd16(b + 4);
+    uint16_t dscale = rd16(b + 6);
+    *special = 0;
+    *int_digits = 0;
+    *scale = dscale;
+    if (sign == 0xC000) { *special = 1; return 0; }
+    if (sign == 0xD000) { *special = 2; return 0; }
+    if (sign == 0xF000) { *special = 3; return 0; }
+    if (sign != 0x0000 && sign != 0x4000) return -1;
+    if (n != 8 + 2 * (Py_ssize_t)ndigits) return -1;
+    const unsigned char *d = b + 8;
+    for (int i = 0; i < ndigits; i++)
+        if (rd16(d + 2 * i) > 9999) return -1;
+    char *q = out;
+    if (sign == 0x4000 && ndigits > 0) *q++ = '-';
+    if (weight < 0) {
+        *q++ = '0';
+    } else {
+        char *start = q;
+        for (int i = 0; i <= weight; i++) {
+            int v = i < ndigits ? rd16(d + 2 * i) : 0;
+            int d1 = v / 1000, d2 = v / 100 % 10, d3 = v / 10 % 10;
+            int put = i > 0;  /* leading zeros of the first group go */
+            put |= d1 > 0;
+            if (put) *q++ = (char)('0' + d1);
+            put |= d2 > 0;
+            if (put) *q++ = (char)('0' + d2);
+            put |= d3 > 0;
+            if (put) *q++ = (char)('0' + d3);
+            *q++ = (char)('0' + v % 10);
+        }
+        *int_digits = (q - start == 1 && *start == '0') ? 0 : (int)(q - start);
+    }
+    if (dscale > 0) {
+        *q++ = '.';
+        char *end = q + dscale;
+        for (int i = weight + 1; q < end; i++) {
+            int v = (i >= 0 && i < ndigits) ? rd16(d + 2 * i) : 0;
+            q = put_digits(q, v, 4);
+        }
+        q = end;
+    }
+    return q - out;
+}
+
+/* The checks asyncpg makes before a timestamp becomes a datetime, applied
+ * to microseconds since 1970: infinities become datetime's max and min.
+ * Returns 0, or -1 with asyncpg's OverflowError set. */
+static int timestamp_us(const unsigned char *b, int64_t *out) {
+    int64_t ts = (int64_t)rd64(b);
+    if (ts == INT64_MAX) *out = DT_MAX_US;
+    else if (ts == INT64_MIN) *out = DT_MIN_US;
+    else if (ts > DT_MAX_US - PG_EPOCH_US || ts < DT_MIN_US - PG_EPOCH_US) {
+        PyErr_SetString(PyExc_OverflowError, "date value out of range");
+        return -1;
+    } else *out = ts + PG_EPOCH_US;
+    return 0;
+}
+
+/* date -> days since 1970, as asyncpg's date (infinities clamped).
+ * Returns 0, or -1 with asyncpg's error set. */
+static int date_days(const unsigned char *b, int64_t *out) {
+    int32_t v = (int32_t)rd32(b);
+    if (v == INT32_MAX) *out = DATE_MAX_DAYS;
+    else if (v == INT32_MIN) *out = DATE_MIN_DAYS;
+    else {
+        *out = (int64_t)v + PG_EPOCH_DAYS;
+        if (*out < DATE_MIN_DAYS || *out > DATE_MAX_DAYS) {
+            PyObject *tmp = make_date(b);  /* sets asyncpg's error */
+            Py_XDECREF(tmp);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* interval -> microseconds, as the record path's timedelta64[us].
+ * Returns 0, or -1 with the error the record path raises set. */
+static int interval_us(const unsigned char *b, int64_t *out) {
+    int64_t days, us, total;
+    interval_parts(b, &days, &us);
+    if (days > 999999999 || days < -999999999 ||
+        __builtin_mul_overflow(days, US_PER_DAY, &total) ||
+        __builtin_add_overflow(total, us, &total) || total == NAT) {
+        PyObject *tmp = make_timedelta(b);
+        if (tmp != NULL) {
+            Py_DECREF(tmp);
+            PyErr_SetString(PyExc_OverflowError, "interval out of range for timedelta64[us]");
+        }
+        return -1;
+    }
+    *out = total;
+    return 0;
+}
+
+/* time of day in microseconds; asyncpg refuses 24:00:00 */
+static int time_us(const unsigned char *b, int64_t *out) {
+    int64_t us = (int64_t)rd64(b);
+    if (us < 0 || us >= US_PER_DAY) {
+        PyObject *tmp = make_time(b, Py_None);  /* sets asyncpg's ValueError */
+        if (tmp != NULL) {
+            Py_DECREF(tmp);
+            PyErr_SetString(PyExc_ValueError, "time of day out of range");
+        }
+        return -1;
+    }
+    *out = us;
+    return 0;
+}
+
+static int check_utf8(const unsigned char *b, Py_ssize_t n) {
+    if (utf8_valid(b, n)) return 0;
+    PyObject *tmp = make_str(b, n);  /* raises UnicodeDecodeError */
+    if (tmp == NULL) return -1;
+    Py_DECREF(tmp);
+    return 0;  /* utf8_valid refused what the decoder takes: trust the decoder */
+}
+
+/* Whether an error is fatal (the stream is malformed, or memory ran out)
+ * rather than a value to defer. */
+static int fatal_error(void) {
+    return PyErr_ExceptionMatches(ProtocolError) || PyErr_ExceptionMatches(PyExc_MemoryError);
+}
+
+/* ------------------------------------------------------------------------ */
+/* arrow layout                                                              */
+
+static int arrow_width(int kind) {
+    switch (kind) {
+    case K_BOOL: return W_BITS;
+    case K_INT2: return 2;
+    case K_INT4: case K_FLOAT4: case K_DATE: return 4;
+    case K_INT8: case K_OID: case K_FLOAT8: case K_NUMERIC_FLOAT: case K_TIMESTAMP:
+    case K_TIMESTAMPTZ: case K_INTERVAL: case K_TIME:
+        return 8;
+    case K_UUID: return 16;
+    case K_TEXT: case K_NUMERIC: case K_TIMETZ: case K_BYTEA: case K_JSON: case K_JSONB:
+        return W_VAR;
+    case K_ARRAY: return W_LIST;
+    case K_VOID: return W_NONE;
+    default: return INT32_MIN;
+    }
+}
+
+static void acol_free(ArrowCol *c) {
+    if (c == NULL) return;
+    PyMem_RawFree(c->validity);
+    PyMem_RawFree(c->values);
+    PyMem_RawFree(c->data);
+    for (int d = 0; d < ARRAY_MAXDIM; d++) PyMem_RawFree(c->levels[d]);
+    if (c->child != NULL) {
+        acol_free(c->child);
+        PyMem_Free(c->child);
+    }
+}
+
+/* Returns 0, 1 for a kind the layout does not take, -1 on memory errors. */
+static int acol_init(ArrowCol *c, int kind, int elem_kind, uint32_t elem_oid) {
+    c->kind = kind;
+    c->width = arrow_width(kind);
+    if (c->width == INT32_MIN) return 1;
+    if (kind != K_ARRAY) return 0;
+    if (arrow_width(elem_kind) == INT32_MIN || elem_kind == K_ARRAY || elem_kind == K_VOID ||
+        elem_kind == K_NUMERIC_FLOAT)
+        return 1;
+    c->elem_oid = elem_oid;
+    c->child = PyMem_Calloc(1, sizeof(ArrowCol));
+    if (c->child == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return acol_init(c->child, elem_kind, 0, 0);
+}
+
+static int grow_bits(uint8_t **bits, Py_ssize_t old_cap, Py_ssize_t new_cap) {
+    size_t obytes = (size_t)(old_cap + 7) / 8, nbytes = (size_t)(new_cap + 7) / 8;
+    uint8_t *m = PyMem_RawRealloc(*bits, nbytes);
+    if (m == NULL) return -1;
+    memset(m + obytes, 0, nbytes - obytes);  /* NULLs and false stay 0 bits */
+    *bits = m;
+    return 0;
+}
+
+/* Room for one more value. */
+static int acol_reserve(ArrowCol *c) {
+    if (c->len < c->cap) return 0;
+    Py_ssize_t ncap = c->cap ? c->cap * 2 : (c->hint > 1024 ? c->hint : 1024);
+    if (c->width != W_NONE) {
+        if (grow_bits(&c->validity, c->cap, ncap) < 0) goto nomem;
+        if (c->width == W_BITS) {
+            if (grow_bits((uint8_t **)&c->values, c->cap, ncap) < 0) goto nomem;
+        } else if (c->width == W_VAR) {
+            char *v = PyMem_RawRealloc(c->values, (size_t)(ncap + 1) * 8);
+            if (v == NULL) goto nomem;
+            if (c->cap == 0) ((int64_t *)v)[0] = 0;
+            c->values = v;
+        } else if (c->width == W_LIST) {
+            int32_t *v = PyMem_RawRealloc(c->levels[0], (size_t)(ncap + 1) * 4);
+            if (v == NULL) goto nomem;
+            if (c->cap == 0) v[0] = 0;
+            c->levels[0] = v;
+        } else {
+            char *v = PyMem_RawRealloc(c->values, (size_t)ncap * (size_t)c->width);
+            if (v == NULL) goto nomem;
+            c->values = v;
+        }
+    }
+    c->cap = ncap;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* Room for `extra` more bytes of variable-width data; returns where they go
+ * (never NULL on success, also for 0 bytes). */
+static char *acol_data_reserve(ArrowCol *c, Py_ssize_t extra) {
+    if (c->data == NULL || c->data_len + extra > c->data_cap) {
+        Py_ssize_t ncap = c->data_cap ? c->data_cap : (c->data_hint > 65536 ? c->data_hint : 65536);
+        while (ncap < c->data_len + extra) ncap = ncap + ncap / 2 + 1;
+        char *d = PyMem_RawRealloc(c->data, (size_t)ncap);
+        if (d == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        c->data = d;
+        c->data_cap = ncap;
+    }
+    return c->data + c->data_len;
+}
+
+/* Append a NULL (room reserved by the caller). */
+static void acol_put_null(ArrowCol *c) {
+    Py_ssize_t r = c->len;
+    if (c->width > 0) memset(c->values + r * c->width, 0, (size_t)c->width);
+    else if (c->width == W_VAR) ((int64_t *)c->values)[r + 1] = c->data_len;
+    else if (c->width == W_LIST) c->levels[0][r + 1] = c->levels[0][r];
+    c->null_count++;
+    c->len++;
+}
+
+static int acol_null(ArrowCol *c) {
+    if (acol_reserve(c) < 0) return -1;
+    acol_put_null(c);
+    return 0;
+}
+
+/* Mark the value just written at row len valid and count it. */
+static inline void acol_commit(ArrowCol *c) {
+    if (c->width == W_VAR) ((int64_t *)c->values)[c->len + 1] = c->data_len;
+    set_bit(c->validity, c->len);
+    c->len++;
+}
+
+/* Append one list of `count` items at array level d (d >= 1). */
+static int level_push(ArrowCol *c, int d, int64_t count) {
+    if (c->level_len[d] + 2 > c->level_cap[d]) {
+        Py_ssize_t ncap = c->level_cap[d] ? c->level_cap[d] * 2 : 1024;
+        int32_t *v = PyMem_RawRealloc(c->levels[d], (size_t)ncap * 4);
+        if (v == NULL) { PyErr_NoMemory(); return -1; }
+        if (c->level_cap[d] == 0) v[0] = 0;
+        c->levels[d] = v;
+        c->level_cap[d] = ncap;
+    }
+    int32_t *v = c->levels[d];
+    Py_ssize_t k = c->level_len[d];
+    if (count > INT32_MAX - v[k]) {
+        PyErr_SetString(PyExc_MemoryError, "too many array elements in one batch");
+        return -1;
+    }
+    v[k + 1] = v[k] + (int32_t)count;
+    c->level_len[d]++;
+    return 0;
+}
+
+static int acol_value(ParserObject *p, ArrowCol *c, const unsigned char *b, int32_t n);
+
+/* One array value: its dimensions become list levels, its elements values
+ * of the element column.  Room for the row is reserved by the caller. */
+static int acol_array(ParserObject *p, ArrowCol *c, const unsigned char *b, int32_t n) {
+    if (n < 12) return protocol_error("malformed array");
+    int32_t ndims = (int32_t)rd32(b);
+    if (ndims == 0) {  /* '{}' is an empty list whatever the dimensions */
+        c->levels[0][c->len + 1] = c->levels[0][c->len];
+        return 0;
+    }
+    if (ndims < 0 || ndims > ARRAY_MAXDIM || n < 12 + 8 * (Py_ssize_t)ndims)
+        return protocol_error("malformed array header");
+    if (rd32(b + 8) != c->elem_oid) return protocol_error("unexpected array element type");
+    int64_t dims[ARRAY_MAXDIM], total = 1;
+    for (int i = 0; i < ndims; i++) {
+        dims[i] = (int32_t)rd32(b + 12 + 8 * i);
+        if (dims[i] < 0) return protocol_error("malformed array dimension");
+        total *= dims[i];
+        if (total > n) return protocol_error("malformed array dimension");
+    }
+    if (c->ndims == 0) {
+        c->ndims = ndims;
+    } else if (c->ndims != ndims) {
+        PyErr_Format(PyExc_ValueError,
+                     "arrays of %d and of %d dimensions in one column cannot be exported "
+                     "as lists", c->ndims, ndims);
+        return -1;
+    }
+    if ((int64_t)c->levels[0][c->len] + dims[0] > INT32_MAX) {
+        PyErr_SetString(PyExc_MemoryError, "too many array elements in one batch");
+        return -1;
+    }
+    c->levels[0][c->len + 1] = c->levels[0][c->len] + (int32_t)dims[0];
+    int64_t lists = dims[0];
+    for (int d = 1; d < ndims; d++) {
+        for (int64_t i = 0; i < lists; i++)
+            if (level_push(c, d, dims[d]) < 0) return -1;
+        lists *= dims[d];
+    }
+    const unsigned char *q = b + 12 + 8 * ndims, *end = b + n;
+    for (int64_t i = 0; i < total; i++) {
+        if (end - q < 4) return protocol_error("truncated array");
+        int32_t len = (int32_t)rd32(q);
+        q += 4;
+        if (len == -1) {
+            if (acol_null(c->child) < 0) return -1;
+            continue;
+        }
+        if (len < 0 || end - q < len) return protocol_error("truncated array");
+        if (acol_value(p, c->child, q, len) < 0) return -1;
+        q += len;
+    }
+    return 0;
+}
+
+/* Decode a non-NULL value into row len (reserved).  Returns 0, or -1 with
+ * an exception set: fatal ones, and values asyncpg would refuse. */
+static int acol_decode(ParserObject *p, ArrowCol *c, const unsigned char *b, int32_t n) {
+    Py_ssize_t r = c->len;
+    int64_t v;
+    switch (c->kind) {
+    case K_BOOL:
+        if (n != 1) goto badlen;
+        if (b[0]) set_bit((uint8_t *)c->values, r);
+        return 0;
+    case K_INT2:
+        if (n != 2) goto badlen;
+        ((int16_t *)c->values)[r] = (int16_t)rd16(b);
+        return 0;
+    case K_INT4:
+    case K_FLOAT4:  /* the bits as they are */
+        if (n != 4) goto badlen;
+        ((uint32_t *)c->values)[r] = rd32(b);
+        return 0;
+    case K_INT8:
+    case K_FLOAT8:
+        if (n != 8) goto badlen;
+        ((uint64_t *)c->values)[r] = rd64(b);
+        return 0;
+    case K_OID:
+        if (n != 4) goto badlen;
+        ((int64_t *)c->values)[r] = (int64_t)rd32(b);
+        return 0;
+    case K_NUMERIC_FLOAT: {
+        double f;
+        if (numeric_to_double(b, n, &f) < 0) return -1;
+        ((double *)c->values)[r] = f;
+        return 0;
+    }
+    case K_TIMESTAMP:
+    case K_TIMESTAMPTZ:
+        if (n != 8) goto badlen;
+        if (timestamp_us(b, &v) < 0) return -1;
+        ((int64_t *)c->values)[r] = v;
+        return 0;
+    case K_DATE:
+        if (n != 4) goto badlen;
+        if (date_days(b, &v) < 0) return -1;
+        ((int32_t *)c->values)[r] = (int32_t)v;
+        return 0;
+    case K_INTERVAL:
+        if (n != 16) goto badlen;
+        if (interval_us(b, &v) < 0) return -1;
+        ((int64_t *)c->values)[r] = v;
+        return 0;
+    case K_TIME:
+        if (n != 8) goto badlen;
+        if (time_us(b, &v) < 0) return -1;
+        ((int64_t *)c->values)[r] = v;
+        return 0;
+    case K_UUID:
+        if (n != 16) goto badlen;
+        memcpy(c->values + 16 * r, b, 16);
+        return 0;
+    case K_JSONB:
+        if (n < 1) goto badlen;
+        if (b[0] != 1) {
+            PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
+            return -1;
+        }
+        b++;
+        n--;
+        /* fall through - the rest is JSON text */
+    case K_TEXT:
+    case K_JSON:
+        if (check_utf8(b, n) < 0) return -1;
+        /* fall through */
+    case K_BYTEA: {
+        char *q = acol_data_reserve(c, n);
+        if (q == NULL) return -1;
+        memcpy(q, b, (size_t)n);
+        c->data_len += n;
+        return 0;
+    }
+    case K_NUMERIC: {
+        char *q = acol_data_reserve(c, numeric_text_size(b, n));
+        if (q == NULL) return -1;
+        int special, int_digits, scale;
+        Py_ssize_t len = numeric_to_text(b, n, q, &special, &int_digits, &scale);
+        if (len < 0) return protocol_error("malformed numeric value");
+        if (special) {
+            /* NaN and the infinities have no decimal form */
+            acol_put_null(c);
+            return 1;
+        }
+        c->data_len += len;
+        if (scale > c->max_scale) c->max_scale = scale;
+        if (int_digits > c->max_int_digits) c->max_int_digits = int_digits;
+        return 0;
+    }
+    case K_TIMETZ: {
+        if (n != 12) goto badlen;
+        if (time_us(b, &v) < 0) return -1;
+        char *q = acol_data_reserve(c, 24);
+        if (q == NULL) return -1;
+        c->data_len += put_timetz(q, b) - q;
+        return 0;
+    }
+    case K_ARRAY:
+        return acol_array(p, c, b, n);
+    case K_VOID:
+        acol_put_null(c);
+        return 1;
+    default:
+        return protocol_error("unknown column kind");
+    }
+badlen:
+    return protocol_error("unexpected field length");
+}
+
+/* Append a non-NULL value.  Returns 0, or -1 on a fatal error; a value
+ * asyncpg would refuse is deferred and stored as NULL. */
+static int acol_value(ParserObject *p, ArrowCol *c, const unsigned char *b, int32_t n) {
+    if (acol_reserve(c) < 0) return -1;
+    Py_ssize_t data_len = c->data_len;
+    int rc = acol_decode(p, c, b, n);
+    if (rc > 0) return 0;  /* stored as NULL already */
+    if (rc == 0) {
+        acol_commit(c);
+        return 0;
+    }
+    if (fatal_error()) return -1;
+    defer_error(p);
+    c->data_len = data_len;
+    acol_put_null(c);
+    return 0;
+}
+
+/* The batch's buffers as (length, null_count, validity, values, data,
+ * max_scale, max_int_digits, levels, child); the column starts afresh,
+ * sized like this batch. */
+static PyObject *acol_take(ArrowCol *c) {
+    Py_ssize_t n = c->len;
+    PyObject *child = NULL, *validity = NULL, *values = NULL, *data = NULL, *levels = NULL;
+    PyObject *r = NULL;
+    if (c->child != NULL) {
+        child = acol_take(c->child);
+        if (child == NULL) return NULL;
+    } else {
+        child = Py_NewRef(Py_None);
+    }
+    if (c->width == W_NONE || c->null_count == 0) {
+        validity = Py_NewRef(Py_None);
+    } else {
+        validity = buffer_adopt((char **)&c->validity, (n + 7) / 8);
+        if (validity == NULL) goto done;
+    }
+    if (c->width == W_VAR && c->values == NULL) {  /* no rows: one offset */
+        c->values = PyMem_RawCalloc(1, 8);
+        if (c->values == NULL) { PyErr_NoMemory(); goto done; }
+    }
+    if (c->width == W_BITS) values = buffer_adopt(&c->values, (n + 7) / 8);
+    else if (c->width == W_VAR) values = buffer_adopt(&c->values, (n + 1) * 8);
+    else if (c->width > 0) values = buffer_adopt(&c->values, n * c->width);
+    else values = Py_NewRef(Py_None);
+    if (values == NULL) goto done;
+    data = c->width == W_VAR ? buffer_adopt(&c->data, c->data_len) : Py_NewRef(Py_None);
+    if (data == NULL) goto done;
+    if (c->width == W_LIST) {
+        int nlevels = c->ndims > 0 ? c->ndims : 1;
+        levels = PyTuple_New(nlevels);
+        if (levels == NULL) goto done;
+        for (int d = 0; d < nlevels; d++) {
+            Py_ssize_t count = d == 0 ? n : c->level_len[d];
+            if (c->levels[d] == NULL) {
+                c->levels[d] = PyMem_RawCalloc(1, 4);
+                if (c->levels[d] == NULL) { PyErr_NoMemory(); goto done; }
+            }
+            PyObject *buf = buffer_adopt((char **)&c->levels[d], (count + 1) * 4);
+            if (buf == NULL) goto done;
+            PyTuple_SET_ITEM(levels, d, buf);
+        }
+    } else {
+        levels = PyTuple_New(0);
+        if (levels == NULL) goto done;
+    }
+    r = Py_BuildValue("(nnOOOiiOO)", n, c->null_count, validity, values, data, c->max_scale,
+                      c->max_int_digits, levels, child);
+    if (r == NULL) goto done;
+    PyMem_RawFree(c->validity);
+    c->validity = NULL;
+    for (int d = 0; d < ARRAY_MAXDIM; d++) {
+        PyMem_RawFree(c->levels[d]);
+        c->levels[d] = NULL;
+        c->level_len[d] = c->level_cap[d] = 0;
+    }
+    c->hint = n;
+    c->data_hint = c->data_len;
+    c->len = c->cap = c->null_count = 0;
+    c->data_len = c->data_cap = 0;
+    c->max_scale = c->max_int_digits = 0;
+done:
+    Py_XDECREF(child);
+    Py_XDECREF(validity);
+    Py_XDECREF(values);
+    Py_XDECREF(data);
+    Py_XDECREF(levels);
+    return r;
+}
+
+static int row_arrow(ParserObject *p, const unsigned char *s, int nf) {
+    for (int i = 0; i < nf; i++) {
+        ArrowCol *c = &p->acols[i];
+        int32_t fl = (int32_t)rd32(s);
+        s += 4;
+        if (fl == -1) {
+            if (acol_null(c) < 0) return -1;
+            continue;
+        }
+        if (acol_value(p, c, s, fl) < 0) return -1;
+        s += fl;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* jsonl layout                                                              */
+
+/* Room for `extra` more bytes of output; returns where they go (never NULL
+ * on success). */
+static char *out_reserve(ParserObject *p, Py_ssize_t extra) {
+    if (p->out == NULL || p->out_len + extra > p->out_cap) {
+        Py_ssize_t ncap = p->out_cap ? p->out_cap : (p->out_hint > 65536 ? p->out_hint : 65536);
+        while (ncap < p->out_len + extra) ncap = ncap + ncap / 2 + 1;
+        char *o = PyMem_RawRealloc(p->out, (size_t)ncap);
+        if (o == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        p->out = o;
+        p->out_cap = ncap;
+    }
+    return p->out + p->out_len;
+}
+
+static int out_bytes(ParserObject *p, const char *s, Py_ssize_t n) {
+    char *q = out_reserve(p, n);
+    if (q == NULL) return -1;
+    memcpy(q, s, (size_t)n);
+    p->out_len += n;
+    return 0;
+}
+
+/* s as a JSON string, UTF-8 kept as it is */
+static int out_string(ParserObject *p, const unsigned char *s, Py_ssize_t n) {
+    char *q = out_reserve(p, 2 + 6 * n);
+    if (q == NULL) return -1;
+    *q++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            *q++ = (char)ch;
+            continue;
+        }
+        *q++ = '\\';
+        switch (ch) {
+        case '"': *q++ = '"'; break;
+        case '\\': *q++ = '\\'; break;
+        case '\n': *q++ = 'n'; break;
+        case '\r': *q++ = 'r'; break;
+        case '\t': *q++ = 't'; break;
+        case '\b': *q++ = 'b'; break;
+        case '\f': *q++ = 'f'; break;
+        default:
+            memcpy(q, "u00", 3);
+            q[3] = HEX[ch >> 4];
+            q[4] = HEX[ch & 15];
+            q += 5;
+        }
+    }
+    *q++ = '"';
+    p->out_len = q - p->out;
+    return 0;
+}
+
+/* A float as Python's repr() writes it, which reads back exactly; NaN and
+ * the infinities have no JSON form and become null. */
+static int out_double(ParserObject *p, double v, int single) {
+    if (!isfinite(v)) return out_bytes(p, "null", 4);
+    if (fabs(v) < 1e16 && v == (double)(int64_t)v) {
+        /* integral values, common in practice, skip dtoa: repr gives "n.0" */
+        char *q = out_reserve(p, 24);
+        if (q == NULL) return -1;
+        if (v == 0 && signbit(v)) *q++ = '-';
+        q = put_int(q, (int64_t)v);
+        memcpy(q, ".0", 2);
+        p->out_len = q + 2 - p->out;
+        return 0;
+    }
+    char *s = NULL;
+    if (single) {
+        /* the shortest form that reads back as the same float4 */
+        for (int digits = 1; digits <= 9; digits++) {
+            s = PyOS_double_to_string(v, 'g', digits, Py_DTSF_ADD_DOT_0, NULL);
+            if (s == NULL) return -1;
+            if (digits == 9 || (float)PyOS_string_to_double(s, NULL, NULL) == (float)v) break;
+            PyMem_Free(s);
+        }
+    } else {
+        s = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (s == NULL) return -1;
+    }
+    int rc = out_bytes(p, s, (Py_ssize_t)strlen(s));
+    PyMem_Free(s);
+    return rc;
+}
+
+/* pandas' ISO 8601 form of a timedelta, as DataFrame.to_json writes it:
+ * P<days>DT<h>H<m>M<s>[.mmm[uuu]]S with the days floored */
+static char *put_duration(char *q, int64_t us) {
+    int64_t days = floordiv64(us, US_PER_DAY);
+    int64_t rest = us - days * US_PER_DAY;
+    int64_t secs = rest / 1000000, frac = rest % 1000000;
+    *q++ = 'P';
+    q = put_int(q, days);
+    memcpy(q, "DT", 2);
+    q = put_int(q + 2, secs / 3600);
+    *q++ = 'H';
+    q = put_int(q, secs / 60 % 60);
+    *q++ = 'M';
+    q = put_int(q, secs % 60);
+    if (frac) {
+        *q++ = '.';
+        q = put_digits(q, frac / 1000, 3);
+        if (frac % 1000) q = put_digits(q, frac % 1000, 3);
+    }
+    *q++ = 'S';
+    return q;
+}
+
+static int jsonl_value(ParserObject *p, int kind, int elem_kind, uint32_t elem_oid,
+                       const unsigned char *b, int32_t n);
+
+/* An array as nested JSON arrays, one level per dimension. */
+static int jsonl_array(ParserObject *p, int elem_kind, uint32_t elem_oid,
+                       const unsigned char *b, int32_t n) {
+    if (n < 12) return protocol_error("malformed array");
+    int32_t ndims = (int32_t)rd32(b);
+    if (ndims == 0) return out_bytes(p, "[]", 2);
+    if (ndims < 0 || ndims > ARRAY_MAXDIM || n < 12 + 8 * (Py_ssize_t)ndims)
+        return protocol_error("malformed array header");
+    if (rd32(b + 8) != elem_oid) return protocol_error("unexpected array element type");
+    int64_t dims[ARRAY_MAXDIM], total = 1;
+    for (int i = 0; i < ndims; i++) {
+        dims[i] = (int32_t)rd32(b + 12 + 8 * i);
+        if (dims[i] < 0) return protocol_error("malformed array dimension");
+        total *= dims[i];
+        if (total > n) return protocol_error("malformed array dimension");
+    }
+    if (total == 0) return out_bytes(p, "[]", 2);
+    const unsigned char *q = b + 12 + 8 * ndims, *end = b + n;
+    int64_t index[ARRAY_MAXDIM] = {0};
+    for (int64_t i = 0; i < total; i++) {
+        /* open a bracket for every dimension whose index is back at 0 */
+        int opens = 0;
+        while (opens < ndims && index[ndims - 1 - opens] == 0) opens++;
+        if (i > 0 && out_bytes(p, ",", 1) < 0) return -1;
+        for (int k = 0; k < (i == 0 ? ndims : opens); k++)
+            if (out_bytes(p, "[", 1) < 0) return -1;
+        if (end - q < 4) return protocol_error("truncated array");
+        int32_t len = (int32_t)rd32(q);
+        q += 4;
+        if (len == -1) {
+            if (out_bytes(p, "null", 4) < 0) return -1;
+        } else {
+            if (len < 0 || end - q < len) return protocol_error("truncated array");
+            if (jsonl_value(p, elem_kind, 0, 0, q, len) < 0) return -1;
+            q += len;
+        }
+        /* advance the index like an odometer, closing finished dimensions */
+        for (int d = ndims - 1; d >= 0; d--) {
+            if (++index[d] < dims[d]) break;
+            index[d] = 0;
+            if (out_bytes(p, "]", 1) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Append a non-NULL value as JSON.  Returns 0, or -1 with an exception set:
+ * fatal ones, and values asyncpg would refuse. */
+static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_oid,
+                        const unsigned char *b, int32_t n) {
+    char *q;
+    int64_t v;
+    switch (kind) {
+    case K_BOOL:
+        if (n != 1) goto badlen;
+        return b[0] ? out_bytes(p, "true", 4) : out_bytes(p, "false", 5);
+    case K_INT2:
+    case K_INT4:
+    case K_INT8:
+    case K_OID:
+        if (n != (kind == K_INT2 ? 2 : kind == K_INT8 ? 8 : 4)) goto badlen;
+        v = kind == K_INT2 ? (int16_t)rd16(b)
+            : kind == K_INT4 ? (int32_t)rd32(b)
+            : kind == K_OID ? (int64_t)rd32(b)
+            : (int64_t)rd64(b);
+        if ((q = out_reserve(p, 20)) == NULL) return -1;
+        p->out_len = put_int(q, v) - p->out;
+        return 0;
+    case K_FLOAT4: {
+        if (n != 4) goto badlen;
+        uint32_t u = rd32(b);
+        float f;
+        memcpy(&f, &u, 4);
+        return out_double(p, (double)f, 1);
+    }
+    case K_FLOAT8: {
+        if (n != 8) goto badlen;
+        uint64_t u = rd64(b);
+        double f;
+        memcpy(&f, &u, 8);
+        return out_double(p, f, 0);
+    }
+    case K_NUMERIC_FLOAT: {
+        double f;
+        if (numeric_to_double(b, n, &f) < 0) return -1;
+        return out_double(p, f, 0);
+    }
+    case K_NUMERIC: {
+        /* as a string, so no reader rounds it through a float */
+        if ((q = out_reserve(p, numeric_text_size(b, n) + 2)) == NULL) return -1;
+        int special, int_digits, scale;
+        Py_ssize_t len = numeric_to_text(b, n, q + 1, &special, &int_digits, &scale);
+        if (len < 0) return protocol_error("malformed numeric value");
+        if (special == 1) return out_bytes(p, "null", 4);
+        if (special == 2) return out_bytes(p, "\"Infinity\"", 10);
+        if (special == 3) return out_bytes(p, "\"-Infinity\"", 11);
+        q[0] = '"';
+        q[len + 1] = '"';
+        p->out_len += len + 2;
+        return 0;
+    }
+    case K_TEXT:
+        if (check_utf8(b, n) < 0) return -1;
+        return out_string(p, b, n);
+    case K_JSONB:
+        if (n < 1) goto badlen;
+        if (b[0] != 1) {
+            PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
+            return -1;
+        }
+        b++;
+        n--;
+        /* fall through */
+    case K_JSON: {
+        if (check_utf8(b, n) < 0) return -1;
+        if ((q = out_reserve(p, n)) == NULL) return -1;
+        /* nested as it is; a line break can only be whitespace in JSON text
+         * and would end the line early */
+        for (int32_t i = 0; i < n; i++) q[i] = (b[i] == '\n' || b[i] == '\r') ? ' ' : (char)b[i];
+        p->out_len += n;
+        return 0;
+    }
+    case K_TIMESTAMP:
+    case K_TIMESTAMPTZ: {
+        if (n != 8) goto badlen;
+        if (timestamp_us(b, &v) < 0) return -1;
+        if ((q = out_reserve(p, 32)) == NULL) return -1;
+        int64_t days = floordiv64(v, US_PER_DAY);
+        char *e = q;
+        *e++ = '"';
+        e = put_date(e, days);
+        *e++ = 'T';
+        e = put_time(e, v - days * US_PER_DAY, 1);
+        if (kind == K_TIMESTAMPTZ) *e++ = 'Z';
+        *e++ = '"';
+        p->out_len += e - q;
+        return 0;
+    }
+    case K_DATE: {
+        if (n != 4) goto badlen;
+        if (date_days(b, &v) < 0) return -1;
+        if ((q = out_reserve(p, 12)) == NULL) return -1;
+        char *e = q;
+        *e++ = '"';
+        e = put_date(e, v);
+        *e++ = '"';
+        p->out_len += e - q;
+        return 0;
+    }
+    case K_INTERVAL: {
+        if (n != 16) goto badlen;
+        if (interval_us(b, &v) < 0) return -1;
+        if ((q = out_reserve(p, 80)) == NULL) return -1;
+        char *e = q;
+        *e++ = '"';
+        e = put_duration(e, v);
+        *e++ = '"';
+        p->out_len += e - q;
+        return 0;
+    }
+    case K_TIME:
+    case K_TIMETZ: {
+        if (n != (kind == K_TIME ? 8 : 12)) goto badlen;
+        if (time_us(b, &v) < 0) return -1;
+        if ((q = out_reserve(p, 32)) == NULL) return -1;
+        char *e = q;
+        *e++ = '"';
+        e = kind == K_TIME ? put_time(e, v, 0) : put_timetz(e, b);
+        *e++ = '"';
+        p->out_len += e - q;
+        return 0;
+    }
+    case K_UUID: {
+        if (n != 16) goto badlen;
+        if ((q = out_reserve(p, 38)) == NULL) return -1;
+        q[0] = '"';
+        put_uuid(q + 1, b);
+        q[37] = '"';
+        p->out_len += 38;
+        return 0;
+    }
+    case K_BYTEA: {
+        /* PostgreSQL's hex form, as CSV exports write it */
+        if ((q = out_reserve(p, 5 + 2 * (Py_ssize_t)n)) == NULL) return -1;
+        char *e = q;
+        memcpy(e, "\"\\\\x", 4);
+        e += 4;
+        for (int32_t i = 0; i < n; i++) {
+            *e++ = HEX[b[i] >> 4];
+            *e++ = HEX[b[i] & 15];
+        }
+        *e++ = '"';
+        p->out_len += e - q;
+        return 0;
+    }
+    case K_ARRAY:
+        return jsonl_array(p, elem_kind, elem_oid, b, n);
+    case K_VOID:
+        return out_bytes(p, "null", 4);
+    default:
+        return protocol_error("unknown column kind");
+    }
+badlen:
+    return protocol_error("unexpected field length");
+}
+
+/* Append a non-NULL value.  Returns 0, or -1 on a fatal error; a value
+ * asyncpg would refuse is deferred and written as null. */
+static int jsonl_value(ParserObject *p, int kind, int elem_kind, uint32_t elem_oid,
+                       const unsigned char *b, int32_t n) {
+    Py_ssize_t mark = p->out_len;
+    if (jsonl_decode(p, kind, elem_kind, elem_oid, b, n) == 0) return 0;
+    if (fatal_error()) return -1;
+    defer_error(p);
+    p->out_len = mark;
+    return out_bytes(p, "null", 4);
+}
+
+static int row_jsonl(ParserObject *p, const unsigned char *s, int nf) {
+    for (int i = 0; i < nf; i++) {
+        Column *c = &p->cols[i];
+        if (out_bytes(p, p->keys + p->key_offs[i], p->key_offs[i + 1] - p->key_offs[i]) < 0)
+            return -1;
+        int32_t fl = (int32_t)rd32(s);
+        s += 4;
+        if (fl == -1) {
+            if (out_bytes(p, "null", 4) < 0) return -1;
+            continue;
+        }
+        if (jsonl_value(p, c->kind, c->elem_kind, c->elem_oid, s, fl) < 0) return -1;
+        s += fl;
+    }
+    return out_bytes(p, "}\n", 2);
+}
+
+static int row_pandas(ParserObject *p, const unsigned char *s, int nf) {
+    if (p->nrows == p->cap && grow_rows(p) < 0) return -1;
+    Py_ssize_t r = p->nrows;
+    for (int i = 0; i < nf; i++) {
+        Column *c = &p->cols[i];
+        int32_t fl = (int32_t)rd32(s);
+        s += 4;
+        if (fl == -1) {
+            store_null(c, r);
+            continue;
+        }
+        if (store_value(p, c, r, s, fl) < 0) {
+            /* keep the row consistent for dealloc: fill the rest */
+            for (int j = i; j < nf; j++) store_null(&p->cols[j], r);
+            p->nrows++;
+            return -1;
+        }
+        s += fl;
+    }
+    return 0;
+}
+
 /* Parse as many complete rows as buf holds; returns bytes consumed or -1. */
 static Py_ssize_t parse(ParserObject *p, const unsigned char *buf, Py_ssize_t len) {
     const unsigned char *q = buf, *end = buf + len;
@@ -1192,25 +2262,10 @@ static Py_ssize_t parse(ParserObject *p, const unsigned char *buf, Py_ssize_t le
             s += fl;
         }
         if (!complete) break;
-        if (p->nrows == p->cap && grow_rows(p) < 0) return -1;
-        Py_ssize_t r = p->nrows;
-        s = q + 2;
-        for (int i = 0; i < nf; i++) {
-            Column *c = &p->cols[i];
-            int32_t fl = (int32_t)rd32(s);
-            s += 4;
-            if (fl == -1) {
-                store_null(c, r);
-                continue;
-            }
-            if (store_value(p, c, r, s, fl) < 0) {
-                /* keep the row consistent for dealloc: fill the rest */
-                for (int j = i; j < nf; j++) store_null(&p->cols[j], r);
-                p->nrows++;
-                return -1;
-            }
-            s += fl;
-        }
+        int rc = p->layout == L_ARROW   ? row_arrow(p, q + 2, nf)
+                 : p->layout == L_JSONL ? row_jsonl(p, q + 2, nf)
+                                        : row_pandas(p, q + 2, nf);
+        if (rc < 0) return -1;
         p->nrows++;
         q = s;
     }
@@ -1265,6 +2320,13 @@ static void Parser_dealloc(ParserObject *p) {
         PyMem_Free(c->jpend);
     }
     PyMem_Free(p->cols);
+    if (p->acols != NULL) {
+        for (int i = 0; i < p->ncols; i++) acol_free(&p->acols[i]);
+        PyMem_Free(p->acols);
+    }
+    PyMem_RawFree(p->out);
+    PyMem_Free(p->keys);
+    PyMem_Free(p->key_offs);
     if (p->dec_cache != NULL) {
         for (int i = 0; i < DEC_CACHE_SIZE; i++) Py_XDECREF(p->dec_cache[i].value);
         PyMem_Free(p->dec_cache);
@@ -1287,13 +2349,16 @@ static void Parser_dealloc(ParserObject *p) {
 
 static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"kinds", "elem_kinds", "elem_oids", "decimal_type",
-                             "uuid_type", "json_loads", "json_fallback", NULL};
+                             "uuid_type", "json_loads", "json_fallback", "layout",
+                             "keys", NULL};
     Py_buffer kinds, elem_kinds;
     PyObject *elem_oids, *decimal_type, *uuid_type, *json_loads, *json_fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*O!OOOO", kwlist, &kinds,
+    PyObject *keys = Py_None;
+    int layout = L_PANDAS;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*O!OOOO|$iO", kwlist, &kinds,
                                      &elem_kinds, &PyTuple_Type, &elem_oids,
                                      &decimal_type, &uuid_type, &json_loads,
-                                     &json_fallback))
+                                     &json_fallback, &layout, &keys))
         return NULL;
     ParserObject *p = NULL;
     if (kinds.len != elem_kinds.len || kinds.len != PyTuple_GET_SIZE(elem_oids) ||
@@ -1301,27 +2366,76 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         PyErr_SetString(PyExc_ValueError, "kinds, elem_kinds and elem_oids differ in length");
         goto done;
     }
+    if (layout != L_PANDAS && layout != L_ARROW && layout != L_JSONL) {
+        PyErr_SetString(PyExc_ValueError, "unknown layout");
+        goto done;
+    }
+    if ((layout == L_JSONL) != (keys != Py_None) ||
+        (keys != Py_None && (!PyTuple_Check(keys) || PyTuple_GET_SIZE(keys) != kinds.len))) {
+        PyErr_SetString(PyExc_ValueError, "the jsonl layout (only) takes one key per column");
+        goto done;
+    }
     p = (ParserObject *)type->tp_alloc(type, 0);
     if (p == NULL) goto done;
     p->ncols = (int)kinds.len;
+    p->layout = layout;
     p->cols = PyMem_Calloc((size_t)(p->ncols ? p->ncols : 1), sizeof(Column));
     if (p->cols == NULL) { PyErr_NoMemory(); goto fail; }
+    if (layout == L_ARROW) {
+        p->acols = PyMem_Calloc((size_t)(p->ncols ? p->ncols : 1), sizeof(ArrowCol));
+        if (p->acols == NULL) { PyErr_NoMemory(); goto fail; }
+    }
     for (int i = 0; i < p->ncols; i++) {
         Column *c = &p->cols[i];
         c->kind = ((unsigned char *)kinds.buf)[i];
         c->elem_kind = ((unsigned char *)elem_kinds.buf)[i];
-        c->storage = storage_of(c->kind, &c->width);
-        if (c->storage == 0 || (c->kind == K_ARRAY && (c->elem_kind == K_ARRAY ||
-                                                      storage_of(c->elem_kind, &c->width) == 0 ||
-                                                      c->elem_kind == K_NUMERIC_FLOAT))) {
+        if (c->kind == K_ARRAY) {
+            c->elem_oid = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(elem_oids, i));
+            if (PyErr_Occurred()) goto fail;
+        }
+        int unsupported;
+        if (layout == L_PANDAS) {
+            c->storage = storage_of(c->kind, &c->width);
+            unsupported = c->storage == 0 ||
+                          (c->kind == K_ARRAY && (c->elem_kind == K_ARRAY ||
+                                                  storage_of(c->elem_kind, &c->width) == 0 ||
+                                                  c->elem_kind == K_NUMERIC_FLOAT));
+            if (c->kind == K_ARRAY) {
+                c->storage = S_OBJECT;
+                c->width = sizeof(PyObject *);
+            }
+        } else {
+            /* both export layouts take the same kinds */
+            ArrowCol probe = {0};
+            unsupported = acol_init(layout == L_ARROW ? &p->acols[i] : &probe, c->kind,
+                                    c->elem_kind, c->elem_oid);
+            acol_free(&probe);
+            if (unsupported < 0) goto fail;
+        }
+        if (unsupported) {
             PyErr_Format(PyExc_ValueError, "unsupported kind at column %d", i);
             goto fail;
         }
-        if (c->kind == K_ARRAY) {
-            c->storage = S_OBJECT;
-            c->width = sizeof(PyObject *);
-            c->elem_oid = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(elem_oids, i));
-            if (PyErr_Occurred()) goto fail;
+    }
+    if (layout == L_JSONL) {
+        Py_ssize_t total = 0;
+        p->key_offs = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(p->ncols + 1));
+        if (p->key_offs == NULL) { PyErr_NoMemory(); goto fail; }
+        for (int i = 0; i < p->ncols; i++) {
+            PyObject *key = PyTuple_GET_ITEM(keys, i);
+            if (!PyBytes_Check(key)) {
+                PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+                goto fail;
+            }
+            p->key_offs[i] = total;
+            total += PyBytes_GET_SIZE(key);
+        }
+        p->key_offs[p->ncols] = total;
+        p->keys = PyMem_Malloc((size_t)(total ? total : 1));
+        if (p->keys == NULL) { PyErr_NoMemory(); goto fail; }
+        for (int i = 0; i < p->ncols; i++) {
+            PyObject *key = PyTuple_GET_ITEM(keys, i);
+            memcpy(p->keys + p->key_offs[i], PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
         }
     }
     p->decimal_type = Py_NewRef(decimal_type);
@@ -1331,8 +2445,8 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     p->empty_tuple = PyTuple_New(0);
     p->tz_cache = PyDict_New();
     if (p->empty_tuple == NULL || p->tz_cache == NULL) goto fail;
-    int has_numeric = 0;
-    for (int i = 0; i < p->ncols; i++)
+    int has_numeric = 0;  /* Decimal objects: the pandas layout only */
+    for (int i = 0; i < p->ncols && layout == L_PANDAS; i++)
         has_numeric |= p->cols[i].kind == K_NUMERIC || p->cols[i].elem_kind == K_NUMERIC;
     if (has_numeric) {
         p->dec_cache = PyMem_Calloc(DEC_CACHE_SIZE, sizeof(DecCacheEntry));
@@ -1427,10 +2541,44 @@ static PyObject *Parser_feed(ParserObject *p, PyObject *arg) {
     return r;
 }
 
+/* The rows decoded since the last batch, as (nrows, payload): for the arrow
+ * layout a list with one acol_take() tuple per column, for jsonl a Buffer
+ * of lines.  The next batch starts empty; a failure leaves the columns of
+ * unequal lengths, so the parser is finished then. */
+static PyObject *take_impl(ParserObject *p) {
+    PyObject *payload, *r = NULL;
+    if (p->layout == L_ARROW) {
+        payload = PyList_New(p->ncols);
+        if (payload == NULL) goto fail;
+        for (int i = 0; i < p->ncols; i++) {
+            PyObject *item = acol_take(&p->acols[i]);
+            if (item == NULL) {
+                Py_DECREF(payload);
+                goto fail;
+            }
+            PyList_SET_ITEM(payload, i, item);
+        }
+    } else {
+        p->out_hint = p->out_len;
+        payload = buffer_adopt(&p->out, p->out_len);
+        if (payload == NULL) goto fail;
+        p->out_len = p->out_cap = 0;
+    }
+    r = Py_BuildValue("(nO)", p->nrows, payload);
+    Py_DECREF(payload);
+    if (r == NULL) goto fail;
+    p->nrows = 0;
+    return r;
+fail:
+    p->finished = 1;
+    return NULL;
+}
+
 /* finish() -> list with one tuple per column:
  *   fixed:  ("fixed", values, mask_or_None)
  *   text:   ("text", validity_or_None, offsets, data, null_count)
  *   object: ("object", None)   -- move them out with take_objects()
+ * and for the export layouts the last batch, as take_batch() gives it.
  * Raises the first deferred value error, if any. */
 static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
     if (p->finished) {
@@ -1448,6 +2596,11 @@ static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
         p->err_type = p->err_value = p->err_tb = NULL;
         PyErr_Restore(t, v, tb);
         return NULL;
+    }
+    if (p->layout != L_PANDAS) {
+        PyObject *r = take_impl(p);
+        p->finished = 1;
+        return r;
     }
     Py_ssize_t n = p->nrows;
     PyObject *out = PyList_New(p->ncols);
@@ -1519,6 +2672,25 @@ static PyObject *Parser_take_objects(ParserObject *p, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* take_batch(): the export layouts' rows so far, as take_impl() gives them.
+ * A deferred error is raised at once: an export stops at the first value
+ * it cannot write (and keeps the error for finish()). */
+static PyObject *Parser_take_batch(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
+    if (p->layout == L_PANDAS) {
+        PyErr_SetString(PyExc_ValueError, "take_batch() needs the arrow or jsonl layout");
+        return NULL;
+    }
+    if (p->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "parser already finished");
+        return NULL;
+    }
+    if (p->err_type != NULL) {
+        PyErr_Restore(Py_NewRef(p->err_type), Py_XNewRef(p->err_value), Py_XNewRef(p->err_tb));
+        return NULL;
+    }
+    return take_impl(p);
+}
+
 static PyObject *Parser_get_nrows(ParserObject *p, void *Py_UNUSED(closure)) {
     return PyLong_FromSsize_t(p->nrows);
 }
@@ -1530,13 +2702,15 @@ static PyObject *Parser_get_uuid_fast(ParserObject *p, void *Py_UNUSED(closure))
 static PyMethodDef Parser_methods[] = {
     {"feed", (PyCFunction)Parser_feed, METH_O, "Parse the complete rows in a chunk."},
     {"finish", (PyCFunction)Parser_finish, METH_NOARGS, "End the stream; return column buffers."},
+    {"take_batch", (PyCFunction)Parser_take_batch, METH_NOARGS,
+     "Hand out the rows decoded so far (export layouts)."},
     {"take_objects", (PyCFunction)Parser_take_objects, METH_VARARGS,
      "Move an object column into an object ndarray."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Parser_getset[] = {
-    {"nrows", (getter)Parser_get_nrows, NULL, "Rows decoded so far.", NULL},
+    {"nrows", (getter)Parser_get_nrows, NULL, "Rows decoded so far (in this batch).", NULL},
     {"uuid_fast", (getter)Parser_get_uuid_fast, NULL, "Direct UUID construction in use.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

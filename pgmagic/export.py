@@ -5,14 +5,23 @@ format                  how
 ======================  ===============================================================
 ``csv``, ``csv.gz``     ``COPY (query) TO STDOUT (FORMAT csv, HEADER)``: PostgreSQL's own
                         text forms, written as the bytes arrive
-``parquet``             a server-side cursor, one Arrow row group per chunk, a schema
-                        fixed from the column types
-``jsonl``               a server-side cursor, one JSON object per line
+``parquet``             binary ``COPY`` decoded straight into Arrow record batches
+                        (:func:`pgmagic.copyframe.copy_record_batches`), a row group
+                        per batch of ``chunksize`` rows
+``jsonl``               binary ``COPY`` written as JSON lines by the same parser
+                        (:func:`pgmagic.copyframe.copy_json_lines`)
 ======================  ===============================================================
 
-The query runs once, on a pool connection.  The file is written under a
-temporary name next to the target and renamed only when everything arrived, so
-an error or Ctrl-C never leaves a partial file behind.
+Parquet and JSON lines are written in a worker thread while the next batch is
+decoded, so memory holds about two batches whatever the result's size.  A
+query that ``COPY`` cannot run, or a column type the parser does not know,
+takes a server-side cursor instead (one DataFrame per chunk); that is decided
+before the query runs.
+
+The query runs once, on a pool connection, with its values bound as
+parameters.  The file is written under a temporary name next to the target
+and renamed only when everything arrived, so an error or Ctrl-C never leaves
+a partial file behind.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import Any, BinaryIO
 import asyncpg
 import pandas as pd
 
-from pgmagic import copying, frames
+from pgmagic import copyframe, copying, frames
 from pgmagic.errors import OptionError, QueryCancelled
 from pgmagic.params import BoundStatement
 from pgmagic.progress import Progress
@@ -46,6 +55,8 @@ __all__ = ["FORMATS", "ExportResult", "Progress", "export", "format_for"]
 FORMATS = ("csv", "csv.gz", "parquet", "jsonl")
 # Writes are batched so the loop thread hands the disk a few large writes.
 _WRITE_BATCH = 1 << 20
+# Rows of the first batch that decide which Parquet columns get a dictionary.
+_DICTIONARY_SAMPLE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +128,21 @@ def format_for(path: Path, explicit: str | None) -> str:
 class _Sink:
     """A file written under a temporary name, gzip-compressed when asked."""
 
-    def __init__(self, path: Path, compress: bool) -> None:
+    def __init__(self, path: Path, fmt: str) -> None:
         self.path = path
         self.partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        self._raw: BinaryIO = open(self.partial, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._raw: BinaryIO
+        if fmt == "parquet":
+            import pyarrow as pa
+
+            # pyarrow's own file: Parquet pages reach the disk without taking the GIL.
+            self._raw = pa.OSFile(str(self.partial), "wb")
+        else:
+            self._raw = open(self.partial, "wb")  # noqa: SIM115 - closed in finish/abort
         self.file: BinaryIO = (
-            gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6) if compress else self._raw  # type: ignore[assignment]
+            gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)  # type: ignore[assignment]
+            if fmt == "csv.gz"
+            else self._raw
         )
 
     def finish(self) -> int:
@@ -178,6 +198,125 @@ async def _copy_csv(
         )
     await flush()
     return int(status.split()[-1])
+
+
+def _repeating_columns(batch: Any) -> list[str]:
+    """The flat columns whose values repeat in the first rows, for dictionary encoding.
+
+    On a column of mostly distinct values (ids, uuids, timestamps) Parquet
+    fills a dictionary only to drop it, paying for both encodings: more than
+    half the writing time of a typical wide table, for a larger file.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sample = batch.slice(0, _DICTIONARY_SAMPLE)
+    chosen = []
+    for field, column in zip(sample.schema, sample.columns, strict=True):
+        if pa.types.is_nested(field.type):
+            continue
+        values = column.storage if isinstance(column, pa.ExtensionArray) else column
+        if 2 * pc.count_distinct(values).as_py() <= len(values) - values.null_count:
+            chosen.append(field.name)
+    return chosen
+
+
+class _ParquetWriter:
+    """Record batches into a sink's file, a row group each; the schema is the first batch's."""
+
+    def __init__(self, sink: _Sink, progress: Progress) -> None:
+        self._sink = sink
+        self._progress = progress
+        self._writer: Any = None
+
+    def write(self, batch: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self._sink.file,
+                batch.schema,
+                compression="zstd",
+                use_dictionary=_repeating_columns(batch),
+            )
+        if batch.num_rows:  # an empty result still gets its schema, without an empty row group
+            before = self._sink.file.tell()
+            self._writer.write_batch(batch)
+            self._progress.add(0, self._sink.file.tell() - before)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+async def _copy_export(
+    runtime: Runtime,
+    bound: BoundStatement,
+    chosen: str,
+    sink: _Sink,
+    progress: Progress,
+    chunksize: int,
+    numeric_as_float: bool,
+) -> int | None:
+    """Parquet or JSON lines through binary COPY; None when a column needs the cursor."""
+    parquet = _ParquetWriter(sink, progress) if chosen == "parquet" else None
+    counted = 0
+
+    def count(rows: int, received: int) -> None:
+        nonlocal counted
+        progress.add(rows - counted, 0)
+        counted = rows
+
+    def write_lines(lines: memoryview) -> None:
+        sink.file.write(lines)
+        progress.add(0, len(lines))
+
+    timeout = runtime.settings.command_timeout
+    pool = await runtime.pool()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await runtime.apply_carried_settings(conn)
+            # Unnamed: nothing to close, and the column types are today's.
+            stmt = await conn.prepare(bound.sql, name="", timeout=timeout)
+            columns = stmt.get_attributes()
+            names = [c.name for c in columns]
+            if len(set(names)) < len(names):  # JSON keys; Parquet readers refuse repeats
+                raise OptionError(
+                    f"--to .{chosen} needs distinct column names; rename repeats with AS"
+                )
+            query = copying.copy_query(bound, stmt.get_parameters())
+            try:
+                async with copying.bound_values(conn, bound, query):
+                    if parquet is not None:
+                        return await copyframe.copy_record_batches(
+                            conn,
+                            query.sql,
+                            columns,
+                            parquet.write,
+                            numeric_as_float=numeric_as_float,
+                            batch_rows=chunksize,
+                            timeout=timeout,
+                            on_progress=count,
+                        )
+                    return await copyframe.copy_json_lines(
+                        conn,
+                        query.sql,
+                        columns,
+                        write_lines,
+                        numeric_as_float=numeric_as_float,
+                        batch_rows=chunksize,
+                        timeout=timeout,
+                        on_progress=count,
+                    )
+            except copyframe.UnsupportedColumnError:
+                return None
+    except asyncpg.PostgresError as error:
+        if getattr(error, "pgmagic_statement", None) is None:  # raised by prepare
+            error.pgmagic_statement = bound
+        raise
+    finally:
+        if parquet is not None:
+            await asyncio.to_thread(parquet.close)
 
 
 def _arrow_type(column: frames.Column, numeric_as_float: bool) -> Any:
@@ -257,28 +396,25 @@ def _write_parquet(
     numeric_as_float: bool,
 ) -> int:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    writer = None
+    writer = _ParquetWriter(sink, progress)
+    schema = None
     types: list[Any] = []
     try:
         for frame in stream:
-            if writer is None:
+            if schema is None:
                 types = [_arrow_type(c, numeric_as_float) for c in stream.columns]
             arrays = [_arrow_column(frame.iloc[:, i], t) for i, t in enumerate(types)]
-            if writer is None:
+            if schema is None:
                 types = [a.type for a in arrays]
                 schema = pa.schema(
                     [pa.field(c.name, t) for c, t in zip(stream.columns, types, strict=True)]
                 )
-                writer = pq.ParquetWriter(sink.file, schema, compression="zstd")
-            before = sink.file.tell()
-            writer.write_table(pa.Table.from_arrays(arrays, schema=writer.schema))
-            progress.add(len(frame), sink.file.tell() - before)
+            writer.write(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            progress.add(len(frame), 0)
             tick()
     finally:
-        if writer is not None:
-            writer.close()
+        writer.close()
     return stream.rows
 
 
@@ -322,7 +458,7 @@ def export(
     fmt : str, optional
         One of :data:`FORMATS`.
     chunksize : int
-        Rows per chunk for the cursor-based formats.
+        Rows per batch for Parquet (a row group each) and JSON lines.
     numeric_as_float : bool
         Write ``numeric`` as float64 (Parquet) instead of decimals.
     on_tick : callable, optional
@@ -347,13 +483,17 @@ def export(
         if on_tick is not None:
             on_tick(progress)
 
-    sink = _Sink(target, compress=chosen == "csv.gz")
+    sink = _Sink(target, chosen)
     try:
         rows, size = _write(
             runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
         )
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         raise render_error(error) from None
+    except copyframe.ColumnTypeError as error:
+        raise OptionError(
+            f"{error}; cast the column in SQL (e.g. ::numeric(20,6), ::text) or export as csv"
+        ) from None
     except KeyboardInterrupt:
         # Ctrl-C lands either in a wait on the server (cancelled there) or in
         # our own writing; both end the same way.
@@ -377,11 +517,24 @@ def _write(
                 raise OptionError("--to csv needs a plain query (SELECT, VALUES, TABLE or WITH)")
             rows = runtime.run(_copy_csv(runtime, bound, sink, progress), on_tick=tick)
         else:
-            stream = Stream(runtime, bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
-            with stream:
-                stream.open()
-                writer = _write_parquet if chosen == "parquet" else _write_jsonl
-                rows = writer(stream, sink, progress, tick, numeric_as_float)
+            copied = None
+            if copying.copyable(bound.sql) and copyframe.is_available():
+                copied = runtime.run(
+                    _copy_export(
+                        runtime, bound, chosen, sink, progress, chunksize, numeric_as_float
+                    ),
+                    on_tick=tick,
+                )
+            if copied is not None:
+                rows = copied
+            else:
+                stream = Stream(
+                    runtime, bound, chunksize=chunksize, numeric_as_float=numeric_as_float
+                )
+                with stream:
+                    stream.open()
+                    writer = _write_parquet if chosen == "parquet" else _write_jsonl
+                    rows = writer(stream, sink, progress, tick, numeric_as_float)
         return rows, sink.finish()
     except BaseException:
         sink.abort()

@@ -166,18 +166,27 @@ def test_export_round_trips(events: Any, tmp_path: Path, suffix: str, capsys: An
         assert Decimal(first["amount"]) == Decimal("13.75")
 
 
-def test_export_with_null_and_array_parameters(events: Any, tmp_path: Path) -> None:
-    events.user_ns.update(ids=[1, 2, 3], missing=None)
-    target = tmp_path / "few.csv"
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "jsonl"])
+def test_export_with_null_and_array_parameters(events: Any, tmp_path: Path, suffix: str) -> None:
+    events.user_ns.update(ids=[1, 2, 3], missing=None, label="a'b")
+    target = tmp_path / f"few.{suffix}"
     run(
         events,
-        f"%%pg --to {target} -q\nSELECT id FROM events WHERE id = any($ids) AND ($missing::text IS NULL) ORDER BY id",
+        f"%%pg --to {target} -q\nSELECT id, $label AS label FROM events "
+        "WHERE id = any($ids) AND ($missing::text IS NULL) ORDER BY id",
     )
-    assert target.read_text().split() == ["id", "1", "2", "3"]
+    if suffix == "csv":
+        assert target.read_text().split() == ["id,label", "1,a'b", "2,a'b", "3,a'b"]
+    elif suffix == "parquet":
+        assert pq.read_table(target).to_pydict() == {"id": [1, 2, 3], "label": ["a'b"] * 3}
+    else:
+        assert [json.loads(line) for line in target.read_text().splitlines()] == [
+            {"id": i, "label": "a'b"} for i in (1, 2, 3)
+        ]
 
 
 def test_export_errors_leave_no_file(events: Any, tmp_path: Path, capsys: Any) -> None:
-    for suffix in ("csv", "parquet"):
+    for suffix in ("csv", "parquet", "jsonl"):
         out = fails(
             events, f"%pg --to {tmp_path / ('bad.' + suffix)} SELECT nope FROM events", capsys
         )
@@ -203,6 +212,206 @@ def test_export_api(events: Any, tmp_path: Path) -> None:
         pgmagic.to_file("SELECT id FROM events WHERE id <= $n", tmp_path / "a.jsonl", n=5)
     )
     assert result.rows == 5 and (tmp_path / "a.jsonl").read_text().count("\n") == 5
+
+
+TYPES_SQL = """SELECT 1::int2 AS i2, 2::int4 AS i4, 3::int8 AS i8, 1.5::float4 AS f4,
+       'NaN'::float8 AS f8, 12.30::numeric(12, 2) AS num, 'x'::varchar AS txt, true AS flag,
+       timestamptz '2024-01-01 12:00+02' AS ts, timestamp '2024-01-01 12:00' AS tsn,
+       date '2024-02-29' AS day, interval '1 mon 2 days 03:00' AS iv, time '12:34:56.5' AS tm,
+       'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '\\x00ff'::bytea AS b,
+       '{"b": 1, "a": [true]}'::jsonb AS jb, '{"b" : 1}'::json AS js, ARRAY[1, NULL] AS arr,
+       ARRAY[['a', 'b'], ['c', NULL]] AS grid, NULL::int4 AS nothing"""
+
+
+def test_export_parquet_keeps_the_types(ip: Any, tmp_path: Path) -> None:
+    import datetime as dt
+    import uuid
+
+    target = tmp_path / "types.parquet"
+    run(ip, f"%%pg --to {target} -q\n{TYPES_SQL}")
+    table = pq.read_table(target)
+    assert {f.name: str(f.type) for f in table.schema} == {
+        "i2": "int16",
+        "i4": "int32",
+        "i8": "int64",
+        "f4": "float",
+        "f8": "double",
+        "num": "decimal128(38, 2)",
+        "txt": "string",
+        "flag": "bool",
+        "ts": "timestamp[us, tz=UTC]",
+        "tsn": "timestamp[us]",
+        "day": "date32[day]",
+        "iv": "duration[us]",
+        "tm": "time64[us]",
+        "u": "extension<arrow.uuid>",
+        "b": "binary",
+        "jb": "string",
+        "js": "string",
+        "arr": "list<element: int32>",
+        "grid": "list<element: list<element: string>>",
+        "nothing": "int32",
+    }
+    row = table.to_pylist()[0]
+    assert row["f8"] != row["f8"]  # NaN stays NaN, not null
+    assert row["num"] == Decimal("12.30")
+    assert row["ts"] == dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)
+    assert row["iv"] == dt.timedelta(days=32, hours=3)  # a month is 30 days
+    assert row["tm"] == dt.time(12, 34, 56, 500000)
+    assert row["u"] == uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    assert row["b"] == b"\x00\xff"
+    assert row["jb"] == '{"a": [true], "b": 1}'  # the server's text (jsonb orders keys)
+    assert row["js"] == '{"b" : 1}'  # json is kept as written
+    assert row["arr"] == [1, None] and row["grid"] == [["a", "b"], ["c", None]]
+    assert row["nothing"] is None
+
+
+def test_export_jsonl_lines(ip: Any, tmp_path: Path, capsys: Any) -> None:
+    target = tmp_path / "types.jsonl"
+    run(ip, f"%%pg --to {target} -q\n{TYPES_SQL}")
+    [line] = target.read_text().splitlines()
+    assert json.loads(line) == {
+        "i2": 1,
+        "i4": 2,
+        "i8": 3,
+        "f4": 1.5,
+        "f8": None,
+        "num": "12.30",
+        "txt": "x",
+        "flag": True,
+        "ts": "2024-01-01T10:00:00.000000Z",
+        "tsn": "2024-01-01T12:00:00.000000",
+        "day": "2024-02-29",
+        "iv": "P32DT3H0M0S",
+        "tm": "12:34:56.500000",
+        "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "b": "\\x00ff",
+        "jb": {"a": [True], "b": 1},
+        "js": {"b": 1},
+        "arr": [1, None],
+        "grid": [["a", "b"], ["c", None]],
+        "nothing": None,
+    }
+    for suffix in ("jsonl", "parquet"):
+        out = fails(ip, f"%pg --to {tmp_path / ('dup.' + suffix)} SELECT 1 AS a, 2 AS a", capsys)
+        assert "distinct column names" in out
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_export_empty_result_keeps_the_schema(events: Any, tmp_path: Path) -> None:
+    run(events, f"%pg --to {tmp_path / 'none.parquet'} -q SELECT * FROM events WHERE false")
+    table = pq.read_table(tmp_path / "none.parquet")
+    assert table.num_rows == 0 and str(table.schema.field("amount").type) == "decimal128(38, 0)"
+    run(events, f"%pg --to {tmp_path / 'none.jsonl'} -q SELECT * FROM events WHERE false")
+    assert (tmp_path / "none.jsonl").read_bytes() == b""
+
+
+def test_export_falls_back_for_types_copy_cannot_decode(events: Any, tmp_path: Path) -> None:
+    for suffix in ("parquet", "jsonl"):
+        target = tmp_path / f"points.{suffix}"
+        run(events, f"%pg --to {target} -q SELECT id, point(id, 2) AS p FROM events WHERE id <= 3")
+        rows = (
+            pq.read_table(target).to_pylist()
+            if suffix == "parquet"
+            else [json.loads(line) for line in target.read_text().splitlines()]
+        )
+        assert [r["id"] for r in rows] == [1, 2, 3] and all(r["p"] for r in rows)
+
+
+def test_export_refuses_numerics_wider_than_the_first_batch(
+    ip: Any, tmp_path: Path, capsys: Any
+) -> None:
+    target = tmp_path / "scale.parquet"
+    out = fails(
+        ip,
+        f"%%pg --to {target} --chunksize 1000\n"
+        "SELECT CASE WHEN g < 50000 THEN 1.5 ELSE 1.25 END AS v FROM generate_series(1, 100000) g",
+        capsys,
+    )
+    assert "column 'v': a numeric value needs more digits" in out and "export as csv" in out
+    assert "Traceback" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_memory_stays_bounded(ip: Any, tmp_path: Path) -> None:
+    """200,000 rows of about 300 bytes: the export holds a few batches, not the result."""
+    import tracemalloc
+
+    import pyarrow as pa
+
+    from pgmagic import export, query
+    from pgmagic.runtime import default_runtime
+
+    run(
+        ip,
+        "%pg -q CREATE TABLE IF NOT EXISTS export_wide AS SELECT g AS id, g * 1.5 AS f, "
+        "repeat(md5(g::text), 8) AS t FROM generate_series(1, 200000) g",
+    )
+    runtime = default_runtime()
+    assert runtime is not None
+    bound = query.bind_one("SELECT * FROM export_wide", {})
+    data_size = 200_000 * (8 + 8 + 256)
+    ticks: list[tuple[int, int, float]] = []
+    arrow_peak = 0
+
+    def tick(progress: export.Progress) -> None:
+        nonlocal arrow_peak
+        arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+        ticks.append(progress.snapshot())
+
+    for suffix in ("jsonl", "parquet"):
+        ticks.clear()
+        arrow_peak = 0
+        tracemalloc.start()
+        try:
+            result = export.export(
+                runtime, bound, tmp_path / f"wide.{suffix}", chunksize=5_000, on_tick=tick
+            )
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert result.rows == 200_000
+        assert peak < data_size / 4, (suffix, peak)
+        assert arrow_peak < data_size / 4, (suffix, arrow_peak)
+        rows = [t[0] for t in ticks]
+        assert rows == sorted(rows) and len(set(rows)) > 2  # progress moved while it ran
+        assert 0 < ticks[-1][1] <= result.size
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_export_ctrl_c_cancels_the_copy(
+    ip: Any, tmp_path: Path, sql: Any, suffix: str, capsys: Any
+) -> None:
+    import _thread
+    import threading
+
+    copying = (
+        "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY%slow_copy%' "
+        "AND state = 'active' AND pid <> pg_backend_pid()"
+    )
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 10
+        while not sql(copying) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # batches are being written
+        _thread.interrupt_main()
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    out = fails(
+        ip,
+        f"%pg --to {tmp_path / ('slow.' + suffix)} --chunksize 5 "
+        "SELECT g, pg_sleep(0.002) AS slow_copy FROM generate_series(1, 100000) g",
+        capsys,
+    )
+    interrupter.join()
+    assert "export cancelled; no file was written" in out
+    assert list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 5
+    while sql(copying):
+        assert time.monotonic() < deadline, "the COPY still runs"
+        time.sleep(0.05)
 
 
 # ----------------------------------------------------------------------- load

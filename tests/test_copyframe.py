@@ -770,3 +770,429 @@ def test_timeout_cancels_and_the_session_survives(dsn: str) -> None:
         assert await conn.fetchval("SELECT 42") == 42
 
     with_conn(dsn, body)
+
+
+# --------------------------------------------------------------------------
+# export layouts: Arrow record batches and JSON lines
+
+# columns the Arrow layout refuses: numerics wider than a decimal, arrays whose
+# values differ in dimensions
+ARROW_REFUSES = {"n": copyframe.ColumnTypeError, "ai4": ValueError, "atext": ValueError}
+TZ_COLUMNS = {"tstz", "atstz"}
+CHAR_COLUMNS = {"ch", "achar"}
+JSON_COLUMNS = {"j", "jb", "ajson", "ajsonb"}
+FLOAT4_COLUMNS = {"f4", "af4"}
+
+
+async def _record_rows(conn: asyncpg.Connection, sql: str) -> tuple[list[str], list[Any]]:
+    stmt = await conn.prepare(sql)
+    return [a.name for a in stmt.get_attributes()], list(await stmt.fetch())
+
+
+async def arrow_table(conn: asyncpg.Connection, sql: str, **options: Any) -> Any:
+    import pyarrow as pa
+
+    stmt = await conn.prepare(sql)
+    batches: list[Any] = []
+    rows = await copyframe.copy_record_batches(
+        conn, sql, stmt.get_attributes(), batches.append, **options
+    )
+    table = pa.Table.from_batches(batches)
+    assert rows == table.num_rows
+    return table
+
+
+async def json_lines(conn: asyncpg.Connection, sql: str, **options: Any) -> list[str]:
+    stmt = await conn.prepare(sql)
+    pieces: list[bytes] = []
+    rows = await copyframe.copy_json_lines(
+        conn, sql, stmt.get_attributes(), lambda lines: pieces.append(bytes(lines)), **options
+    )
+    text = b"".join(pieces).decode()
+    assert text.count("\n") == rows and (not text or text.endswith("\n"))
+    return text.splitlines()
+
+
+def _utc_naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None)
+
+
+def _duration_json(value: dt.timedelta) -> str:
+    # what DataFrame.to_json(date_format="iso", date_unit="us") writes
+    text = pd.Series(np.array([value], dtype="m8[us]")).to_json(
+        orient="values", date_format="iso", date_unit="us"
+    )
+    return str(json.loads(text)[0])
+
+
+def expected_json(column: str, value: Any) -> Any:
+    """The JSON value a record-path value becomes in a JSON line."""
+    if value is None or column in JSON_COLUMNS:
+        return value
+    if isinstance(value, list):
+        return [expected_json(column, v) for v in value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        # float4 as the shortest text that reads back as the same float4
+        return float(str(np.float32(value))) if column in FLOAT4_COLUMNS else value
+    if isinstance(value, decimal.Decimal):
+        if value.is_nan():
+            return None
+        return format(value, "f") if value.is_finite() else str(value)
+    if isinstance(value, bytes):
+        return value.decode() if column in CHAR_COLUMNS else "\\x" + value.hex()
+    if isinstance(value, dt.datetime):
+        text = _utc_naive(value).isoformat(timespec="microseconds")
+        return text + "Z" if column in TZ_COLUMNS else text
+    if isinstance(value, dt.timedelta):
+        return _duration_json(value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, pgproto.UUID):
+        return str(value)
+    return value
+
+
+def same_arrow(column: str, got: Any, value: Any) -> bool:
+    """An Arrow value (as to_pylist gives it) matches a record-path value."""
+    if column in JSON_COLUMNS and isinstance(got, str):  # JSON null is not SQL NULL
+        return json.loads(got) == value
+    if value is None or got is None:
+        # numeric NaN and infinities have no decimal form
+        lost = isinstance(value, decimal.Decimal) and not value.is_finite()
+        return got is None and (value is None or lost)
+    if isinstance(value, list):
+        return len(got) == len(value) and all(
+            same_arrow(column, g, v) for g, v in zip(got, value, strict=True)
+        )
+    if isinstance(value, decimal.Decimal):
+        return isinstance(got, decimal.Decimal) and got == value
+    if isinstance(value, bytes) and column in CHAR_COLUMNS:
+        return bool(got == value.decode())
+    if isinstance(value, dt.datetime):
+        return _utc_naive(got) == _utc_naive(value) and (got.tzinfo is not None) == (
+            column in TZ_COLUMNS
+        )
+    if isinstance(value, dt.time) and value.tzinfo is not None:
+        return bool(got == value.isoformat())
+    if isinstance(value, pgproto.UUID):
+        return str(got) == str(value)
+    return same(got, value)
+
+
+def test_export_layouts_match_the_record_path(dsn: str) -> None:
+    import pyarrow as pa
+
+    async def body(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            for statement in _edge_table_sql():
+                await conn.execute(statement)
+            sql = "SELECT * FROM edge ORDER BY row_no"
+            names, records = await _record_rows(conn, sql)
+            server_text = {
+                name: [
+                    r[0] for r in await conn.fetch(f"SELECT {name}::text FROM edge ORDER BY row_no")
+                ]
+                for name in ("n", "n2", "j", "jb")
+            }
+
+            lines = await json_lines(conn, sql)
+            assert len(lines) == len(records)
+            for row, (line, record) in enumerate(zip(lines, records, strict=True)):
+                got = json.loads(line)
+                assert list(got) == names
+                for name, value in zip(names, record, strict=True):
+                    assert got[name] == expected_json(name, value), (name, row, got[name], value)
+                for name in ("n", "n2"):  # numeric is the server's own text
+                    text = server_text[name][row]
+                    assert got[name] == (None if text == "NaN" else text)
+                for name in ("j", "jb"):  # JSON nested byte for byte
+                    if server_text[name][row] is not None:
+                        assert f'"{name}":{server_text[name][row]}' in line
+
+            for name in names:
+                column_sql = f"SELECT {name} FROM edge ORDER BY row_no"
+                if name in ARROW_REFUSES:
+                    with pytest.raises(ARROW_REFUSES[name]):
+                        await arrow_table(conn, column_sql)
+                    continue
+                table = await arrow_table(conn, column_sql)
+                values = [r[names.index(name)] for r in records]
+                got = table.column(0).to_pylist()
+                assert all(same_arrow(name, g, v) for g, v in zip(got, values, strict=True)), (
+                    name,
+                    got,
+                    values,
+                )
+                if name in ("j", "jb"):
+                    assert got == server_text[name]
+            table = await arrow_table(
+                conn, "SELECT i2, i4, i8, o, f4, f8, n2, b, t, ts, tstz, d, iv, tm, u, by FROM edge"
+            )
+            assert [str(t) for t in table.schema.types] == [
+                "int16",
+                "int32",
+                "int64",
+                "int64",
+                "float",
+                "double",
+                "decimal128(38, 2)",
+                "bool",
+                "string",
+                "timestamp[us]",
+                "timestamp[us, tz=UTC]",
+                "date32[day]",
+                "duration[us]",
+                "time64[us]",
+                "extension<arrow.uuid>" if hasattr(pa, "uuid") else "fixed_size_binary[16]",
+                "binary",
+            ]
+            raise _Rollback
+
+    with pytest.raises(_Rollback):
+        with_conn(dsn, body)
+
+
+def _parse_in_batches(
+    plan: Any, layout: int, stream: bytes, step: int, seed: int
+) -> list[tuple[int, Any]]:
+    """Feed ``stream`` in pieces of ``step`` bytes, taking batches at random."""
+    import random
+
+    keys = tuple(f",{n}:".encode() for n in plan.names) if layout == copyframe._JSONL else None
+    parser = copyframe._parser(plan, layout, keys)
+    rng = random.Random(seed)
+    batches = []
+    for k in range(0, len(stream), step):
+        parser.feed(stream[k : k + step])
+        if parser.nrows and rng.random() < 0.3:
+            batches.append(parser.take_batch())
+    batches.append(parser.finish())
+    return batches
+
+
+def _combine(plan: Any, layout: int, batches: list[tuple[int, Any]]) -> Any:
+    import pyarrow as pa
+
+    if layout == copyframe._JSONL:
+        return b"".join(bytes(payload) for _, payload in batches)
+    convert = copyframe._RecordBatches(plan)
+    return pa.Table.from_batches([convert(n, columns) for n, columns in batches])
+
+
+def test_export_batches_cut_anywhere(dsn: str) -> None:
+    """Batches taken anywhere, from a stream cut anywhere, add up to the whole."""
+    nrows = max(len(v) for _, v in EDGE_VALUES.values())
+    arrow_columns = ", ".join(n for n in EDGE_VALUES if n not in ARROW_REFUSES)
+
+    async def body(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            for statement in _edge_table_sql():
+                await conn.execute(statement)
+            for layout, columns in ((copyframe._JSONL, "*"), (copyframe._ARROW, arrow_columns)):
+                sql = f"SELECT {columns} FROM edge ORDER BY row_no"
+                stmt = await conn.prepare(sql)
+                plan = await copyframe._plan(conn, stmt.get_attributes(), False, export=True)
+                chunks: list[bytes] = []
+
+                async def sink(chunk: bytearray, chunks: list[bytes] = chunks) -> None:
+                    chunks.append(bytes(chunk))
+
+                await conn.copy_from_query(sql, output=sink, format="binary")
+                stream = b"".join(chunks)
+                whole = _combine(
+                    plan, layout, _parse_in_batches(plan, layout, stream, len(stream), 0)
+                )
+                for step, seed in ((1, 1), (3, 2), (7, 3), (64, 4), (1000, 5)):
+                    batches = _parse_in_batches(plan, layout, stream, step, seed)
+                    assert sum(n for n, _ in batches) == nrows
+                    assert len(batches) > 2 or step == 1000
+                    cut = _combine(plan, layout, batches)
+                    if layout == copyframe._JSONL:
+                        assert cut == whole
+                        continue
+                    assert cut.schema == whole.schema
+                    for a, b in zip(cut.columns, whole.columns, strict=True):  # NaN == NaN here
+                        assert same(a.to_pylist(), b.to_pylist())
+            raise _Rollback
+
+    with pytest.raises(_Rollback):
+        with_conn(dsn, body)
+
+
+def test_take_batch_contract() -> None:
+    def parser(layout: int) -> Any:
+        plan = copyframe._Plan(
+            bytes([copyframe._INT4, copyframe._TEXT]), b"\0\0", (0, 0), ["a", "b"]
+        )
+        keys = (b'{"a":', b',"b":') if layout == copyframe._JSONL else None
+        return copyframe._parser(plan, layout, keys)
+
+    header = b"PGCOPY\n\xff\r\n\0" + b"\0" * 8
+    row = b"\x00\x02" + b"\x00\x00\x00\x04\x00\x00\x00\x07" + b"\x00\x00\x00\x02hi"
+    null_row = b"\x00\x02\xff\xff\xff\xff\xff\xff\xff\xff"
+    with pytest.raises(ValueError, match="layout"):
+        parser(copyframe._PANDAS).take_batch()
+
+    jsonl = parser(copyframe._JSONL)
+    jsonl.feed(header + row + row[:5])  # a row and a half
+    assert jsonl.nrows == 1
+    n, lines = jsonl.take_batch()
+    assert (n, bytes(lines), jsonl.nrows) == (1, b'{"a":7,"b":"hi"}\n', 0)
+    assert jsonl.take_batch()[0] == 0  # nothing new: an empty batch
+    jsonl.feed(row[5:] + null_row + b"\xff\xff")
+    n, lines = jsonl.finish()
+    assert (n, bytes(lines)) == (2, b'{"a":7,"b":"hi"}\n{"a":null,"b":null}\n')
+    with pytest.raises(RuntimeError, match="finished"):
+        jsonl.take_batch()
+
+    arrow = parser(copyframe._ARROW)
+    arrow.feed(header + null_row)
+    n, columns = arrow.take_batch()
+    assert n == 1 and [c[:2] for c in columns] == [(1, 1), (1, 1)]
+    arrow.feed(row + b"\xff\xff")
+    n, columns = arrow.finish()
+    length, nulls, validity, values, data = columns[1][:5]
+    assert (length, nulls, validity, bytes(values), bytes(data)) == (
+        1,
+        0,
+        None,
+        (0).to_bytes(8, "little") + (2).to_bytes(8, "little"),
+        b"hi",
+    )
+    with pytest.raises(copyframe._pgcopy.ProtocolError, match="ended early"):
+        truncated = parser(copyframe._ARROW)
+        truncated.feed(header + row)
+        truncated.finish()
+    with pytest.raises(ValueError, match="key per column"):
+        copyframe._parser(copyframe._Plan(b"\3", b"\0", (0,), ["a"]), copyframe._JSONL)
+    with pytest.raises(ValueError, match="unsupported kind"):
+        copyframe._parser(copyframe._Plan(bytes([copyframe._VOID]), b"\0", (0,), ["v"]))
+
+
+@pytest.mark.parametrize(
+    ("expr", "error"),
+    [
+        ("'10000-01-01'::timestamp", OverflowError),
+        ("'10000-01-01'::date", ValueError),
+        ("'24:00:00'::time", ValueError),
+        ("'infinity'::interval", OverflowError),
+        ("ARRAY['10000-01-01'::date]", ValueError),
+    ],
+)
+@pytest.mark.parametrize("layout", ["arrow", "jsonl"])
+def test_export_stops_at_values_asyncpg_refuses(
+    dsn: str, expr: str, error: type[Exception], layout: str
+) -> None:
+    export = arrow_table if layout == "arrow" else json_lines
+
+    async def body(conn: asyncpg.Connection) -> None:
+        # the bad value at the end of a short result (raised when the stream
+        # ends) and in the middle of a long one (the COPY is cancelled)
+        for sql in (
+            f"SELECT g, CASE WHEN g = 3 THEN {expr} END AS bad FROM generate_series(1, 3) g",
+            f"SELECT g, CASE WHEN g = 30000 THEN {expr} END AS bad FROM generate_series(1, 300000) g",
+        ):
+            with pytest.raises(error):
+                await export(conn, sql, batch_rows=1000)
+            assert await conn.fetchval("SELECT 42") == 42
+
+    with_conn(dsn, body)
+
+
+def test_decimal_type_comes_from_the_first_batch(dsn: str) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        table = await arrow_table(
+            conn,
+            "SELECT (CASE WHEN g = 1 THEN 'NaN' WHEN g = 2 THEN 'Infinity' "
+            "ELSE round(g / 4.0, 3) END)::numeric AS v, ARRAY[g * 1.5] AS a "
+            "FROM generate_series(1, 5) g",
+        )
+        assert str(table.schema.field("v").type) == "decimal128(38, 3)"
+        assert str(table.schema.field("a").type) == "list<item: decimal128(38, 1)>"
+        assert table.column("v").to_pylist() == [
+            None,
+            None,
+            *(decimal.Decimal(g) / 4 for g in (3, 4, 5)),
+        ]
+        wide = await arrow_table(conn, "SELECT 1e40::numeric + 0.5 AS v")
+        assert str(wide.schema.field("v").type) == "decimal256(76, 1)"
+        assert wide.column("v").to_pylist() == [decimal.Decimal("1" + "0" * 40 + ".5")]
+        # a later batch needs more: refused, not rounded (asyncio reads at most
+        # 256 KB at a time, so the first batch ends long before row 50,000)
+        with pytest.raises(copyframe.ColumnTypeError, match="more digits"):
+            await arrow_table(
+                conn,
+                "SELECT CASE WHEN g < 50000 THEN 1.5 ELSE 1.25 END AS v FROM generate_series(1, 100000) g",
+                batch_rows=1000,
+            )
+        with pytest.raises(copyframe.ColumnTypeError, match="76"):
+            await arrow_table(conn, "SELECT 1e-100::numeric AS v")
+        as_float = await arrow_table(conn, "SELECT 1.5::numeric AS v", numeric_as_float=True)
+        assert str(as_float.schema.field("v").type) == "double"
+        assert json.loads(
+            (await json_lines(conn, "SELECT 1.5 AS v", numeric_as_float=True))[0]
+        ) == {"v": 1.5}
+
+    with_conn(dsn, body)
+
+
+def test_export_of_nothing_keeps_the_schema(dsn: str) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        sql = "SELECT 1::int4 AS a, 'x'::text AS b, 1.5::numeric AS c, ARRAY[1] AS d WHERE false"
+        table = await arrow_table(conn, sql)
+        assert table.num_rows == 0
+        assert [str(t) for t in table.schema.types] == [
+            "int32",
+            "string",
+            "decimal128(38, 0)",
+            "list<item: int32>",
+        ]
+        assert await json_lines(conn, sql) == []
+
+    with_conn(dsn, body)
+
+
+def test_export_kinds(dsn: str) -> None:
+    """void is exported (as null), not framed; unknown types raise before running."""
+
+    async def body(conn: asyncpg.Connection) -> None:
+        sql = "SELECT g, pg_sleep(0) AS v FROM generate_series(1, 2) g"
+        stmt = await conn.prepare(sql)
+        with pytest.raises(copyframe.UnsupportedColumnError):
+            await copyframe.copy_frame(conn, sql, stmt.get_attributes())
+        assert (await arrow_table(conn, sql)).column("v").null_count == 2
+        assert await json_lines(conn, sql) == ['{"g":1,"v":null}', '{"g":2,"v":null}']
+        sql = "SELECT 1 AS a, point(1, 2) AS p, pg_advisory_lock(4243) AS lock"
+        stmt = await conn.prepare(sql)
+        with pytest.raises(copyframe.UnsupportedColumnError):
+            await copyframe.copy_record_batches(conn, sql, stmt.get_attributes(), print)
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4243"
+        )
+        assert held == 0
+        lines = await json_lines(
+            conn, """SELECT E'tab\\t"q"\\u0001 ü' AS "we""ird", '{"a":\n1}'::json AS j"""
+        )
+        assert lines == ['{"we\\"ird":"tab\\t\\"q\\"\\u0001 ü","j":{"a": 1}}']
+
+    with_conn(dsn, body)
+
+
+def test_stale_columns_in_an_export(dsn: str) -> None:
+    async def body(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "CREATE TEMP TABLE shifty_export AS SELECT g::int4 AS n FROM generate_series(1, 3) g"
+        )
+        sql = "SELECT * FROM shifty_export"
+        stale = (await conn.prepare(sql)).get_attributes()
+        await conn.execute("ALTER TABLE shifty_export ALTER COLUMN n TYPE int8")
+        for export in (copyframe.copy_record_batches, copyframe.copy_json_lines):
+            with pytest.raises(copyframe.ColumnMismatchError):
+                await export(conn, sql, stale, lambda batch: None)
+            assert await conn.fetchval("SELECT 42") == 42
+
+    with_conn(dsn, body)
