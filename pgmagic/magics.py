@@ -255,7 +255,11 @@ class PgMagics(Magics):
         help="Give an iterator of DataFrames over a server-side cursor (one chunk in memory).",
     )
     @argument(
-        "--chunksize", type=int, default=50_000, metavar="ROWS", help="Rows per streamed chunk."
+        "--chunksize",
+        type=int,
+        default=50_000,
+        metavar="ROWS",
+        help="Rows per DataFrame with --stream, per Parquet row group / batch with --to.",
     )
     @argument(
         "--to",
