@@ -18,6 +18,7 @@ import collections
 import keyword
 import pathlib
 import threading
+import time
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -335,3 +336,55 @@ def close_panel(runtime: Runtime) -> None:
     for sink in notify.listener_for(runtime).sinks:
         if isinstance(sink, PanelBridge):
             sink.close()
+
+
+class TextFeed:
+    """Notifications as printed lines, for terminals (which show no widgets).
+
+    Parameters
+    ----------
+    channels : sequence of str
+    log : NotificationLog
+        The listener's log; lines start after what it already holds.
+    """
+
+    def __init__(self, channels: Sequence[str], log: NotificationLog) -> None:
+        self.channels = frozenset(channels)
+        self._seq = log.last_seq
+
+    def update(self, log: NotificationLog, status: Status) -> None:
+        """Print what arrived since the last call (on the loop thread)."""
+        for item in log.since(self._seq):
+            self._seq = item.seq
+            stamp = time.strftime("%H:%M:%S", time.localtime(item.time))
+            if isinstance(item, notify.Gap):
+                print(f"{stamp}  GAP  {item.message}", flush=True)
+            elif item.channel in self.channels:
+                print(f"{stamp}  {item.channel}  pid {item.pid}  {item.payload}", flush=True)
+
+
+def listen_as_text(
+    runtime: Runtime,
+    channels: Sequence[str],
+    *,
+    on_message: Callable[[Message], None] | None = None,
+) -> None:
+    """LISTEN on channels and print notifications as they arrive (terminal IPython).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    channels : sequence of str
+    on_message : callable, optional
+        Receives notes (the embedded server starting) while connecting.
+    """
+    names = notify.check_channels(channels)
+    if not names:
+        raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
+    listener = notify.listener_for(runtime)
+    runtime.run(listener.listen(names), on_message=on_message)
+    for sink in listener.sinks:
+        if isinstance(sink, TextFeed) and sink.channels == frozenset(names):
+            listener.remove_sink(sink)
+    listener.add_sink(TextFeed(names, listener.log))
+    print(f"listening on {', '.join(names)}; notifications print here as they arrive")

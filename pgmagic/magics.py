@@ -525,6 +525,10 @@ class PgMagics(Magics):
         print(self.pg.__doc__)
 
     def _cmd_listen(self, rest: str) -> None:
+        if type(self.shell).__name__ == "TerminalInteractiveShell":
+            # Terminal IPython shows no widgets: print the notifications instead.
+            feed.listen_as_text(self.runtime, _words(rest), on_message=_print_message)
+            return
         show(feed.listen(self.runtime, _words(rest), on_message=_print_message))
 
     def _cmd_unlisten(self, rest: str) -> None:

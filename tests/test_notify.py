@@ -595,3 +595,31 @@ def test_unix_socket_listener_needs_no_keepalive(ip: Any, dsn: str) -> None:
         pytest.skip("the test server is not on a unix socket")
     run(ip, "%pg listen local")
     assert notify._enable_keepalive(listener()._conn, 10, 5, 3) is False
+
+
+def test_terminal_ipython_prints_notifications() -> None:
+    """Terminal IPython has no widgets: %pg listen prints lines instead."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from IPython.terminal.interactiveshell import TerminalInteractiveShell\n"
+        "import time\n"
+        "ip = TerminalInteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'pgmagic')\n"
+        "ip.run_line_magic('pg', 'listen term_channel')\n"
+        "ip.run_line_magic('pg', \"notify term_channel 'hello from a terminal'\")\n"
+        "time.sleep(1.5)\n"
+        "ip.run_line_magic('unload_ext', 'pgmagic')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    ).stdout
+    assert "listening on term_channel" in out
+    assert "term_channel  pid" in out and "hello from a terminal" in out
+    assert "FeedWidget" not in out
