@@ -1,21 +1,23 @@
-"""Hatchling build hook: compile ``pgmagic/_pgcopy.c`` with the system C compiler.
+"""Hatchling build hook: compile pgmagic's C extensions with the system C compiler.
 
-The extension has no dependencies beyond the Python headers of the
-interpreter running the build, so it is compiled with one compiler call
-instead of pulling setuptools into the build.  A wheel that contains it is
+- ``pgmagic/_pgcopy.c``: the binary-COPY parser behind query results;
+- ``pgmagic/_pgencode.c``: the binary-COPY encoder behind ``%pg load``.
+
+The extensions have no dependencies beyond the Python headers of the
+interpreter running the build, so each is compiled with one compiler call
+instead of pulling setuptools into the build.  A wheel that contains them is
 platform-specific (``infer_tag``).
 
 - ``pip install .`` (wheel): compiled into a temporary directory and added
-  to the wheel as ``pgmagic/_pgcopy<EXT_SUFFIX>``.
+  to the wheel as ``pgmagic/<name><EXT_SUFFIX>``.
 - ``pip install -e .`` (editable): compiled next to the source, in
-  ``pgmagic/``, where the editable install imports it from.
+  ``pgmagic/``, where the editable install imports them from.
 
 Environment:
   ``CC``                 compiler to use (default: ``cc``)
   ``CFLAGS``             extra flags, appended
-  ``PGMAGIC_NO_EXT=1``   build a pure-Python wheel; the COPY fast path then
-                         reports itself unavailable and results take the
-                         record path
+  ``PGMAGIC_NO_EXT=1``   build a pure-Python wheel; results then take the
+                         record path and loads send CSV
 """
 
 from __future__ import annotations
@@ -32,17 +34,16 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("pgmagic/_pgcopy.c")
-MODULE = "pgmagic/_pgcopy"
+MODULES = ("_pgcopy", "_pgencode")
 
 
 class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
-    """Compile the binary-COPY parser extension."""
+    """Compile the binary-COPY extensions."""
 
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        """Compile the extension and register it with the build.
+        """Compile the extensions and register them with the build.
 
         Parameters
         ----------
@@ -55,14 +56,16 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             return
         root = Path(self.root)
         suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-        if version == "editable":
-            target = root / (MODULE + suffix)
-            _compile(root / SOURCE, target)
-        else:
+        if version != "editable":
             self._tmp = tempfile.mkdtemp(prefix="pgmagic-build-")
-            target = Path(self._tmp) / ("_pgcopy" + suffix)
-            _compile(root / SOURCE, target)
-            build_data["force_include"][str(target)] = MODULE + suffix
+        for name in MODULES:
+            source = root / "pgmagic" / f"{name}.c"
+            if version == "editable":
+                _compile(source, root / "pgmagic" / (name + suffix))
+            else:
+                target = Path(self._tmp) / (name + suffix)
+                _compile(source, target)
+                build_data["force_include"][str(target)] = f"pgmagic/{name}{suffix}"
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
 
@@ -78,7 +81,7 @@ def _compile(source: Path, target: Path) -> None:
     if not (Path(include) / "Python.h").exists():
         raise RuntimeError(
             f"Python.h not found in {include}: install the Python development headers,"
-            " or set PGMAGIC_NO_EXT=1 to build without the COPY fast path"
+            " or set PGMAGIC_NO_EXT=1 to build without the binary COPY paths"
         )
     cc = shlex.split(os.environ.get("CC", "cc"))
     flags = ["-O2", "-fPIC", "-shared", "-std=c11", "-fno-strict-aliasing"]
@@ -91,5 +94,5 @@ def _compile(source: Path, target: Path) -> None:
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(
             f"compiling {source} failed ({' '.join(cmd)}); a C compiler is needed,"
-            " or set PGMAGIC_NO_EXT=1 to build without the COPY fast path"
+            " or set PGMAGIC_NO_EXT=1 to build without the binary COPY paths"
         ) from exc

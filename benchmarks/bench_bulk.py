@@ -13,10 +13,16 @@ pgmagic's dtype table, then loaded into a new table by
   ``method="multi"`` (the jsonb and uuid columns given as text, which is what
   to_sql can send);
 * ``psql \\copy t FROM file (FORMAT csv)`` of the same rows as CSV (the floor:
-  the server parsing CSV, a client that only reads a file).
+  the server parsing CSV, a client that only reads a file);
+* ``psql \\copy t FROM file (FORMAT binary)`` of the same rows as binary COPY
+  (written by the server): the server's own floor, which pgmagic's binary
+  load approaches.
 
-Export: ``%pg --to`` a Parquet and a CSV file, each in a fresh process whose
-peak RSS is measured, against ``psql \\copy (SELECT ...) TO file (FORMAT csv)``.
+Export: ``%pg --to`` a Parquet, a JSON lines and a CSV file, each in a fresh
+process whose peak RSS is measured (and its RSS when the export starts, after
+the imports), against ``psql \\copy (SELECT ...) TO file (FORMAT csv)``; and,
+for reference, ``psql \\copy ... TO '/dev/null' (FORMAT binary)``: the server
+producing the binary COPY that Parquet and JSON lines are made from.
 
 Every figure is the median of ``--rounds`` rounds in the same run; ratios are
 to the psql median.  Results are printed and written to ``--out``.
@@ -87,6 +93,8 @@ def sqlalchemy_url(dsn: str) -> str:
 def bench_load(dsn: str, rows: int, rounds: int, psql_path: str, folder: Path) -> list[str]:
     import sqlalchemy
 
+    import pgmagic
+
     make_wide(dsn, rows, "bulk_source")
     ip = shell(dsn)
     frame = ip.run_cell_magic("pg", "-q", "SELECT * FROM bulk_source")
@@ -96,6 +104,8 @@ def bench_load(dsn: str, rows: int, rounds: int, psql_path: str, folder: Path) -
     for_to_sql["u"] = [str(v) for v in for_to_sql["u"]]
     csv_path = folder / "bulk_source.csv"
     psql(psql_path, dsn, f"\\copy bulk_source TO '{csv_path}' (FORMAT csv)")
+    binary_path = folder / "bulk_source.bin"
+    psql(psql_path, dsn, f"\\copy bulk_source TO '{binary_path}' (FORMAT binary)")
     psql(
         psql_path, dsn, "DROP TABLE IF EXISTS load_psql; CREATE TABLE load_psql (LIKE bulk_source)"
     )
@@ -113,12 +123,13 @@ def bench_load(dsn: str, rows: int, rounds: int, psql_path: str, folder: Path) -
         )
         return time.perf_counter() - started
 
-    def psql_copy() -> float:
+    def psql_copy(path: Path, fmt: str) -> float:
         psql(psql_path, dsn, "TRUNCATE load_psql")
-        return psql(psql_path, dsn, f"\\copy load_psql FROM '{csv_path}' (FORMAT csv)")
+        return psql(psql_path, dsn, f"\\copy load_psql FROM '{path}' (FORMAT {fmt})")
 
     peers = {
-        "psql \\copy FROM csv (floor)": psql_copy,
+        "psql \\copy FROM csv (floor)": lambda: psql_copy(csv_path, "csv"),
+        "psql \\copy FROM binary (server floor)": lambda: psql_copy(binary_path, "binary"),
         "pgmagic %pg load": pgmagic_load,
         "to_sql psycopg2 method=multi": lambda: to_sql("multi"),
         "to_sql psycopg2 default": lambda: to_sql(None),
@@ -129,12 +140,15 @@ def bench_load(dsn: str, rows: int, rounds: int, psql_path: str, folder: Path) -
             times[name].append(peer())
     count = ip.run_line_magic("pg", "--scalar SELECT count(*) FROM load_pgmagic")
     assert count == rows, count
+    sent = asyncio.run(pgmagic.load_table(frame, "load_pgmagic", mode="replace")).copy_format
     floor = statistics.median(times["psql \\copy FROM csv (floor)"])
     ours = statistics.median(times["pgmagic %pg load"])
     lines = [
         f"## Load {rows:,} rows of the wide table from a DataFrame ({rounds} rounds, medians)",
         "",
-        "| peer | seconds | ratio to psql \\copy | pgmagic speed-up |",
+        f"pgmagic sent the rows as {sent} COPY.",
+        "",
+        "| peer | seconds | ratio to psql \\copy csv | pgmagic speed-up |",
         "|---|---:|---:|---:|",
     ]
     for name, values in times.items():
@@ -169,7 +183,7 @@ def bench_export(dsn: str, rows: int, rounds: int, psql_path: str, folder: Path)
     make_wide(dsn, rows, "bulk_export")
     results: dict[str, list[dict[str, float]]] = {}
     for _ in range(rounds):
-        for suffix in ("parquet", "csv"):
+        for suffix in ("parquet", "jsonl", "csv"):
             target = folder / f"export.{suffix}"
             out = subprocess.run(
                 [sys.executable, "-c", EXPORT_CHILD, dsn, str(target)],
@@ -191,20 +205,31 @@ def bench_export(dsn: str, rows: int, rounds: int, psql_path: str, folder: Path)
             {"seconds": seconds, "mb": target.stat().st_size / 1e6}
         )
         target.unlink()
+        seconds = psql(
+            psql_path,
+            dsn,
+            "\\copy (SELECT * FROM bulk_export) TO '/dev/null' (FORMAT binary)",
+        )
+        results.setdefault("psql \\copy TO /dev/null binary (server only)", []).append(
+            {"seconds": seconds, "mb": float("nan")}
+        )
     floor = statistics.median(r["seconds"] for r in results["psql \\copy TO csv (floor)"])
     lines = [
         f"## Export {rows:,} rows of the wide table ({rounds} rounds, medians)",
         "",
-        "| peer | seconds | ratio to psql \\copy | file MB | peak RSS MB |",
-        "|---|---:|---:|---:|---:|",
+        "| peer | seconds | ratio to psql \\copy csv | file MB | peak RSS MB | RSS at start MB |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+
+    def cell(values: list[dict[str, float]], key: str, fmt: str) -> str:
+        value = statistics.median(v.get(key, float("nan")) for v in values)
+        return "" if value != value else format(value, fmt)
+
     for name, values in results.items():
         seconds = statistics.median(v["seconds"] for v in values)
-        peak = statistics.median(v.get("peak_mb", float("nan")) for v in values)
-        size = statistics.median(v["mb"] for v in values)
-        peak_text = "" if peak != peak else f"{peak:,.0f}"
         lines.append(
-            f"| {name} | {seconds:.2f} | {seconds / floor:.2f}x | {size:,.0f} | {peak_text} |"
+            f"| {name} | {seconds:.2f} | {seconds / floor:.2f}x | {cell(values, 'mb', ',.0f')} "
+            f"| {cell(values, 'peak_mb', ',.0f')} | {cell(values, 'before_mb', ',.0f')} |"
         )
     return lines
 
