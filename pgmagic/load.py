@@ -117,6 +117,8 @@ class LoadResult:
     created : bool
     copy_format : {"binary", "csv"}
         The format the rows went to the server in.
+    replaced : bool
+        The table existed and was dropped and made again (``--replace``).
     """
 
     table: str
@@ -124,11 +126,12 @@ class LoadResult:
     seconds: float
     created: bool
     copy_format: str = "csv"
+    replaced: bool = False
 
     def summary(self) -> str:
         """``1,000,000 rows → events (created) in 2.1 s · 476,190 rows/s``."""
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
-        made = " (created)" if self.created else ""
+        made = " (replaced)" if self.replaced else " (created)" if self.created else ""
         return (
             f"{self.rows:,} rows → {self.table}{made} in {self.seconds:.1f} s · {rate:,.0f} rows/s"
         )
@@ -762,11 +765,12 @@ async def _copy_in(
     chunks: queue.Queue[Any],
     targets: concurrent.futures.Future[dict[str, _Target]],
     utc: bool,
-) -> tuple[bool, int, str]:
+) -> tuple[bool, int, str, bool]:
     session = await runtime.session()
     async with session.atomic() as conn:
         exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", _quote(schema, table))
         created = False
+        replaced = bool(mode == "replace" and exists)
         if mode == "create" and exists:
             raise OptionError(
                 f"table {_quote(schema, table)} already exists; use --append or --replace"
@@ -799,7 +803,7 @@ async def _copy_in(
             )
             if not feed.restarted:
                 await conn.execute("RELEASE SAVEPOINT pgmagic_binary")
-                return created, _copied(status), _Format.BINARY.value
+                return created, _copied(status), _Format.BINARY.value, replaced
             await conn.execute("ROLLBACK TO SAVEPOINT pgmagic_binary")
         if utc:
             zone = await conn.fetchval("SELECT current_setting('TimeZone')")
@@ -814,7 +818,7 @@ async def _copy_in(
         )
         if utc:
             await conn.execute("SELECT set_config('TimeZone', $1, true)", zone)
-    return created, _copied(status), _Format.CSV.value
+    return created, _copied(status), _Format.CSV.value, replaced
 
 
 def load(
@@ -897,7 +901,7 @@ def load(
                         if on_tick is not None:
                             on_tick(progress)
         _put(chunks, _DONE, running)
-        created, rows_loaded, copy_format = running.wait()
+        created, rows_loaded, copy_format, replaced = running.wait()
     except KeyboardInterrupt:
         _abort(chunks, _DONE)
         running.cancel()
@@ -913,7 +917,7 @@ def load(
             running.cancel()
         raise
     seconds = time.perf_counter() - progress.started
-    return LoadResult(_shown(schema, name), rows_loaded, seconds, created, copy_format)
+    return LoadResult(_shown(schema, name), rows_loaded, seconds, created, copy_format, replaced)
 
 
 def _table_ready(

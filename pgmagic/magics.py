@@ -6,8 +6,10 @@ result.  This is the only module that imports IPython.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import keyword
+import os
 import re
 import shlex
 import sys
@@ -49,8 +51,10 @@ _SUBCOMMANDS = (
     "stop",
     "load",
 )
+_NAME = r'(?:"(?:[^"]|"")+"|[^\s."]+)'
 _LOAD_RE = re.compile(
-    r"(?P<source>\S+)\s+into\s+(?P<table>.+?)(?P<flags>(?:\s+-{1,2}\w+)*)\s*\Z",
+    rf"(?P<source>.+?)\s+into\s+(?P<table>{_NAME}(?:\.{_NAME})?)"
+    r"(?P<flags>(?:\s+-{1,2}\w+)*)\s*\Z",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -500,12 +504,13 @@ class PgMagics(Magics):
         if len(modes) > 1:
             raise OptionError("choose one of --create, --append, --replace")
         quiet = "-q" in flags or "--quiet" in flags
-        token = match.group("source").strip("'\"")
-        source: Any = (
-            self._namespace()[token]
-            if token.isidentifier() and token in self._namespace()
-            else token
-        )
+        token = match.group("source").strip().strip("'\"")
+        source: Any = token
+        if not os.path.exists(os.path.expanduser(token)):
+            namespace = self._namespace()
+            # A variable, or an expression such as df.head(1000) or df[["a", "b"]].
+            with contextlib.suppress(Exception):
+                source = namespace[token] if token in namespace else eval(token, namespace)
         if not isinstance(source, pd.DataFrame | str):
             raise OptionError(
                 f"{token} is a {type(source).__name__}; load takes a DataFrame or a file"

@@ -558,3 +558,16 @@ def test_stream_state_repr(events: Any) -> None:
     assert isinstance(stream, Stream)
     with pytest.raises(asyncpg.PostgresError):
         raise asyncpg.PostgresError("sanity: asyncpg errors are importable here")
+
+
+def test_load_takes_expressions_and_quoted_names(ip: Any, capsys: Any) -> None:
+    ip.user_ns["frame"] = pd.DataFrame({"k": [1, 2, 3], "v": ["a", "b", "c"]})
+    run(ip, '%pg -q DROP TABLE IF EXISTS "Odd Name"')
+    capsys.readouterr()
+    run(ip, '%pg load frame[frame.k > 1][["k"]] INTO "Odd Name" --create')
+    assert '2 rows → "Odd Name" (created)' in capsys.readouterr().out
+    run(ip, '%pg load frame.head(1) INTO "Odd Name" --replace')
+    assert "(replaced)" in capsys.readouterr().out
+    assert run(ip, '%pg --scalar SELECT count(*) FROM "Odd Name"') == 1
+    out = fails(ip, "%pg load no_such_thing INTO t --create", capsys)
+    assert "no such file" in out
