@@ -70,12 +70,7 @@ async def _run_all(
 async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T:
     try:
         return await asyncio.wrap_future(runtime.submit(coro))
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        TimeoutError,
-    ) as error:
+    except query.DATABASE_ERRORS as error:
         raise query.render_error(error, sql) from None
 
 

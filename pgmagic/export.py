@@ -46,7 +46,7 @@ from pgmagic import copyframe, copying, frames
 from pgmagic.errors import OptionError, QueryCancelled
 from pgmagic.params import BoundStatement
 from pgmagic.progress import Progress
-from pgmagic.query import render_error
+from pgmagic.query import DATABASE_ERRORS, render_error
 from pgmagic.runtime import Runtime
 from pgmagic.streaming import Stream
 
@@ -488,7 +488,7 @@ def export(
         rows, size = _write(
             runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
         )
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except DATABASE_ERRORS as error:
         raise render_error(error) from None
     except copyframe.ColumnTypeError as error:
         raise OptionError(

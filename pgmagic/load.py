@@ -78,7 +78,7 @@ import pandas as pd
 
 from pgmagic.errors import OptionError, QueryCancelled
 from pgmagic.progress import Progress
-from pgmagic.query import render_error
+from pgmagic.query import DATABASE_ERRORS, render_error
 from pgmagic.runtime import Running, Runtime
 
 try:
@@ -909,7 +909,7 @@ def load(
     except QueryCancelled:
         _abort(chunks, _DONE)
         raise QueryCancelled("load cancelled; the table is as it was") from None
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except DATABASE_ERRORS as error:
         raise render_error(error) from None
     except BaseException as error:
         if not running.done():

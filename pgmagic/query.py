@@ -264,7 +264,7 @@ def run_many(
         return ManyOutcome("", 0, 0.0)
     try:
         status = runtime.run(_execute_many(runtime, bound, values), on_message=on_message)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except DATABASE_ERRORS as error:
         raise render_error(error, text) from None
     return ManyOutcome(
         status or bound.sql.split()[0].upper(), len(values), time.perf_counter() - started
@@ -274,6 +274,14 @@ def run_many(
 # asyncpg's message when a dict or list meets a parameter the server typed as text.
 _UNTYPED_RE = re.compile(r"query argument (\$\w+): .*\(expected str, got (dict|list|tuple)\)")
 _UNKNOWN_TYPE_RE = re.compile(r"could not determine data type of parameter (\$\w+)")
+# Everything running statements can raise that render_error turns into a
+# psql-style message; callers catch exactly these and nothing else.
+DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 _ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
 
 
@@ -501,12 +509,7 @@ def run_cell(
             on_message=on_message,
             on_tick=tick,
         )
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        TimeoutError,
-    ) as error:
+    except DATABASE_ERRORS as error:
         raise render_error(error, text) from None
     shown = next((r for r in reversed(results) if r.returns_rows), None)
     value = value_of(shown, mode, numeric_as_float=numeric_as_float)

@@ -261,7 +261,8 @@ async def execute(
                 and await copyframe.supports(conn, attributes, frame.numeric_as_float)
             )
             fetched: list[Any] | None = None
-            if supported and frame is not None and not (hints and hints.get(bound.sql)):
+            short = bool(hints and hints.get(bound.sql))
+            if supported and frame is not None and not short:
                 result = await _copy_path(conn, bound, timeout, categories, frame, progress)
                 if result is not None:
                     if hints is not None:
@@ -272,7 +273,8 @@ async def execute(
                         )
                     result.elapsed = time.perf_counter() - started
                     return result
-            if fetched is None and copyable and (max_rows or progress is not None):
+            # A result known to be short needs no progress counting: one round trip.
+            if fetched is None and copyable and (max_rows or (progress is not None and not short)):
                 fetched = await _fetch_in_chunks(
                     conn, stmt, bound.args, timeout, max_rows, progress
                 )
@@ -282,7 +284,7 @@ async def execute(
             else:
                 records = await stmt.fetch(*bound.args, timeout=timeout)
                 status = stmt.get_statusmsg() or ""
-            if supported and hints is not None:
+            if copyable and hints is not None:
                 _remember(hints, bound.sql, len(records) <= _SHORT_ROWS)
             break
         except asyncpg.PostgresError as error:

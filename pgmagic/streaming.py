@@ -217,7 +217,7 @@ class Stream:
             self.state = StreamState.CLOSED
             self._runtime.run(self._cursor.close(commit=False))
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except query.DATABASE_ERRORS as error:
             raise query.render_error(error) from None
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
@@ -235,7 +235,7 @@ class Stream:
     async def __anext__(self) -> pd.DataFrame:
         try:
             records = await asyncio.wrap_future(self._runtime.submit(self._fetch()))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except query.DATABASE_ERRORS as error:
             raise query.render_error(error) from None
         if records is None:
             raise StopAsyncIteration
