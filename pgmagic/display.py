@@ -172,6 +172,21 @@ def _format(value: Any, date_only: bool) -> str:
     return str(value)
 
 
+def as_text(value: Any) -> str:
+    """A value as psql would print it (composites ``(1,a)``, ranges ``[1,5)``, ...).
+
+    Parameters
+    ----------
+    value : object
+        A non-NULL value from a result.
+
+    Returns
+    -------
+    str
+    """
+    return _format(value, False)
+
+
 def _composite_item(value: Any) -> str:
     if value is None:
         return ""

@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 import asyncpg
 import pandas as pd
 
-from pgmagic import copyframe, copying, frames
+from pgmagic import copyframe, copying, display, frames
 from pgmagic.errors import OptionError, QueryCancelled
 from pgmagic.params import BoundStatement
 from pgmagic.progress import Progress
@@ -376,7 +376,13 @@ def _arrow_column(series: pd.Series, wanted: Any) -> Any:
     if pa.types.is_string(wanted) and series.dtype == object:
         return pa.array(
             [
-                None if v is None else v if isinstance(v, str) else json.dumps(v, default=str)
+                None
+                if v is None
+                else v
+                if isinstance(v, str)
+                else json.dumps(v, default=display.as_text)
+                if isinstance(v, dict | list)
+                else display.as_text(v)
                 for v in series.tolist()
             ],
             type=wanted,
@@ -427,7 +433,11 @@ def _write_jsonl(
 ) -> int:
     for frame in stream:
         text = frame.to_json(
-            orient="records", lines=True, date_format="iso", date_unit="us", default_handler=str
+            orient="records",
+            lines=True,
+            date_format="iso",
+            date_unit="us",
+            default_handler=display.as_text,
         )
         data = text.encode() + (b"\n" if text and not text.endswith("\n") else b"")
         sink.file.write(data)
