@@ -193,7 +193,7 @@ def _remember(hints: OrderedDict[str, bool], sql: str, short: bool) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _chunkable(sql: str) -> bool:
+def _copyable(sql: str) -> bool:
     return copying.copyable(sql)
 
 
@@ -253,33 +253,26 @@ async def execute(
         stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
         try:
             attributes = stmt.get_attributes()
-            copyable = bool(attributes) and _chunkable(bound.sql)
-            supported = (
+            copyable = bool(attributes) and _copyable(bound.sql)
+            short = bool(hints and hints.get(bound.sql))
+            if (
                 copy_ok
                 and copyable
+                and not short
                 and frame is not None
                 and await copyframe.supports(conn, attributes, frame.numeric_as_float)
-            )
-            fetched: list[Any] | None = None
-            short = bool(hints and hints.get(bound.sql))
-            if supported and frame is not None and not short:
+            ):
                 result = await _copy_path(conn, bound, timeout, categories, frame, progress)
-                if result is not None:
+                if result is not None and result.frame is not None:
                     if hints is not None:
-                        _remember(
-                            hints,
-                            bound.sql,
-                            result.frame is not None and len(result.frame) <= _SHORT_ROWS,
-                        )
+                        _remember(hints, bound.sql, len(result.frame) <= _SHORT_ROWS)
                     result.elapsed = time.perf_counter() - started
                     return result
             # A result known to be short needs no progress counting: one round trip.
-            if fetched is None and copyable and (max_rows or (progress is not None and not short)):
-                fetched = await _fetch_in_chunks(
+            if copyable and (max_rows or (progress is not None and not short)):
+                records = await _fetch_in_chunks(
                     conn, stmt, bound.args, timeout, max_rows, progress
                 )
-            if fetched is not None:
-                records = fetched
                 status = f"SELECT {len(records)}"
             else:
                 records = await stmt.fetch(*bound.args, timeout=timeout)
