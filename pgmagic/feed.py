@@ -182,17 +182,26 @@ def listen(
     --------
     >>> listen(runtime, ["orders", "inventory"])  # doctest: +SKIP
     """
-    names = notify.check_channels(channels)
-    if not names:
-        raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
-    listener = notify.listener_for(runtime)
-    runtime.run(listener.listen(names), on_message=on_message)
+    listener, names = _start_listening(runtime, channels, on_message)
     for sink in listener.sinks:
         if isinstance(sink, FeedView) and sink.channels == frozenset(names):
             sink.detach()
     view = FeedView(listener, names)
     listener.add_sink(view)
     return view.widget
+
+
+def _start_listening(
+    runtime: Runtime,
+    channels: Sequence[str],
+    on_message: Callable[[Message], None] | None,
+) -> tuple[Listener, list[str]]:
+    names = notify.check_channels(channels)
+    if not names:
+        raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
+    listener = notify.listener_for(runtime)
+    runtime.run(listener.listen(names), on_message=on_message)
+    return listener, names
 
 
 def _export_request(data: dict[str, Any]) -> tuple[str, str | None, str | None, int | None]:
@@ -378,11 +387,7 @@ def listen_as_text(
     on_message : callable, optional
         Receives notes (the embedded server starting) while connecting.
     """
-    names = notify.check_channels(channels)
-    if not names:
-        raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
-    listener = notify.listener_for(runtime)
-    runtime.run(listener.listen(names), on_message=on_message)
+    listener, names = _start_listening(runtime, channels, on_message)
     for sink in listener.sinks:
         if isinstance(sink, TextFeed) and sink.channels == frozenset(names):
             listener.remove_sink(sink)
