@@ -55,9 +55,8 @@ async def _run_all(
     timeout = runtime.settings.command_timeout
     if session:
         return await (await runtime.session()).run(statements, timeout=timeout, frame=frame)
-    pool = await runtime.pool()
     results = []
-    async with pool.acquire() as conn:
+    async with runtime.acquire() as conn:
         for bound in statements:
             try:
                 results.append(await execute_statement(conn, bound, timeout=timeout, frame=frame))
@@ -72,6 +71,9 @@ async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T
         return await asyncio.wrap_future(runtime.submit(coro))
     except query.DATABASE_ERRORS as error:
         raise query.render_error(error, sql) from None
+    finally:
+        # NOTICEs the statement raised, shown under the cell that awaited it.
+        runtime.drain(runtime.printer)
 
 
 async def _results(

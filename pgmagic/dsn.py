@@ -215,7 +215,10 @@ def resolve(explicit: str | None, environ: Mapping[str, str] | None = None) -> T
         if value and value.strip():
             if value.strip().lower() == EMBEDDED:
                 return Target(None, source, embedded=True)
-            return Target(normalize(value), source)
+            try:
+                return Target(normalize(value), source)
+            except ConnectError as error:
+                raise ConnectError(f"{source}: {error}") from None
     if any(env.get(name) for name in _LIBPQ_ENV):
         return Target(None, "PG* environment")
     return Target(None, "default", embedded=True)

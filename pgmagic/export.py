@@ -79,7 +79,8 @@ class ExportResult:
 
     def summary(self) -> str:
         """``10,000,000 rows → events.parquet (412 MB) in 9.8 s``."""
-        return f"{self.rows:,} rows → {self.path.name} ({_size(self.size)}) in {self.seconds:.1f} s"
+        rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
+        return f"{rows} → {self.path.name} ({_size(self.size)}) in {self.seconds:.1f} s"
 
 
 def _size(size: float) -> str:
@@ -185,8 +186,7 @@ async def _copy_csv(
         if pending_size >= _WRITE_BATCH:
             await flush()
 
-    pool = await runtime.pool()
-    async with pool.acquire() as conn, conn.transaction():
+    async with runtime.acquire() as conn, conn.transaction():
         await runtime.apply_carried_settings(conn)
         status = await copying.copy_out(
             conn,
@@ -272,9 +272,8 @@ async def _copy_export(
         progress.add(0, len(lines))
 
     timeout = runtime.settings.command_timeout
-    pool = await runtime.pool()
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with runtime.acquire() as conn, conn.transaction():
             await runtime.apply_carried_settings(conn)
             # Unnamed: nothing to close, and the column types are today's.
             stmt = await conn.prepare(bound.sql, name="", timeout=timeout)

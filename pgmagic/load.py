@@ -132,9 +132,8 @@ class LoadResult:
         """``1,000,000 rows → events (created) in 2.1 s · 476,190 rows/s``."""
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
         made = " (replaced)" if self.replaced else " (created)" if self.created else ""
-        return (
-            f"{self.rows:,} rows → {self.table}{made} in {self.seconds:.1f} s · {rate:,.0f} rows/s"
-        )
+        rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
+        return f"{rows} → {self.table}{made} in {self.seconds:.1f} s · {rate:,.0f} rows/s"
 
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[^\s."]+)'

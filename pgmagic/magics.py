@@ -319,6 +319,7 @@ class PgMagics(Magics):
             return self._subcommand(first[0].lower(), first[1] if len(first) > 1 else "")
         options, rest = self._split_options(line, self._parser)
         args = self._parser.parse_args(options)
+        self.runtime.printer = None if args.quiet else _print_message
         if args.out is not None:
             _variable_name(args.out)  # before any I/O: "-o SELECT 1" lost its name
         if cell is None:
@@ -440,6 +441,7 @@ class PgMagics(Magics):
 
     # ------------------------------------------------------------- subcommands
     def _subcommand(self, name: str, rest: str) -> Any:
+        self.runtime.printer = _print_message
         handler: Callable[[str], Any] = getattr(self, f"_cmd_{name}")
         return handler(rest)
 
@@ -504,6 +506,8 @@ class PgMagics(Magics):
         if len(modes) > 1:
             raise OptionError("choose one of --create, --append, --replace")
         quiet = "-q" in flags or "--quiet" in flags
+        if quiet:
+            self.runtime.printer = None
         token = match.group("source").strip().strip("'\"")
         source: Any = token
         if not os.path.exists(os.path.expanduser(token)):

@@ -23,7 +23,7 @@ import json
 import queue
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -141,6 +141,9 @@ class Runtime:
         )
         self._thread.start()
         self._messages: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        # Where messages go when a wait names no receiver (streams, exports,
+        # loads): the front sets it per magic call, None under --quiet.
+        self.printer: Callable[[Message], None] | None = None
         self._explicit_dsn: str | None = None
         self._connected: _Connected | None = None
         self._pool: asyncpg.Pool | None = None
@@ -358,6 +361,7 @@ class Runtime:
                 "postgresql://user:password@host:port/dbname, with special characters "
                 "in the password percent-encoded (@ as %40, : as %3A, / as %2F)"
             ) from None
+        conn.add_log_listener(self._on_log)
         await self._setup(conn)
         server = connected.embedded_server
         if server is not None and server.first_in_process and not connected.announced:
@@ -368,6 +372,53 @@ class Runtime:
                 f"(data in {server.data_dir}, started in {server.startup_seconds:.1f} s)"
             )
         return conn
+
+    def _on_log(self, conn: asyncpg.Connection, message: Any) -> None:
+        # NOTICE and WARNING from any of our connections reach the cell that waits.
+        severity = getattr(message, "severity", None) or "NOTICE"
+        lines = [f"{severity}:  {message.message}"]
+        for attribute, label in (("detail", "DETAIL"), ("hint", "HINT")):
+            value = getattr(message, attribute, None)
+            if value:
+                lines.append(f"{label}:  {value}")
+        self.post(Message(MessageKind.SERVER, "\n".join(lines), severity))
+
+    def attach_log(self, conn: asyncpg.Connection) -> None:
+        """Send ``conn``'s NOTICEs and WARNINGs to the cell that waits.
+
+        Parameters
+        ----------
+        conn : asyncpg.Connection
+            A pool connection; call :meth:`detach_log` before releasing it
+            (asyncpg warns about listeners left on released connections).
+        """
+        conn.add_log_listener(self._on_log)
+
+    def detach_log(self, conn: asyncpg.Connection) -> None:
+        """Undo :meth:`attach_log` (harmless if the connection is gone).
+
+        Parameters
+        ----------
+        conn : asyncpg.Connection
+        """
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.remove_log_listener(self._on_log)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pool connection whose NOTICEs reach the cell that waits.
+
+        Yields
+        ------
+        asyncpg.Connection
+        """
+        pool = await self.pool()
+        async with pool.acquire() as conn:
+            self.attach_log(conn)
+            try:
+                yield conn
+            finally:
+                self.detach_log(conn)
 
     async def _setup(self, conn: asyncpg.Connection) -> None:
         await _install_codecs(conn)
@@ -584,6 +635,8 @@ class Running(Generic[T]):
         try:
             # Poll with wait(), not result(timeout): a TimeoutError the coroutine
             # raises (a statement timeout) must not read as "still running".
+            if on_message is None:
+                on_message = self._runtime.printer
             while not concurrent.futures.wait([self.result], timeout=_POLL).done:
                 self._runtime.drain(on_message)
                 if on_tick is not None:
@@ -619,6 +672,8 @@ def _server_settings(dsn: str | None) -> dict[str, str]:
 def _connect_error(connected: _Connected, error: BaseException) -> ConnectError:
     where = connected.target.describe()
     reason = str(error) or type(error).__name__
+    if isinstance(error, TimeoutError):
+        reason = "no answer within PgMagics.connect_timeout; is the server up and reachable?"
     if connected.dsn:
         # asyncpg's messages can echo parts of the DSN; never let a password through.
         reason = reason.replace(connected.dsn, dsn_module.redact(connected.dsn))

@@ -30,7 +30,6 @@ from pgmagic import copyframe, copying
 from pgmagic.errors import OptionError
 from pgmagic.frames import Column
 from pgmagic.params import BoundStatement
-from pgmagic.runtime import Message, MessageKind
 
 if TYPE_CHECKING:
     from pgmagic.progress import Progress
@@ -384,7 +383,6 @@ class Session:
             return self.conn
         lost = self.conn is not None
         conn = await self._runtime.connect()
-        conn.add_log_listener(self._on_log)
         row = await conn.fetchrow("SELECT current_database(), session_user")
         self._identity = (row[0], row[1])
         self.conn = conn
@@ -397,15 +395,6 @@ class Session:
                 "SET values, temp tables and any open transaction were reset"
             )
         return conn
-
-    def _on_log(self, conn: asyncpg.Connection, message: Any) -> None:
-        severity = getattr(message, "severity", None) or "NOTICE"
-        lines = [f"{severity}:  {message.message}"]
-        for attribute, label in (("detail", "DETAIL"), ("hint", "HINT")):
-            value = getattr(message, attribute, None)
-            if value:
-                lines.append(f"{label}:  {value}")
-        self._runtime.post(Message(MessageKind.SERVER, "\n".join(lines), severity))
 
     async def run(
         self,

@@ -53,6 +53,7 @@ class StreamState(enum.Enum):
 class _Cursor:
     """Everything the loop thread owns for one stream (no reference to the Stream)."""
 
+    runtime: Any = None
     pool: Any = None
     conn: Any = None
     cursor: Any = None
@@ -67,6 +68,7 @@ class _Cursor:
         # InterfaceError; the pool discards broken connections itself.
         with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             await conn.execute("COMMIT" if commit else "ROLLBACK")
+        self.runtime.detach_log(conn)
         with contextlib.suppress(asyncpg.InterfaceError):
             await self.pool.release(conn)
 
@@ -131,8 +133,10 @@ class Stream:
     # ---------------------------------------------------------------- loop side
     async def _open(self) -> None:
         state = self._cursor
+        state.runtime = self._runtime
         state.pool = await self._runtime.pool()
         state.conn = await state.pool.acquire()
+        self._runtime.attach_log(state.conn)
         try:
             await state.conn.execute("BEGIN")
             await self._runtime.apply_carried_settings(state.conn)

@@ -584,3 +584,19 @@ def test_export_fallback_writes_composites_and_ranges_as_psql_does(ip: Any, tmp_
         else:  # JSON has arrays: an anonymous record is one
             row = json.loads(target.read_text().splitlines()[0])
             assert row == {"r": [1, "a b"], "rg": "[1,5)", "ip": "10.0.0.1"}
+
+
+def test_export_and_stream_show_server_notices(ip: Any, tmp_path: Path, capsys: Any) -> None:
+    run(
+        ip,
+        "%pg -q CREATE OR REPLACE FUNCTION loud_one() RETURNS int LANGUAGE plpgsql AS "
+        "$$BEGIN RAISE NOTICE 'computing loud_one'; RETURN 1; END$$",
+    )
+    try:
+        capsys.readouterr()
+        run(ip, f"%pg --to {tmp_path / 'loud.csv'} SELECT loud_one()")
+        assert "NOTICE:  computing loud_one" in capsys.readouterr().out
+        run(ip, f"%pg --to {tmp_path / 'quiet.csv'} -q SELECT loud_one()")
+        assert "NOTICE" not in capsys.readouterr().out
+    finally:
+        run(ip, "%pg -q DROP FUNCTION loud_one()")
