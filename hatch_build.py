@@ -1,7 +1,7 @@
 """Hatchling build hook: compile pgmagic's C extensions with the system C compiler.
 
-- ``pgmagic/_pgcopy.c``: the binary-COPY parser behind query results;
-- ``pgmagic/_pgencode.c``: the binary-COPY encoder behind ``%pg load``.
+- ``pgmagic/_c/pgcopy.c``: the binary-COPY parser behind query results;
+- ``pgmagic/_c/pgencode.c``: the binary-COPY encoder behind ``%pg load``.
 
 The extensions have no dependencies beyond the Python headers of the
 interpreter running the build, so each is compiled with one compiler call
@@ -59,7 +59,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if version != "editable":
             self._tmp = tempfile.mkdtemp(prefix="pgmagic-build-")
         for name in MODULES:
-            source = root / "pgmagic" / f"{name}.c"
+            source = root / "pgmagic" / "_c" / f"{name.lstrip('_')}.c"
             if version == "editable":
                 _compile(source, root / "pgmagic" / (name + suffix))
             else:
@@ -88,7 +88,7 @@ def _compile(source: Path, target: Path) -> None:
     if sys.platform == "darwin":
         flags += ["-undefined", "dynamic_lookup"]
     flags += shlex.split(os.environ.get("CFLAGS", ""))
-    cmd = [*cc, *flags, f"-I{include}", str(source), "-o", str(target)]
+    cmd = [*cc, *flags, f"-I{include}", f"-I{source.parent}", str(source), "-o", str(target)]
     try:
         subprocess.run(cmd, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:

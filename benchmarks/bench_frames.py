@@ -66,7 +66,7 @@ QUERIES = {"wide": "SELECT * FROM bench_wide", "narrow": "SELECT * FROM bench_na
 
 # peer name -> one-line description, in report order
 PEERS: dict[str, str] = {
-    "pgmagic COPY path": "copyframe.copy_frame on the session connection",
+    "pgmagic COPY path": "decode.copy_frame on the session connection",
     "COPY path, decode only (no DB)": "informational, no database: the COPY path's client work "
     "on the stream captured beforehand (parser + frame), i.e. its floor when the server "
     "is infinitely fast",
@@ -162,7 +162,7 @@ async def _asyncpg_session(dsn: str) -> Any:
 
 
 async def peer_copy_path(dsn: str) -> Runner:
-    from pgmagic.copyframe import copy_frame
+    from pgmagic.results.decode import copy_frame
 
     conn = await _asyncpg_session(dsn)
 
@@ -174,7 +174,7 @@ async def peer_copy_path(dsn: str) -> Runner:
 
 
 async def peer_decode_only(dsn: str) -> Runner:
-    from pgmagic import copyframe
+    from pgmagic.results import decode
 
     conn = await _asyncpg_session(dsn)
     captured: dict[str, tuple[Any, list[bytes]]] = {}
@@ -182,7 +182,7 @@ async def peer_decode_only(dsn: str) -> Runner:
     async def run(sql: str) -> Any:
         if sql not in captured:  # in the warm-up round
             stmt = await conn.prepare(sql)
-            plan = await copyframe._plan(conn, stmt.get_attributes(), False)
+            plan = await decode.plan_columns(conn, stmt.get_attributes(), False)
             chunks: list[bytes] = []
 
             async def sink(chunk: bytearray) -> None:
@@ -192,8 +192,8 @@ async def peer_decode_only(dsn: str) -> Runner:
             captured[sql] = (plan, chunks)
             return await run(sql)
         plan, chunks = captured[sql]
-        with copyframe._gc_paused():
-            builder = copyframe._FrameBuilder(plan)
+        with decode._gc_paused():
+            builder = decode._FrameBuilder(plan)
             for chunk in chunks:
                 builder.feed(chunk)
             return builder.frame()
@@ -202,7 +202,7 @@ async def peer_decode_only(dsn: str) -> Runner:
 
 
 async def peer_record_path(dsn: str) -> Runner:
-    from pgmagic import frames
+    from pgmagic.results import frames
 
     conn = await _asyncpg_session(dsn)
 
@@ -445,10 +445,10 @@ def small_probe(dsn: str, n: int) -> None:
     """Per-call cost on one-row results: raw asyncpg, COPY path, record path."""
 
     async def main() -> None:
-        from pgmagic.copyframe import copy_frame
+        from pgmagic.results.decode import copy_frame
 
         try:
-            from pgmagic import frames
+            from pgmagic.results import frames
 
             def to_frame(stmt: Any, records: Any) -> Any:
                 cols = [

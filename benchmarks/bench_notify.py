@@ -234,7 +234,7 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("PGMAGIC_DATA_DIR", tempfile.mkdtemp(prefix="pgmagic-bench-"))
-    from pgmagic import embedded
+    from pgmagic.runtime import embedded
 
     dsn = os.environ.get("PGMAGIC_DSN") or embedded.start().dsn
     manager = KernelManager(kernel_name="python3")

@@ -4,8 +4,10 @@
 pgmagic.fetch(...)`` in a cell.  Importing this package stays cheap: the
 IPython front and the asyncpg runtime load when the extension does.
 
-Import rules (kept true by ``tests/test_layout.py``): only :mod:`pgmagic.magics`
-imports IPython; every other module is plain Python over asyncpg and pandas.
+The packages, each with its import rules in its docstring (kept true by
+``tests/test_layout.py``): :mod:`pgmagic.runtime`, :mod:`pgmagic.sql`,
+:mod:`pgmagic.results`, :mod:`pgmagic.bulk`, :mod:`pgmagic.live` and, the only
+one that imports IPython, :mod:`pgmagic.frontend`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pgmagic._version import __version__
 
 if TYPE_CHECKING:
     from pgmagic.api import execute, fetch, fetchrow, fetchval, load_table, stream, to_file
-    from pgmagic.notify import notification_log, notifications
+    from pgmagic.live.subscriptions import notification_log, notifications
 
 __all__ = [
     "__version__",
@@ -39,9 +41,9 @@ _NOTIFY = frozenset({"notification_log", "notifications"})
 
 def __getattr__(name: str) -> Any:
     if name in _NOTIFY:
-        from pgmagic import notify
+        from pgmagic.live import subscriptions
 
-        return getattr(notify, name)
+        return getattr(subscriptions, name)
     if name in _API:
         from pgmagic import api
 
@@ -56,9 +58,9 @@ def load_ipython_extension(ipython: Any) -> None:
     ----------
     ipython : IPython.core.interactiveshell.InteractiveShell
     """
-    from pgmagic import magics
+    from pgmagic.frontend import extension
 
-    magics.load(ipython)
+    extension.load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -68,9 +70,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     ----------
     ipython : IPython.core.interactiveshell.InteractiveShell
     """
-    from pgmagic import magics
+    from pgmagic.frontend import extension
 
-    magics.unload(ipython)
+    extension.unload(ipython)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

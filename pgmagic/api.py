@@ -25,15 +25,17 @@ from typing import Any, TypeVar
 import asyncpg
 import pandas as pd
 
-from pgmagic import export, query
-from pgmagic import load as loading
-from pgmagic.export import ExportResult
-from pgmagic.load import LoadResult
-from pgmagic.params import BoundStatement
-from pgmagic.runtime import Runtime, default_runtime
-from pgmagic.session import FrameOptions, StatementResult
-from pgmagic.session import execute as execute_statement
-from pgmagic.streaming import Stream
+from pgmagic.bulk import export
+from pgmagic.bulk import load as loading
+from pgmagic.bulk.export import ExportResult
+from pgmagic.bulk.load import LoadResult
+from pgmagic.bulk.stream import Stream
+from pgmagic.errors import DATABASE_ERRORS, blame, render
+from pgmagic.results import execute as executing
+from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
+from pgmagic.results.execute import FrameOptions, StatementResult
+from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.sql.params import BoundStatement
 
 __all__ = ["execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"]
 
@@ -53,15 +55,19 @@ async def _run_all(
     frame: FrameOptions | None = None,
 ) -> list[StatementResult]:
     timeout = runtime.settings.command_timeout
+
+    async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
+        return await executing.execute(conn, bound, timeout=timeout, frame=frame, cached=session)
+
     if session:
-        return await (await runtime.session()).run(statements, timeout=timeout, frame=frame)
+        return await (await runtime.session()).run(statements, step)
     results = []
     async with runtime.acquire() as conn:
         for bound in statements:
             try:
-                results.append(await execute_statement(conn, bound, timeout=timeout, frame=frame))
+                results.append(await step(conn, bound))
             except asyncpg.PostgresError as error:
-                error.pgmagic_statement = bound
+                blame(error, bound)
                 raise
     return results
 
@@ -69,8 +75,8 @@ async def _run_all(
 async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T:
     try:
         return await asyncio.wrap_future(runtime.submit(coro))
-    except query.DATABASE_ERRORS as error:
-        raise query.render_error(error, sql) from None
+    except DATABASE_ERRORS as error:
+        raise render(error, sql) from None
     finally:
         # NOTICEs the statement raised, shown under the cell that awaited it.
         runtime.drain(runtime.printer)
@@ -84,7 +90,7 @@ async def _results(
     numeric_as_float: bool | None = None,
 ) -> StatementResult | None:
     runtime = _runtime()
-    statements = query.bind_cell(sql, params, args, from_keywords=True)
+    statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return None
     frame = None
@@ -123,9 +129,7 @@ async def fetch(
     >>> df = await pgmagic.fetch("SELECT * FROM users WHERE score > $s", s=5)  # doctest: +SKIP
     """
     result = await _results(sql, args, params, session, numeric_as_float)
-    frame: pd.DataFrame | None = query.value_of(
-        result, query.Mode.FRAME, numeric_as_float=numeric_as_float
-    )
+    frame: pd.DataFrame | None = value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float)
     return frame
 
 
@@ -151,7 +155,7 @@ async def fetchrow(sql: str, *args: Any, session: bool = False, **params: Any) -
     --------
     >>> row = await pgmagic.fetchrow("SELECT * FROM users WHERE id = $id", id=1)  # doctest: +SKIP
     """
-    return query.value_of(await _results(sql, args, params, session), query.Mode.ONE)
+    return value_of(await _results(sql, args, params, session), Mode.ONE)
 
 
 async def fetchval(sql: str, *args: Any, session: bool = False, **params: Any) -> Any:
@@ -176,7 +180,7 @@ async def fetchval(sql: str, *args: Any, session: bool = False, **params: Any) -
     --------
     >>> n = await pgmagic.fetchval("SELECT count(*) FROM users")  # doctest: +SKIP
     """
-    return query.value_of(await _results(sql, args, params, session), query.Mode.SCALAR)
+    return value_of(await _results(sql, args, params, session), Mode.SCALAR)
 
 
 async def execute(sql: str, *args: Any, session: bool = False, **params: Any) -> str:
@@ -204,7 +208,7 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
     'DELETE 1'
     """
     runtime = _runtime()
-    statements = query.bind_cell(sql, params, args, from_keywords=True)
+    statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return ""
     results = await _bridge(runtime, _run_all(runtime, statements, session), sql)
@@ -246,7 +250,7 @@ def stream(
     >>> async for df in pgmagic.stream("SELECT * FROM events", chunksize=100_000):  # doctest: +SKIP
     ...     total += len(df)
     """
-    bound = query.bind_one(sql, params, args, from_keywords=True)
+    bound = bind_one(sql, params, args, from_keywords=True)
     return Stream(_runtime(), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
 
 
@@ -276,7 +280,7 @@ async def to_file(
     --------
     >>> await pgmagic.to_file("SELECT * FROM events", "events.parquet")  # doctest: +SKIP
     """
-    bound = query.bind_one(sql, params, args, from_keywords=True)
+    bound = bind_one(sql, params, args, from_keywords=True)
     return await asyncio.to_thread(export.export, _runtime(), bound, path, fmt=format)
 
 

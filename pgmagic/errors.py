@@ -1,35 +1,60 @@
-"""Errors, and how they are shown.
+"""Every pgmagic error, and the one place that turns an error into what the user sees.
 
 The tree::
 
     PgMagicError                 our own errors: one line, no traceback
     ├── ParameterError           a $name is missing, or parameters are mixed
     ├── ConnectError             the database could not be reached
-    ├── OptionError              a magic option or subcommand is wrong
-    └── QueryCancelled           Ctrl-C reached a running query (also a KeyboardInterrupt)
+    ├── OptionError              a magic option, subcommand or setting is wrong
+    │   ├── TooManyRows          a result is larger than PgMagics.max_rows
+    │   └── StreamExpired        a --stream's connection closed before its end
+    └── ColumnTypeError          (also a ValueError) an exported value does not
+                                 fit its column's Arrow type
+    QueryCancelled               Ctrl-C reached a running query (a KeyboardInterrupt)
 
     asyncpg.PostgresError        errors from the server keep their asyncpg class
                                  (``asyncpg.UniqueViolationError`` stays catchable);
-                                 :func:`decorate` gives them a psql-style rendering.
+    asyncpg.InterfaceError,      :func:`render` gives them psql's rendering, or
+    TimeoutError, ...            one line naming the cause (DATABASE_ERRORS)
+
+    Internal signals, never shown: the caller takes another path.
+    UnsupportedColumnError       a column cannot go through binary COPY
+    ColumnMismatchError          a COPY stream did not match its columns
 
 IPython prints whatever ``_render_traceback_()`` returns instead of a traceback,
-so every error a user can cause carries one.  SQL errors never show Python frames.
+so every error a user can cause carries one: ours by class, the server's and
+asyncpg's from :func:`render`, which is the only function that renders errors.
+Where an error happened is recorded on it with :func:`blame`.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from pgmagic.sql.params import BoundStatement
 
 __all__ = [
+    "DATABASE_ERRORS",
+    "ColumnMismatchError",
+    "ColumnTypeError",
     "ConnectError",
     "OptionError",
     "ParameterError",
     "PgMagicError",
     "QueryCancelled",
+    "StreamExpired",
+    "TooManyRows",
+    "UnsupportedColumnError",
+    "blame",
     "decorate",
     "format_postgres_error",
+    "render",
 ]
 
 
@@ -178,3 +203,179 @@ def decorate(error: BaseException, lines: list[str]) -> BaseException:
     error._render_traceback_ = render  # type: ignore[attr-defined]
     error.__traceback__ = None
     return error
+
+
+# asyncpg's message when a dict or list meets a parameter the server typed as text.
+_UNTYPED_RE = re.compile(r"query argument (\$\w+): .*\(expected str, got (dict|list|tuple)\)")
+_UNKNOWN_TYPE_RE = re.compile(r"could not determine data type of parameter (\$\w+)")
+
+
+# Everything running statements can raise that render turns into a
+# psql-style message; callers catch exactly these and nothing else.
+DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
+_ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
+
+
+def render(error: BaseException, text: str | None = None) -> BaseException:
+    """Give an error what the user sees: psql's rendering, or one line.
+
+    Parameters
+    ----------
+    error : BaseException
+        A server error (with the statement :func:`blame` recorded), an
+        asyncpg client error, a timeout, or one of ours (which renders itself).
+    text : str, optional
+        The cell text the statement came from, for the caret.
+
+    Returns
+    -------
+    BaseException
+        The same error, decorated; raise it ``from None``.
+
+    Examples
+    --------
+    >>> render(OptionError("bad"))._render_traceback_()
+    ['OptionError: bad']
+    """
+    if isinstance(error, PgMagicError | QueryCancelled):
+        return error
+    bound: BoundStatement | None = getattr(error, "pgmagic_statement", None)
+    if isinstance(error, TimeoutError):
+        return decorate(
+            error,
+            [
+                "TimeoutError: statement cancelled on the server after the command timeout "
+                "(%config PgMagics.command_timeout)"
+            ],
+        )
+    names = bound.names if bound is not None else ()
+
+    def name_of(match: re.Match[str]) -> str:
+        i = int(match.group(2)) - 1
+        return f"{match.group(1)}${names[i]}" if i < len(names) and names[i] else match.group(0)
+
+    if isinstance(error, asyncpg.PostgresError) and not isinstance(
+        error, asyncpg.PostgresConnectionError
+    ):
+        if names:
+            error.message = _ARGUMENT_RE.sub(name_of, getattr(error, "message", None) or str(error))
+        position = getattr(error, "position", None)
+        query, index = None, None
+        if position and bound is not None:
+            query = text if text is not None else bound.source.text
+            index = bound.source_position(int(position) - 1)
+            if text is None:
+                index -= bound.source.offset
+        lines = format_postgres_error(error, query, index)
+        if isinstance(error, asyncpg.InFailedSQLTransactionError) and not getattr(
+            error, "hint", None
+        ):
+            lines.append(
+                "HINT:  An earlier statement failed (or was cancelled) inside this "
+                "transaction: run ROLLBACK, or ROLLBACK TO SAVEPOINT, to continue."
+            )
+        untyped = _UNKNOWN_TYPE_RE.search(lines[0])
+        if untyped and not getattr(error, "hint", None):
+            lines.append(
+                f"HINT:  Nothing in the statement says what {untyped.group(1)} is: add a cast, "
+                f"e.g. {untyped.group(1)}::text or {untyped.group(1)}::int"
+            )
+        typed = _UNTYPED_RE.search(lines[0])
+        if typed:
+            cast = "::jsonb" if typed.group(2) == "dict" else "::text[] (or ::int[], ...)"
+            lines.append(
+                f"HINT:  PostgreSQL read {typed.group(1)} as text here; say what it is "
+                f"with a cast, e.g. {typed.group(1)}{cast}"
+            )
+        return decorate(error, lines)
+    message = _ARGUMENT_RE.sub(name_of, str(error))
+    if isinstance(
+        error,
+        asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError,
+    ):
+        message += " (the connection was lost; the next cell reconnects)"
+    return decorate(error, [f"{type(error).__name__}: {message}"])
+
+
+class TooManyRows(OptionError):
+    """A result is larger than ``PgMagics.max_rows`` allows."""
+
+
+class StreamExpired(OptionError):
+    """The stream's connection closed before it was read to the end."""
+
+
+class UnsupportedColumnError(Exception):
+    """A result column cannot go through binary COPY; use the record path.
+
+    Raised before anything is sent to the server.
+
+    Parameters
+    ----------
+    column : str
+        The column's name ("" when the whole path is unavailable).
+    type_name : str
+        The column's type as asyncpg names it.
+    """
+
+    def __init__(self, column: str, type_name: str) -> None:
+        self.column = column
+        self.type_name = type_name
+        super().__init__(f"column {column!r} of type {type_name} is not supported by the COPY path")
+
+
+class ColumnTypeError(PgMagicError, ValueError):
+    """A value does not fit the Arrow type its column was given.
+
+    An export fixes its schema from the first batch (the scale and width of
+    decimals, the dimensions of arrays); a later value that needs more is
+    refused rather than silently rounded.
+
+    Parameters
+    ----------
+    column : str
+        The column's name.
+    detail : str
+        What did not fit.
+    """
+
+    def __init__(self, column: str, detail: str) -> None:
+        self.column = column
+        super().__init__(f"column {column!r}: {detail}")
+
+
+class ColumnMismatchError(Exception):
+    """The COPY stream did not match the columns it was decoded for.
+
+    The statement was prepared before its tables changed (a stale cached
+    statement).  The query ran to its end and its rows were dropped; the
+    session and its transaction are as they were.  Prepare again and retry,
+    or take the record path.
+    """
+
+
+def blame(error: BaseException, statement: Any, position: int | None = None) -> None:
+    """Record on an error which statement raised it, for :func:`render`'s caret.
+
+    The first record wins: an error passing through several layers keeps the
+    statement nearest to where it happened.
+
+    Parameters
+    ----------
+    error : BaseException
+    statement : BoundStatement
+        The statement as bound.
+    position : int, optional
+        The 1-based position in the statement's SQL, replacing the server's
+        (for SQL that was rewritten before it was sent, such as COPY's).
+    """
+    if getattr(error, "pgmagic_statement", None) is not None:
+        return
+    if position is not None:
+        error.position = str(position)  # type: ignore[attr-defined]
+    error.pgmagic_statement = statement  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import pytest
 def _server_dsn() -> str:
     if os.environ.get("PGMAGIC_TEST_DSN"):
         return os.environ["PGMAGIC_TEST_DSN"]
-    from pgmagic import embedded
+    from pgmagic.runtime import embedded
 
     return embedded.start().dsn
 
@@ -67,7 +67,7 @@ def ip() -> Iterator[Any]:
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    from pgmagic.runtime import default_runtime
+    from pgmagic.runtime.loop import default_runtime
 
     runtime = default_runtime(create=False)
     if runtime is not None:

@@ -1,0 +1,437 @@
+"""The Python side of the binary COPY encoder (``_pgencode``) used by loads.
+
+Each column of a chunk becomes its binary values: numpy for fixed-width
+types, Arrow buffers for text, and the C encoder for objects and for the
+interleaving into rows.  A column that cannot be written exactly as the
+server would read its CSV text gets no binary plan, and the load goes as CSV.
+Also here: the PostgreSQL type ``--create`` gives each pandas dtype.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+__all__ = [
+    "CHUNK_ROWS",
+    "Target",
+    "binary_chunks",
+    "binary_plan",
+    "json_bytes",
+    "pg_type_for",
+    "pgencode",
+]
+
+try:
+    from pgmagic import _pgencode as pgencode
+except ImportError:  # a pure-Python build (PGMAGIC_NO_EXT=1): loads send CSV
+    pgencode = None  # type: ignore[assignment]
+
+# Small enough that converting one chunk overlaps the server parsing the last.
+CHUNK_ROWS = 25_000
+
+
+# ---------------------------------------------------------------- binary COPY
+class _Kind(enum.IntEnum):
+    """Column kinds of ``_pgencode.c`` (keep the numbers in sync)."""
+
+    FIXED1 = 1  # numpy values + mask: bool
+    FIXED2 = 2  # int2
+    FIXED4 = 3  # int4, float4, date as days since 2000-01-01
+    FIXED8 = 4  # int8, float8, timestamp[tz] as microseconds since 2000-01-01
+    INTERVAL = 5  # int64 microseconds
+    NUMERIC_I64 = 6
+    NUMERIC_U64 = 7
+    ARROW_TEXT = 8  # Arrow string buffers: text, varchar, bpchar, json
+    ARROW_JSONB = 9
+    BOOL = 10  # object ndarrays, by target type
+    INT2 = 11
+    INT4 = 12
+    INT8 = 13
+    FLOAT8 = 14
+    NUMERIC = 15
+    TEXT = 16
+    BYTEA = 17
+    UUID = 18
+    DATE = 19
+    TIME = 20
+    JSON = 21
+    JSONB = 22
+    ARRAY = 23
+
+
+# Built-in type OIDs, fixed in PostgreSQL's catalog.
+_BOOL, _BYTEA, _INT8, _INT2, _INT4, _TEXT, _JSON = 16, 17, 20, 21, 23, 25, 114
+
+
+_FLOAT4, _FLOAT8, _BPCHAR, _VARCHAR, _DATE, _TIME = 700, 701, 1042, 1043, 1082, 1083
+
+
+_TIMESTAMP, _TIMESTAMPTZ, _INTERVAL, _NUMERIC, _UUID, _JSONB = 1114, 1184, 1186, 1700, 2950, 3802
+
+
+_TEXTS = (_TEXT, _VARCHAR, _BPCHAR)
+
+
+# Object columns and list elements: the encoder for the target type.
+_OBJECT_KINDS = {
+    _BOOL: _Kind.BOOL, _INT2: _Kind.INT2, _INT4: _Kind.INT4, _INT8: _Kind.INT8,
+    _FLOAT8: _Kind.FLOAT8, _NUMERIC: _Kind.NUMERIC, _TEXT: _Kind.TEXT, _VARCHAR: _Kind.TEXT,
+    _BPCHAR: _Kind.TEXT, _BYTEA: _Kind.BYTEA, _UUID: _Kind.UUID, _DATE: _Kind.DATE,
+    _TIME: _Kind.TIME, _JSON: _Kind.JSON, _JSONB: _Kind.JSONB,
+}  # fmt: skip
+
+
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, in microseconds since 1970
+
+
+_PG_EPOCH_DAYS = 10_957
+
+
+_TIMESTAMP_MIN_US = -210_866_803_200_000_000  # 4714-11-24 BC, the server's first instant
+
+
+_US_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+_US_PER_DAY = 86_400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A table column's type, as the encoder needs it."""
+
+    oid: int
+    elem_oid: int  # arrays: the element type's OID; 0 otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class _BinaryColumn:
+    """How a DataFrame column becomes a table column's binary values."""
+
+    kind: _Kind
+    # a chunk of the column -> the buffers pgencode reads for this kind
+    take: Callable[[pd.Series], tuple[Any, ...]]
+    elem_kind: int = 0
+    elem_oid: int = 0
+
+
+def _mask(part: pd.Series) -> np.ndarray | None:
+    mask = part.isna().to_numpy()
+    return mask.view(np.uint8) if mask.any() else None
+
+
+def _take_bools(part: pd.Series) -> tuple[Any, ...]:
+    return np.ascontiguousarray(part.to_numpy(dtype=np.uint8, na_value=0)), _mask(part)
+
+
+def _take_ints(native: np.dtype[Any], out: type[np.integer[Any]]) -> Callable[..., tuple[Any, ...]]:
+    info = np.iinfo(out)
+
+    def take(part: pd.Series) -> tuple[Any, ...]:
+        values = part.to_numpy(dtype=native, na_value=0)
+        if len(values) and (int(values.min()) < info.min or int(values.max()) > info.max):
+            raise pgencode.Unencodable(f"integer out of range for {np.dtype(out)}")
+        return np.ascontiguousarray(values, dtype=out), _mask(part)
+
+    return take
+
+
+def _take_floats(out: type[np.floating[Any]]) -> Callable[..., tuple[Any, ...]]:
+    def take(part: pd.Series) -> tuple[Any, ...]:
+        return np.ascontiguousarray(part.to_numpy(dtype=out, na_value=np.nan)), _mask(part)
+
+    return take
+
+
+def _take_datetimes(unit: str, date: bool) -> Callable[..., tuple[Any, ...]]:
+    def take(part: pd.Series) -> tuple[Any, ...]:
+        # a tz-aware column gives its UTC instants: what the CSV path writes
+        raw = part.to_numpy(dtype=f"datetime64[{unit}]").view(np.int64)
+        mask = _mask(part)
+        if unit == "ns":
+            # the server rounds text to microseconds, half to even
+            micros, rest = np.divmod(raw, 1000)
+            micros += (rest > 500) | ((rest == 500) & (micros % 2 == 1))
+        else:
+            scale = _US_PER_UNIT[unit]
+            valid = raw if mask is None else raw[mask == 0]
+            if len(valid) and (
+                int(valid.min()) < _TIMESTAMP_MIN_US // scale
+                or int(valid.max()) > np.iinfo(np.int64).max // scale
+            ):
+                raise pgencode.Unencodable("timestamp out of range")
+            micros = raw * scale
+        if date:  # a date column takes the day, as date_in does from timestamp text
+            return (micros // _US_PER_DAY - _PG_EPOCH_DAYS).astype(np.int32), mask
+        return micros - _PG_EPOCH_US, mask
+
+    return take
+
+
+def _take_timedeltas(part: pd.Series) -> tuple[Any, ...]:
+    # the conversion the CSV path makes, so both round alike
+    micros = part.to_numpy(dtype="timedelta64[us]").view(np.int64)
+    return np.ascontiguousarray(micros), _mask(part)
+
+
+def _take_arrow(part: pd.Series) -> tuple[Any, ...]:
+    import pyarrow as pa
+
+    try:
+        array = pa.array(part, from_pandas=True)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+    except pa.ArrowException as error:
+        raise pgencode.Unencodable(str(error)) from None
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise pgencode.Unencodable(f"{array.type} is not text")
+    validity, offsets, data = array.buffers()
+    width = 4 if pa.types.is_string(array.type) else 8
+    return offsets, width, array.offset, b"" if data is None else data, validity
+
+
+def _take_objects(part: pd.Series) -> tuple[Any, ...]:
+    return (np.ascontiguousarray(part.to_numpy(dtype=object)),)
+
+
+def _binary_column(series: pd.Series, target: Target | None) -> _BinaryColumn | None:
+    """The binary encoding of a column into a table column, or None (send CSV)."""
+    if target is None:
+        return None
+    oid = target.oid
+    dtype: Any = series.dtype  # numpy or pandas: checked by kind below
+    if pd.api.types.is_object_dtype(dtype):
+        if target.elem_oid:
+            elem = _OBJECT_KINDS.get(target.elem_oid)
+            if elem is None or elem in (_Kind.JSON, _Kind.JSONB):
+                return None
+            return _BinaryColumn(_Kind.ARRAY, _take_objects, elem, target.elem_oid)
+        kind = _OBJECT_KINDS.get(oid)
+        return None if kind is None else _BinaryColumn(kind, _take_objects)
+    if target.elem_oid:
+        return None
+    if isinstance(dtype, pd.CategoricalDtype) and not pd.api.types.is_string_dtype(
+        dtype.categories.dtype
+    ):
+        return None
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+        if oid in (*_TEXTS, _JSON):
+            return _BinaryColumn(_Kind.ARROW_TEXT, _take_arrow)
+        if oid == _JSONB:
+            return _BinaryColumn(_Kind.ARROW_JSONB, _take_arrow)
+        if oid == _UUID and not isinstance(dtype, pd.CategoricalDtype):
+            return _BinaryColumn(_Kind.UUID, _take_objects)
+        return None
+    if pd.api.types.is_bool_dtype(dtype):
+        return _BinaryColumn(_Kind.FIXED1, _take_bools) if oid == _BOOL else None
+    if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
+        return _number_column(np.dtype(getattr(dtype, "numpy_dtype", dtype)), oid)
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        unit = dtype.unit if isinstance(dtype, pd.DatetimeTZDtype) else np.datetime_data(dtype)[0]
+        if unit not in ("s", "ms", "us", "ns"):
+            return None
+        if oid in (_TIMESTAMP, _TIMESTAMPTZ):
+            return _BinaryColumn(_Kind.FIXED8, _take_datetimes(unit, date=False))
+        if oid == _DATE:
+            return _BinaryColumn(_Kind.FIXED4, _take_datetimes(unit, date=True))
+        return None
+    if pd.api.types.is_timedelta64_dtype(dtype) and oid == _INTERVAL:
+        return _BinaryColumn(_Kind.INTERVAL, _take_timedeltas)
+    return None
+
+
+def _number_column(native: np.dtype[Any], oid: int) -> _BinaryColumn | None:
+    ints: dict[int, tuple[_Kind, type[np.integer[Any]]]] = {
+        _INT2: (_Kind.FIXED2, np.int16),
+        _INT4: (_Kind.FIXED4, np.int32),
+        _INT8: (_Kind.FIXED8, np.int64),
+    }
+    if native.kind in "iu":
+        if oid in ints:
+            kind, out = ints[oid]
+            return _BinaryColumn(kind, _take_ints(native, out))
+        if oid == _FLOAT4 and native.itemsize <= 2:  # exact in float32
+            return _BinaryColumn(_Kind.FIXED4, _take_floats(np.float32))
+        if oid == _FLOAT8:
+            return _BinaryColumn(_Kind.FIXED8, _take_floats(np.float64))
+        if oid == _NUMERIC and native == np.uint64:
+            return _BinaryColumn(_Kind.NUMERIC_U64, _take_ints(native, np.uint64))
+        if oid == _NUMERIC:
+            return _BinaryColumn(_Kind.NUMERIC_I64, _take_ints(native, np.int64))
+        return None
+    if oid == _FLOAT4 and native.itemsize <= 4:
+        return _BinaryColumn(_Kind.FIXED4, _take_floats(np.float32))
+    if oid == _FLOAT8:
+        return _BinaryColumn(_Kind.FIXED8, _take_floats(np.float64))
+    return None
+
+
+def binary_plan(frame: pd.DataFrame, targets: dict[str, Target]) -> list[_BinaryColumn] | None:
+    """Each column's binary encoding, or None when any column must go as CSV."""
+    if pgencode is None:
+        return None
+    plan = []
+    for i, name in enumerate(frame.columns):
+        column = _binary_column(frame.iloc[:, i], targets.get(str(name)))
+        if column is None:
+            return None
+        plan.append(column)
+    return plan
+
+
+def binary_chunks(
+    frames: Iterator[pd.DataFrame], targets: dict[str, Target]
+) -> Iterator[tuple[bytes, int]]:
+    """Binary COPY rows for each frame, with their row counts.
+
+    Parameters
+    ----------
+    frames : iterator of DataFrame
+    targets : dict
+        The table's columns by name.
+
+    Yields
+    ------
+    (bytes, int)
+
+    Raises
+    ------
+    _pgencode.Unencodable
+        A value cannot be written exactly; the caller restarts as CSV.
+    """
+    for frame in frames:
+        plan = binary_plan(frame, targets)
+        if plan is None:
+            raise pgencode.Unencodable("a later batch has other column types")
+        encoder = pgencode.Encoder(
+            bytes(c.kind for c in plan),
+            bytes(c.elem_kind for c in plan),
+            tuple(c.elem_oid for c in plan),
+            missing=(pd.NA, pd.NaT),
+            uuid_type=uuid.UUID,
+            decimal_type=Decimal,
+            json_dumps=orjson.dumps,
+            json_one=json_bytes,
+        )
+        columns = [frame.iloc[:, i] for i in range(frame.shape[1])]
+        for start in range(0, len(frame), CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, len(frame))
+            try:
+                parts = [c.take(s.iloc[start:stop]) for c, s in zip(plan, columns, strict=True)]
+            except (TypeError, ValueError, OverflowError) as error:
+                # a conversion pandas or numpy refuses (an unusual dtype): CSV decides
+                raise pgencode.Unencodable(str(error)) from error
+            yield encoder.encode(parts, stop - start), stop - start
+
+
+def _first(values: pd.Series) -> Any:
+    # block by block: dropna() over a million objects costs more than the load's setup
+    for start in range(0, len(values), 1024):
+        non_null = values.iloc[start : start + 1024].dropna()
+        if len(non_null):
+            return non_null.iloc[0]
+    return None
+
+
+_LIST_TYPES = {str: "text[]", int: "bigint[]", float: "double precision[]", bool: "boolean[]"}
+
+
+def pg_type_for(series: pd.Series) -> str:
+    """The PostgreSQL column type ``--create`` gives a pandas column.
+
+    Parameters
+    ----------
+    series : pandas.Series
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> pg_type_for(pd.Series([1, None], dtype="Int32"))
+    'integer'
+    """
+    dtype = series.dtype
+    name = str(dtype)
+    by_name = {
+        "int8": "smallint", "Int8": "smallint", "int16": "smallint", "Int16": "smallint",
+        "uint8": "smallint", "UInt8": "smallint",
+        "int32": "integer", "Int32": "integer", "uint16": "integer", "UInt16": "integer",
+        "int64": "bigint", "Int64": "bigint", "uint32": "bigint", "UInt32": "bigint",
+        "uint64": "numeric(20)", "UInt64": "numeric(20)",
+        "float32": "real", "Float32": "real", "float64": "double precision",
+        "Float64": "double precision", "bool": "boolean", "boolean": "boolean",
+    }  # fmt: skip
+    if name in by_name:
+        return by_name[name]
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "timestamptz"
+    if pd.api.types.is_datetime64_dtype(dtype):
+        if name == "datetime64[s]" and _all_midnight(series):
+            return "date"
+        return "timestamp"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "interval"
+    if isinstance(dtype, pd.CategoricalDtype) or (
+        pd.api.types.is_string_dtype(dtype) and name != "object"
+    ):
+        return "text"
+    sample = _first(series)
+    if isinstance(sample, bool):
+        return "boolean"
+    if isinstance(sample, Decimal):
+        return "numeric"
+    if isinstance(sample, dict):
+        return "jsonb"
+    if isinstance(sample, list | tuple):
+        kinds = {type(v) for v in sample if v is not None}
+        return _LIST_TYPES.get(next(iter(kinds)), "jsonb") if len(kinds) == 1 else "jsonb"
+    if isinstance(sample, uuid.UUID):
+        return "uuid"
+    if isinstance(sample, bytes | bytearray | memoryview):
+        return "bytea"
+    if isinstance(sample, dt.datetime):
+        return "timestamptz" if sample.tzinfo else "timestamp"
+    if isinstance(sample, dt.date):
+        return "date"
+    if isinstance(sample, dt.time):
+        return "time"
+    return "text"
+
+
+def _all_midnight(series: pd.Series) -> bool:
+    values = series.dropna().to_numpy(dtype="datetime64[s]").astype("int64")
+    return bool(len(values)) and bool((values % 86400 == 0).all())
+
+
+def json_bytes(value: Any) -> bytes:
+    """A value as JSON text, as ``json`` and ``jsonb`` columns take it.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bytes
+    """
+    # orjson is several times faster than json.dumps; it refuses what JSON
+    # cannot hold natively (Decimal, big ints), which json.dumps handles.
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, default=str).encode()

@@ -1,0 +1,271 @@
+"""Big results, a chunk at a time, through a server-side cursor.
+
+A :class:`Stream` holds a pool connection of its own (never the session) with a
+transaction open, because cursors live in transactions.  It hands out one
+DataFrame per ``chunksize`` rows, so only one chunk is in memory at a time, and
+it ends its transaction as soon as it is exhausted, closed, garbage-collected,
+interrupted, or the runtime closes.  As a last guard against a forgotten stream
+keeping a backend "idle in transaction", the transaction carries an
+``idle_in_transaction_session_timeout``.
+
+Use it as an iterator in plain code (each step waits on the runtime loop and
+Ctrl-C cancels on the server) or as an async iterator with ``async for``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import pandas as pd
+
+from pgmagic.errors import (
+    DATABASE_ERRORS,
+    OptionError,
+    QueryCancelled,
+    StreamExpired,
+    blame,
+    render,
+)
+from pgmagic.results import frames
+from pgmagic.results.execute import TypeCategories
+from pgmagic.runtime.loop import Runtime
+from pgmagic.sql.params import BoundStatement
+
+__all__ = ["Stream", "StreamExpired", "StreamState"]
+
+DEFAULT_CHUNKSIZE = 50_000
+
+
+class StreamState(enum.Enum):
+    """Where a stream is in its life."""
+
+    NEW = "not started"
+    OPEN = "open"
+    DONE = "exhausted"
+    CLOSED = "closed"
+
+
+@dataclass
+class _Cursor:
+    """Everything the loop thread owns for one stream (no reference to the Stream)."""
+
+    runtime: Any = None
+    pool: Any = None
+    conn: Any = None
+    cursor: Any = None
+    columns: list[frames.Column] = field(default_factory=list)
+
+    async def close(self, commit: bool) -> None:
+        conn, self.conn, self.cursor = self.conn, None, None
+        if conn is None:
+            return
+        # A connection the server closed may already be back in the pool (asyncpg
+        # releases it when it learns of the close), and then every call raises
+        # InterfaceError; the pool discards broken connections itself.
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            await conn.execute("COMMIT" if commit else "ROLLBACK")
+        self.runtime.detach_log(conn)
+        with contextlib.suppress(asyncpg.InterfaceError):
+            await self.pool.release(conn)
+
+
+def _abandon(runtime: Runtime, state: _Cursor) -> None:
+    # Runs when a Stream is garbage-collected without being closed.
+    if state.conn is not None and not runtime.closed:
+        with contextlib.suppress(Exception):
+            runtime.submit(state.close(commit=False))
+
+
+class Stream:
+    """An iterator of DataFrames over a server-side cursor.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    bound : BoundStatement
+        The query, with its values.
+    chunksize : int
+        Rows per DataFrame.
+    numeric_as_float : bool
+        Give ``numeric`` as ``float64``.
+    idle_timeout : float
+        Seconds the stream's transaction may sit idle before the server ends
+        it (0: never).
+
+    Examples
+    --------
+    >>> for df in pgmagic.stream("SELECT * FROM events", chunksize=100_000):  # doctest: +SKIP
+    ...     process(df)
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        bound: BoundStatement,
+        *,
+        chunksize: int = DEFAULT_CHUNKSIZE,
+        numeric_as_float: bool = False,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        if chunksize < 1:
+            raise OptionError(f"chunksize must be at least 1, got {chunksize}")
+        self._runtime = runtime
+        self._bound = bound
+        self.chunksize = chunksize
+        self._numeric_as_float = numeric_as_float
+        self._idle_timeout = idle_timeout
+        self._cursor = _Cursor()
+        self.state = StreamState.NEW
+        self.rows = 0
+        self.chunks = 0
+        self._finalizer = weakref.finalize(self, _abandon, runtime, self._cursor)
+        runtime.track(self)
+
+    @property
+    def columns(self) -> list[frames.Column]:
+        """The result's columns (known once the stream is open)."""
+        return self._cursor.columns
+
+    # ---------------------------------------------------------------- loop side
+    async def _open(self) -> None:
+        state = self._cursor
+        state.runtime = self._runtime
+        state.pool = await self._runtime.pool()
+        state.conn = await state.pool.acquire()
+        self._runtime.attach_log(state.conn)
+        try:
+            await state.conn.execute("BEGIN")
+            await self._runtime.apply_carried_settings(state.conn)
+            if self._idle_timeout > 0:
+                milliseconds = int(self._idle_timeout * 1000)
+                await state.conn.execute(
+                    f"SET LOCAL idle_in_transaction_session_timeout = {milliseconds}"
+                )
+            stmt = await state.conn.prepare(self._bound.sql)
+            if not stmt.get_attributes():
+                raise OptionError("streaming needs a statement that returns rows")
+            state.columns = await TypeCategories().columns(state.conn, stmt.get_attributes())
+            state.cursor = await stmt.cursor(*self._bound.args)
+        except BaseException as error:
+            await asyncio.shield(state.close(commit=False))
+            if isinstance(error, asyncpg.PostgresError):
+                blame(error, self._bound)
+            raise
+
+    async def _fetch(self) -> list[Any] | None:
+        if self.state is StreamState.NEW:
+            await self._open()
+            self.state = StreamState.OPEN
+        if self.state is not StreamState.OPEN:
+            return None
+        try:
+            records: list[Any] = await self._cursor.cursor.fetch(self.chunksize)
+        except BaseException as error:
+            self.state = StreamState.CLOSED
+            await asyncio.shield(self._cursor.close(commit=False))
+            lost = (
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.IdleInTransactionSessionTimeoutError,
+                ConnectionError,
+            )
+            if isinstance(error, lost):
+                raise StreamExpired(
+                    "the stream's connection was closed: it sat unread longer than "
+                    f"PgMagics.stream_idle_timeout ({self._idle_timeout:g} s), or the server "
+                    "ended it; run the query again"
+                ) from None
+            if isinstance(error, asyncpg.PostgresError):
+                blame(error, self._bound)
+            raise
+        if len(records) < self.chunksize:
+            self.state = StreamState.DONE
+            await self._cursor.close(commit=True)
+        return records or None
+
+    async def aclose(self) -> None:
+        """End the stream's transaction and give its connection back (idempotent)."""
+        if self.state in (StreamState.NEW, StreamState.OPEN):
+            self.state = StreamState.CLOSED
+            await self._cursor.close(commit=False)
+
+    # --------------------------------------------------------------- user side
+    def _frame(self, records: list[Any]) -> pd.DataFrame:
+        self.rows += len(records)
+        self.chunks += 1
+        return frames.records_to_frame(
+            self._cursor.columns, records, numeric_as_float=self._numeric_as_float
+        )
+
+    def open(self) -> Stream:
+        """Start the query now, so errors show where the stream was made.
+
+        Returns
+        -------
+        Stream
+            ``self``.
+        """
+        if self.state is StreamState.NEW:
+            self._wait(self._open())
+            self.state = StreamState.OPEN
+        return self
+
+    def _wait(self, coro: Any) -> Any:
+        try:
+            return self._runtime.run(coro)
+        except QueryCancelled:
+            self.state = StreamState.CLOSED
+            self._runtime.run(self._cursor.close(commit=False))
+            raise
+        except DATABASE_ERRORS as error:
+            raise render(error) from None
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return self
+
+    def __next__(self) -> pd.DataFrame:
+        records = self._wait(self._fetch())
+        if records is None:
+            raise StopIteration
+        return self._frame(records)
+
+    def __aiter__(self) -> AsyncIterator[pd.DataFrame]:
+        return self
+
+    async def __anext__(self) -> pd.DataFrame:
+        try:
+            records = await asyncio.wrap_future(self._runtime.submit(self._fetch()))
+        except DATABASE_ERRORS as error:
+            raise render(error) from None
+        if records is None:
+            raise StopAsyncIteration
+        return self._frame(records)
+
+    def close(self) -> None:
+        """End the stream now (rolls back its transaction); safe to call twice."""
+        if self.state in (StreamState.NEW, StreamState.OPEN) and not self._runtime.closed:
+            self._runtime.run(self.aclose())
+        self.state = StreamState.CLOSED
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        sql = " ".join(self._bound.source.text.split())
+        if len(sql) > 60:
+            sql = sql[:57] + "..."
+        return (
+            f"<pgmagic.Stream {self.state.value}: {sql!r}, chunksize={self.chunksize:,}, "
+            f"{self.chunks} chunk{'' if self.chunks == 1 else 's'} / "
+            f"{self.rows:,} row{'' if self.rows == 1 else 's'} read>"
+        )

@@ -1,0 +1,136 @@
+"""``%config PgMagics.<name> = value``: the configuration traits, checked when set.
+
+Connection settings keep their defaults in one place,
+:class:`pgmagic.runtime.connect.Settings`; the traits start from those and
+hand every change to the runtime.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from IPython.core.magic import Magics
+from traitlets import Bool, Float, Int, TraitError, observe, validate
+from traitlets import Callable as CallableTrait
+
+from pgmagic.errors import OptionError
+from pgmagic.live.listener import listener_for
+from pgmagic.runtime.connect import Settings
+from pgmagic.runtime.loop import Runtime
+
+__all__ = ["Configuration"]
+
+_CONNECTION = (
+    "pool_min_size",
+    "pool_max_size",
+    "max_inactive_connection_lifetime",
+    "command_timeout",
+    "connect_timeout",
+    "init",
+)
+_AT_LEAST_ONE = ("pool_max_size", "connect_timeout", "notify_history")
+
+
+class Configuration(Magics):
+    """The traits of ``PgMagics``; see ``%config PgMagics``."""
+
+    displaylimit = Int(
+        20,
+        allow_none=True,
+        help="Rows shown in a result's table (None: all; the DataFrame holds all).",
+    ).tag(config=True)
+    numeric_as_float = Bool(
+        False, help="Give numeric columns as float64 instead of Decimal objects."
+    ).tag(config=True)
+    pool_min_size = Int(
+        Settings.pool_min_size, help="Connections the pool keeps open at least."
+    ).tag(config=True)
+    pool_max_size = Int(Settings.pool_max_size, help="Connections the pool opens at most.").tag(
+        config=True
+    )
+    max_inactive_connection_lifetime = Float(
+        Settings.max_inactive_connection_lifetime, help="Seconds an idle pool connection lives."
+    ).tag(config=True)
+    command_timeout = Float(
+        Settings.command_timeout,
+        allow_none=True,
+        help="Seconds before a statement is cancelled (None: no limit).",
+    ).tag(config=True)
+    connect_timeout = Float(Settings.connect_timeout, help="Seconds to wait for a connection.").tag(
+        config=True
+    )
+    init = CallableTrait(
+        Settings.init,
+        allow_none=True,
+        help="async def init(conn): run on every new connection (e.g. set_type_codec).",
+    ).tag(config=True)
+    max_rows = Int(
+        0,
+        help="Stop a %%pg result that would exceed this many rows, pointing to --stream "
+        "and --to (0: no limit).",
+    ).tag(config=True)
+    stream_idle_timeout = Float(
+        300.0,
+        help="Seconds a --stream cursor may sit unread before the server ends its "
+        "transaction (0: never).",
+    ).tag(config=True)
+    notify_history = Int(
+        10_000,
+        help="Notifications kept for the feed, the panel and notification_log(); "
+        "older ones are dropped, and counted.",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any, runtime: Runtime, **kwargs: Any) -> None:
+        # Set first: configuration made earlier with %config is applied while the
+        # base class initialises, and the observers below hand it to the runtime.
+        self.runtime = runtime
+        super().__init__(shell, **kwargs)
+        self._sync_settings()
+
+    @observe(*_CONNECTION)
+    def _settings_changed(self, change: Any) -> None:
+        self._sync_settings()
+
+    @validate(*_CONNECTION, "displaylimit", "max_rows", "stream_idle_timeout", "notify_history")
+    def _check(self, proposal: Any) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        if name == "init":
+            if value is not None and not inspect.iscoroutinefunction(value):
+                self._refuse(name, "must be an async function: async def init(conn): ...")
+            return value
+        if value is None:
+            return value
+        smallest = 1 if name in _AT_LEAST_ONE else 0
+        if value < smallest:
+            self._refuse(name, f"must be at least {smallest}, got {value}")
+        return value
+
+    def _refuse(self, name: str, reason: str) -> None:
+        # %config stores a value in the shell's configuration before handing it
+        # over; a refused one must not stay there, or every later %load_ext of
+        # pgmagic would fail on it.
+        for config in (self.config, getattr(self.shell, "config", None)):
+            section = config.get("PgMagics") if config is not None else None
+            if section is not None and name in section:
+                del section[name]
+        raise TraitError(f"PgMagics.{name} {reason}")
+
+    @observe("notify_history")
+    def _notify_history_changed(self, change: Any) -> None:
+        # Configuration loaded by __init__ arrives before self.runtime exists;
+        # the extension's load hands that value to the log.
+        if hasattr(self, "runtime"):
+            listener_for(self.runtime).log.resize(change["new"])
+
+    def _sync_settings(self) -> None:
+        if (
+            self.pool_min_size < 0
+            or self.pool_max_size < 1
+            or self.pool_min_size > self.pool_max_size
+        ):
+            raise OptionError("need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1")
+        settings = self.runtime.settings
+        for name in _CONNECTION:
+            setattr(settings, name, getattr(self, name))
+        settings.command_timeout = self.command_timeout or None

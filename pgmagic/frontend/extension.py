@@ -1,0 +1,92 @@
+"""``%load_ext pgmagic`` and ``%unload_ext pgmagic``: magics, result formatters, the panel.
+
+Loading registers the magics on the shell and teaches its formatters to draw
+the DataFrames a cell returned with their footer (every other DataFrame
+displays as pandas draws it).  Unloading closes every connection and undoes
+all of it, so a reload starts clean.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pgmagic.frontend import feed, tables
+from pgmagic.frontend.magics import PgMagics
+from pgmagic.runtime.loop import default_runtime
+
+__all__ = ["load", "unload"]
+
+# Per shell: the magics, and the DataFrame printers found before ours.
+_loaded: dict[int, tuple[PgMagics, Any, Any]] = {}
+
+
+def load(shell: Any) -> None:
+    """Register the magics and the result formatters on a shell.
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell
+    """
+    runtime = default_runtime()
+    assert runtime is not None
+    magics = PgMagics(shell, runtime)
+    shell.register_magics(magics)
+    formatters = shell.display_formatter.formatters
+    html_formatter = formatters["text/html"]
+    text_formatter = formatters["text/plain"]
+    previous_html = html_formatter.type_printers.get(pd.DataFrame)
+    previous_text = text_formatter.type_printers.get(pd.DataFrame)
+
+    def as_html(frame: pd.DataFrame) -> str | None:
+        info = tables.info_for(frame)
+        if info is not None:
+            return tables.html(frame, info)
+        if previous_html is not None:
+            chained: str | None = previous_html(frame)
+            return chained
+        untyped: Any = frame  # pandas-stubs reads _repr_html_ as a column name
+        html: str | None = untyped._repr_html_()
+        return html
+
+    def as_text(frame: pd.DataFrame, printer: Any, cycle: bool) -> None:
+        info = tables.info_for(frame)
+        if info is not None:
+            printer.text(tables.text(frame, info))
+        elif previous_text is not None:
+            previous_text(frame, printer, cycle)
+        else:
+            printer.text(repr(frame))
+
+    html_formatter.for_type(pd.DataFrame, as_html)
+    text_formatter.for_type(pd.DataFrame, as_text)
+    _loaded[id(shell)] = (magics, previous_html, previous_text)
+    feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
+
+
+def unload(shell: Any) -> None:
+    """Close the runtime and restore the formatters.
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell
+    """
+    entry = _loaded.pop(id(shell), None)
+    if entry is None:
+        return
+    magics, previous_html, previous_text = entry
+    formatters = shell.display_formatter.formatters
+    for mime, previous in (("text/html", previous_html), ("text/plain", previous_text)):
+        formatter = formatters[mime]
+        formatter.type_printers.pop(pd.DataFrame, None)
+        if previous is not None:
+            formatter.for_type(pd.DataFrame, previous)
+    feed.close_panel(magics.runtime)
+    magics.runtime.close()
+    # register_magics also made it a configurable of the shell; an unloaded
+    # instance must not keep answering %config.
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
+    shell.magics_manager.magics["line"].pop("pg", None)
+    shell.magics_manager.magics["cell"].pop("pg", None)

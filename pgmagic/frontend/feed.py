@@ -1,0 +1,394 @@
+"""Views of the listener: the feed widget in a cell, and the JupyterLab panel's comm.
+
+Both are :class:`~pgmagic.live.listener.Sink` objects: the listener calls their
+``update`` from the runtime's loop thread at most every 50 ms, and each pulls
+what is new from the notification log.  Frontend messages (Clear, Pause,
+``hello``, ``export``) arrive on the kernel's main thread, so every trait write
+and every comm send takes the view's lock.
+
+The panel protocol is ``labextension/INTEGRATION.md`` section 6: one
+``pgmagic.panel`` comm per kernel, opened on ``%load_ext``; ``snapshot`` on open
+and on ``hello``; ``batch`` updates whose ``seq`` only grows; ``export``
+answered by ``exported`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import collections
+import keyword
+import pathlib
+import threading
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any
+
+import anywidget
+import comm
+import traitlets
+
+from pgmagic.errors import OptionError
+from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
+from pgmagic.live.log import Gap, NotificationLog, RateMeter, check_channels
+from pgmagic.runtime.loop import Runtime
+from pgmagic.runtime.messages import Message
+
+__all__ = [
+    "PANEL_TARGET",
+    "FeedView",
+    "FeedWidget",
+    "PanelBridge",
+    "close_panel",
+    "listen",
+    "open_panel",
+]
+
+_STATIC = pathlib.Path(__file__).parents[1] / "_static"
+#: Comm target of the JupyterLab side panel.
+PANEL_TARGET = "pgmagic.panel"
+# The widget resends its whole list on each update: keep it short.
+_WIDGET_ITEMS = 200
+
+
+class FeedWidget(anywidget.AnyWidget):
+    """The live notification feed shown by ``%pg listen`` (front end: ``_static/feed.js``).
+
+    Attributes
+    ----------
+    items : list of dict
+        The newest items, oldest first, as :meth:`Notification.to_item` gives them.
+    state : dict
+        ``listener`` (listening, reconnecting, stopped), ``channels``, ``count``,
+        ``rate`` (per second) and ``dropped`` (items the history lost).
+    paused : bool
+        Set by the Pause button; the view keeps its rows while true.
+    """
+
+    _esm = _STATIC / "feed.js"
+    _css = _STATIC / "feed.css"
+    items: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
+    state = traitlets.Dict().tag(sync=True)
+    paused = traitlets.Bool(False).tag(sync=True)
+
+
+class FeedView:
+    """Feeds one :class:`FeedWidget` with the notifications of some channels.
+
+    Parameters
+    ----------
+    listener : Listener
+    channels : sequence of str
+    """
+
+    def __init__(self, listener: Listener, channels: Sequence[str]) -> None:
+        self.channels = frozenset(channels)
+        self._listener = listener
+        self._names = sorted(self.channels)
+        self._lock = threading.Lock()
+        self._window: collections.deque[dict[str, Any]] = collections.deque(maxlen=_WIDGET_ITEMS)
+        self._seq = listener.log.last_seq
+        self._base = listener.log.counts(self.channels)
+        self._rate = RateMeter()
+        self.widget = FeedWidget(state=self._state(listener.status))
+        self.widget.on_msg(self._on_msg)
+        self.widget.observe(self._on_paused, names="paused")
+
+    def _state(self, status: Status) -> dict[str, Any]:
+        received, dropped = self._listener.log.counts(self.channels)
+        count = received - self._base[0]
+        live = bool(self.channels & status.listened)
+        rate = self._rate.rate(count) if live else 0.0
+        return {
+            "listener": status.state.value if live else ListenerState.STOPPED.value,
+            "channels": self._names,
+            "count": count,
+            "rate": round(rate, 1),
+            "dropped": dropped - self._base[1],
+        }
+
+    def update(self, log: NotificationLog, status: Status) -> None:
+        """Show what arrived since the last update (loop thread).
+
+        Parameters
+        ----------
+        log : NotificationLog
+        status : Status
+        """
+        new = log.since(self._seq)
+        if new:
+            self._seq = new[-1].seq
+        mine = [
+            item.to_item() for item in new if isinstance(item, Gap) or item.channel in self.channels
+        ]
+        state = self._state(status)
+        with self._lock:
+            self._window.extend(mine)
+            if mine and not self.widget.paused:
+                self.widget.items = list(self._window)
+            if state != self.widget.state:
+                self.widget.state = state
+        if state["listener"] == ListenerState.STOPPED.value:
+            # Unlistened: the widget keeps its last rows and says "stopped".
+            self._listener.remove_sink(self)
+
+    def _on_msg(self, widget: Any, content: Any, buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "clear":
+            with self._lock:
+                self._window.clear()
+                self.widget.items = []
+
+    def _on_paused(self, change: Any) -> None:
+        if not change["new"]:
+            with self._lock:
+                self.widget.items = list(self._window)
+
+    def detach(self) -> None:
+        """Stop updating the widget, and say so in it."""
+        self._listener.remove_sink(self)
+        with self._lock:
+            self.widget.state = {**self.widget.state, "listener": "stopped"}
+
+
+def listen(
+    runtime: Runtime,
+    channels: Sequence[str],
+    *,
+    on_message: Callable[[Message], None] | None = None,
+) -> FeedWidget:
+    """LISTEN on channels and give a live feed widget for them (``%pg listen``).
+
+    A previous widget for the same channels stops updating (re-running a
+    cell must not leave invisible widgets busy).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    channels : sequence of str
+    on_message : callable, optional
+        Receives notes (the embedded server starting) while connecting.
+
+    Returns
+    -------
+    FeedWidget
+
+    Raises
+    ------
+    OptionError
+        No channel, or a bad channel name.
+    ConnectError
+        The listener connection could not be opened.
+
+    Examples
+    --------
+    >>> listen(runtime, ["orders", "inventory"])  # doctest: +SKIP
+    """
+    listener, names = _start_listening(runtime, channels, on_message)
+    for sink in listener.sinks:
+        if isinstance(sink, FeedView) and sink.channels == frozenset(names):
+            sink.detach()
+    view = FeedView(listener, names)
+    listener.add_sink(view)
+    return view.widget
+
+
+def _start_listening(
+    runtime: Runtime,
+    channels: Sequence[str],
+    on_message: Callable[[Message], None] | None,
+) -> tuple[Listener, list[str]]:
+    names = check_channels(channels)
+    if not names:
+        raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
+    listener = listener_for(runtime)
+    runtime.run(listener.listen(names), on_message=on_message)
+    return listener, names
+
+
+def _export_request(data: dict[str, Any]) -> tuple[str, str | None, str | None, int | None]:
+    variable = data.get("variable")
+    if not isinstance(variable, str) or not variable.isidentifier() or keyword.iskeyword(variable):
+        raise OptionError(f"cannot export to {variable!r}: not a Python variable name")
+    channel, text, after_seq = data.get("channel"), data.get("text"), data.get("after_seq")
+    for name, value in (("channel", channel), ("text", text)):
+        if value is not None and not isinstance(value, str):
+            raise OptionError(f"export filter {name!r} must be a string or null")
+    if after_seq is not None and (isinstance(after_seq, bool) or not isinstance(after_seq, int)):
+        raise OptionError("export field 'after_seq' must be an integer")
+    return variable, channel, text, after_seq
+
+
+class PanelBridge:
+    """The kernel side of the ``pgmagic.panel`` comm.
+
+    Parameters
+    ----------
+    listener : Listener
+    namespace : mutable mapping
+        Where ``export`` assigns its DataFrame (the notebook's namespace).
+    """
+
+    def __init__(self, listener: Listener, namespace: MutableMapping[str, Any]) -> None:
+        self._listener = listener
+        self._namespace = namespace
+        self._lock = threading.Lock()
+        self._rate = RateMeter()
+        self._seq = 0
+        self._sent_state: dict[str, Any] | None = None
+        self._closed = False
+        # A snapshot and the batches after it must leave in seq order: both
+        # are built and sent under the lock.
+        with self._lock:
+            self._comm = comm.create_comm(target_name=PANEL_TARGET, data=self._snapshot())
+        self._comm.on_msg(self._on_msg)
+        listener.add_sink(self)
+
+    def _state(self, status: Status) -> dict[str, Any]:
+        received, dropped = self._listener.log.counts()
+        return {
+            "listener": status.state.value,
+            "channels": sorted(status.channels),
+            "count": received,
+            "rate": round(self._rate.rate(received), 1),
+            "dropped": dropped,
+        }
+
+    def _snapshot(self) -> dict[str, Any]:
+        log = self._listener.log
+        last = log.last_seq
+        items = log.since(0)
+        self._seq = items[-1].seq if items else last
+        state = self._state(self._listener.status)
+        self._sent_state = state
+        return {"type": "snapshot", "items": [i.to_item() for i in items], "state": state}
+
+    def update(self, log: NotificationLog, status: Status) -> None:
+        """Send what arrived since the last batch (loop thread).
+
+        Parameters
+        ----------
+        log : NotificationLog
+        status : Status
+        """
+        with self._lock:
+            if self._closed:
+                return
+            new = log.since(self._seq)
+            if new:
+                self._seq = new[-1].seq
+            state = self._state(status)
+            if new or state != self._sent_state:
+                self._comm.send(
+                    {"type": "batch", "items": [i.to_item() for i in new], "state": state}
+                )
+                self._sent_state = state
+
+    def _on_msg(self, msg: dict[str, Any]) -> None:
+        data = msg.get("content", {}).get("data")
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "hello":
+            with self._lock:
+                if not self._closed:
+                    self._comm.send(self._snapshot())
+        elif kind == "export":
+            assert isinstance(data, dict)
+            self._export(data)
+
+    def _export(self, data: dict[str, Any]) -> None:
+        try:
+            variable, channel, text, after_seq = _export_request(data)
+            frame = self._listener.log.to_frame(channel=channel, text=text, after_seq=after_seq)
+        except (OptionError, ValueError, TypeError) as error:
+            self._comm.send({"type": "error", "message": str(error)})
+            return
+        self._namespace[variable] = frame
+        self._comm.send({"type": "exported", "variable": variable, "rows": len(frame)})
+
+    def close(self) -> None:
+        """Close the comm (the panel then says "pgmagic not loaded")."""
+        self._listener.remove_sink(self)
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._comm.close()
+
+
+def open_panel(
+    runtime: Runtime, namespace: MutableMapping[str, Any], *, history: int
+) -> PanelBridge:
+    """Open the panel comm for a runtime, replacing any earlier one (``%load_ext``).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    namespace : mutable mapping
+        The notebook's namespace, for ``export``.
+    history : int
+        Items the notification log keeps (``PgMagics.notify_history``).
+
+    Returns
+    -------
+    PanelBridge
+    """
+    listener = listener_for(runtime)
+    listener.log.resize(history)
+    close_panel(runtime)
+    return PanelBridge(listener, namespace)
+
+
+def close_panel(runtime: Runtime) -> None:
+    """Close the runtime's panel comm, if open (``%unload_ext``).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    """
+    for sink in listener_for(runtime).sinks:
+        if isinstance(sink, PanelBridge):
+            sink.close()
+
+
+class TextFeed:
+    """Notifications as printed lines, for terminals (which show no widgets).
+
+    Parameters
+    ----------
+    channels : sequence of str
+    log : NotificationLog
+        The listener's log; lines start after what it already holds.
+    """
+
+    def __init__(self, channels: Sequence[str], log: NotificationLog) -> None:
+        self.channels = frozenset(channels)
+        self._seq = log.last_seq
+
+    def update(self, log: NotificationLog, status: Status) -> None:
+        """Print what arrived since the last call (on the loop thread)."""
+        for item in log.since(self._seq):
+            self._seq = item.seq
+            stamp = time.strftime("%H:%M:%S", time.localtime(item.time))
+            if isinstance(item, Gap):
+                print(f"{stamp}  GAP  {item.message}", flush=True)
+            elif item.channel in self.channels:
+                print(f"{stamp}  {item.channel}  pid {item.pid}  {item.payload}", flush=True)
+
+
+def listen_as_text(
+    runtime: Runtime,
+    channels: Sequence[str],
+    *,
+    on_message: Callable[[Message], None] | None = None,
+) -> None:
+    """LISTEN on channels and print notifications as they arrive (terminal IPython).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    channels : sequence of str
+    on_message : callable, optional
+        Receives notes (the embedded server starting) while connecting.
+    """
+    listener, names = _start_listening(runtime, channels, on_message)
+    for sink in listener.sinks:
+        if isinstance(sink, TextFeed) and sink.channels == frozenset(names):
+            listener.remove_sink(sink)
+    listener.add_sink(TextFeed(names, listener.log))
+    print(f"listening on {', '.join(names)}; notifications print here as they arrive")

@@ -1,0 +1,174 @@
+"""``%pg`` and ``%%pg``: parse the line, hand the work to the package below, show the value.
+
+The configuration traits live in :mod:`pgmagic.frontend.config`, the options
+in :mod:`pgmagic.frontend.options`, the subcommands in
+:mod:`pgmagic.frontend.commands`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import pandas as pd
+from IPython.core import magic as _magic
+from IPython.core.magic import magics_class, no_var_expand
+
+from pgmagic.bulk import export
+from pgmagic.bulk.stream import Stream
+from pgmagic.errors import OptionError, ParameterError
+from pgmagic.frontend import commands, options, progress, tables, watch
+from pgmagic.frontend.config import Configuration
+from pgmagic.frontend.output import print_message
+from pgmagic.results.cell import bind_one, run_cell, run_many
+
+__all__ = ["PgMagics"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+# IPython's decorators are untyped; these aliases give them the types they have.
+line_cell_magic = cast(Callable[[F], F], _magic.line_cell_magic)
+
+
+@magics_class
+class PgMagics(Configuration):
+    """PostgreSQL magics: ``%%pg`` cells and ``%pg`` lines.
+
+    Configure with ``%config PgMagics.<name> = value``.
+    """
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        """The notebook's variables, where ``$name`` looks."""
+        assert self.shell is not None
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
+    def evaluate(self, expression: str) -> Any:
+        """A Python expression's value in the notebook; one line if it fails."""
+        try:
+            return eval(expression, self.namespace)
+        except Exception as error:
+            raise ParameterError(
+                f"cannot evaluate {expression!r}: {type(error).__name__}: {error}"
+            ) from None
+
+    @no_var_expand
+    @options.declare
+    @line_cell_magic
+    def pg(self, line: str, cell: str | None = None) -> Any:
+        """Run SQL on PostgreSQL; ``$name`` binds the notebook variable ``name``.
+
+        ::
+
+            %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]
+            SELECT * FROM users WHERE score > $min_score
+
+            df = %pg SELECT count(*) AS n FROM users
+            %pg connect postgresql://user@host/db     (or $dsn, or --embedded)
+            %pg status | disconnect | help
+            %%pg --stream [--chunksize N] -o chunks      (iterate: for df in chunks)
+            %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl   (stream to a file)
+            %%pg --many rows                              (executemany over rows)
+            %pg load DATAFRAME|FILE INTO table [--create | --append | --replace]
+            %%pg --refresh-on CHANNEL | --watch SECONDS   (live output; %pg stop ends it)
+            %pg listen CHANNEL ... | unlisten CHANNEL ... | unlisten --all
+            %pg notify CHANNEL [PAYLOAD | $variable]
+
+        A cell may hold several statements; each non-query statement prints its
+        command tag and the last query's result is shown and returned as a
+        DataFrame (dtypes follow the column types).  Values are sent as
+        server-side parameters, never pasted into the SQL.
+        """
+        first = line.strip().split(None, 1)
+        if cell is None and first and first[0].lower() in commands.COMMANDS:
+            self.runtime.printer = print_message
+            return commands.COMMANDS[first[0].lower()](self, first[1] if len(first) > 1 else "")
+        opts, tokens, rest = options.parse(line, vars(PgMagics.pg)["parser"])
+        self.runtime.printer = None if opts.quiet else print_message
+        if cell is None:
+            sql = rest
+            if not sql.strip() and not tokens:
+                raise OptionError(
+                    "nothing to run: %pg SELECT ... for one line, %%pg for a cell (see %pg?)"
+                )
+        elif rest.strip():
+            raise OptionError(
+                f"unexpected text after the %%pg options: {rest.strip()!r} "
+                "(put SQL in the cell body)"
+            )
+        else:
+            sql = cell
+        positional: tuple[Any, ...] = ()
+        if opts.params is not None:
+            values = self.evaluate(opts.params)
+            positional = tuple(values) if isinstance(values, list | tuple) else (values,)
+        if opts.live:
+            watch.start(self, opts, sql, positional)
+            return None
+        if opts.bulk:
+            return self._bulk(opts, sql, positional)
+        with progress.Bar("fetching", quiet=opts.quiet) as bar:
+            outcome = run_cell(
+                self.runtime,
+                sql,
+                self.namespace,
+                positional,
+                mode=opts.mode,
+                numeric_as_float=self.numeric_as_float,
+                quiet=opts.quiet,
+                on_message=None if opts.quiet else print_message,
+                max_rows=self.max_rows,
+                on_progress=bar.update,
+            )
+        value = outcome.value
+        if isinstance(value, pd.DataFrame) and outcome.shown is not None:
+            types = tuple((c.name, c.type_name) for c in outcome.shown.columns or ())
+            tables.remember(value, tables.ResultInfo(outcome.elapsed, self.displaylimit, types))
+        if opts.out:
+            self.namespace[opts.out] = value
+        return value
+
+    def _bulk(self, opts: options.Options, sql: str, positional: tuple[Any, ...]) -> Any:
+        """--stream, --to and --many: the big-result paths."""
+        if opts.many:
+            outcome = run_many(
+                self.runtime,
+                sql,
+                self.evaluate(opts.many),
+                quiet=opts.quiet,
+                on_message=None if opts.quiet else print_message,
+            )
+            if not opts.quiet:
+                print(outcome)
+            return None
+        bound = bind_one(sql, self.namespace, positional)
+        if opts.stream:
+            stream = Stream(
+                self.runtime,
+                bound,
+                chunksize=opts.chunksize,
+                numeric_as_float=self.numeric_as_float,
+                idle_timeout=self.stream_idle_timeout,
+            ).open()
+            if opts.out:
+                # Not also the cell's value: the output history would keep the
+                # stream (and its transaction) alive after the user drops it.
+                self.namespace[opts.out] = stream
+                if not opts.quiet:
+                    print(f"{opts.out}: {stream!r}")
+                return None
+            return stream
+        target = str(opts.to)
+        with progress.Bar(f"→ {target}", quiet=opts.quiet) as bar:
+            result = export.export(
+                self.runtime,
+                bound,
+                target,
+                fmt=opts.format,
+                chunksize=opts.chunksize,
+                numeric_as_float=self.numeric_as_float,
+                on_tick=bar.update,
+            )
+        if not opts.quiet:
+            print(result.summary())
+        return None

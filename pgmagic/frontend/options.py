@@ -1,0 +1,328 @@
+"""The ``%pg`` / ``%%pg`` options: declared once, parsed into one :class:`Options`.
+
+The declarations below make the ``%pg?`` help (IPython's ``magic_arguments``)
+and tell the splitter which options take a value, so a line's leading options
+are told apart from its SQL without reading argparse's internals.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from IPython.core import magic_arguments as _magic_arguments
+
+from pgmagic.errors import OptionError
+from pgmagic.results.cell import Mode
+
+__all__ = [
+    "TOKEN_RE",
+    "Options",
+    "declare",
+    "no_arguments",
+    "parse",
+    "unquote",
+    "variable_name",
+    "words",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TOKEN_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+)""")
+
+# (flags, argparse keywords), in the order %pg? lists them.
+_DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("-o", "--out"), {"metavar": "NAME", "help": "Also store the result in this variable."}),
+    (
+        ("-p", "--params"),
+        {
+            "metavar": "EXPR",
+            "help": "Values for $1, $2, ...: a Python expression giving a sequence.",
+        },
+    ),
+    (
+        ("--one",),
+        {"action": "store_true", "help": "Give the single row as a record (None if no row)."},
+    ),
+    (("--scalar",), {"action": "store_true", "help": "Give the single value."}),
+    (("-q", "--quiet"), {"action": "store_true", "help": "Do not print command tags or notes."}),
+    (
+        ("--stream",),
+        {
+            "action": "store_true",
+            "help": "Give an iterator of DataFrames over a server-side cursor "
+            "(one chunk in memory).",
+        },
+    ),
+    (
+        ("--chunksize",),
+        {
+            "type": int,
+            "default": 50_000,
+            "metavar": "ROWS",
+            "help": "Rows per DataFrame with --stream, per Parquet row group / batch with --to.",
+        },
+    ),
+    (
+        ("--to",),
+        {
+            "metavar": "FILE",
+            "help": "Stream the result to FILE (.parquet, .csv, .csv.gz, .jsonl) "
+            "instead of a DataFrame.",
+        },
+    ),
+    (("--format",), {"metavar": "FMT", "help": "Export format when FILE's suffix does not say."}),
+    (
+        ("--many",),
+        {
+            "metavar": "EXPR",
+            "help": "Run the statement once per row of EXPR "
+            "(a DataFrame, or a list of tuples or dicts).",
+        },
+    ),
+    (
+        ("--refresh-on",),
+        {
+            "metavar": "CHANNEL",
+            "action": "append",
+            "help": "Re-run on a pool connection and update the output when CHANNEL is "
+            "notified (repeatable; %%pg stop ends it).",
+        },
+    ),
+    (
+        ("--watch",),
+        {
+            "metavar": "SECONDS",
+            "type": float,
+            "help": "Re-run on a pool connection every SECONDS and update the output.",
+        },
+    ),
+)
+_FLAG_ACTIONS = ("store_true", "store_false")
+_TAKES_VALUE = {
+    flag: spec.get("action") not in _FLAG_ACTIONS for flags, spec in _DECLARED for flag in flags
+}
+
+
+def declare(func: F) -> F:
+    """Give a magic the options above: its argparse parser and its ``%pg?`` help.
+
+    Parameters
+    ----------
+    func : callable
+        The magic method.
+
+    Returns
+    -------
+    callable
+        The same function, with ``parser`` and the help in its docstring.
+    """
+    argument = cast(Callable[..., Callable[[F], F]], _magic_arguments.argument)
+    for flags, spec in reversed(_DECLARED):
+        func = argument(*flags, **spec)(func)
+    magic_arguments = cast(Callable[[], Callable[[F], F]], _magic_arguments.magic_arguments)
+    return magic_arguments()(func)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The options of one ``%pg`` / ``%%pg`` run, checked.
+
+    Attributes mirror the declarations above; ``mode`` folds ``--one`` and
+    ``--scalar``.
+    """
+
+    out: str | None = None
+    params: str | None = None
+    mode: Mode = Mode.FRAME
+    quiet: bool = False
+    stream: bool = False
+    chunksize: int = 50_000
+    to: str | None = None
+    format: str | None = None
+    many: str | None = None
+    refresh_on: tuple[str, ...] = ()
+    watch: float | None = None
+
+    @property
+    def bulk(self) -> bool:
+        """Whether this is a ``--stream``, ``--to`` or ``--many`` run."""
+        return bool(self.stream or self.to or self.many)
+
+    @property
+    def live(self) -> bool:
+        """Whether this is a ``--refresh-on`` or ``--watch`` run."""
+        return bool(self.refresh_on) or self.watch is not None
+
+
+def _split(line: str) -> tuple[list[str], str]:
+    """Leading option tokens, and the rest of the line verbatim (the SQL)."""
+    tokens: list[str] = []
+    position = 0
+    expect_value = False
+    while (match := TOKEN_RE.match(line, position)) is not None:
+        token = match.group(1)
+        if expect_value:
+            tokens.append(token)
+            position = match.end()
+            expect_value = False
+            continue
+        name = token.split("=", 1)[0]
+        # "-- comment", "-1" and the like are SQL, not options.
+        if not token.startswith("-") or not token.lstrip("-")[:1].isalpha():
+            break
+        if name not in _TAKES_VALUE:
+            raise OptionError(f"unknown option {name} (see %pg?)")
+        tokens.append(token)
+        position = match.end()
+        expect_value = "=" not in token and _TAKES_VALUE[name]
+    if expect_value:
+        raise OptionError(f"option {tokens[-1]} needs a value")
+    return tokens, line[position:]
+
+
+def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
+    """Split a magic line into its options and its SQL, and check the options.
+
+    Parameters
+    ----------
+    line : str
+        What follows ``%pg`` / ``%%pg``.
+    parser : argparse.ArgumentParser
+        The magic's parser (made by :func:`declare`).
+
+    Returns
+    -------
+    (Options, list of str, str)
+        The options, the option tokens as given, and the rest of the line.
+
+    Raises
+    ------
+    OptionError
+        An unknown option, a missing value, or options that do not combine.
+    """
+    tokens, rest = _split(line)
+    args = parser.parse_args(tokens)
+    if args.one and args.scalar:
+        raise OptionError("--one and --scalar cannot be combined")
+    mode = Mode.ONE if args.one else Mode.SCALAR if args.scalar else Mode.FRAME
+    options = Options(
+        out=variable_name(args.out) if args.out is not None else None,
+        params=args.params,
+        mode=mode,
+        quiet=args.quiet,
+        stream=args.stream,
+        chunksize=args.chunksize,
+        to=args.to,
+        format=args.format,
+        many=args.many,
+        refresh_on=tuple(unquote(c) for c in args.refresh_on or ()),
+        watch=args.watch,
+    )
+    if options.live and (options.out or mode is not Mode.FRAME):
+        raise OptionError("--refresh-on and --watch cannot be combined with -o, --one, --scalar")
+    if options.bulk:
+        if sum(bool(x) for x in (options.stream, options.to, options.many)) > 1:
+            raise OptionError("--stream, --to and --many cannot be combined")
+        if mode is not Mode.FRAME:
+            raise OptionError("--one and --scalar do not combine with --stream, --to or --many")
+    return options, tokens, rest
+
+
+def words(text: str) -> list[str]:
+    """Split shell-like words; an unbalanced quote is one line, not a traceback.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    list of str
+    """
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise OptionError(f"{error} in {text.strip()!r}") from None
+
+
+def unquote(text: str) -> str:
+    """A value as given, without the quotes around it if it has them.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+    """
+    if text[:1] not in ("'", '"'):
+        return text
+    found = words(text)
+    if len(found) != 1:
+        raise OptionError(f"quote the whole value once: {text!r}")
+    return found[0]
+
+
+_SQL_WORDS = frozenset(
+    {
+        "SELECT",
+        "WITH",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "VALUES",
+        "TABLE",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "EXPLAIN",
+        "SHOW",
+        "SET",
+        "CALL",
+        "DO",
+        "COPY",
+        "TRUNCATE",
+        "GRANT",
+        "MERGE",
+    }
+)
+
+
+def variable_name(name: str) -> str:
+    """Check a ``-o`` name before any I/O (``-o SELECT 1`` lost its name).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    str
+        ``name``, when it is a Python identifier.
+    """
+    if name.upper() in _SQL_WORDS:
+        raise OptionError(f"-o needs a variable name before the SQL: %pg -o df {name} ...")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise OptionError(f"-o needs a Python variable name, got {name!r}")
+    return name
+
+
+def no_arguments(command: str, rest: str) -> None:
+    """Refuse text after a subcommand that takes none.
+
+    Parameters
+    ----------
+    command : str
+    rest : str
+    """
+    if rest.strip():
+        raise OptionError(f"%pg {command} takes no arguments, got {rest.strip()!r}")

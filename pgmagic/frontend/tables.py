@@ -1,0 +1,248 @@
+"""HTML and text renderings of a result, with a footer saying what was shown.
+
+A ``%%pg`` cell returns a plain ``pandas.DataFrame`` (so ``df = %pg ...`` and
+``_`` give the DataFrame itself).  The magic records the frame here, with its row
+count and timing; the IPython front registers :func:`html` and :func:`text` as
+formatters that render recorded frames with a footer ("3 rows × 2 columns ·
+1.2 ms") and defer to pandas for every other frame.  Frames are remembered by
+weak reference, so a derived frame (``df.head()``) displays the pandas way.
+"""
+
+from __future__ import annotations
+
+import html as html_module
+import threading
+import weakref
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from pgmagic.results.text import format_value, is_null
+
+__all__ = ["ResultInfo", "footer", "html", "info_for", "remember", "text"]
+
+_MAX_CELL = 120
+_NULL = "NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultInfo:
+    """Facts about a result shown in its footer.
+
+    Attributes
+    ----------
+    elapsed : float
+        Seconds the cell spent running statements and fetching rows.
+    limit : int or None
+        Largest number of rows to render (None: all).
+    types : tuple of (str, str)
+        Column name and PostgreSQL type name of each column, shown under the
+        names while the frame still has exactly these columns.
+    """
+
+    elapsed: float
+    limit: int | None
+    types: tuple[tuple[str, str], ...] = ()
+
+    def rows(self, frame: pd.DataFrame) -> int:
+        """How many of ``frame``'s rows to render."""
+        return len(frame) if self.limit is None else min(len(frame), self.limit)
+
+
+_lock = threading.Lock()
+_remembered: dict[int, tuple[weakref.ref[pd.DataFrame], ResultInfo]] = {}
+
+
+def remember(frame: pd.DataFrame, info: ResultInfo) -> None:
+    """Mark a frame as a pgmagic result so it renders with a footer.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+    """
+    key = id(frame)
+
+    def forget(_: object) -> None:
+        with _lock:
+            entry = _remembered.get(key)
+            if entry is not None and entry[0]() is None:
+                del _remembered[key]
+
+    with _lock:
+        _remembered[key] = (weakref.ref(frame, forget), info)
+
+
+def info_for(frame: object) -> ResultInfo | None:
+    """The footer facts of a remembered frame, or None for any other object.
+
+    Parameters
+    ----------
+    frame : object
+
+    Returns
+    -------
+    ResultInfo or None
+    """
+    with _lock:
+        entry = _remembered.get(id(frame))
+    if entry is None or entry[0]() is not frame:
+        return None
+    return entry[1]
+
+
+def footer(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """``N rows × M columns · 12.3 ms``, plus what was left out.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    rows, cols = frame.shape
+    parts = [
+        f"{rows:,} row{'s' if rows != 1 else ''} × {cols} column{'s' if cols != 1 else ''}",
+        _duration(info.elapsed),
+    ]
+    text = " · ".join(parts)
+    if rows > info.rows(frame):
+        text += f" (first {info.rows(frame):,} shown; the DataFrame holds all)"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
+
+
+def _numeric(dtype: Any, values: list[Any]) -> bool:
+    if pd.api.types.is_bool_dtype(dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return True
+    if pd.api.types.is_object_dtype(dtype):
+        sample = next((v for v in values if not is_null(v)), None)
+        return isinstance(sample, Decimal)
+    return False
+
+
+def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]]:
+    """Per column: right-aligned?, rendered cells (None for NULL)."""
+    # One conversion of the shown rows to Python objects; per-column pandas
+    # indexing costs more than the query for small results.
+    shown = frame if len(frame) <= rows else frame.iloc[:rows]
+    table = shown.to_numpy(dtype=object)
+    columns: list[tuple[bool, list[str | None]]] = []
+    for j, dtype in enumerate(frame.dtypes):
+        values = table[:, j].tolist()
+        date_only = str(dtype) == "datetime64[s]"
+        floats = pd.api.types.is_float_dtype(dtype)
+        rendered = [
+            None if is_null(v, floats) else _clip(format_value(v, date_only)) for v in values
+        ]
+        columns.append((_numeric(dtype, values), rendered))
+    return columns
+
+
+_STYLE = (
+    "<style>"
+    ".pgmagic-result table{border-collapse:collapse;font-size:12px}"
+    # "div ... table" outranks JupyterLab's own .jp-RenderedHTMLCommon td rules,
+    # which would otherwise right-align every column.
+    "div.pgmagic-result table th,div.pgmagic-result table td{padding:2px 8px;"
+    "border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:pre;text-align:left}"
+    "div.pgmagic-result table td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    ".pgmagic-result th small{font-weight:normal;opacity:.6}"
+    ".pgmagic-result .null{opacity:.45;font-style:italic}"
+    ".pgmagic-result .footer{opacity:.7;font-size:11px;margin-top:4px}"
+    "</style>"
+)
+
+
+def html(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """An HTML table of at most ``info.limit`` rows and the footer.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    escape = html_module.escape
+    cells = _cells(frame, info.rows(frame))
+    # Type names only while the columns are those of the query (not after the
+    # user added, dropped or renamed some).
+    same = [name for name, _ in info.types] == [str(c) for c in frame.columns]
+    head = "".join(
+        f"<th>{escape(str(name))}"
+        + (f"<br><small>{escape(info.types[j][1])}</small>" if same else "")
+        + "</th>"
+        for j, name in enumerate(frame.columns)
+    )
+    body: list[str] = []
+    for i in range(info.rows(frame)):
+        row = []
+        for numeric, values in cells:
+            value = values[i]
+            if value is None:
+                row.append(f'<td class="null{" num" if numeric else ""}">{_NULL}</td>')
+            else:
+                row.append(f"<td{' class=num' if numeric else ''}>{escape(value)}</td>")
+        body.append("<tr>" + "".join(row) + "</tr>")
+    return (
+        f'<div class="pgmagic-result">{_STYLE}<table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+        f'<div class="footer">{escape(footer(frame, info))}</div></div>'
+    )
+
+
+def text(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """A psql-style aligned text table of at most ``info.limit`` rows and the footer.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    cells = _cells(frame, info.rows(frame))
+    names = [str(c) for c in frame.columns]
+    rendered = [
+        [(_NULL if v is None else v).replace("\n", "↵") for v in values] for _, values in cells
+    ]
+    widths = [
+        max([len(name)] + [len(v) for v in column])
+        for name, column in zip(names, rendered, strict=True)
+    ]
+    lines = [
+        " " + " | ".join(name.center(w) for name, w in zip(names, widths, strict=True)),
+        "-" + "-+-".join("-" * w for w in widths) + "-",
+    ]
+    for i in range(info.rows(frame)):
+        parts = []
+        for (numeric, _), column, width in zip(cells, rendered, widths, strict=True):
+            value = column[i]
+            parts.append(value.rjust(width) if numeric else value.ljust(width))
+        lines.append(" " + " | ".join(parts).rstrip())
+    lines.append(footer(frame, info))
+    return "\n".join(lines)

@@ -1,0 +1,619 @@
+"""LISTEN/NOTIFY: the listener connection, the bounded notification log, subscriptions.
+
+One :class:`Listener` per runtime owns a dedicated connection opened with
+:meth:`Runtime.connect`, never a pool member (the pool's reset runs
+``UNLISTEN *``).  Every notification goes into the :class:`NotificationLog`
+first; the log is bounded, and counts exactly what it drops.  Views (the feed
+widget, the JupyterLab panel) are *sinks*: the listener asks them to pull from
+the log at most every 50 ms, from the runtime's loop thread, so updates keep
+flowing while the kernel is idle and while a cell is busy.
+
+The listener's states (:class:`ListenerState`)::
+
+    STOPPED ──first channel──▶ LISTENING ──connection lost──▶ RECONNECTING
+       ▲                        │     ▲                          │
+       └──no channel left────── ┘     └──LISTEN re-issued, gap───┘
+                                          recorded in the log
+
+Dead peers: TCP connections get keepalives and a ``TCP_USER_TIMEOUT``, and
+every ``health_interval`` seconds the listener runs ``SELECT 1`` with a
+timeout, which also catches a peer whose TCP stack still answers but whose
+server does not (a hung proxy).  A unix-socket peer (the embedded server)
+cannot vanish silently: its death closes the socket at once.
+
+Threads: everything that touches the connection runs on the runtime's loop.
+The log is also read from the kernel's main thread (export,
+:func:`notification_log`), so it takes a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import random
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+from pgmagic.errors import ConnectError, OptionError
+from pgmagic.live.log import RATE_WINDOW, Item, NotificationLog, check_channels, gap_message
+from pgmagic.runtime.loop import Runtime
+
+__all__ = [
+    "Listener",
+    "ListenerState",
+    "Sink",
+    "Status",
+    "Subscriber",
+    "listener_for",
+    "unlisten",
+]
+
+_logger = logging.getLogger("pgmagic")
+
+#: Seconds between two updates of a view (widget, panel).
+BATCH_INTERVAL = 0.04
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+
+
+class ListenerState(enum.Enum):
+    """Where the listener connection stands; the values are the feed protocol's."""
+
+    LISTENING = "listening"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+_TRANSITIONS = {
+    ListenerState.STOPPED: {ListenerState.LISTENING},
+    ListenerState.LISTENING: {ListenerState.RECONNECTING, ListenerState.STOPPED},
+    ListenerState.RECONNECTING: {ListenerState.LISTENING, ListenerState.STOPPED},
+}
+
+
+class Sink(Protocol):
+    """A view the listener updates: called on the loop thread, at most every 50 ms."""
+
+    def update(self, log: NotificationLog, status: Status) -> None:
+        """Pull what is new from ``log`` and show ``status``."""
+
+
+class Subscriber(Protocol):
+    """Code that wants each notification on some channels as it arrives."""
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """Channels to receive; gaps are pushed to every subscriber."""
+
+    def push(self, item: Item) -> None:
+        """Take one item; called on the loop thread, so it must not block."""
+
+    def end(self) -> None:
+        """The listener closed; no more items will come."""
+
+
+def _enable_keepalive(conn: asyncpg.Connection, idle: int, interval: int, count: int) -> bool:
+    """Turn on TCP keepalives on a connection's socket; False for unix sockets."""
+    # asyncpg exposes no socket options; its transport is the documented asyncio one.
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (
+        (getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None)), idle),
+        (getattr(socket, "TCP_KEEPINTVL", None), interval),
+        (getattr(socket, "TCP_KEEPCNT", None), count),
+        # Keepalives only probe an idle socket; this bounds how long a health
+        # check written to a dead peer can stay unacknowledged.
+        (getattr(socket, "TCP_USER_TIMEOUT", None), (idle + interval * count) * 1000),
+    )
+    for option, value in options:
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return True
+
+
+_CONNECTION_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+)
+
+
+class Listener:
+    """The dedicated LISTEN connection of a runtime, its log and its views.
+
+    Use :func:`listener_for` to get the runtime's listener.  Coroutine methods
+    run on the runtime's loop; :meth:`add_sink` and :meth:`remove_sink` may be
+    called from any thread.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    history : int
+        Size of the :class:`NotificationLog`.
+    batch_interval : float
+        Seconds between two updates of a view.
+    health_interval, health_timeout : float
+        How often ``SELECT 1`` checks the connection, and how long it may take.
+    keepalive : tuple of int
+        TCP keepalive idle seconds, probe interval seconds and probe count.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        history: int = 10_000,
+        batch_interval: float = BATCH_INTERVAL,
+        health_interval: float = 10.0,
+        health_timeout: float = 5.0,
+        keepalive: tuple[int, int, int] = (10, 5, 3),
+    ) -> None:
+        # Weak: the registry maps runtimes to listeners and must not keep them alive.
+        self._runtime = weakref.ref(runtime)
+        self.log = NotificationLog(history)
+        self._batch_interval = batch_interval
+        self._health_interval = health_interval
+        self._health_timeout = health_timeout
+        self._keepalive = keepalive
+        self._state = ListenerState.STOPPED
+        self._status = Status(self._state, frozenset(), frozenset())
+        self._conn: asyncpg.Connection | None = None
+        self._active: set[str] = set()
+        self._listened: list[str] = []
+        self._subscribers: tuple[Subscriber, ...] = ()
+        self._sinks: tuple[Sink, ...] = ()
+        self._sinks_lock = threading.Lock()
+        self._op_lock: asyncio.Lock | None = None
+        self._lost: asyncio.Event | None = None
+        self._lost_at: float | None = None
+        self._last_alive = 0.0
+        self._supervisor: asyncio.Task[None] | None = None
+        self._closer_registered = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._tick_handle: asyncio.Handle | None = None
+        self._last_flush = float("-inf")
+        self._last_item = float("-inf")
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime whose loop and target the listener uses."""
+        runtime = self._runtime()
+        if runtime is None:
+            raise ConnectError("pgmagic's runtime is gone; run %reload_ext pgmagic")
+        return runtime
+
+    @property
+    def state(self) -> ListenerState:
+        """Listening, reconnecting or stopped."""
+        return self._state
+
+    @property
+    def status(self) -> Status:
+        """State and channels, as one consistent snapshot (safe from any thread)."""
+        return self._status
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server pid of the listener connection, or None while there is none."""
+        conn = self._conn
+        return conn.get_server_pid() if conn is not None and not conn.is_closed() else None
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The views updated from this listener."""
+        return self._sinks
+
+    # ------------------------------------------------------------------ views
+    def add_sink(self, sink: Sink) -> None:
+        """Start updating a view.
+
+        Parameters
+        ----------
+        sink : Sink
+        """
+        with self._sinks_lock:
+            self._sinks = (*self._sinks, sink)
+        self._soon(self._wake)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop updating a view (no error if it was not there).
+
+        Parameters
+        ----------
+        sink : Sink
+        """
+        with self._sinks_lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    def _soon(self, callback: Callable[[], None]) -> None:
+        runtime = self._runtime()
+        if runtime is not None and not runtime.closed:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                runtime.loop.call_soon_threadsafe(callback)
+
+    def _wake(self) -> None:
+        """Schedule a view update, at most one per batch interval."""
+        if self._flush_handle is not None or not self._sinks:
+            return
+        loop = self.runtime.loop
+        delay = self._last_flush + self._batch_interval - loop.time()
+        if delay <= 0:
+            self._flush_handle = loop.call_soon(self._flush)
+        else:
+            self._flush_handle = loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        loop = self.runtime.loop
+        self._last_flush = loop.time()
+        status = self._status
+        for sink in self._sinks:
+            try:
+                sink.update(self.log, status)
+            except Exception:
+                # One broken view (a closed comm) must not starve the others.
+                _logger.exception("pgmagic: a notification view failed and was detached")
+                self.remove_sink(sink)
+        # Keep rates decaying to zero after a burst ends.
+        if self._tick_handle is None and loop.time() - self._last_item < RATE_WINDOW + 1:
+            self._tick_handle = loop.call_later(1.0, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        if self._flush_handle is None:
+            self._flush()
+
+    def _set_state(self, state: ListenerState) -> None:
+        if state is self._state:
+            return
+        if state not in _TRANSITIONS[self._state]:
+            raise RuntimeError(f"listener cannot go from {self._state.value} to {state.value}")
+        self._state = state
+        self._publish()
+        # A state change is rare and worth showing at once, even a short
+        # "reconnecting": flush now instead of waiting for the batch.
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        if self._sinks:
+            self._flush()
+
+    def _publish(self) -> None:
+        self._status = Status(self._state, frozenset(self._wanted()), frozenset(self._listened))
+        self._wake()
+
+    # ------------------------------------------------------------- channels
+    def _wanted(self) -> set[str]:
+        wanted = set(self._listened)
+        for subscriber in self._subscribers:
+            wanted |= subscriber.channels
+        return wanted
+
+    def _lock(self) -> asyncio.Lock:
+        if self._op_lock is None:
+            self._op_lock = asyncio.Lock()
+        return self._op_lock
+
+    async def listen(self, channels: Sequence[str]) -> None:
+        """LISTEN on channels for ``%pg listen`` (connects on first use).
+
+        Parameters
+        ----------
+        channels : sequence of str
+
+        Raises
+        ------
+        ConnectError
+            The first connection failed; nothing was started.
+        """
+        names = check_channels(channels)
+        added = [c for c in names if c not in self._listened]
+        self._listened.extend(added)
+        try:
+            await self._sync()
+        except BaseException:
+            self._listened = [c for c in self._listened if c not in added]
+            self._publish()
+            raise
+
+    async def unlisten(self, channels: Sequence[str] | None) -> list[str]:
+        """Stop ``%pg listen`` on channels (all if None).
+
+        Channels that an iterator or a refresh still needs stay LISTENed.
+
+        Parameters
+        ----------
+        channels : sequence of str or None
+
+        Returns
+        -------
+        list of str
+            The channels ``%pg listen`` no longer listens to.
+
+        Raises
+        ------
+        OptionError
+            A channel ``%pg listen`` does not listen to.
+        """
+        if channels is None:
+            removed = list(self._listened)
+        else:
+            removed = check_channels(channels)
+            unknown = [c for c in removed if c not in self._listened]
+            if unknown:
+                listening = ", ".join(self._listened) or "no channel"
+                raise OptionError(
+                    f"not listening on {', '.join(map(repr, unknown))} (listening on: {listening})"
+                )
+        self._listened = [c for c in self._listened if c not in removed]
+        await self._sync()
+        return removed
+
+    async def subscribe(self, subscriber: Subscriber) -> None:
+        """Deliver notifications on the subscriber's channels to it.
+
+        Parameters
+        ----------
+        subscriber : Subscriber
+        """
+        check_channels(subscriber.channels)
+        self._subscribers = (*self._subscribers, subscriber)
+        try:
+            await self._sync()
+        except BaseException:
+            self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+            self._publish()
+            raise
+
+    async def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop delivering to a subscriber; UNLISTEN channels nobody needs.
+
+        Parameters
+        ----------
+        subscriber : Subscriber
+        """
+        self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
+        await self._sync()
+
+    async def _sync(self) -> None:
+        """Make the connection LISTEN to exactly the wanted channels."""
+        async with self._lock():
+            wanted = self._wanted()
+            if not wanted:
+                await self._stop()
+            elif self._state is ListenerState.STOPPED:
+                conn = await self._connect()
+                try:
+                    await self._listen_all(conn, wanted)
+                except BaseException:
+                    self._forget(conn)
+                    raise
+                self._install(conn, wanted)
+                self._last_alive = time.time()
+                self._set_state(ListenerState.LISTENING)
+                self._register_closer()
+                self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+            elif self._conn is not None:
+                # While reconnecting there is no connection: the new one
+                # will LISTEN to whatever is wanted by then.
+                await self._adjust(self._conn, wanted)
+            self._publish()
+
+    async def _adjust(self, conn: asyncpg.Connection, wanted: set[str]) -> None:
+        try:
+            for channel in sorted(wanted - self._active):
+                await conn.add_listener(channel, self._on_notify)
+                self._active.add(channel)
+            for channel in sorted(self._active - wanted):
+                self._active.discard(channel)
+                await conn.remove_listener(channel, self._on_notify)
+        except _CONNECTION_LOST:
+            if not conn.is_closed():
+                raise
+            # Lost mid-way: the supervisor reconnects and LISTENs to all wanted.
+
+    async def _listen_all(self, conn: asyncpg.Connection, channels: set[str]) -> None:
+        for channel in sorted(channels):
+            await conn.add_listener(channel, self._on_notify)
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await self.runtime.connect()
+        _enable_keepalive(conn, *self._keepalive)
+        conn.add_termination_listener(self._on_terminated)
+        return conn
+
+    def _install(self, conn: asyncpg.Connection, channels: set[str]) -> None:
+        self._conn = conn
+        self._active = set(channels)
+        self._lost = asyncio.Event()
+        self._lost_at = None
+
+    def _forget(self, conn: asyncpg.Connection) -> None:
+        conn.remove_termination_listener(self._on_terminated)
+        conn.terminate()
+
+    def _register_closer(self) -> None:
+        if not self._closer_registered:
+            self._closer_registered = True
+            self.runtime.add_closer(self._close_from_runtime)
+
+    async def _close_from_runtime(self) -> None:
+        # The runtime drops its closers once run: register again on next use.
+        self._closer_registered = False
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop listening altogether; subscribers end, the log stays."""
+        self._listened = []
+        subscribers, self._subscribers = self._subscribers, ()
+        for subscriber in subscribers:
+            subscriber.end()
+        async with self._lock():
+            await self._stop()
+        self._publish()
+
+    async def _stop(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        conn, self._conn = self._conn, None
+        self._active = set()
+        if conn is not None:
+            conn.remove_termination_listener(self._on_terminated)
+            try:
+                await asyncio.wait_for(conn.close(), timeout=2)
+            except (*_CONNECTION_LOST, asyncpg.PostgresError):
+                conn.terminate()
+        self._set_state(ListenerState.STOPPED)
+
+    # -------------------------------------------------------------- receiving
+    def _on_notify(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
+        if conn is not self._conn:
+            return
+        item = self.log.append(channel, pid, payload)
+        self._last_alive = item.time
+        for subscriber in self._subscribers:
+            if channel in subscriber.channels:
+                subscriber.push(item)
+        self._last_item = self.runtime.loop.time()
+        self._wake()
+
+    def _on_terminated(self, conn: asyncpg.Connection) -> None:
+        if conn is self._conn and self._lost is not None:
+            self._lost_at = time.time()
+            self._lost.set()
+
+    # ------------------------------------------------------------ reconnecting
+    async def _supervise(self) -> None:
+        while True:
+            lost = self._lost
+            assert lost is not None
+            try:
+                await asyncio.wait_for(lost.wait(), self._health_interval)
+            except TimeoutError:
+                if await self._healthy():
+                    continue
+            await self._reconnect()
+
+    async def _healthy(self) -> bool:
+        async with self._lock():
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                return False
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._health_timeout)
+            except (*_CONNECTION_LOST, asyncpg.PostgresError):
+                return False
+        self._last_alive = time.time()
+        return True
+
+    async def _reconnect(self) -> None:
+        # A loss reported by the connection itself happened just now; a failed
+        # health check only tells that the peer was last heard from earlier.
+        start = self._lost_at if self._lost_at is not None else self._last_alive
+        async with self._lock():
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self._forget(conn)
+            self._set_state(ListenerState.RECONNECTING)
+        for attempt in itertools.count():
+            try:
+                conn = await self._connect()
+            except (ConnectError, *_CONNECTION_LOST, asyncpg.PostgresError):
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            async with self._lock():
+                wanted = self._wanted()
+                try:
+                    await self._listen_all(conn, wanted)
+                except (*_CONNECTION_LOST, asyncpg.PostgresError):
+                    self._forget(conn)
+                    await asyncio.sleep(_backoff(attempt))
+                    continue
+                self._install(conn, wanted)
+                end = time.time()
+                self._last_alive = end
+                gap = self.log.append_gap(start, end, gap_message(start, end))
+                for subscriber in self._subscribers:
+                    subscriber.push(gap)
+                self._set_state(ListenerState.LISTENING)
+                return
+
+
+def _backoff(attempt: int) -> float:
+    # Jitter keeps many kernels from hammering a restarting server in step.
+    delay: float = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2.0 ** min(attempt, 16))
+    return delay * random.uniform(0.5, 1.0)
+
+
+_listeners: weakref.WeakKeyDictionary[Runtime, Listener] = weakref.WeakKeyDictionary()
+_listeners_lock = threading.Lock()
+
+
+def listener_for(runtime: Runtime) -> Listener:
+    """The runtime's listener, created (unconnected) on first use.
+
+    Parameters
+    ----------
+    runtime : Runtime
+
+    Returns
+    -------
+    Listener
+    """
+    with _listeners_lock:
+        listener = _listeners.get(runtime)
+        if listener is None:
+            listener = _listeners[runtime] = Listener(runtime)
+        return listener
+
+
+def unlisten(runtime: Runtime, channels: Sequence[str] | None) -> list[str]:
+    """Stop ``%pg listen`` on channels, or on all of them when None.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    channels : sequence of str or None
+
+    Returns
+    -------
+    list of str
+        The channels no longer listened to.
+    """
+    return runtime.run(listener_for(runtime).unlisten(channels))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What views show about the listener.
+
+    Attributes
+    ----------
+    state : ListenerState
+    channels : frozenset of str
+        Channels LISTENed for any reason (``%pg listen``, iterators, refreshes).
+    listened : frozenset of str
+        Channels ``%pg listen`` asked for.
+    """
+
+    state: ListenerState
+    channels: frozenset[str]
+    listened: frozenset[str]

@@ -1,0 +1,9 @@
+"""One statement to a value: Records or binary COPY, the dtype table, the cell runner.
+
+:mod:`~pgmagic.results.execute` runs one statement and chooses between asyncpg
+Records and binary ``COPY`` (decoded by :mod:`~pgmagic.results.decode`, the
+pandas side of the C parser); :mod:`~pgmagic.results.frames` is the dtype
+table; :mod:`~pgmagic.results.cell` runs a whole cell on the session.
+
+May import: errors, runtime, sql
+"""

@@ -1,0 +1,429 @@
+"""Running a cell: split, bind, execute on the session, build the value.
+
+:func:`run_cell` is what each ``%%pg`` cell calls; :func:`run_many` is
+``--many``.  Binding happens before any I/O, so a missing variable never
+leaves half a cell run.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pandas as pd
+
+from pgmagic.errors import DATABASE_ERRORS, OptionError, ParameterError, blame, render
+from pgmagic.results import frames
+from pgmagic.results.execute import FrameOptions, StatementResult, execute
+from pgmagic.results.progress import Progress
+from pgmagic.runtime.loop import Runtime
+from pgmagic.runtime.messages import Message, MessageKind
+from pgmagic.sql import params
+from pgmagic.sql.lexer import client_copy
+from pgmagic.sql.params import BoundStatement
+
+__all__ = [
+    "CellOutcome",
+    "ManyOutcome",
+    "Mode",
+    "bind_cell",
+    "bind_one",
+    "run_cell",
+    "run_many",
+]
+
+
+class Mode(enum.Enum):
+    """What a cell gives back."""
+
+    FRAME = "frame"
+    ONE = "one"
+    SCALAR = "scalar"
+
+
+@dataclass(slots=True)
+class CellOutcome:
+    """The result of a cell.
+
+    Attributes
+    ----------
+    results : list of StatementResult
+        One per statement, in order.
+    shown : StatementResult or None
+        The last statement that returned rows (the one the cell displays).
+    value : object
+        A DataFrame, a record (``--one``), a value (``--scalar``), or None.
+    elapsed : float
+        Seconds spent running the statements and building the value.
+    """
+
+    results: list[StatementResult]
+    shown: StatementResult | None
+    value: Any
+    elapsed: float
+
+
+def bind_cell(
+    text: str,
+    namespace: Mapping[str, Any],
+    positional: Sequence[Any] = (),
+    *,
+    from_keywords: bool = False,
+) -> list[BoundStatement]:
+    """Split a cell and bind every statement, before any I/O.
+
+    Parameters
+    ----------
+    text : str
+        The cell's SQL.
+    namespace : mapping
+        Where ``$name`` finds its values.
+    positional : sequence
+        Values for ``$1, $2, ...``.
+    from_keywords : bool
+        ``namespace`` holds the Python API's keyword arguments: every one must
+        be used, and the messages say so.
+
+    Returns
+    -------
+    list of BoundStatement
+
+    Raises
+    ------
+    ParameterError
+        A variable is missing or parameters are mixed.
+    """
+    statements = params.split(text)
+    for statement in statements:
+        _refuse_client_side(statement.text)
+    bound = [params.bind(s, namespace, positional, from_keywords=from_keywords) for s in statements]
+    if from_keywords:
+        unused = set(namespace) - {name for b in bound for name in b.names}
+        if unused:
+            listed = ", ".join(sorted(unused))
+            raise ParameterError(f"keyword arguments not used by the SQL: {listed}")
+    return bound
+
+
+def _refuse_client_side(sql: str) -> None:
+    """Refuse, before any I/O, what needs a psql-like client to take part."""
+    if sql.startswith("\\"):
+        raise OptionError(
+            f"{sql.split()[0]} is a psql meta-command, not SQL; query the catalog instead "
+            "(e.g. SELECT * FROM information_schema.tables WHERE table_schema = 'public')"
+        )
+    direction = client_copy(sql)
+    if direction == "from":
+        raise OptionError(
+            "COPY ... FROM STDIN needs the client to send rows: use "
+            "%pg load DATAFRAME_OR_FILE INTO table (it runs COPY for you)"
+        )
+    if direction == "to":
+        raise OptionError(
+            "COPY ... TO STDOUT sends rows to the client: use %%pg --to FILE "
+            "(.csv, .csv.gz, .parquet, .jsonl) with the query, or a plain %%pg for a DataFrame"
+        )
+
+
+def bind_one(
+    text: str,
+    namespace: Mapping[str, Any],
+    positional: Sequence[Any] = (),
+    *,
+    from_keywords: bool = False,
+) -> BoundStatement:
+    """Bind a cell that must hold exactly one statement (streams, exports).
+
+    Parameters
+    ----------
+    text : str
+    namespace : mapping
+    positional : sequence
+
+    Returns
+    -------
+    BoundStatement
+
+    Raises
+    ------
+    OptionError
+        The cell holds no statement, or several.
+    """
+    statements = bind_cell(text, namespace, positional, from_keywords=from_keywords)
+    if len(statements) != 1:
+        raise OptionError(f"this needs exactly one statement; the cell has {len(statements)}")
+    return statements[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ManyOutcome:
+    """What ``--many`` did."""
+
+    status: str
+    rows: int
+    seconds: float
+
+    def __str__(self) -> str:
+        verb = self.status.split()[0] if self.status else "statement"
+        rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
+        return f"{verb} × {rows} in {self.seconds:.2f} s (one transaction)"
+
+
+def _rows_for(
+    statement: params.Statement, rows: Any
+) -> tuple[BoundStatement, list[tuple[Any, ...]]]:
+    spans = params.placeholders(statement.text)
+    names = list(dict.fromkeys(name for _, _, name in spans if not name.isdigit()))
+    if isinstance(rows, pd.DataFrame):
+        if names:
+            missing = [n for n in names if n not in rows.columns]
+            if missing:
+                raise OptionError(f"--many: the DataFrame has no column {missing[0]!r}")
+            columns = [rows[n] for n in names]
+        else:
+            columns = [rows.iloc[:, i] for i in range(rows.shape[1])]
+        values = list(zip(*(params.nulls_from_pandas(c.tolist()) for c in columns), strict=True))
+    else:
+        values = []
+        for row in rows:
+            if names:
+                if not isinstance(row, Mapping):
+                    raise OptionError("--many with $name needs a DataFrame or a list of dicts")
+                values.append(tuple(row[n] for n in names))
+            else:
+                values.append(tuple(row) if isinstance(row, list | tuple) else (row,))
+    first = dict(zip(names, values[0], strict=True)) if names and values else dict.fromkeys(names)
+    width = max((int(n) for _, _, n in spans if n.isdigit()), default=0)
+    bound = params.bind(
+        statement, first, values[0][:width] if values and width else (None,) * width
+    )
+    if width:
+        values = [row[:width] for row in values]
+    return bound, [tuple(params.adapt(v) for v in row) for row in values]
+
+
+async def _execute_many(
+    runtime: Runtime, bound: BoundStatement, rows: list[tuple[Any, ...]]
+) -> str:
+    session = await runtime.session()
+    async with session.atomic() as conn:
+        try:
+            # asyncpg's executemany gives no command tag.
+            await conn.executemany(bound.sql, rows, timeout=runtime.settings.command_timeout)
+            return ""
+        except asyncpg.PostgresError as error:
+            blame(error, bound)
+            raise
+
+
+def run_many(
+    runtime: Runtime,
+    text: str,
+    rows: Any,
+    *,
+    quiet: bool = False,
+    on_message: Callable[[Message], None] | None = None,
+) -> ManyOutcome:
+    """Run one statement for every row, pipelined, in one transaction.
+
+    ``$name`` takes the DataFrame column (or dict key) ``name``; ``$1, $2``
+    take tuple positions.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    text : str
+        One statement, e.g. ``INSERT INTO t VALUES ($id, $name)``.
+    rows : DataFrame or iterable
+        A DataFrame, or tuples / dicts.
+    quiet : bool
+        Unused here; the caller prints the outcome.
+    on_message : callable, optional
+        Receives NOTICEs while the statements run.
+
+    Returns
+    -------
+    ManyOutcome
+    """
+    statements = params.split(text)
+    if len(statements) != 1:
+        raise OptionError(f"--many needs exactly one statement; the cell has {len(statements)}")
+    started = time.perf_counter()
+    bound, values = _rows_for(statements[0], rows)
+    if not values:
+        return ManyOutcome("", 0, 0.0)
+    try:
+        status = runtime.run(_execute_many(runtime, bound, values), on_message=on_message)
+    except DATABASE_ERRORS as error:
+        raise render(error, text) from None
+    return ManyOutcome(
+        status or bound.sql.split()[0].upper(), len(values), time.perf_counter() - started
+    )
+
+
+def _status_poster(runtime: Runtime) -> Callable[[StatementResult, bool], None]:
+    # Row-returning statements are shown as a table unless a later one
+    # supersedes them; only then is their command tag worth a line.
+    pending: list[StatementResult] = []
+
+    def on_result(result: StatementResult, last: bool) -> None:
+        if result.returns_rows:
+            if pending:
+                runtime.post(Message(MessageKind.STATUS, pending.pop().status))
+            pending.append(result)
+        else:
+            runtime.post(Message(MessageKind.STATUS, result.status))
+
+    return on_result
+
+
+async def _run_on_session(
+    runtime: Runtime,
+    statements: list[BoundStatement],
+    quiet: bool,
+    max_rows: int,
+    progress: Progress | None,
+    frame: FrameOptions | None,
+) -> list[StatementResult]:
+    session = await runtime.session()
+    timeout = runtime.settings.command_timeout
+
+    async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
+        return await execute(
+            conn,
+            bound,
+            timeout=timeout,
+            cached=True,
+            max_rows=max_rows,
+            progress=progress,
+            frame=frame,
+        )
+
+    return await session.run(statements, step, None if quiet else _status_poster(runtime))
+
+
+def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: bool = False) -> Any:
+    """The value a cell gives back for its displayed statement.
+
+    Parameters
+    ----------
+    shown : StatementResult or None
+        The last row-returning statement's result.
+    mode : Mode
+        DataFrame, one record, or one value.
+    numeric_as_float : bool
+        Give ``numeric`` as ``float64`` in DataFrames.
+
+    Returns
+    -------
+    object
+
+    Raises
+    ------
+    OptionError
+        ``--one`` or ``--scalar`` met more than one row (or column).
+    """
+    if shown is None or shown.columns is None:
+        if mode is Mode.FRAME:
+            return None
+        raise OptionError(f"--{mode.value} needs a statement that returns rows")
+    records = shown.records
+    if mode is Mode.FRAME:
+        if shown.frame is not None:
+            return shown.frame
+        return frames.records_to_frame(shown.columns, records, numeric_as_float=numeric_as_float)
+    if len(records) > 1:
+        raise OptionError(
+            f"--{mode.value} expects at most one row; the query returned {len(records):,} "
+            "(add LIMIT 1 or a WHERE clause)"
+        )
+    if mode is Mode.SCALAR and len(shown.columns) != 1:
+        raise OptionError(f"--scalar expects one column; the query returned {len(shown.columns)}")
+    if not records:
+        return None
+    return records[0][0] if mode is Mode.SCALAR else records[0]
+
+
+def run_cell(
+    runtime: Runtime,
+    text: str,
+    namespace: Mapping[str, Any],
+    positional: Sequence[Any] = (),
+    *,
+    mode: Mode = Mode.FRAME,
+    numeric_as_float: bool = False,
+    quiet: bool = False,
+    on_message: Callable[[Message], None] | None = None,
+    max_rows: int = 0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> CellOutcome:
+    """Run a ``%%pg`` cell on the session and wait for it; Ctrl-C cancels.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    text : str
+        The cell's SQL, one or more statements.
+    namespace : mapping
+        Where ``$name`` finds its values.
+    positional : sequence
+        Values for ``$1, $2, ...``.
+    mode : Mode
+        What to give back.
+    numeric_as_float : bool
+        Give ``numeric`` as ``float64``.
+    quiet : bool
+        Do not report command tags.
+    on_message : callable, optional
+        Receives NOTICEs, command tags and notes while the cell runs.
+    max_rows : int
+        Stop a query whose result exceeds this many rows (0: no limit).
+    on_progress : callable, optional
+        Called about every 50 ms with the rows fetched so far; queries are
+        then fetched in growing chunks so that there is something to count.
+
+    Returns
+    -------
+    CellOutcome
+
+    Raises
+    ------
+    ParameterError
+        Before any I/O, when a variable is missing.
+    asyncpg.PostgresError
+        Decorated with the psql-style rendering.
+    QueryCancelled
+        The user pressed Ctrl-C; the query was cancelled on the server.
+    """
+    started = time.perf_counter()
+    statements = bind_cell(text, namespace, positional)
+    if not statements:
+        return CellOutcome([], None, None, 0.0)
+    progress = Progress() if on_progress is not None else None
+    # An init hook may install codecs that change how types decode; the COPY
+    # path decodes by itself, so it only runs when no hook could disagree.
+    frame = None
+    if mode is Mode.FRAME and runtime.settings.init is None:
+        frame = FrameOptions(numeric_as_float=numeric_as_float)
+
+    def tick() -> None:
+        if on_progress is not None and progress is not None:
+            on_progress(progress)
+
+    try:
+        results = runtime.run(
+            _run_on_session(runtime, statements, quiet, max_rows, progress, frame),
+            on_message=on_message,
+            on_tick=tick,
+        )
+    except DATABASE_ERRORS as error:
+        raise render(error, text) from None
+    shown = next((r for r in reversed(results) if r.returns_rows), None)
+    value = value_of(shown, mode, numeric_as_float=numeric_as_float)
+    if isinstance(value, pd.DataFrame) and shown is not None:
+        shown.records = []  # the frame holds the data now; drop the second copy
+    return CellOutcome(results, shown, value, time.perf_counter() - started)

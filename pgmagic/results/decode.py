@@ -1,0 +1,544 @@
+"""Query results to pandas, Arrow and JSON lines through binary ``COPY``: the fast path.
+
+``copy_frame`` runs ``COPY (<query>) TO STDOUT (FORMAT binary)`` on the
+session's own asyncpg connection and feeds the stream, chunk by chunk, to a
+small C parser (``pgmagic._pgcopy``) that fills one buffer per column.  The
+parser runs inside the COPY sink on the event-loop thread, so decoding (and
+the Python objects that object columns need) overlaps with the server
+producing the next rows; the finished buffers become numpy/pyarrow arrays
+without a copy.
+
+The frame is exactly what the record path (``pgmagic.frames``) builds from
+asyncpg records, column by column, dtype and values.  Columns whose type the
+parser does not know raise :class:`UnsupportedColumnError` before anything
+is sent to the server, so the caller can take the record path instead.
+
+For exports, ``copy_record_batches`` and ``copy_json_lines`` run the same
+COPY and hand its rows, a batch at a time, to a writer in a worker thread:
+Arrow record batches (the parser fills Arrow's buffers directly, no Python
+object per value) or JSON lines (the parser writes them).  While one batch
+is written the next is decoded; at most those two are held, so memory stays
+bounded whatever the size of the result.
+
+Exceptions::
+
+    UnsupportedColumnError   a column (or the build) cannot take this path;
+                             nothing was sent to the server
+    ColumnMismatchError      the stream did not match ``columns`` (a stale
+                             prepared statement); the stream was drained,
+                             the session is unharmed
+    ColumnTypeError          (exports) a value does not fit the Arrow type
+                             the first batch gave its column
+    ValueError, OverflowError, UnicodeDecodeError
+                             a value asyncpg itself would refuse to decode
+                             (raised after the stream ends, so the session's
+                             transaction is left as it was; exports stop at
+                             the first batch that holds one)
+
+Import rules: this module imports asyncpg, numpy, pandas and pyarrow, never
+IPython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import decimal
+import gc
+import json
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, NamedTuple
+
+import asyncpg
+import asyncpg.types
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from asyncpg.pgproto import pgproto
+
+from pgmagic.errors import ColumnMismatchError, UnsupportedColumnError
+from pgmagic.sql.copytext import copy_statement
+
+try:  # compiled by the hatch build hook; absent in a source checkout
+    from pgmagic import _pgcopy as pgcopy
+except ImportError:  # pragma: no cover - exercised only without the build
+    pgcopy = None  # type: ignore[assignment]
+
+_json_loads: Callable[[bytes], Any] | None
+try:  # orjson: 3-7x faster than json.loads; used only where exact
+    import orjson
+
+    _json_loads = orjson.loads
+except ImportError:  # pragma: no cover
+    _json_loads = None
+
+__all__ = [
+    "Plan",
+    "copy_frame",
+    "is_available",
+    "new_parser",
+    "pace",
+    "pgcopy",
+    "plan_columns",
+    "supported_type_oids",
+    "supports",
+]
+
+# Column kinds understood by _pgcopy.c (keep the numbers in sync).
+_BOOL, _INT2, _INT4, _INT8, _OID = 1, 2, 3, 4, 5
+_FLOAT4, _FLOAT8, _TEXT, _NUMERIC, _NUMERIC_FLOAT = 6, 7, 8, 9, 10
+_TIMESTAMP, _TIMESTAMPTZ, _DATE, _INTERVAL, _TIME = 11, 12, 13, 14, 15
+_TIMETZ, _UUID, _BYTEA, _JSON, _JSONB, _ARRAY = 16, 17, 18, 19, 20, 21
+_VOID = 22  # export layouts only
+# The parser's layouts.
+_PANDAS, _ARROW, _JSONL = 0, 1, 2
+
+_SCALAR_KINDS: Final[dict[int, int]] = {
+    16: _BOOL,
+    17: _BYTEA,
+    18: _TEXT,  # "char": asyncpg gives bytes, the record path decodes them as UTF-8
+    19: _TEXT,  # name
+    20: _INT8,
+    21: _INT2,
+    23: _INT4,
+    25: _TEXT,
+    26: _OID,
+    114: _JSON,
+    700: _FLOAT4,
+    701: _FLOAT8,
+    1042: _TEXT,  # bpchar
+    1043: _TEXT,  # varchar
+    1082: _DATE,
+    1083: _TIME,
+    1114: _TIMESTAMP,
+    1184: _TIMESTAMPTZ,
+    1186: _INTERVAL,
+    1266: _TIMETZ,
+    1700: _NUMERIC,
+    2950: _UUID,
+    3802: _JSONB,
+}
+
+# array OID -> (element OID, element kind); elements become what asyncpg
+# returns for them ("char" elements stay bytes).
+_ARRAY_ELEMENTS: Final[dict[int, tuple[int, int]]] = {
+    1000: (16, _BOOL),
+    1001: (17, _BYTEA),
+    1002: (18, _BYTEA),
+    1003: (19, _TEXT),
+    1005: (21, _INT2),
+    1007: (23, _INT4),
+    1009: (25, _TEXT),
+    1014: (1042, _TEXT),
+    1015: (1043, _TEXT),
+    1016: (20, _INT8),
+    1021: (700, _FLOAT4),
+    1022: (701, _FLOAT8),
+    1028: (26, _OID),
+    1115: (1114, _TIMESTAMP),
+    1182: (1082, _DATE),
+    1183: (1083, _TIME),
+    1185: (1184, _TIMESTAMPTZ),
+    1187: (1186, _INTERVAL),
+    1231: (1700, _NUMERIC),
+    1270: (1266, _TIMETZ),
+    2951: (2950, _UUID),
+    199: (114, _JSON),
+    3807: (3802, _JSONB),
+}
+
+# What exports take besides: void (a function called for its effect, always
+# NULL), and "char" array elements as the text they are rather than bytes.
+_EXPORT_KINDS: Final[dict[int, int]] = {2278: _VOID}
+_EXPORT_ELEMENTS: Final[dict[int, tuple[int, int]]] = {1002: (18, _TEXT)}
+
+# Types outside the table that are sent as their text, byte for byte what
+# asyncpg's text-format fallback decodes: enums, citext and other types whose
+# send and output functions are the built-in text ones.
+_TEXTUAL_TYPES_SQL: Final = """
+SELECT t.oid
+FROM pg_catalog.pg_type t
+JOIN pg_catalog.pg_proc s ON s.oid = t.typsend
+JOIN pg_catalog.pg_proc o ON o.oid = t.typoutput
+WHERE t.oid = ANY($1::pg_catalog.oid[])
+  AND s.prolang = 12 AND o.prolang = 12
+  AND ((s.prosrc = 'textsend' AND o.prosrc = 'textout')
+       OR (s.prosrc = 'enum_send' AND o.prosrc = 'enum_out'))
+"""
+
+_COALESCE_AFTER: Final = 1 << 20  # bytes received before small chunks are coalesced
+_SMALL_CHUNK: Final = 64 << 10
+_COALESCE_WAIT: Final = 0.0005  # seconds; the event loop rounds it up to 1 ms
+
+_STR_DTYPE: Final = pd.StringDtype("pyarrow", na_value=np.nan)
+_UTC_DTYPE: Final = pd.DatetimeTZDtype(unit="us", tz="UTC")
+_INT_DTYPES: Final[dict[int, type[np.generic]]] = {
+    _INT2: np.int16,
+    _INT4: np.int32,
+    _INT8: np.int64,
+    _OID: np.int64,
+}
+_NUMPY_DTYPES: Final[dict[int, str]] = {
+    _FLOAT4: "float32",
+    _FLOAT8: "float64",
+    _NUMERIC_FLOAT: "float64",
+    _TIMESTAMP: "M8[us]",
+    _DATE: "M8[s]",
+    _INTERVAL: "m8[us]",
+}
+
+
+def is_available() -> bool:
+    """Tell whether the compiled parser was built and imports.
+
+    Returns
+    -------
+    bool
+        False in a source checkout that was never built.
+    """
+    return pgcopy is not None
+
+
+def supported_type_oids() -> frozenset[int]:
+    """Return the built-in type OIDs the COPY path decodes.
+
+    Types without a fixed OID are accepted too when ``pg_type`` shows they
+    are sent as plain text (enums, ``citext``); :func:`copy_frame` looks
+    them up once per connection.
+
+    Returns
+    -------
+    frozenset of int
+        Scalar and array type OIDs.
+
+    Examples
+    --------
+    >>> 1184 in supported_type_oids()  # timestamptz
+    True
+    """
+    return frozenset(_SCALAR_KINDS) | frozenset(_ARRAY_ELEMENTS)
+
+
+class Plan(NamedTuple):
+    """Per column: the parser's kind, the element kind and OID of arrays."""
+
+    kinds: bytes
+    elem_kinds: bytes
+    elem_oids: tuple[int, ...]
+    names: list[str]
+
+
+async def plan_columns(
+    conn: asyncpg.Connection,
+    columns: Sequence[asyncpg.types.Attribute],
+    numeric_as_float: bool,
+    export: bool = False,
+) -> Plan:
+    """The parser's plan for a result's columns: their kinds and dtypes.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    columns : sequence of asyncpg.types.Attribute
+    numeric_as_float : bool
+    export : bool
+        Plan for an export (more types: ``void``, ``"char"`` elements as text).
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    UnsupportedColumnError
+        A column (or the build) cannot take the COPY path.
+    """
+    if pgcopy is None:
+        raise UnsupportedColumnError("", "(parser not built)")
+    if not columns:
+        raise UnsupportedColumnError("", "(no columns)")
+    scalars = {**_SCALAR_KINDS, **_EXPORT_KINDS} if export else _SCALAR_KINDS
+    arrays = {**_ARRAY_ELEMENTS, **_EXPORT_ELEMENTS} if export else _ARRAY_ELEMENTS
+    kinds = bytearray()
+    elem_kinds = bytearray()
+    elem_oids: list[int] = []
+    lookup: list[int] = []
+    for attr in columns:
+        oid = attr.type.oid
+        kind = scalars.get(oid)
+        if kind is not None:
+            if kind == _NUMERIC and numeric_as_float:
+                kind = _NUMERIC_FLOAT
+            kinds.append(kind)
+            elem_kinds.append(0)
+            elem_oids.append(0)
+        elif oid in arrays:
+            elem_oid, elem_kind = arrays[oid]
+            kinds.append(_ARRAY)
+            elem_kinds.append(elem_kind)
+            elem_oids.append(elem_oid)
+        elif attr.type.kind == "scalar" and attr.type.schema != "pg_catalog":
+            kinds.append(0)  # decided below
+            elem_kinds.append(0)
+            elem_oids.append(0)
+            lookup.append(oid)
+        else:
+            raise UnsupportedColumnError(attr.name, attr.type.name)
+    if lookup:
+        textual = await _textual_oids(conn, lookup)
+        for i, attr in enumerate(columns):
+            if kinds[i] == 0:
+                if attr.type.oid not in textual:
+                    raise UnsupportedColumnError(attr.name, attr.type.name)
+                kinds[i] = _TEXT
+    return Plan(bytes(kinds), bytes(elem_kinds), tuple(elem_oids), [a.name for a in columns])
+
+
+# connection -> {type OID: sent as text}; OIDs are per database, so per connection
+_textual_cache: weakref.WeakKeyDictionary[asyncpg.Connection, dict[int, bool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _textual_oids(conn: asyncpg.Connection, oids: list[int]) -> set[int]:
+    known = _textual_cache.setdefault(conn, {})
+    missing = [oid for oid in oids if oid not in known]
+    if missing:
+        rows = await conn.fetch(_TEXTUAL_TYPES_SQL, missing)
+        found = {row[0] for row in rows}
+        known.update({oid: oid in found for oid in missing})
+    return {oid for oid in oids if known[oid]}
+
+
+class _GcPause:
+    """Pauses the cyclic garbage collector while any COPY is being decoded.
+
+    The parser allocates millions of objects that cannot form cycles, and
+    the collector's passes over them would cost more than the decoding.
+    Pauses nest and may interleave (two COPYs on one event loop, or on two
+    loop threads): the collector is switched off by the first and back on
+    by the last, and only if it was on to begin with.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_gc_paused = _GcPause()
+
+
+def new_parser(
+    plan: Plan, layout: int = _PANDAS, keys: tuple[bytes, ...] | None = None
+) -> pgcopy.Parser:
+    """A C parser for a plan, filling pandas, Arrow or JSON-lines buffers.
+
+    Parameters
+    ----------
+    plan : Plan
+    layout : int
+        ``_PANDAS``, ``_ARROW`` or ``_JSONL``.
+    keys : tuple of bytes, optional
+        JSON object keys, for JSON lines.
+
+    Returns
+    -------
+    pgmagic._pgcopy.Parser
+    """
+    return pgcopy.Parser(
+        plan.kinds,
+        plan.elem_kinds,
+        plan.elem_oids,
+        decimal.Decimal,
+        pgproto.UUID,
+        _json_loads,
+        json.loads,
+        layout=layout,
+        keys=keys,
+    )
+
+
+class _FrameBuilder:
+    """The parser, and the conversion of its buffers into a DataFrame."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.new_parser = new_parser(plan)
+        self.feed: Callable[[bytearray | bytes], None] = self.new_parser.feed
+        self.parser = self.new_parser
+
+    def frame(self) -> pd.DataFrame:
+        """End the stream and build the frame (raises deferred value errors)."""
+        parser = self.new_parser
+        outs = parser.finish()
+        n = parser.nrows
+        arrays = {
+            i: self._array(i, kind, out, n)
+            for i, (kind, out) in enumerate(zip(self.plan.kinds, outs, strict=True))
+        }
+        frame = pd.DataFrame(arrays, copy=False)
+        frame.columns = pd.Index(self.plan.names, dtype=object)
+        return frame
+
+    def _array(self, index: int, kind: int, out: tuple[Any, ...], n: int) -> Any:
+        tag = out[0]
+        if tag == "object":
+            objects = np.empty(n, dtype=object)
+            self.new_parser.take_objects(index, objects)
+            return objects
+        if tag == "text":
+            _, validity, offsets, data, null_count = out
+            arrow = pa.Array.from_buffers(
+                pa.large_string(),
+                n,
+                [
+                    None if validity is None else pa.py_buffer(validity),
+                    pa.py_buffer(offsets),
+                    pa.py_buffer(data),
+                ],
+                null_count=null_count,
+            )
+            return pd.array(arrow, dtype=_STR_DTYPE)
+        _, values, mask_buf = out
+        if kind in _INT_DTYPES or kind == _BOOL:
+            mask = np.zeros(n, dtype=bool) if mask_buf is None else np.frombuffer(mask_buf, bool)
+            if kind == _BOOL:
+                return pd.arrays.BooleanArray(np.frombuffer(values, bool), mask)
+            return pd.arrays.IntegerArray(np.frombuffer(values, _INT_DTYPES[kind]), mask)
+        if kind == _TIMESTAMPTZ:
+            return pd.array(np.frombuffer(values, "M8[us]"), dtype=_UTC_DTYPE)
+        return np.frombuffer(values, _NUMPY_DTYPES[kind])
+
+
+async def supports(
+    conn: asyncpg.Connection,
+    columns: Sequence[asyncpg.types.Attribute],
+    numeric_as_float: bool = False,
+) -> bool:
+    """Whether :func:`copy_frame` can decode every column (nothing is sent for built-ins).
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    columns : sequence of asyncpg.types.Attribute
+    numeric_as_float : bool
+
+    Returns
+    -------
+    bool
+    """
+    try:
+        await plan_columns(conn, columns, numeric_as_float)
+    except UnsupportedColumnError:
+        return False
+    return True
+
+
+async def copy_frame(
+    conn: asyncpg.Connection,
+    sql: str,
+    columns: Sequence[asyncpg.types.Attribute],
+    *,
+    numeric_as_float: bool = False,
+    timeout: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Run ``sql`` through binary COPY and return its rows as a DataFrame.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+        The session's connection; temp tables and an open transaction stay
+        as they are.
+    sql : str
+        A statement without parameters that returns rows, already prepared
+        by the caller (which is where ``columns`` come from).
+    columns : sequence of asyncpg.types.Attribute
+        ``PreparedStatement.get_attributes()`` for ``sql``.
+    numeric_as_float : bool, default False
+        Decode ``numeric`` as float64 instead of ``decimal.Decimal``.
+    timeout : float, optional
+        Seconds before asyncpg cancels the COPY, as for ``fetch``.
+    on_progress : callable, optional
+        Called on the loop thread after each chunk with the rows decoded and
+        the bytes received so far (progress bars).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per attribute, with the dtypes of the record path.
+
+    Raises
+    ------
+    UnsupportedColumnError
+        Before running anything, when a column type is not supported or
+        the parser was not built; take the record path instead.
+    ColumnMismatchError
+        After the stream ended, when it did not match ``columns``.
+    ValueError, OverflowError, UnicodeDecodeError
+        After the stream ended, for a value asyncpg would refuse to decode
+        (the record path raises the same); the session is unharmed.
+
+    Examples
+    --------
+    >>> stmt = await conn.prepare("SELECT * FROM t")  # doctest: +SKIP
+    >>> df = await copy_frame(conn, "SELECT * FROM t", stmt.get_attributes())  # doctest: +SKIP
+    """
+    builder = _FrameBuilder(await plan_columns(conn, columns, numeric_as_float))
+    feed = builder.feed
+    received = 0
+
+    parser = builder.parser
+
+    async def sink(chunk: bytearray) -> None:
+        nonlocal received
+        feed(chunk)
+        received += len(chunk)
+        if on_progress is not None:
+            on_progress(parser.nrows, received)
+        await pace(received, len(chunk))
+
+    with _gc_paused():
+        await conn.copy_from_query(
+            copy_statement(sql), output=sink, format="binary", timeout=timeout
+        )
+        try:
+            return builder.frame()
+        except pgcopy.ProtocolError as error:
+            raise ColumnMismatchError(str(error)) from error
+
+
+async def pace(received: int, size: int) -> None:
+    """Let a large result's small chunks coalesce: decoding per chunk costs more.
+
+    Parameters
+    ----------
+    received : int
+        Bytes received so far.
+    size : int
+        Bytes in the chunk just received.
+    """
+    # asyncpg hands over whatever the socket holds, and a trip through the
+    # event loop per 8-16 KB chunk costs more than decoding it.  Once a
+    # result is known to be large, a small chunk means the client is ahead
+    # of the server: wait about a millisecond so the next one is big.
+    if received > _COALESCE_AFTER and size < _SMALL_CHUNK:
+        await asyncio.sleep(_COALESCE_WAIT)

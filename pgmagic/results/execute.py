@@ -1,0 +1,368 @@
+"""One statement on one connection: Records or binary COPY, chosen here.
+
+Every statement is prepared first (Parse/Describe), which gives the column
+types even for a 0-row result.  A plain query (:func:`pgmagic.sql.copytext.copyable`)
+whose columns the C decoder reads (:func:`pgmagic.results.decode.supports`) and
+whose last result was not short goes through binary ``COPY`` straight into a
+DataFrame; everything else through asyncpg Records.  Each query runs once
+either way: the choice only changes speed.
+
+Prepared statements are cached per connection, keyed by SQL text, but only
+used outside transaction blocks: a stale cached plan ("cached plan must not
+change result type") is then a harmless error retried once, whereas inside a
+transaction it would abort the user's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pandas as pd
+
+from pgmagic.errors import ColumnMismatchError, TooManyRows, UnsupportedColumnError
+from pgmagic.results import decode
+from pgmagic.results.copyout import bound_values
+from pgmagic.results.frames import Column
+from pgmagic.sql import copytext
+from pgmagic.sql.params import BoundStatement
+
+if TYPE_CHECKING:
+    from pgmagic.results.progress import Progress
+
+_CACHE_SIZE = 100
+# Chunked fetches start small (a quick first progress count) and grow so that
+# large results pay few extra round trips.
+_FIRST_CHUNK = 1_000
+_LAST_CHUNK = 100_000
+# A statement whose last result had at most this many rows is run through
+# Records next time (one round trip on a cached statement); others through
+# binary COPY (a fresh Describe first, then several times faster per row).
+_SHORT_ROWS = 2_000
+_HINTS_SIZE = 512
+# OIDs below this are built-in types, whose pandas mapping is fixed in frames.py.
+_FIRST_USER_OID = 16384
+
+
+@dataclass(slots=True)
+class StatementResult:
+    """What one statement returned.
+
+    Attributes
+    ----------
+    status : str
+        The command tag, e.g. ``SELECT 3``, ``INSERT 0 1``, ``CREATE TABLE``.
+    columns : list of Column or None
+        Result columns, or None when the statement returns no rows.
+    records : list
+        Rows as asyncpg Records (empty when ``columns`` is None, or when the
+        rows came as ``frame``).
+    elapsed : float
+        Seconds from sending the statement to receiving the last row.
+    frame : pandas.DataFrame or None
+        The rows, when they came through the binary COPY path.
+    """
+
+    status: str
+    columns: list[Column] | None
+    records: list[Any] = field(default_factory=list)
+    elapsed: float = 0.0
+    frame: pd.DataFrame | None = None
+
+    @property
+    def returns_rows(self) -> bool:
+        """Whether the statement has a row description (SELECT, RETURNING, ...)."""
+        return self.columns is not None
+
+
+class TypeCategories:
+    """``pg_type.typcategory`` of non-built-in types, cached per connection."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, str] = {}
+
+    async def columns(self, conn: asyncpg.Connection, attributes: Sequence[Any]) -> list[Column]:
+        """The columns of a result, with each type's category.
+
+        Parameters
+        ----------
+        conn : asyncpg.Connection
+        attributes : sequence of asyncpg.types.Attribute
+
+        Returns
+        -------
+        list of Column
+        """
+        unknown = {
+            a.type.oid for a in attributes if a.type.oid >= _FIRST_USER_OID
+        } - self._known.keys()
+        if unknown:
+            rows = await conn.fetch(
+                "SELECT oid::int8, typcategory::text FROM pg_catalog.pg_type "
+                "WHERE oid = any($1::oid[])",
+                list(unknown),
+            )
+            self._known.update({r[0]: r[1] for r in rows})
+        return [
+            Column(a.name, a.type.oid, a.type.name, self._known.get(a.type.oid, ""))
+            for a in attributes
+        ]
+
+
+@dataclass
+class _ConnectionCache:
+    """What is remembered per connection, forgotten with it."""
+
+    statements: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    categories: TypeCategories = field(default_factory=lambda: TypeCategories())
+    # Per SQL text, whether its last result was short.
+    hints: OrderedDict[str, bool] = field(default_factory=OrderedDict)
+
+
+# Keyed by the session's connection, so a reopened session starts afresh on its own.
+_caches: weakref.WeakKeyDictionary[asyncpg.Connection, _ConnectionCache] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cache_for(conn: asyncpg.Connection) -> _ConnectionCache:
+    cache = _caches.get(conn)
+    if cache is None:
+        cache = _caches[conn] = _ConnectionCache()
+    return cache
+
+
+def _is_stale(error: BaseException) -> bool:
+    return isinstance(
+        error, asyncpg.InvalidCachedStatementError | asyncpg.InvalidSQLStatementNameError
+    )
+
+
+async def _prepare(
+    conn: asyncpg.Connection,
+    sql: str,
+    timeout: float | None,
+    cache: OrderedDict[str, Any] | None,
+) -> Any:
+    if cache is not None:
+        stmt = cache.get(sql)
+        if stmt is not None:
+            cache.move_to_end(sql)
+            return stmt
+    stmt = await conn.prepare(sql, timeout=timeout)
+    if cache is not None:
+        cache[sql] = stmt
+        if len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return stmt
+
+
+async def _fetch_in_chunks(
+    conn: asyncpg.Connection,
+    stmt: Any,
+    args: Sequence[Any],
+    timeout: float | None,
+    max_rows: int,
+    progress: Progress | None,
+) -> list[Any]:
+    """Rows through a cursor, in growing chunks (progress, max_rows)."""
+    # A cursor lives in a transaction: outside the user's, the query gets its
+    # own, which is what its implicit transaction would have been.
+    own = not conn.is_in_transaction()
+    if own:
+        await conn.execute("BEGIN")
+    try:
+        cursor = await stmt.cursor(*args, timeout=timeout)
+        records: list[Any] = []
+        size = _FIRST_CHUNK
+        while True:
+            batch = await cursor.fetch(size, timeout=timeout)
+            records.extend(batch)
+            if progress is not None:
+                progress.add(len(batch), 0)
+            if max_rows and len(records) > max_rows:
+                raise TooManyRows(
+                    f"the result has more than {max_rows:,} rows (PgMagics.max_rows): "
+                    "use --stream to iterate over it in chunks, --to FILE to export it, "
+                    "or add a LIMIT"
+                )
+            if len(batch) < size:
+                break
+            size = min(size * 10, _LAST_CHUNK)
+    except BaseException:
+        if own and not conn.is_closed():
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    if own:
+        await conn.execute("COMMIT")
+    return records
+
+
+def _remember(hints: OrderedDict[str, bool], sql: str, short: bool) -> None:
+    hints[sql] = short
+    hints.move_to_end(sql)
+    if len(hints) > _HINTS_SIZE:
+        hints.popitem(last=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _copyable(sql: str) -> bool:
+    return copytext.copyable(sql)
+
+
+async def execute(
+    conn: asyncpg.Connection,
+    bound: BoundStatement,
+    *,
+    timeout: float | None = None,
+    cached: bool = False,
+    max_rows: int = 0,
+    progress: Progress | None = None,
+    frame: FrameOptions | None = None,
+) -> StatementResult:
+    """Prepare and run one bound statement on a connection.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    bound : BoundStatement
+        SQL with ``$n`` placeholders and the values.
+    timeout : float, optional
+        Seconds before the statement is cancelled on the server.
+    cached : bool
+        Keep prepared statements per connection, by SQL text (the session
+        does; they are used only outside transactions), and remember which
+        results were short: a short one is run through Records next time
+        (quicker for a handful of rows).  Each query runs once either way:
+        the choice only changes speed.
+    max_rows : int
+        Stop a query whose result exceeds this many rows (0: no limit).
+    progress : Progress, optional
+        Counts rows as they arrive (queries are then fetched in growing chunks).
+    frame : FrameOptions, optional
+        Give plain queries' rows as a DataFrame, through binary COPY when every
+        column's type allows (much faster than Records for large results).
+
+    Returns
+    -------
+    StatementResult
+
+    Raises
+    ------
+    asyncpg.PostgresError
+        The server rejected the statement; the error keeps its asyncpg class.
+    TooManyRows
+        The result exceeds ``max_rows``.
+    """
+    started = time.perf_counter()
+    # Pool connections are proxies, which cannot be weakly referenced: they
+    # start afresh each time, as their statements' types may differ per backend.
+    remembered = _cache_for(conn) if cached else _ConnectionCache()
+    categories = remembered.categories
+    cache = remembered.statements if cached else None
+    hints = remembered.hints if cached else None
+    copy_ok = frame is not None and not max_rows and decode.is_available()
+    use_cache = cache is not None and not conn.is_in_transaction()
+    for attempt in (0, 1):
+        stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
+        try:
+            attributes = stmt.get_attributes()
+            copyable = bool(attributes) and _copyable(bound.sql)
+            short = bool(hints and hints.get(bound.sql))
+            if (
+                copy_ok
+                and copyable
+                and not short
+                and frame is not None
+                and await decode.supports(conn, attributes, frame.numeric_as_float)
+            ):
+                result = await _copy_path(conn, bound, timeout, categories, frame, progress)
+                if result is not None and result.frame is not None:
+                    if hints is not None:
+                        _remember(hints, bound.sql, len(result.frame) <= _SHORT_ROWS)
+                    result.elapsed = time.perf_counter() - started
+                    return result
+            # A result known to be short needs no progress counting: one round trip.
+            if copyable and (max_rows or (progress is not None and not short)):
+                records = await _fetch_in_chunks(
+                    conn, stmt, bound.args, timeout, max_rows, progress
+                )
+                status = f"SELECT {len(records)}"
+            else:
+                records = await stmt.fetch(*bound.args, timeout=timeout)
+                status = stmt.get_statusmsg() or ""
+            if copyable and hints is not None:
+                _remember(hints, bound.sql, len(records) <= _SHORT_ROWS)
+            break
+        except asyncpg.PostgresError as error:
+            if attempt == 0 and use_cache and cache is not None and _is_stale(error):
+                cache.clear()
+                continue
+            raise
+    attributes = stmt.get_attributes()
+    columns = None
+    if attributes or records:
+        columns = await categories.columns(conn, attributes)
+    return StatementResult(status, columns, records, time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameOptions:
+    """How a query's rows should become a DataFrame on the COPY path.
+
+    Attributes
+    ----------
+    numeric_as_float : bool
+        ``numeric`` as float64 instead of ``Decimal``.
+    """
+
+    numeric_as_float: bool = False
+
+
+async def _copy_path(
+    conn: asyncpg.Connection,
+    bound: BoundStatement,
+    timeout: float | None,
+    categories: TypeCategories,
+    options: FrameOptions,
+    progress: Progress | None,
+) -> StatementResult | None:
+    """Rows through binary COPY, straight into a DataFrame; None to take the record path."""
+    # Prepared afresh, never from the cache: the parser must see the column
+    # types as they are now (a cached int4 column altered to float4 would
+    # decode silently wrong).  Unnamed, so there is nothing to close later.
+    stmt = await conn.prepare(bound.sql, name="", timeout=timeout)
+    attributes = stmt.get_attributes()
+    if not attributes:
+        return None
+    query = copytext.copy_query(bound, stmt.get_parameters())
+    seen = [0, 0]
+
+    def count(rows: int, size: int) -> None:
+        if progress is not None:
+            progress.add(rows - seen[0], size - seen[1])
+        seen[0], seen[1] = rows, size
+
+    try:
+        async with bound_values(conn, bound, query):
+            frame = await decode.copy_frame(
+                conn,
+                query.sql,
+                attributes,
+                numeric_as_float=options.numeric_as_float,
+                timeout=timeout,
+                on_progress=count,
+            )
+    except (UnsupportedColumnError, ColumnMismatchError):
+        return None
+    columns = await categories.columns(conn, attributes)
+    return StatementResult(f"SELECT {len(frame)}", columns, [], frame=frame)

@@ -1,0 +1,251 @@
+"""The sticky session connection ``%%pg`` cells share.
+
+``%%pg`` cells share one connection, so ``SET``, temp tables, ``BEGIN`` in one
+cell and ``COMMIT`` in a later one, and savepoints behave as in psql.  What a
+statement does on it is decided above (:func:`pgmagic.results.execute.execute`);
+the session runs statements in order, one cell at a time, tracks the
+transaction state, and reopens a lost connection with a note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from pgmagic.errors import blame
+
+if TYPE_CHECKING:
+    from pgmagic.runtime.loop import Runtime
+
+__all__ = ["Session", "Step", "TransactionState"]
+
+S = TypeVar("S")
+R = TypeVar("R")
+# How one statement runs on a connection: given by the layer above.
+Step = Callable[[asyncpg.Connection, S], Awaitable[R]]
+
+
+class TransactionState(enum.Enum):
+    """Transaction state of the session, as pgAdmin and psql's prompt show it."""
+
+    IDLE = "idle"
+    IN_TRANSACTION = "in transaction"
+    FAILED = "failed (ROLLBACK needed)"
+
+
+class Session:
+    """The sticky connection ``%%pg`` cells share.
+
+    Parameters
+    ----------
+    runtime : Runtime
+        Owner of the loop and the connection target.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.conn: asyncpg.Connection | None = None
+        self._failed = False
+        self._identity: tuple[str, str] = ("", "")
+        # One statement at a time on the session: API calls with session=True
+        # may be awaited while another is still running.
+        self._busy = asyncio.Lock()
+
+    @property
+    def state(self) -> TransactionState:
+        """Idle, in a transaction, or in a failed transaction."""
+        if self.conn is None or self.conn.is_closed() or not self.conn.is_in_transaction():
+            return TransactionState.IDLE
+        return TransactionState.FAILED if self._failed else TransactionState.IN_TRANSACTION
+
+    async def ensure_connected(self) -> asyncpg.Connection:
+        """Connect on first use; reconnect, with a note, after the connection was lost.
+
+        Returns
+        -------
+        asyncpg.Connection
+        """
+        if self.conn is not None and not self.conn.is_closed():
+            return self.conn
+        lost = self.conn is not None
+        conn = await self._runtime.connect()
+        row = await conn.fetchrow("SELECT current_database(), session_user")
+        self._identity = (row[0], row[1])
+        self.conn = conn
+        self._failed = False
+        if lost:
+            self._runtime.note(
+                "pgmagic: the session connection was lost and has been reopened; "
+                "SET values, temp tables and any open transaction were reset"
+            )
+        return conn
+
+    async def run(
+        self,
+        statements: Sequence[S],
+        step: Step[S, R],
+        on_result: Callable[[R, bool], None] | None = None,
+    ) -> list[R]:
+        """Run statements in order on the session; stop at the first error.
+
+        Parameters
+        ----------
+        statements : sequence
+            What ``step`` takes, one per statement.
+        step : callable
+            ``await step(conn, statement)`` runs one statement.
+        on_result : callable, optional
+            Called on the loop thread after each statement with the result and
+            whether it was the last statement.
+
+        Returns
+        -------
+        list
+            What ``step`` returned, per statement.
+
+        Raises
+        ------
+        asyncpg.PostgresError
+            Blamed on the failing statement (:func:`pgmagic.errors.blame`).
+        """
+        async with self._busy:
+            return await self._run(statements, step, on_result)
+
+    async def _run(
+        self,
+        statements: Sequence[S],
+        step: Step[S, R],
+        on_result: Callable[[R, bool], None] | None,
+    ) -> list[R]:
+        conn = await self.ensure_connected()
+        results: list[R] = []
+        for index, statement in enumerate(statements):
+            try:
+                try:
+                    result = await step(conn, statement)
+                except (asyncpg.InternalClientError, asyncpg.InterfaceError) as error:
+                    # The connection died while idle and asyncpg noticed only now,
+                    # before sending anything (its protocol refuses to start, or
+                    # reports the connection closed): reopen it and run the
+                    # statement there.
+                    broken = isinstance(error, asyncpg.InternalClientError) or conn.is_closed()
+                    if index > 0 or not broken:
+                        raise
+                    conn.terminate()
+                    conn = await self.ensure_connected()
+                    result = await step(conn, statement)
+            except asyncpg.PostgresError as error:
+                self._failed = conn.is_in_transaction()
+                blame(error, statement)
+                raise
+            except (asyncio.CancelledError, TimeoutError):
+                self._failed = conn.is_in_transaction()
+                await asyncio.shield(self._settle(conn))
+                raise
+            self._failed = False
+            results.append(result)
+            if on_result is not None:
+                on_result(result, index == len(statements) - 1)
+        return results
+
+    async def _settle(self, conn: asyncpg.Connection) -> None:
+        # After a cancel, asyncpg sends the cancel request in the background; the
+        # next query waits until the server has acknowledged it, so the backend
+        # is idle (or idle in a failed transaction, where this query fails
+        # harmlessly) when the cell ends.
+        with contextlib.suppress(
+            TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError
+        ):
+            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
+        self._failed = conn.is_in_transaction()
+
+    async def carried_settings(self) -> list[tuple[str, str]]:
+        """Settings that work on other connections should share with the session.
+
+        Streams and exports run on pool connections; without the session's
+        ``search_path`` and time zone, ``SET search_path`` in a cell would not
+        apply to them.
+
+        Returns
+        -------
+        list of (name, value)
+        """
+        conn = self.conn
+        if conn is None or conn.is_closed() or self.state is TransactionState.FAILED:
+            return []
+        if self._busy.locked():
+            return []
+        row = await conn.fetchrow(
+            "SELECT current_setting('search_path'), current_setting('TimeZone')"
+        )
+        return [("search_path", row[0]), ("TimeZone", row[1])]
+
+    @contextlib.asynccontextmanager
+    async def atomic(self) -> AsyncIterator[asyncpg.Connection]:
+        """All-or-nothing work on the session: a transaction, or a savepoint inside one.
+
+        Inside a transaction the user opened, a savepoint keeps their
+        transaction alive if this work fails; otherwise the work gets a
+        transaction of its own.
+
+        Yields
+        ------
+        asyncpg.Connection
+        """
+        async with self._busy:
+            conn = await self.ensure_connected()
+            nested = conn.is_in_transaction()
+            await conn.execute("SAVEPOINT pgmagic_atomic" if nested else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                self._failed = False
+                undo = "ROLLBACK TO SAVEPOINT pgmagic_atomic" if nested else "ROLLBACK"
+                if not conn.is_closed():
+                    # Shielded: a cancelled load must still undo what it did.
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await asyncio.shield(conn.execute(undo))
+                raise
+            await conn.execute("RELEASE SAVEPOINT pgmagic_atomic" if nested else "COMMIT")
+
+    async def status(self) -> dict[str, Any]:
+        """Facts for ``%pg status``.
+
+        Returns
+        -------
+        dict
+            server version, database, user, backend pid, transaction state,
+            pool size and idle count.
+        """
+        conn = await self.ensure_connected()
+        version = conn.get_server_version()
+        info: dict[str, Any] = {
+            "target": self._runtime.describe_target(),
+            "server": f"PostgreSQL {version.major}.{version.minor}",
+            "database": self._identity[0],
+            "user": self._identity[1],
+            "backend pid": conn.get_server_pid(),
+            "transaction": self.state.value,
+        }
+        pool = self._runtime.pool_if_open()
+        if pool is None:
+            info["pool"] = "not started (opens on first API call)"
+        else:
+            info["pool"] = (
+                f"{pool.get_size()} open, {pool.get_idle_size()} idle, max {pool.get_max_size()}"
+            )
+        return info
+
+    async def close(self) -> None:
+        """Close the session connection (the server ends any open transaction)."""
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                conn.terminate()
