@@ -60,7 +60,7 @@ def load_ipython_extension(ipython: Any) -> None:
     """
     from pgmagic.frontend import extension
 
-    extension.load(ipython)
+    extension.register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -72,7 +72,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     """
     from pgmagic.frontend import extension
 
-    extension.unload(ipython)
+    extension.unregister(ipython)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -54,6 +54,7 @@ __all__ = [
     "blame",
     "decorate",
     "format_postgres_error",
+    "lines",
     "render",
 ]
 
@@ -89,6 +90,63 @@ class QueryCancelled(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [str(self.args[0])]
+
+
+class TooManyRows(OptionError):
+    """A result is larger than ``PgMagics.max_rows`` allows."""
+
+
+class StreamExpired(OptionError):
+    """The stream's connection closed before it was read to the end."""
+
+
+class UnsupportedColumnError(Exception):
+    """A result column cannot go through binary COPY; use the record path.
+
+    Raised before anything is sent to the server.
+
+    Parameters
+    ----------
+    column : str
+        The column's name ("" when the whole path is unavailable).
+    type_name : str
+        The column's type as asyncpg names it.
+    """
+
+    def __init__(self, column: str, type_name: str) -> None:
+        self.column = column
+        self.type_name = type_name
+        super().__init__(f"column {column!r} of type {type_name} is not supported by the COPY path")
+
+
+class ColumnTypeError(PgMagicError, ValueError):
+    """A value does not fit the Arrow type its column was given.
+
+    An export fixes its schema from the first batch (the scale and width of
+    decimals, the dimensions of arrays); a later value that needs more is
+    refused rather than silently rounded.
+
+    Parameters
+    ----------
+    column : str
+        The column's name.
+    detail : str
+        What did not fit.
+    """
+
+    def __init__(self, column: str, detail: str) -> None:
+        self.column = column
+        super().__init__(f"column {column!r}: {detail}")
+
+
+class ColumnMismatchError(Exception):
+    """The COPY stream did not match the columns it was decoded for.
+
+    The statement was prepared before its tables changed (a stale cached
+    statement).  The query ran to its end and its rows were dropped; the
+    session and its transaction are as they were.  Prepare again and retry,
+    or take the record path.
+    """
 
 
 _FIELDS = (
@@ -221,38 +279,27 @@ DATABASE_ERRORS = (
 _ARGUMENT_RE = re.compile(r"(query argument |parameter )\$(\d+)")
 
 
-def render(error: BaseException, text: str | None = None) -> BaseException:
-    """Give an error what the user sees: psql's rendering, or one line.
+def lines(error: BaseException, text: str | None = None) -> list[str]:
+    """What the user sees of an error, line by line (see :func:`render`).
 
     Parameters
     ----------
     error : BaseException
-        A server error (with the statement :func:`blame` recorded), an
-        asyncpg client error, a timeout, or one of ours (which renders itself).
     text : str, optional
         The cell text the statement came from, for the caret.
 
     Returns
     -------
-    BaseException
-        The same error, decorated; raise it ``from None``.
-
-    Examples
-    --------
-    >>> render(OptionError("bad"))._render_traceback_()
-    ['OptionError: bad']
+    list of str
     """
     if isinstance(error, PgMagicError | QueryCancelled):
-        return error
+        return list(error._render_traceback_())
     bound: BoundStatement | None = getattr(error, "pgmagic_statement", None)
     if isinstance(error, TimeoutError):
-        return decorate(
-            error,
-            [
-                "TimeoutError: statement cancelled on the server after the command timeout "
-                "(%config PgMagics.command_timeout)"
-            ],
-        )
+        return [
+            "TimeoutError: statement cancelled on the server after the command timeout "
+            "(%config PgMagics.command_timeout)"
+        ]
     names = bound.names if bound is not None else ()
 
     def name_of(match: re.Match[str]) -> str:
@@ -271,92 +318,70 @@ def render(error: BaseException, text: str | None = None) -> BaseException:
             index = bound.source_position(int(position) - 1)
             if text is None:
                 index -= bound.source.offset
-        lines = format_postgres_error(error, query, index)
+        shown = format_postgres_error(error, query, index)
         if isinstance(error, asyncpg.InFailedSQLTransactionError) and not getattr(
             error, "hint", None
         ):
-            lines.append(
+            shown.append(
                 "HINT:  An earlier statement failed (or was cancelled) inside this "
                 "transaction: run ROLLBACK, or ROLLBACK TO SAVEPOINT, to continue."
             )
-        untyped = _UNKNOWN_TYPE_RE.search(lines[0])
+        untyped = _UNKNOWN_TYPE_RE.search(shown[0])
         if untyped and not getattr(error, "hint", None):
-            lines.append(
+            shown.append(
                 f"HINT:  Nothing in the statement says what {untyped.group(1)} is: add a cast, "
                 f"e.g. {untyped.group(1)}::text or {untyped.group(1)}::int"
             )
-        typed = _UNTYPED_RE.search(lines[0])
+        typed = _UNTYPED_RE.search(shown[0])
         if typed:
             cast = "::jsonb" if typed.group(2) == "dict" else "::text[] (or ::int[], ...)"
-            lines.append(
+            shown.append(
                 f"HINT:  PostgreSQL read {typed.group(1)} as text here; say what it is "
                 f"with a cast, e.g. {typed.group(1)}{cast}"
             )
-        return decorate(error, lines)
+        return shown
     message = _ARGUMENT_RE.sub(name_of, str(error))
     if isinstance(
         error,
         asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError,
     ):
         message += " (the connection was lost; the next cell reconnects)"
-    return decorate(error, [f"{type(error).__name__}: {message}"])
+    return [f"{type(error).__name__}: {message}"]
 
 
-class TooManyRows(OptionError):
-    """A result is larger than ``PgMagics.max_rows`` allows."""
+def render(
+    error: BaseException, text: str | None = None, *, hint: str | None = None
+) -> BaseException:
+    """Give an error what the user sees: psql's rendering, or one line.
 
-
-class StreamExpired(OptionError):
-    """The stream's connection closed before it was read to the end."""
-
-
-class UnsupportedColumnError(Exception):
-    """A result column cannot go through binary COPY; use the record path.
-
-    Raised before anything is sent to the server.
+    This is the one place errors are rendered: server errors as psql prints
+    them (caret under the cell text, DETAIL, HINT, CONTEXT), client errors
+    and timeouts as one line naming the cause; ours render themselves.
 
     Parameters
     ----------
-    column : str
-        The column's name ("" when the whole path is unavailable).
-    type_name : str
-        The column's type as asyncpg names it.
+    error : BaseException
+        A server error (with the statement :func:`blame` recorded), an
+        asyncpg client error, a timeout, or one of ours.
+    text : str, optional
+        The cell text the statement came from, for the caret.
+    hint : str, optional
+        One more line, for what only the caller knows (a ``HINT:`` line).
+
+    Returns
+    -------
+    BaseException
+        The same error, decorated; raise it ``from None``.
+
+    Examples
+    --------
+    >>> render(OptionError("bad"))._render_traceback_()
+    ['OptionError: bad']
     """
-
-    def __init__(self, column: str, type_name: str) -> None:
-        self.column = column
-        self.type_name = type_name
-        super().__init__(f"column {column!r} of type {type_name} is not supported by the COPY path")
-
-
-class ColumnTypeError(PgMagicError, ValueError):
-    """A value does not fit the Arrow type its column was given.
-
-    An export fixes its schema from the first batch (the scale and width of
-    decimals, the dimensions of arrays); a later value that needs more is
-    refused rather than silently rounded.
-
-    Parameters
-    ----------
-    column : str
-        The column's name.
-    detail : str
-        What did not fit.
-    """
-
-    def __init__(self, column: str, detail: str) -> None:
-        self.column = column
-        super().__init__(f"column {column!r}: {detail}")
-
-
-class ColumnMismatchError(Exception):
-    """The COPY stream did not match the columns it was decoded for.
-
-    The statement was prepared before its tables changed (a stale cached
-    statement).  The query ran to its end and its rows were dropped; the
-    session and its transaction are as they were.  Prepare again and retry,
-    or take the record path.
-    """
+    if isinstance(error, PgMagicError | QueryCancelled) and hint is None:
+        return error
+    shown = lines(error, text)
+    return decorate(error, [*shown, hint] if hint else shown)
 
 
 def blame(error: BaseException, statement: Any, position: int | None = None) -> None:

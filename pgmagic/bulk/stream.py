@@ -133,7 +133,6 @@ class Stream:
         """The result's columns (known once the stream is open)."""
         return self._cursor.columns
 
-    # ---------------------------------------------------------------- loop side
     async def _open(self) -> None:
         state = self._cursor
         state.runtime = self._runtime
@@ -196,7 +195,6 @@ class Stream:
             self.state = StreamState.CLOSED
             await self._cursor.close(commit=False)
 
-    # --------------------------------------------------------------- user side
     def _frame(self, records: list[Any]) -> pd.DataFrame:
         self.rows += len(records)
         self.chunks += 1

@@ -16,13 +16,13 @@ from pgmagic.frontend import feed, tables
 from pgmagic.frontend.magics import PgMagics
 from pgmagic.runtime.loop import default_runtime
 
-__all__ = ["load", "unload"]
+__all__ = ["register", "unregister"]
 
 # Per shell: the magics, and the DataFrame printers found before ours.
 _loaded: dict[int, tuple[PgMagics, Any, Any]] = {}
 
 
-def load(shell: Any) -> None:
+def register(shell: Any) -> None:
     """Register the magics and the result formatters on a shell.
 
     Parameters
@@ -65,7 +65,7 @@ def load(shell: Any) -> None:
     feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
 
 
-def unload(shell: Any) -> None:
+def unregister(shell: Any) -> None:
     """Close the runtime and restore the formatters.
 
     Parameters

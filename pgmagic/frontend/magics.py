@@ -135,7 +135,6 @@ class PgMagics(Configuration):
                 self.runtime,
                 sql,
                 self.evaluate(opts.many),
-                quiet=opts.quiet,
                 on_message=None if opts.quiet else print_message,
             )
             if not opts.quiet:

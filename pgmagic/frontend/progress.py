@@ -26,16 +26,13 @@ class Bar:
         Shown left of the bar, e.g. ``"→ events.parquet"``.
     quiet : bool
         Show nothing.
-    total : int, optional
-        Rows expected, when known.
     """
 
     delay = 0.5
 
-    def __init__(self, description: str, *, quiet: bool = False, total: int | None = None) -> None:
+    def __init__(self, description: str, *, quiet: bool = False) -> None:
         self._description = description
         self._quiet = quiet
-        self._total = total
         self._bar: Any = None
 
     def update(self, progress: Progress) -> None:
@@ -55,7 +52,6 @@ class Bar:
 
             self._bar = tqdm(
                 desc=self._description,
-                total=self._total,
                 unit=" rows",
                 unit_scale=True,
                 mininterval=0.2,

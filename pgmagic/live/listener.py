@@ -189,7 +189,6 @@ class Listener:
         self._last_flush = float("-inf")
         self._last_item = float("-inf")
 
-    # ------------------------------------------------------------------ facts
     @property
     def runtime(self) -> Runtime:
         """The runtime whose loop and target the listener uses."""
@@ -219,7 +218,6 @@ class Listener:
         """The views updated from this listener."""
         return self._sinks
 
-    # ------------------------------------------------------------------ views
     def add_sink(self, sink: Sink) -> None:
         """Start updating a view.
 
@@ -297,7 +295,6 @@ class Listener:
         self._status = Status(self._state, frozenset(self._wanted()), frozenset(self._listened))
         self._wake()
 
-    # ------------------------------------------------------------- channels
     def _wanted(self) -> set[str]:
         wanted = set(self._listened)
         for subscriber in self._subscribers:
@@ -483,7 +480,6 @@ class Listener:
                 conn.terminate()
         self._set_state(ListenerState.STOPPED)
 
-    # -------------------------------------------------------------- receiving
     def _on_notify(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
         if conn is not self._conn:
             return
@@ -500,7 +496,6 @@ class Listener:
             self._lost_at = time.time()
             self._lost.set()
 
-    # ------------------------------------------------------------ reconnecting
     async def _supervise(self) -> None:
         while True:
             lost = self._lost

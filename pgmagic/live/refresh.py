@@ -26,7 +26,8 @@ from typing import Any
 import asyncpg
 import pandas as pd
 
-from pgmagic.errors import ConnectError, OptionError, blame, decorate, render
+from pgmagic import errors
+from pgmagic.errors import ConnectError, OptionError, blame
 from pgmagic.live.listener import listener_for
 from pgmagic.live.log import Gap, Item, check_channels
 from pgmagic.results.cell import Mode, bind_cell, value_of
@@ -91,13 +92,14 @@ class Run:
     error: list[str] | None = None
 
 
+def _hint(error: BaseException) -> str | None:
+    return _POOL_HINT if isinstance(error, asyncpg.UndefinedTableError) else None
+
+
 def _error_lines(error: BaseException, text: str) -> list[str]:
-    rendered = render(error, text)
-    shown = getattr(rendered, "_render_traceback_", None)
-    lines: list[str] = list(shown()) if shown is not None else [str(error)]
-    if isinstance(error, asyncpg.UndefinedTableError):
-        lines.append(_POOL_HINT)
-    return lines
+    shown = errors.lines(error, text)
+    hint = _hint(error)
+    return [*shown, hint] if hint else shown
 
 
 class Refresh:
@@ -153,7 +155,6 @@ class Refresh:
         self._watch: asyncio.Task[None] | None = None
         self._subscribed = False
 
-    # ------------------------------------------------------- notify.Subscriber
     @property
     def channels(self) -> frozenset[str]:
         """Channels whose notifications trigger a run."""
@@ -177,7 +178,6 @@ class Refresh:
         self._subscribed = False
         self._stopping = asyncio.get_running_loop().create_task(self.stop())
 
-    # ----------------------------------------------------------------- running
     @property
     def stopped(self) -> bool:
         """Whether :meth:`stop` ran."""
@@ -202,7 +202,7 @@ class Refresh:
             return await self._execute("first run")
         except _QUERY_ERRORS as error:
             await self.stop()
-            raise decorate(error, _error_lines(error, self._text)) from None
+            raise errors.render(error, self._text, hint=_hint(error)) from None
         except BaseException:
             await self.stop()
             raise

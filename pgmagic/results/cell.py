@@ -225,7 +225,6 @@ def run_many(
     text: str,
     rows: Any,
     *,
-    quiet: bool = False,
     on_message: Callable[[Message], None] | None = None,
 ) -> ManyOutcome:
     """Run one statement for every row, pipelined, in one transaction.
@@ -240,8 +239,6 @@ def run_many(
         One statement, e.g. ``INSERT INTO t VALUES ($id, $name)``.
     rows : DataFrame or iterable
         A DataFrame, or tuples / dicts.
-    quiet : bool
-        Unused here; the caller prints the outcome.
     on_message : callable, optional
         Receives NOTICEs while the statements run.
 
@@ -265,12 +262,12 @@ def run_many(
     )
 
 
-def _status_poster(runtime: Runtime) -> Callable[[StatementResult, bool], None]:
+def _status_poster(runtime: Runtime) -> Callable[[StatementResult], None]:
     # Row-returning statements are shown as a table unless a later one
     # supersedes them; only then is their command tag worth a line.
     pending: list[StatementResult] = []
 
-    def on_result(result: StatementResult, last: bool) -> None:
+    def on_result(result: StatementResult) -> None:
         if result.returns_rows:
             if pending:
                 runtime.post(Message(MessageKind.STATUS, pending.pop().status))

@@ -81,7 +81,6 @@ class Runtime:
         self._resources: weakref.WeakSet[Any] = weakref.WeakSet()
         atexit.register(self.close)
 
-    # ------------------------------------------------------------------ threads
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The runtime's event loop (runs on its own daemon thread)."""
@@ -190,7 +189,6 @@ class Runtime:
         """
         self.post(Message(MessageKind.INFO, text))
 
-    # --------------------------------------------------------------- connecting
     def set_target(self, dsn: str | None) -> None:
         """Connect to another database (``%pg connect``), keeping the old one on failure.
 
@@ -475,11 +473,6 @@ class Runtime:
         if self._connected is not None:
             return self._connected.target.describe()
         return dsn_module.resolve(self._explicit_dsn).describe()
-
-    @property
-    def connected(self) -> Connected | None:
-        """Resolved connection facts, or None before the first connection."""
-        return self._connected
 
     def close(self) -> None:
         """Close every connection and stop the loop thread.  Safe to call twice."""

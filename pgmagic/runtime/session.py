@@ -89,7 +89,7 @@ class Session:
         self,
         statements: Sequence[S],
         step: Step[S, R],
-        on_result: Callable[[R, bool], None] | None = None,
+        on_result: Callable[[R], None] | None = None,
     ) -> list[R]:
         """Run statements in order on the session; stop at the first error.
 
@@ -100,8 +100,7 @@ class Session:
         step : callable
             ``await step(conn, statement)`` runs one statement.
         on_result : callable, optional
-            Called on the loop thread after each statement with the result and
-            whether it was the last statement.
+            Called on the loop thread with each statement's result.
 
         Returns
         -------
@@ -120,7 +119,7 @@ class Session:
         self,
         statements: Sequence[S],
         step: Step[S, R],
-        on_result: Callable[[R, bool], None] | None,
+        on_result: Callable[[R], None] | None,
     ) -> list[R]:
         conn = await self.ensure_connected()
         results: list[R] = []
@@ -150,7 +149,7 @@ class Session:
             self._failed = False
             results.append(result)
             if on_result is not None:
-                on_result(result, index == len(statements) - 1)
+                on_result(result)
         return results
 
     async def _settle(self, conn: asyncpg.Connection) -> None:
