@@ -17,6 +17,7 @@ import pytest
 
 import pgmagic
 from pgmagic.bulk.stream import Stream, StreamExpired, StreamState
+from tests.shell import fails, run
 
 EVENTS = """%%pg -q
 CREATE TABLE IF NOT EXISTS events AS
@@ -29,21 +30,6 @@ SELECT g AS id,
        g % 2 = 0 AS even,
        date '2024-01-01' + g AS day
 FROM generate_series(1, 2500) g"""
-
-
-def run(ip: Any, cell: str) -> Any:
-    result = ip.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
-
-
-def fails(ip: Any, cell: str, capsys: Any) -> str:
-    capsys.readouterr()
-    result = ip.run_cell(cell)
-    assert (result.error_in_exec or result.error_before_exec) is not None, cell
-    captured = capsys.readouterr()
-    return captured.out + captured.err
 
 
 @pytest.fixture
@@ -100,10 +86,10 @@ def test_stream_closed_early_or_abandoned_ends_its_transaction(events: Any, sql:
 
 
 def test_stream_errors_show_in_the_defining_cell(events: Any, capsys: Any) -> None:
-    out = fails(events, "%pg --stream SELECT nope FROM events", capsys)
+    out = fails(events, "%pg --stream SELECT nope FROM events", capsys)[1]
     assert 'ERROR:  column "nope" does not exist' in out and "^" in out
     assert "Traceback" not in out
-    out = fails(events, "%pg --stream CREATE TEMP TABLE x (a int)", capsys)
+    out = fails(events, "%pg --stream CREATE TEMP TABLE x (a int)", capsys)[1]
     assert "returns rows" in out
 
 
@@ -189,18 +175,18 @@ def test_export_errors_leave_no_file(events: Any, tmp_path: Path, capsys: Any) -
     for suffix in ("csv", "parquet", "jsonl"):
         out = fails(
             events, f"%pg --to {tmp_path / ('bad.' + suffix)} SELECT nope FROM events", capsys
-        )
+        )[1]
         assert 'column "nope" does not exist' in out and "Traceback" not in out
     assert list(tmp_path.iterdir()) == []
-    out = fails(events, f"%pg --to {tmp_path / 'x.xlsx'} SELECT 1", capsys)
+    out = fails(events, f"%pg --to {tmp_path / 'x.xlsx'} SELECT 1", capsys)[1]
     assert "cannot tell the format" in out
-    out = fails(events, "%pg --to /no/such/folder/x.csv SELECT 1", capsys)
+    out = fails(events, "%pg --to /no/such/folder/x.csv SELECT 1", capsys)[1]
     assert "does not exist" in out
     out = fails(
         events,
         f"%pg --to {tmp_path / 'x.csv'} INSERT INTO events (id) VALUES (1) RETURNING id",
         capsys,
-    )
+    )[1]
     assert "plain query" in out
     assert list(tmp_path.iterdir()) == []
 
@@ -293,7 +279,7 @@ def test_export_jsonl_lines(ip: Any, tmp_path: Path, capsys: Any) -> None:
         "nothing": None,
     }
     for suffix in ("jsonl", "parquet"):
-        out = fails(ip, f"%pg --to {tmp_path / ('dup.' + suffix)} SELECT 1 AS a, 2 AS a", capsys)
+        out = fails(ip, f"%pg --to {tmp_path / ('dup.' + suffix)} SELECT 1 AS a, 2 AS a", capsys)[1]
         assert "distinct column names" in out
     assert list(tmp_path.iterdir()) == [target]
 
@@ -327,7 +313,7 @@ def test_export_refuses_numerics_wider_than_the_first_batch(
         f"%%pg --to {target} --chunksize 1000\n"
         "SELECT CASE WHEN g < 50000 THEN 1.5 ELSE 1.25 END AS v FROM generate_series(1, 100000) g",
         capsys,
-    )
+    )[1]
     assert "column 'v': a numeric value needs more digits" in out and "export as csv" in out
     assert "Traceback" not in out
     assert list(tmp_path.iterdir()) == []
@@ -405,7 +391,7 @@ def test_export_ctrl_c_cancels_the_copy(
         f"%pg --to {tmp_path / ('slow.' + suffix)} --chunksize 5 "
         "SELECT g, pg_sleep(0.002) AS slow_copy FROM generate_series(1, 100000) g",
         capsys,
-    )
+    )[1]
     interrupter.join()
     assert "export cancelled; no file was written" in out
     assert list(tmp_path.iterdir()) == []
@@ -464,20 +450,20 @@ def test_load_modes_and_failure_leaves_table_unchanged(ip: Any, capsys: Any) -> 
     ip.user_ns["frame"] = pd.DataFrame({"k": [1, 2, 3]})
     run(ip, "%pg -q DROP TABLE IF EXISTS modes")
     run(ip, "%pg load frame INTO modes --create")
-    out = fails(ip, "%pg load frame INTO modes --create", capsys)
+    out = fails(ip, "%pg load frame INTO modes --create", capsys)[1]
     assert "already exists" in out and "--append" in out
     run(ip, "%pg -q ALTER TABLE modes ADD PRIMARY KEY (k)")
     ip.user_ns["more"] = pd.DataFrame({"k": [*range(4, 250_000), 2]})
-    out = fails(ip, "%pg load more INTO modes --append", capsys)
+    out = fails(ip, "%pg load more INTO modes --append", capsys)[1]
     assert "duplicate key" in out and "Traceback" not in out
     assert run(ip, "%pg --scalar SELECT count(*) FROM modes") == 3
-    out = fails(ip, "%pg load frame INTO nowhere_table --append", capsys)
+    out = fails(ip, "%pg load frame INTO nowhere_table --append", capsys)[1]
     assert "does not exist" in out and "--create" in out
     run(ip, "%pg load frame INTO modes --replace")
     assert run(ip, "%pg --scalar SELECT count(*) FROM modes") == 3
-    out = fails(ip, "%pg load frame INTO modes --append --replace", capsys)
+    out = fails(ip, "%pg load frame INTO modes --append --replace", capsys)[1]
     assert "choose one" in out
-    out = fails(ip, "%pg load frame modes", capsys)
+    out = fails(ip, "%pg load frame modes", capsys)[1]
     assert "usage" in out
 
 
@@ -485,7 +471,7 @@ def test_load_inside_a_transaction_uses_a_savepoint(ip: Any, capsys: Any) -> Non
     ip.user_ns["frame"] = pd.DataFrame({"k": [1]})
     run(ip, "%pg BEGIN")
     run(ip, "%pg CREATE TEMP TABLE keep (x int)")
-    fails(ip, "%pg load frame INTO keep --create", capsys)
+    fails(ip, "%pg load frame INTO keep --create", capsys)[1]
     run(ip, "%pg INSERT INTO keep VALUES (1)")  # the transaction is still healthy
     run(ip, "%pg load frame INTO pg_temp.loaded_in_tx --create")
     run(ip, "%pg COMMIT")
@@ -532,7 +518,7 @@ def test_many_from_dataframe_list_and_dicts(ip: Any, capsys: Any) -> None:
         "e",
     ]
     ip.user_ns["clash"] = [(6, "f"), (1, "dup")]
-    out = fails(ip, "%%pg --many clash\nINSERT INTO m VALUES ($1, $2)", capsys)
+    out = fails(ip, "%%pg --many clash\nINSERT INTO m VALUES ($1, $2)", capsys)[1]
     assert "duplicate key" in out
     assert run(ip, "%pg --scalar SELECT count(*) FROM m") == 5  # all or nothing
 
@@ -540,16 +526,16 @@ def test_many_from_dataframe_list_and_dicts(ip: Any, capsys: Any) -> None:
 # ------------------------------------------------------------------ max_rows
 def test_max_rows_stops_with_advice(events: Any, capsys: Any, sql: Any) -> None:
     run(events, "%config PgMagics.max_rows = 1000")
-    out = fails(events, "%pg SELECT * FROM events", capsys)
+    out = fails(events, "%pg SELECT * FROM events", capsys)[1]
     assert "more than 1,000 rows" in out and "--stream" in out and "--to" in out
     assert not stream_backends(sql)
     assert len(run(events, "%pg SELECT * FROM events LIMIT 1000")) == 1000
 
 
 def test_bulk_options_are_checked(ip: Any, capsys: Any) -> None:
-    assert "cannot be combined" in fails(ip, "%pg --stream --to x.csv SELECT 1", capsys)
-    assert "exactly one statement" in fails(ip, "%%pg --stream\nSELECT 1; SELECT 2", capsys)
-    assert "at least 1" in fails(ip, "%pg --stream --chunksize 0 SELECT 1", capsys)
+    assert "cannot be combined" in fails(ip, "%pg --stream --to x.csv SELECT 1", capsys)[1]
+    assert "exactly one statement" in fails(ip, "%%pg --stream\nSELECT 1; SELECT 2", capsys)[1]
+    assert "at least 1" in fails(ip, "%pg --stream --chunksize 0 SELECT 1", capsys)[1]
 
 
 def test_stream_state_repr(events: Any) -> None:
@@ -570,7 +556,7 @@ def test_load_takes_expressions_and_quoted_names(ip: Any, capsys: Any) -> None:
     run(ip, '%pg load frame.head(1) INTO "Odd Name" --replace')
     assert "(replaced)" in capsys.readouterr().out
     assert run(ip, '%pg --scalar SELECT count(*) FROM "Odd Name"') == 1
-    out = fails(ip, "%pg load no_such_thing INTO t --create", capsys)
+    out = fails(ip, "%pg load no_such_thing INTO t --create", capsys)[1]
     assert "no such file" in out
 
 

@@ -14,22 +14,7 @@ import pytest
 
 from pgmagic.errors import QueryCancelled
 from pgmagic.frontend import tables
-
-
-def run(ip: Any, cell: str) -> Any:
-    result = ip.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
-
-
-def fails(ip: Any, cell: str, capsys: Any) -> tuple[BaseException, str]:
-    capsys.readouterr()
-    result = ip.run_cell(cell)
-    error = result.error_in_exec or result.error_before_exec
-    assert error is not None, f"expected {cell!r} to fail"
-    captured = capsys.readouterr()
-    return error, captured.out + captured.err
+from tests.shell import fails, run
 
 
 def test_issue_story(ip: Any, capsys: Any) -> None:

@@ -24,20 +24,7 @@ from pgmagic.live import refresh
 from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.live.log import Gap, Notification, NotificationLog, check_channels
 from pgmagic.runtime.loop import Runtime, default_runtime
-
-
-def run(ip: Any, cell: str) -> Any:
-    result = ip.run_cell(cell)
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
-
-
-def fails(ip: Any, cell: str) -> BaseException:
-    result = ip.run_cell(cell)
-    error = result.error_in_exec or result.error_before_exec
-    assert error is not None, f"expected {cell!r} to fail"
-    return error
+from tests.shell import fails, run
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -133,7 +120,7 @@ def test_notify_inside_a_transaction_waits_for_commit(ip: Any, capsys: Any) -> N
 
 def test_notify_with_a_missing_variable_sends_nothing(ip: Any) -> None:
     run(ip, "%pg listen orders")
-    error = fails(ip, "%pg notify orders $nope")
+    error = fails(ip, "%pg notify orders $nope")[0]
     assert isinstance(error, ParameterError)
     assert "$nope" in str(error)
     run(ip, "%pg notify orders after")
@@ -142,12 +129,12 @@ def test_notify_with_a_missing_variable_sends_nothing(ip: Any) -> None:
 
 def test_unlisten_unknown_channel_and_all(ip: Any, capsys: Any) -> None:
     run(ip, "%pg listen orders inventory")
-    error = fails(ip, "%pg unlisten nope")
+    error = fails(ip, "%pg unlisten nope")[0]
     assert isinstance(error, OptionError)
     assert "not listening on 'nope' (listening on: orders, inventory)" in str(error)
     assert listener().state is ListenerState.LISTENING
     for usage in ("%pg unlisten", "%pg unlisten --all orders"):
-        assert isinstance(fails(ip, usage), OptionError)
+        assert isinstance(fails(ip, usage)[0], OptionError)
 
     run(ip, "%pg unlisten orders")
     assert listener().status.channels == {"inventory"}
@@ -171,7 +158,7 @@ def test_unlisten_unknown_channel_and_all(ip: Any, capsys: Any) -> None:
 )
 def test_bad_channel_names_are_rejected(ip: Any, channel: str, message: str) -> None:
     for cell in (f"%pg listen {channel}", f"%pg notify {channel} hi"):
-        error = fails(ip, cell)
+        error = fails(ip, cell)[0]
         assert isinstance(error, OptionError)
         assert message in str(error)
     assert listener().state is ListenerState.STOPPED
@@ -482,7 +469,7 @@ def test_rerunning_a_refresh_replaces_it(ip: Any) -> None:
 
 def test_refresh_cannot_see_session_temp_tables(ip: Any) -> None:
     run(ip, "%%pg\nCREATE TEMP TABLE scratch (n int)")
-    error = fails(ip, "%%pg --refresh-on scratch\nSELECT * FROM scratch")
+    error = fails(ip, "%%pg --refresh-on scratch\nSELECT * FROM scratch")[0]
     assert isinstance(error, asyncpg.UndefinedTableError)
     rendered = "\n".join(error._render_traceback_())  # type: ignore[attr-defined]
     assert "HINT:  --refresh-on and --watch run the query on a pool connection" in rendered
@@ -498,7 +485,7 @@ def test_refresh_cannot_see_session_temp_tables(ip: Any) -> None:
     ],
 )
 def test_refresh_option_errors(ip: Any, cell: str, message: str) -> None:
-    error = fails(ip, cell)
+    error = fails(ip, cell)[0]
     assert isinstance(error, OptionError)
     assert message in str(error)
 
