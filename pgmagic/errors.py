@@ -266,8 +266,6 @@ def decorate(error: BaseException, lines: list[str]) -> BaseException:
 # asyncpg's message when a dict or list meets a parameter the server typed as text.
 _UNTYPED_RE = re.compile(r"query argument (\$\w+): .*\(expected str, got (dict|list|tuple)\)")
 _UNKNOWN_TYPE_RE = re.compile(r"could not determine data type of parameter (\$\w+)")
-
-
 # Everything running statements can raise that render turns into a
 # psql-style message; callers catch exactly these and nothing else.
 DATABASE_ERRORS = (

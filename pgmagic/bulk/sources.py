@@ -225,8 +225,6 @@ class CsvFile:
 
 
 FILE_CHUNK = 1 << 20
-
-
 # In the chunk queue: the binary rows so far are to be undone, CSV follows.
 RESTART = object()
 

@@ -24,8 +24,6 @@ from pgmagic.errors import OptionError
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes, and pg_notify
 # rejects longer channel names outright.
 _MAX_CHANNEL_BYTES = 63
-
-
 RATE_WINDOW = 3.0
 
 
