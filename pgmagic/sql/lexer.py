@@ -405,9 +405,14 @@ def is_plain_query(sql: str) -> bool:
     ``INTO``, without row locks (``FOR UPDATE``, ``FOR NO KEY UPDATE``, ``FOR
     SHARE``, ``FOR KEY SHARE``) and without data-modifying common table
     expressions, and exactly one statement.  The answer errs towards False,
-    which costs speed, never correctness: ``INTO`` anywhere, ``FOR`` followed
-    by ``UPDATE``/``NO``/``SHARE``/``KEY`` anywhere (``substring(s FOR key)``
-    included), and ``WITH`` lists using ``SEARCH`` or ``CYCLE`` say False.
+    which costs speed, never correctness.  These plain queries say False:
+
+    * a row lock in a subquery (``FROM (SELECT ... FOR UPDATE) s``);
+    * ``SELECT ... INTO`` or a data-modifying WITH in a subquery (both of
+      which the server refuses anyway);
+    * ``FOR`` then ``UPDATE``, ``NO``, ``SHARE`` or ``KEY`` in parentheses that
+      open with a subquery (``substring((SELECT s) FOR key)``);
+    * WITH lists with ``SEARCH`` or ``CYCLE`` clauses.
 
     Parameters
     ----------
@@ -433,28 +438,31 @@ def is_plain_query(sql: str) -> bool:
     while last > first and _is(code[last - 1], ";"):
         last -= 1
     code = code[first:last]
-    depth = 0
+    # One entry per open parenthesis: whether it holds a query (a row lock can
+    # stand there) or an expression (substring(s FOR key) is no lock).
+    queries: list[bool] = []
     for i, token in enumerate(code):
         if token.kind is Kind.PUNCT:
             if token.text == "(":
-                depth += 1
+                queries.append(_query_at(code, i + 1))
             elif token.text == ")":
-                depth -= 1
-                if depth < 0:
+                if not queries:
                     return False
+                queries.pop()
             elif token.text == ";":
                 return False
         elif token.kind is Kind.WORD:
             word = token.text
-            if word == "INTO":
+            if word == "INTO" and (i == 0 or _word(code, i - 1) != "AS"):  # AS into: a label
                 return False
-            if word == "FOR" and _word(code, i + 1) in _LOCK_WORDS:
+            in_query = not queries or queries[-1]
+            if word == "FOR" and in_query and _word(code, i + 1) in _LOCK_WORDS:
                 return False
             # A WITH list starts a statement or a parenthesised query; WITH
             # elsewhere is WITH ORDINALITY, WITH TIME ZONE, WITH TIES ...
             if word == "WITH" and (i == 0 or _is(code[i - 1], "(")) and not _with_ok(code, i + 1):
                 return False
-    return depth == 0 and _query_at(code, 0)
+    return not queries and _query_at(code, 0)
 
 
 def _query_at(code: list[Token], i: int) -> bool:

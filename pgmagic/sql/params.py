@@ -14,6 +14,8 @@ Values are never pasted into SQL text: the rewritten statement carries
 from __future__ import annotations
 
 import bisect
+import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -167,7 +169,12 @@ def _owns_parameters(sql: str) -> bool:
     A function or procedure body (``RETURN $1 + 1``, ``BEGIN ATOMIC``) and
     ``PREPARE ... AS`` refer to their own arguments.
     """
-    words = [_word(t) for t in _tokens(sql) if t.kind is not Kind.COMMENT][:4]
+    return _owns(_tokens(sql))
+
+
+def _owns(tokens: list[Token]) -> bool:
+    code = (t for t in tokens if t.kind is not Kind.COMMENT)
+    words = [_word(t) for t in itertools.islice(code, 4)]
     return bool(words) and (words[0] == "PREPARE" or _in_routine_body(words))
 
 
@@ -177,8 +184,13 @@ def _in_routine_body(first_words: list[str]) -> bool:
     return len(words) >= 2 and words[0] == "CREATE" and words[1] in ("FUNCTION", "PROCEDURE")
 
 
+_SPACE = re.compile(r"\s*")  # what str.strip() strips
+
+
 def _lstrip_offset(text: str, start: int) -> int:
-    return start + len(text[start:]) - len(text[start:].lstrip())
+    # No slice of the rest of the cell: that made splitting quadratic.
+    match = _SPACE.match(text, start)
+    return match.end() if match else start
 
 
 def _statement(cell: str, start: int, end: int) -> Statement:
@@ -200,8 +212,11 @@ def placeholders(sql: str) -> list[tuple[int, int, str]]:
         Character spans; ``name`` is the variable name, or the digits of a
         positional ``$n``.
     """
+    return _placeholders(sql, _tokens(sql))
+
+
+def _placeholders(sql: str, tokens: list[Token]) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
-    tokens = _tokens(sql)
     for i, token in enumerate(tokens):
         if token.kind is Kind.PARAM:
             start, end = token.start, token.end
@@ -254,9 +269,10 @@ def bind(
     'SELECT $1 + 1'
     """
     sql = statement.text
-    if _owns_parameters(sql):
+    tokens = _tokens(sql)  # one scan answers both questions
+    if _owns(tokens):
         return BoundStatement(sql, (), statement)
-    spans = placeholders(sql)
+    spans = _placeholders(sql, tokens)
     named = [s for s in spans if not s[2].isdigit()]
     numbered = [s for s in spans if s[2].isdigit()]
     if named and numbered:
