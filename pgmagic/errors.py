@@ -5,6 +5,8 @@ The tree::
     PgMagicError                 our own errors: one line, no traceback
     ├── ParameterError           a $name is missing, or parameters are mixed
     ├── ConnectError             the database could not be reached
+    ├── TransactionLost          the session died inside a transaction; nothing
+    │                            of it was committed, and the cell did not run
     ├── OptionError              a magic option, subcommand or setting is wrong
     │   ├── TooManyRows          a result is larger than PgMagics.max_rows
     │   └── StreamExpired        a --stream's connection closed before its end
@@ -50,6 +52,7 @@ __all__ = [
     "QueryCancelled",
     "StreamExpired",
     "TooManyRows",
+    "TransactionLost",
     "UnsupportedColumnError",
     "blame",
     "decorate",
@@ -72,6 +75,23 @@ class ParameterError(PgMagicError):
 
 class ConnectError(PgMagicError):
     """The database could not be reached; the message never holds a password."""
+
+
+class TransactionLost(PgMagicError):
+    """The session's connection was lost inside a transaction.
+
+    The server rolled the transaction back.  The next cell fails with this
+    error instead of running its statements in autocommit on a new
+    connection (``INSERT ...; COMMIT`` would commit half of what the user
+    meant as one transaction); the cell after that runs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the session's connection was lost inside a transaction: the server rolled it "
+            "back, nothing of it was committed, and this cell did not run; run the "
+            "transaction again from its BEGIN"
+        )
 
 
 class OptionError(PgMagicError):

@@ -101,6 +101,7 @@ ARGUMENTS: dict[str, tuple[object, ...]] = {
     "UnsupportedColumnError": ("payload", "tsvector"),
     "ColumnTypeError": ("amount", "needs scale 4"),
     "QueryCancelled": (),
+    "TransactionLost": (),
 }
 
 

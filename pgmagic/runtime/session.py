@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
-from pgmagic.errors import blame
+from pgmagic.errors import TransactionLost, blame
 
 if TYPE_CHECKING:
     from pgmagic.runtime.loop import Runtime
@@ -26,6 +26,7 @@ __all__ = ["Session", "Step", "TransactionState"]
 
 S = TypeVar("S")
 R = TypeVar("R")
+T = TypeVar("T")
 # How one statement runs on a connection: given by the layer above.
 Step = Callable[[asyncpg.Connection, S], Awaitable[R]]
 
@@ -51,6 +52,8 @@ class Session:
         self._runtime = runtime
         self.conn: asyncpg.Connection | None = None
         self._failed = False
+        # Set when the connection died inside a transaction; the next cell is refused.
+        self._lost_transaction = False
         self._identity: tuple[str, str] = ("", "")
         # One statement at a time on the session: API calls with session=True
         # may be awaited while another is still running.
@@ -73,17 +76,24 @@ class Session:
         if self.conn is not None and not self.conn.is_closed():
             return self.conn
         lost = self.conn is not None
+        if self.conn is not None:
+            self._lost_transaction |= _was_in_transaction(self.conn)
         conn = await self._runtime.connect()
         row = await conn.fetchrow("SELECT current_database(), session_user")
         self._identity = (row[0], row[1])
         self.conn = conn
         self._failed = False
-        if lost:
+        if lost and not self._lost_transaction:
             self._runtime.note(
                 "pgmagic: the session connection was lost and has been reopened; "
-                "SET values, temp tables and any open transaction were reset"
+                "SET values and temp tables were reset"
             )
         return conn
+
+    def _refuse_after_lost_transaction(self) -> None:
+        if self._lost_transaction:
+            self._lost_transaction = False
+            raise TransactionLost()
 
     async def run(
         self,
@@ -122,21 +132,17 @@ class Session:
         on_result: Callable[[R], None] | None,
     ) -> list[R]:
         conn = await self.ensure_connected()
+        self._refuse_after_lost_transaction()
         results: list[R] = []
+
+        async def first_step(c: asyncpg.Connection) -> R:
+            return await step(c, statements[0])
+
         for index, statement in enumerate(statements):
             try:
-                try:
-                    result = await step(conn, statement)
-                except (asyncpg.InternalClientError, asyncpg.InterfaceError) as error:
-                    # The connection died while idle and asyncpg noticed only now,
-                    # before sending anything (its protocol refuses to start, or
-                    # reports the connection closed): reopen it and run the
-                    # statement there.
-                    broken = isinstance(error, asyncpg.InternalClientError) or conn.is_closed()
-                    if index > 0 or not broken:
-                        raise
-                    conn.terminate()
-                    conn = await self.ensure_connected()
+                if index == 0:
+                    conn, result = await self._begin(conn, first_step)
+                else:
                     result = await step(conn, statement)
             except asyncpg.PostgresError as error:
                 self._failed = conn.is_in_transaction()
@@ -151,6 +157,25 @@ class Session:
             if on_result is not None:
                 on_result(result)
         return results
+
+    async def _begin(
+        self, conn: asyncpg.Connection, first: Callable[[asyncpg.Connection], Awaitable[T]]
+    ) -> tuple[asyncpg.Connection, T]:
+        """Run the first command of some work; reopen a connection that died while idle."""
+        try:
+            return conn, await first(conn)
+        except (asyncpg.InternalClientError, asyncpg.InterfaceError) as error:
+            # The connection died while idle and asyncpg noticed only now,
+            # before sending anything (its protocol refuses to start, or
+            # reports the connection closed): reopen it and run the command
+            # there, unless a transaction died with it.
+            if not (isinstance(error, asyncpg.InternalClientError) or conn.is_closed()):
+                raise
+            self._lost_transaction |= _was_in_transaction(conn)
+            conn.terminate()
+            conn = await self.ensure_connected()
+            self._refuse_after_lost_transaction()
+            return conn, await first(conn)
 
     async def _settle(self, conn: asyncpg.Connection) -> None:
         # After a cancel, asyncpg sends the cancel request in the background; the
@@ -198,8 +223,14 @@ class Session:
         """
         async with self._busy:
             conn = await self.ensure_connected()
-            nested = conn.is_in_transaction()
-            await conn.execute("SAVEPOINT pgmagic_atomic" if nested else "BEGIN")
+            self._refuse_after_lost_transaction()
+
+            async def start(c: asyncpg.Connection) -> bool:
+                nested: bool = c.is_in_transaction()
+                await c.execute("SAVEPOINT pgmagic_atomic" if nested else "BEGIN")
+                return nested
+
+            conn, nested = await self._begin(conn, start)
             try:
                 yield conn
             except BaseException:
@@ -248,3 +279,13 @@ class Session:
                 await asyncio.wait_for(conn.close(), timeout=5)
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 conn.terminate()
+
+
+def _was_in_transaction(conn: asyncpg.Connection) -> bool:
+    # asyncpg keeps the last transaction status of a connection the server
+    # closed; a connection we terminated has no protocol left to ask, and
+    # was asked before.
+    try:
+        return bool(conn.is_in_transaction())
+    except AttributeError:
+        return False
