@@ -7,6 +7,7 @@ import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import type { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import type { IFeedFilter } from './filter';
 import {
   COMM_TARGET,
   EXPORT_VARIABLE,
@@ -40,11 +41,6 @@ export type FeedChange = 'reset' | 'append' | 'state';
 export interface IExportResult {
   variable: string;
   rows: number;
-}
-
-export interface IFeedFilter {
-  channel: string | null;
-  text: string | null;
 }
 
 export class KernelFeed implements IDisposable {

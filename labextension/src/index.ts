@@ -10,7 +10,11 @@ import {
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+// Activation needs both at once: the panel joins the sidebar at startup, and
+// every kernel needs its feed before `%load_ext pgmagic` opens the comm.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { FeedRegistry } from './feed';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { FeedPanel } from './panel';
 import { PGSQL_MIME, pgCellLanguageFactory } from './sqlHighlight';
 

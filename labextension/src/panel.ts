@@ -9,8 +9,11 @@
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
+import { button, el } from './dom';
 import { FeedChange, IExportResult, KernelFeed, MAX_ITEMS } from './feed';
+import { filterFromInputs, IFeedFilter, matchesFilter } from './filter';
 import { EXPORT_VARIABLE, FeedItem } from './protocol';
+import { renderRow } from './rows';
 
 /** What the panel shows: the active notebook and its kernel's feed. */
 export interface IFeedSource {
@@ -109,10 +112,7 @@ export class FeedPanel extends Widget {
   }
 
   private _export(): void {
-    const requested = this._feed?.requestExport({
-      channel: this._channelSelect.value || null,
-      text: this._textInput.value.trim() || null
-    });
+    const requested = this._feed?.requestExport(this._filter());
     if (requested) {
       this._exportNotice = `Exporting to ${EXPORT_VARIABLE}… (waits for a running cell to finish)`;
       this._scheduleRender(false);
@@ -240,10 +240,11 @@ export class FeedPanel extends Widget {
     while (last >= 0 && items[last].seq > throughSeq) {
       last--;
     }
+    const filter = this._filter();
     const rows: HTMLElement[] = [];
     for (let i = last; i >= 0 && rows.length < MAX_ITEMS; i--) {
       this._noteChannel(items[i]);
-      if (this._matches(items[i])) {
+      if (matchesFilter(items[i], filter)) {
         rows.push(this._rowFor(items[i]));
       }
     }
@@ -254,6 +255,7 @@ export class FeedPanel extends Widget {
   /** Prepend rows for items that arrived since the last render. */
   private _renderNewRows(): void {
     const items = this._feed?.items ?? [];
+    const filter = this._filter();
     const rows: HTMLElement[] = [];
     for (let i = items.length - 1; i >= 0; i--) {
       const item = items[i];
@@ -261,7 +263,7 @@ export class FeedPanel extends Widget {
         break;
       }
       this._noteChannel(item);
-      if (this._matches(item)) {
+      if (matchesFilter(item, filter)) {
         rows.push(this._rowFor(item));
       }
     }
@@ -295,28 +297,15 @@ export class FeedPanel extends Widget {
     }
   }
 
-  private _matches(item: FeedItem): boolean {
-    const channel = this._channelSelect.value;
-    const text = this._textInput.value.trim().toLowerCase();
-    if (item.kind === 'gap') {
-      // Gaps concern every channel; hide them only for a text mismatch.
-      return text === '' || item.message.toLowerCase().includes(text);
-    }
-    if (channel && item.channel !== channel) {
-      return false;
-    }
-    return (
-      text === '' ||
-      item.channel.toLowerCase().includes(text) ||
-      item.payload.toLowerCase().includes(text) ||
-      String(item.pid).includes(text)
-    );
+  /** What the toolbar asks for; exports send the same filter to the kernel. */
+  private _filter(): IFeedFilter {
+    return filterFromInputs(this._channelSelect.value, this._textInput.value);
   }
 
   private _rowFor(item: FeedItem): HTMLElement {
     let row = this._rows.get(item);
     if (row === undefined) {
-      row = renderRow(item);
+      row = renderRow(item, CLASS);
       this._rows.set(item, row);
     }
     return row;
@@ -364,98 +353,7 @@ export class FeedPanel extends Widget {
   private _empty = el('div', `${CLASS}-empty`);
   private _channelSelect = document.createElement('select');
   private _textInput = document.createElement('input');
-  private _pauseButton = button('Pause');
-  private _clearButton = button('Clear');
-  private _exportButton = button('Export');
-}
-
-function renderRow(item: FeedItem): HTMLElement {
-  const row = el('div', `${CLASS}-row`);
-  row.dataset.seq = String(item.seq);
-  row.dataset.time = String(item.time);
-  const meta = el('div', `${CLASS}-meta`);
-  meta.append(el('span', `${CLASS}-time`, formatTime(item.time)));
-
-  if (item.kind === 'gap') {
-    row.classList.add(`${CLASS}-gap`);
-    row.setAttribute('role', 'alert');
-    const seconds = Math.max(0, item.end - item.start);
-    meta.append(el('span', `${CLASS}-gapLabel`, `gap ${seconds.toFixed(1)} s`));
-    const span = `${formatTime(item.start)} → ${formatTime(item.end)}`;
-    row.append(
-      meta,
-      el('div', `${CLASS}-payload`, `${item.message} (${span})`)
-    );
-    return row;
-  }
-
-  meta.append(
-    el('span', `${CLASS}-channelName`, item.channel),
-    el('span', `${CLASS}-pid`, `pid ${item.pid}`)
-  );
-  row.append(meta, renderPayload(item.payload));
-  return row;
-}
-
-/** JSON objects and arrays collapse to one line; anything else is text. */
-function renderPayload(payload: string): HTMLElement {
-  const json = parseJsonContainer(payload);
-  if (json === undefined) {
-    const text = el('div', `${CLASS}-payload`, payload);
-    if (payload === '') {
-      text.textContent = '(empty payload)';
-      text.classList.add(`${CLASS}-muted`);
-    }
-    return text;
-  }
-  const details = el('details', `${CLASS}-payload ${CLASS}-json`);
-  details.append(
-    el('summary', '', JSON.stringify(json)),
-    el('pre', '', JSON.stringify(json, null, 2))
-  );
-  return details;
-}
-
-function parseJsonContainer(text: string): object | undefined {
-  const first = text.trimStart()[0];
-  if (first !== '{' && first !== '[') {
-    return undefined;
-  }
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Local wall-clock time with milliseconds: HH:MM:SS.mmm. */
-function formatTime(epochSeconds: number): string {
-  const date = new Date(epochSeconds * 1000);
-  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
-  return (
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
-    `.${pad(date.getMilliseconds(), 3)}`
-  );
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-function button(label: string): HTMLButtonElement {
-  const node = el('button', `${CLASS}-button`, label);
-  node.type = 'button';
-  return node;
+  private _pauseButton = button(`${CLASS}-button`, 'Pause');
+  private _clearButton = button(`${CLASS}-button`, 'Clear');
+  private _exportButton = button(`${CLASS}-button`, 'Export');
 }

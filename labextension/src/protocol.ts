@@ -79,12 +79,12 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
   switch (data.type) {
     case 'snapshot':
     case 'batch': {
-      const state = parseState(data.state);
+      const state = parseFeedState(data.state);
       if (!Array.isArray(data.items) || state === null) {
         return null;
       }
       const items = data.items
-        .map(parseItem)
+        .map(parseFeedItem)
         .filter((item): item is FeedItem => item !== null);
       return { type: data.type, items, state };
     }
@@ -107,7 +107,8 @@ export function toCommData(message: FrontendMessage): JSONObject {
   return { ...message };
 }
 
-function parseItem(value: unknown): FeedItem | null {
+/** One history item, or null when it is malformed or of an unknown kind. */
+export function parseFeedItem(value: unknown): FeedItem | null {
   if (!isRecord(value) || !isNumber(value.seq) || !isNumber(value.time)) {
     return null;
   }
@@ -134,7 +135,8 @@ function parseItem(value: unknown): FeedItem | null {
   return null;
 }
 
-function parseState(value: unknown): IFeedState | null {
+/** The listener state, or null without a known `listener` value. */
+export function parseFeedState(value: unknown): IFeedState | null {
   if (!isRecord(value)) {
     return null;
   }

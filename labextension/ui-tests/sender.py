@@ -16,8 +16,9 @@ import time
 
 import asyncpg
 
-from pgmagic import embedded, notify
-from pgmagic.runtime import default_runtime
+from pgmagic.live.listener import ListenerState, listener_for
+from pgmagic.runtime import embedded
+from pgmagic.runtime.loop import default_runtime
 
 DSN = os.environ.get("PGMAGIC_DSN") or embedded.start().dsn
 
@@ -49,11 +50,11 @@ def notify_later(channel, payload, delay=0.0):
 
 def kill_listener(timeout=5.0):
     """Terminate the listener's backend and wait until pgmagic has reconnected (a gap)."""
-    listener = notify.listener_for(default_runtime())
+    listener = listener_for(default_runtime())
     pid = listener.backend_pid
     _in_thread(lambda: _execute("SELECT pg_terminate_backend($1)", pid), wait=True)
     deadline = time.monotonic() + timeout
-    while listener.backend_pid in (None, pid) or listener.state is not notify.ListenerState.LISTENING:
+    while listener.backend_pid in (None, pid) or listener.state is not ListenerState.LISTENING:
         if time.monotonic() > deadline:
             raise TimeoutError("pgmagic did not reconnect")
         time.sleep(0.02)

@@ -1,153 +1,218 @@
-// Front end of the pgmagic notification feed widget (anywidget ESM, no build).
-//
-// Traits are the source of truth: `items` (newest last), `state`, `paused`.
-// The Python side resends the whole bounded `items` list on every batch, so
-// rows are cached by item identity and reused: re-rendering 200 rows costs
-// no JSON parsing and keeps expanded payloads expanded.
+// Generated from labextension/src/feedWidget.ts by labextension/scripts/build-widget.mjs (jlpm build:widget): do not edit.
 
-const CLS = "pgmagic-feed";
-const STATE_LABELS = {
-  listening: "listening",
-  reconnecting: "reconnecting",
-  stopped: "stopped",
-};
-
-function h(tag, className, text) {
+// src/dom.ts
+function el(tag, className, text) {
   const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
+  if (className) {
+    node.className = className;
+  }
+  if (text !== void 0) {
+    node.textContent = text;
+  }
+  return node;
+}
+function button(className, label) {
+  const node = el("button", className, label);
+  node.type = "button";
   return node;
 }
 
-/** Local wall-clock time with milliseconds: HH:MM:SS.mmm. */
-function formatTime(epochSeconds) {
-  const d = new Date(epochSeconds * 1000);
-  const p = (n, w = 2) => String(n).padStart(w, "0");
-  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
-}
-
-/** Parsed JSON when the payload is an object or array, else undefined. */
-function jsonContainer(text) {
-  const first = text.trimStart()[0];
-  if (first !== "{" && first !== "[") return undefined;
-  try {
-    const value = JSON.parse(text);
-    return typeof value === "object" && value !== null ? value : undefined;
-  } catch {
-    return undefined;
+// src/protocol.ts
+function parseFeedItem(value) {
+  if (!isRecord(value) || !isNumber(value.seq) || !isNumber(value.time)) {
+    return null;
   }
-}
-
-function renderPayload(payload) {
-  const json = jsonContainer(payload);
-  if (json === undefined) {
-    const node = h("div", `${CLS}-payload`, payload === "" ? "(empty payload)" : payload);
-    if (payload === "") node.classList.add(`${CLS}-muted`);
-    return node;
+  if (value.kind === "notification") {
+    return {
+      seq: value.seq,
+      kind: "notification",
+      time: value.time,
+      channel: String(value.channel ?? ""),
+      pid: isNumber(value.pid) ? value.pid : 0,
+      payload: String(value.payload ?? "")
+    };
   }
-  const details = h("details", `${CLS}-payload ${CLS}-json`);
-  details.append(h("summary", "", JSON.stringify(json)), h("pre", "", JSON.stringify(json, null, 2)));
-  return details;
+  if (value.kind === "gap") {
+    return {
+      seq: value.seq,
+      kind: "gap",
+      time: value.time,
+      start: isNumber(value.start) ? value.start : value.time,
+      end: isNumber(value.end) ? value.end : value.time,
+      message: String(value.message ?? "")
+    };
+  }
+  return null;
+}
+function parseFeedState(value) {
+  if (!isRecord(value)) {
+    return null;
+  }
+  const listener = value.listener;
+  if (listener !== "listening" && listener !== "reconnecting" && listener !== "stopped") {
+    return null;
+  }
+  return {
+    listener,
+    channels: Array.isArray(value.channels) ? value.channels.map(String) : [],
+    count: isNumber(value.count) ? value.count : 0,
+    rate: isNumber(value.rate) ? value.rate : 0,
+    dropped: isNumber(value.dropped) ? value.dropped : 0
+  };
+}
+function isRecord(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+function isNumber(value) {
+  return typeof value === "number" && Number.isFinite(value);
 }
 
-function renderRow(item) {
-  const row = h("div", `${CLS}-row`);
+// src/rows.ts
+function renderRow(item, prefix) {
+  const row = el("div", `${prefix}-row`);
   row.dataset.seq = String(item.seq);
-  const time = h("span", `${CLS}-time`, formatTime(item.time));
+  row.dataset.time = String(item.time);
+  const meta = el("div", `${prefix}-meta`);
+  meta.append(el("span", `${prefix}-time`, formatTime(item.time)));
   if (item.kind === "gap") {
-    row.classList.add(`${CLS}-gap`);
+    row.classList.add(`${prefix}-gap`);
     row.setAttribute("role", "alert");
-    const seconds = Math.max(0, (item.end ?? item.time) - (item.start ?? item.time));
-    const span = `${formatTime(item.start ?? item.time)} → ${formatTime(item.end ?? item.time)}`;
-    row.append(
-      time,
-      h("span", `${CLS}-gap-label`, `gap ${seconds.toFixed(1)} s`),
-      h("span", `${CLS}-pid`, ""),
-      h("div", `${CLS}-payload`, `${item.message ?? ""} (${span})`),
-    );
+    meta.append(el("span", `${prefix}-gapLabel`, gapLabel(item)));
+    row.append(meta, el("div", `${prefix}-payload`, gapText(item)));
     return row;
   }
-  row.append(
-    time,
-    h("span", `${CLS}-channel`, String(item.channel ?? "")),
-    h("span", `${CLS}-pid`, `pid ${item.pid}`),
-    renderPayload(String(item.payload ?? "")),
+  meta.append(
+    el("span", `${prefix}-channelName`, item.channel),
+    el("span", `${prefix}-pid`, `pid ${item.pid}`)
   );
+  row.append(meta, renderPayload(item.payload, prefix));
   return row;
 }
+function gapLabel(item) {
+  return `gap ${Math.max(0, item.end - item.start).toFixed(1)} s`;
+}
+function gapText(item) {
+  return `${item.message} (${formatTime(item.start)} → ${formatTime(item.end)})`;
+}
+function renderPayload(payload, prefix) {
+  const json = parseJsonContainer(payload);
+  if (json === void 0) {
+    if (payload === "") {
+      return el("div", `${prefix}-payload ${prefix}-muted`, "(empty payload)");
+    }
+    return el("div", `${prefix}-payload`, payload);
+  }
+  const details = el("details", `${prefix}-payload ${prefix}-json`);
+  details.append(
+    el("summary", "", JSON.stringify(json)),
+    el("pre", "", JSON.stringify(json, null, 2))
+  );
+  return details;
+}
+function parseJsonContainer(text) {
+  const first = text.trimStart()[0];
+  if (first !== "{" && first !== "[") {
+    return void 0;
+  }
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "object" && value !== null ? value : void 0;
+  } catch {
+    return void 0;
+  }
+}
+function formatTime(epochSeconds) {
+  const date = new Date(epochSeconds * 1e3);
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
+}
 
-function render({ model, el }) {
-  const root = h("div", CLS);
-  const header = h("div", `${CLS}-header`);
-  const badge = h("span", `${CLS}-badge`);
-  const stats = h("span", `${CLS}-stats`);
-  const dropped = h("span", `${CLS}-dropped`);
-  const pause = h("button", `${CLS}-button`);
-  const clear = h("button", `${CLS}-button`, "Clear");
-  const actions = h("span", `${CLS}-actions`);
-  const list = h("div", `${CLS}-list`);
-  const empty = h("div", `${CLS}-empty`, "No notifications yet.");
-  pause.type = clear.type = "button";
+// src/feedWidget.ts
+var CLASS = "pgmagic-feed";
+var UNKNOWN_STATE = {
+  listener: "stopped",
+  channels: [],
+  count: 0,
+  rate: 0,
+  dropped: 0
+};
+var EVENTS = ["change:items", "change:state", "change:paused"];
+function render({
+  model,
+  el: host
+}) {
+  const root = el("div", CLASS);
+  const header = el("div", `${CLASS}-header`);
+  const badge = el("span", `${CLASS}-badge`);
+  const stats = el("span", `${CLASS}-stats`);
+  const dropped = el("span", `${CLASS}-dropped`);
+  const pause = button(`${CLASS}-button`, "Pause");
+  const clear = button(`${CLASS}-button`, "Clear");
+  const actions = el("span", `${CLASS}-actions`);
+  const list = el("div", `${CLASS}-list`);
+  const empty = el("div", `${CLASS}-empty`, "No notifications yet.");
   actions.append(pause, clear);
   header.append(badge, stats, dropped, actions);
   root.append(header, list, empty);
-  el.append(root);
-
+  host.append(root);
   pause.addEventListener("click", () => {
     model.set("paused", !model.get("paused"));
     model.save_changes();
   });
   clear.addEventListener("click", () => model.send({ type: "clear" }));
-
-  // Keyed by seq and time: seq restarts when the kernel-side feed does.
-  let rows = new Map();
+  let rows = /* @__PURE__ */ new Map();
   let frame = 0;
-
-  function draw() {
+  const draw = () => {
     frame = 0;
-    const state = model.get("state") ?? {};
-    const paused = Boolean(model.get("paused"));
-    const listener = STATE_LABELS[state.listener] ? state.listener : "stopped";
-    badge.textContent = STATE_LABELS[listener];
-    badge.dataset.state = listener;
-    const channels = Array.isArray(state.channels) && state.channels.length ? state.channels.join(", ") : "none";
-    stats.textContent =
-      `${channels} · ${Number(state.count ?? 0).toLocaleString()} received · ` +
-      `${Number(state.rate ?? 0).toFixed(1)}/s`;
-    const droppedCount = Number(state.dropped ?? 0);
-    dropped.textContent = droppedCount > 0 ? `dropped from view: ${droppedCount.toLocaleString()}` : "";
-    dropped.hidden = droppedCount === 0;
+    const state = parseFeedState(model.get("state")) ?? UNKNOWN_STATE;
+    const paused = model.get("paused") === true;
+    badge.textContent = state.listener;
+    badge.dataset.state = state.listener;
+    const channels = state.channels.length ? state.channels.join(", ") : "none";
+    stats.textContent = `${channels} · ${state.count.toLocaleString()} received · ${state.rate.toFixed(1)}/s`;
+    dropped.textContent = state.dropped > 0 ? `dropped from view: ${state.dropped.toLocaleString()}` : "";
+    dropped.hidden = state.dropped === 0;
     pause.textContent = paused ? "Resume" : "Pause";
     pause.setAttribute("aria-pressed", String(paused));
-    root.classList.toggle(`${CLS}-paused`, paused);
-    if (paused) return; // Keep the rows the user is reading.
-
-    const items = model.get("items") ?? [];
-    const next = new Map();
+    root.classList.toggle(`${CLASS}-paused`, paused);
+    if (paused) {
+      return;
+    }
+    const items = model.get("items");
+    const next = /* @__PURE__ */ new Map();
     const ordered = [];
-    for (let i = items.length - 1; i >= 0; i--) {
-      const item = items[i];
+    for (let i = (Array.isArray(items) ? items.length : 0) - 1; i >= 0; i--) {
+      const item = parseFeedItem(items[i]);
+      if (item === null) {
+        continue;
+      }
       const key = `${item.seq}:${item.time}`;
-      const row = rows.get(key) ?? renderRow(item);
+      const row = rows.get(key) ?? renderRow(item, CLASS);
       next.set(key, row);
       ordered.push(row);
     }
     rows = next;
     list.replaceChildren(...ordered);
     empty.hidden = ordered.length > 0;
-  }
-
-  const schedule = () => {
-    if (frame === 0) frame = requestAnimationFrame(draw);
   };
-  const events = ["change:items", "change:state", "change:paused"];
-  for (const event of events) model.on(event, schedule);
+  const schedule = () => {
+    if (frame === 0) {
+      frame = requestAnimationFrame(draw);
+    }
+  };
+  for (const event of EVENTS) {
+    model.on(event, schedule);
+  }
   draw();
-
   return () => {
     cancelAnimationFrame(frame);
-    for (const event of events) model.off(event, schedule);
+    for (const event of EVENTS) {
+      model.off(event, schedule);
+    }
   };
 }
-
-export default { render };
+var feedWidget_default = { render };
+export {
+  feedWidget_default as default,
+  render
+};

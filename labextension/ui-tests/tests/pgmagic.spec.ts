@@ -158,8 +158,10 @@ test.describe('PostgreSQL panel', () => {
     await trackWidgetRows(page);
 
     await page.notebook.runCell(0);
+    // The first cell of the run may start the embedded server: allow for it.
     await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
-      'listening'
+      'listening',
+      { timeout: 15000 }
     );
     await expect(page.locator(ROW).first()).toBeVisible({ timeout: 2000 });
     expect(await latencyOf(page, page.locator(ROW).first())).toBeLessThan(1);
@@ -292,9 +294,10 @@ test.describe('PostgreSQL panel', () => {
 
     // An export the kernel refuses says why instead of "Exporting…".
     await setCells(page, [
-      'from pgmagic import feed, notify\n' +
-        'from pgmagic.runtime import default_runtime\n' +
-        'bridge = next(s for s in notify.listener_for(default_runtime()).sinks if isinstance(s, feed.PanelBridge))\n' +
+      'from pgmagic.frontend import feed\n' +
+        'from pgmagic.live.listener import listener_for\n' +
+        'from pgmagic.runtime.loop import default_runtime\n' +
+        'bridge = next(s for s in listener_for(default_runtime()).sinks if isinstance(s, feed.PanelBridge))\n' +
         'bridge._export({"variable": "not a name"})'
     ]);
     await page.notebook.runCell(0);

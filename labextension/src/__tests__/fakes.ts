@@ -1,0 +1,154 @@
+/**
+ * Stand-ins for a JupyterLab kernel connection and its comms: only the
+ * members KernelFeed uses, recording what it sends.
+ */
+
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
+import type { JSONObject } from '@lumino/coreutils';
+import { Signal } from '@lumino/signaling';
+
+import { COMM_TARGET, IFeedState, INotificationItem } from '../protocol';
+
+type CommOpenHandler = (
+  comm: Kernel.IComm,
+  msg: KernelMessage.ICommOpenMsg
+) => void;
+
+export class FakeComm {
+  constructor(
+    readonly commId: string,
+    readonly target = COMM_TARGET
+  ) {}
+
+  /** What the frontend sent, oldest first. */
+  readonly sent: JSONObject[] = [];
+  isDisposed = false;
+  onMsg: (msg: KernelMessage.ICommMsgMsg) => void = () => undefined;
+  onClose: (msg: KernelMessage.ICommCloseMsg) => void = () => undefined;
+
+  send(data: JSONObject): void {
+    this.sent.push(data);
+  }
+
+  /** Closed by the frontend. */
+  close(): void {
+    this.isDisposed = true;
+  }
+
+  /** A `comm_msg` from the kernel. */
+  receive(data: unknown): void {
+    this.onMsg({ content: { comm_id: this.commId, data } } as never);
+  }
+
+  /** A `comm_close` from the kernel. */
+  closeFromKernel(): void {
+    this.onClose({ content: { comm_id: this.commId, data: {} } } as never);
+  }
+
+  asComm(): Kernel.IComm {
+    return this as unknown as Kernel.IComm;
+  }
+}
+
+export class FakeKernel {
+  constructor(readonly id = 'kernel-1') {}
+
+  handleComms = true;
+  isDisposed = false;
+  readonly statusChanged = new Signal<this, Kernel.Status>(this);
+  readonly connectionStatusChanged = new Signal<this, Kernel.ConnectionStatus>(
+    this
+  );
+  readonly iopubMessage = new Signal<this, KernelMessage.IIOPubMessage>(this);
+  readonly disposed = new Signal<this, void>(this);
+  /** Comms the kernel holds, as its `comm_info_reply` lists them. */
+  commInfo: Record<string, { target_name: string }> = {};
+  commInfoStatus: 'ok' | 'error' = 'ok';
+  /** The target name of each `comm_info_request`. */
+  readonly commInfoRequests: (string | undefined)[] = [];
+  /** Comm ids this connection already has open. */
+  readonly openHere = new Set<string>();
+  /** Comms the frontend created to re-attach to kernel comms. */
+  readonly created: FakeComm[] = [];
+  readonly targets = new Map<string, CommOpenHandler>();
+
+  registerCommTarget(name: string, handler: CommOpenHandler): void {
+    this.targets.set(name, handler);
+  }
+
+  removeCommTarget(name: string, handler: CommOpenHandler): void {
+    if (this.targets.get(name) === handler) {
+      this.targets.delete(name);
+    }
+  }
+
+  async requestCommInfo(content: { target_name?: string }): Promise<unknown> {
+    this.commInfoRequests.push(content.target_name);
+    return {
+      content: { status: this.commInfoStatus, comms: { ...this.commInfo } }
+    };
+  }
+
+  hasComm(commId: string): boolean {
+    return this.openHere.has(commId);
+  }
+
+  createComm(target: string, commId: string): Kernel.IComm {
+    const comm = new FakeComm(commId, target);
+    this.created.push(comm);
+    return comm.asComm();
+  }
+
+  /** The kernel opens a comm, as `%load_ext pgmagic` does. */
+  openComm(commId: string, data: unknown = {}): FakeComm {
+    const handler = this.targets.get(COMM_TARGET);
+    if (handler === undefined) {
+      throw new Error('no comm target registered');
+    }
+    const comm = new FakeComm(commId);
+    handler(comm.asComm(), {
+      content: { comm_id: commId, target_name: COMM_TARGET, data }
+    } as never);
+    return comm;
+  }
+
+  /** An iopub status message caused by a request of type `parent`. */
+  emitStatus(state: 'busy' | 'idle', parent: string): void {
+    this.iopubMessage.emit({
+      header: { msg_type: 'status' },
+      parent_header: { msg_type: parent },
+      content: { execution_state: state }
+    } as never);
+  }
+
+  asConnection(): Kernel.IKernelConnection {
+    return this as unknown as Kernel.IKernelConnection;
+  }
+}
+
+export function state(overrides: Partial<IFeedState> = {}): IFeedState {
+  return {
+    listener: 'listening',
+    channels: ['orders'],
+    count: 0,
+    rate: 0,
+    dropped: 0,
+    ...overrides
+  };
+}
+
+export function note(seq: number, payload = `n${seq}`): INotificationItem {
+  return {
+    seq,
+    kind: 'notification',
+    time: 1700000000 + seq,
+    channel: 'orders',
+    pid: 100,
+    payload
+  };
+}
+
+/** Let pending promise callbacks (comm discovery) run. */
+export function settle(): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, 0));
+}
