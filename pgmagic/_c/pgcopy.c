@@ -41,36 +41,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------------ */
-/* kinds (keep in sync with pgmagic/copyframe.py)                            */
-
-enum {
-    K_BOOL = 1,
-    K_INT2 = 2,
-    K_INT4 = 3,
-    K_INT8 = 4,
-    K_OID = 5,
-    K_FLOAT4 = 6,
-    K_FLOAT8 = 7,
-    K_TEXT = 8,
-    K_NUMERIC = 9,
-    K_NUMERIC_FLOAT = 10,
-    K_TIMESTAMP = 11,
-    K_TIMESTAMPTZ = 12,
-    K_DATE = 13,
-    K_INTERVAL = 14,
-    K_TIME = 15,
-    K_TIMETZ = 16,
-    K_UUID = 17,
-    K_BYTEA = 18,
-    K_JSON = 19,
-    K_JSONB = 20,
-    K_ARRAY = 21,
-    K_VOID = 22,  /* export layouts only: always NULL */
-    K_MAX = 23
-};
-
-enum { L_PANDAS = 0, L_ARROW = 1, L_JSONL = 2 };
+/* column kinds CK_* and layouts CL_*: pgmagic._oids.CopyKind and CopyLayout */
+#include "oids.h"
 
 /* storage classes */
 enum { S_FIXED = 1, S_TEXT = 2, S_OBJECT = 3 };
@@ -166,8 +138,8 @@ static PyObject *buffer_adopt(char **pptr, Py_ssize_t len) {
 
 typedef struct {
     int kind;
-    int elem_kind;      /* K_ARRAY only */
-    uint32_t elem_oid;  /* K_ARRAY only: expected element OID */
+    int elem_kind;      /* CK_ARRAY only */
+    uint32_t elem_oid;  /* CK_ARRAY only: expected element OID */
     int storage;
     int width;          /* bytes per row for S_FIXED */
     char *values;       /* S_FIXED: width * cap; S_TEXT: int64 offsets (cap+1) */
@@ -177,7 +149,7 @@ typedef struct {
     Py_ssize_t data_len, data_cap;
     Py_ssize_t null_count;
     PyObject **objs;    /* S_OBJECT */
-    /* K_JSON/K_JSONB: values waiting to be decoded together as one JSON
+    /* CK_JSON/CK_JSONB: values waiting to be decoded together as one JSON
      * array "[v1,v2,...]" (one orjson call per batch instead of per value);
      * their objs[] slots stay NULL until the batch is flushed */
     char *jbuf;
@@ -198,7 +170,7 @@ typedef struct {
 typedef struct ArrowCol {
     int kind;
     int width;
-    uint32_t elem_oid;      /* K_ARRAY: expected element OID */
+    uint32_t elem_oid;      /* CK_ARRAY: expected element OID */
     Py_ssize_t len, cap;
     Py_ssize_t hint, data_hint; /* the last batch's sizes, to size the next */
     Py_ssize_t null_count;
@@ -206,9 +178,9 @@ typedef struct ArrowCol {
     char *values;           /* fixed values, bits, or int64 offsets (cap+1) */
     char *data;
     Py_ssize_t data_len, data_cap;
-    /* K_NUMERIC: the widest finite value of the batch, for the decimal type */
+    /* CK_NUMERIC: the widest finite value of the batch, for the decimal type */
     int max_scale, max_int_digits;
-    /* K_ARRAY: dimensions, fixed by the first non-empty value (0: none yet);
+    /* CK_ARRAY: dimensions, fixed by the first non-empty value (0: none yet);
      * level d holds level_len[d] lists as level_len[d]+1 offsets, level 0
      * one per row */
     int ndims;
@@ -248,12 +220,12 @@ typedef struct {
     int uuid_fast;            /* pgproto UUID layout verified */
     int finished;
     int broken;               /* protocol error seen: the rest is dropped */
-    int layout;               /* L_PANDAS, L_ARROW or L_JSONL */
-    ArrowCol *acols;          /* L_ARROW: one per column */
-    char *out;                /* L_JSONL: the batch's lines */
+    int layout;               /* CL_PANDAS, CL_ARROW or CL_JSONL */
+    ArrowCol *acols;          /* CL_ARROW: one per column */
+    char *out;                /* CL_JSONL: the batch's lines */
     Py_ssize_t out_len, out_cap, out_hint;
-    char *keys;               /* L_JSONL: '{"name":' or ',"name":' per column */
-    Py_ssize_t *key_offs;     /* L_JSONL: ncols + 1 offsets into keys */
+    char *keys;               /* CL_JSONL: '{"name":' or ',"name":' per column */
+    Py_ssize_t *key_offs;     /* CL_JSONL: ncols + 1 offsets into keys */
 } ParserObject;
 
 /* pgproto.UUID stores its 16 bytes right after the object header; verified
@@ -262,25 +234,25 @@ typedef struct {
 
 static int storage_of(int kind, int *width) {
     switch (kind) {
-    case K_BOOL: *width = 1; return S_FIXED;
-    case K_INT2: *width = 2; return S_FIXED;
-    case K_INT4: *width = 4; return S_FIXED;
-    case K_INT8: case K_OID: *width = 8; return S_FIXED;
-    case K_FLOAT4: *width = 4; return S_FIXED;
-    case K_FLOAT8: case K_NUMERIC_FLOAT: *width = 8; return S_FIXED;
-    case K_TIMESTAMP: case K_TIMESTAMPTZ: case K_DATE: case K_INTERVAL:
+    case CK_BOOL: *width = 1; return S_FIXED;
+    case CK_INT2: *width = 2; return S_FIXED;
+    case CK_INT4: *width = 4; return S_FIXED;
+    case CK_INT8: case CK_OID: *width = 8; return S_FIXED;
+    case CK_FLOAT4: *width = 4; return S_FIXED;
+    case CK_FLOAT8: case CK_NUMERIC_FLOAT: *width = 8; return S_FIXED;
+    case CK_TIMESTAMP: case CK_TIMESTAMPTZ: case CK_DATE: case CK_INTERVAL:
         *width = 8; return S_FIXED;
-    case K_TEXT: *width = 8; return S_TEXT;
-    case K_NUMERIC: case K_TIME: case K_TIMETZ: case K_UUID: case K_BYTEA:
-    case K_JSON: case K_JSONB: case K_ARRAY:
+    case CK_TEXT: *width = 8; return S_TEXT;
+    case CK_NUMERIC: case CK_TIME: case CK_TIMETZ: case CK_UUID: case CK_BYTEA:
+    case CK_JSON: case CK_JSONB: case CK_ARRAY:
         *width = sizeof(PyObject *); return S_OBJECT;
     default: return 0;
     }
 }
 
 static int has_mask(int kind) {
-    return kind == K_BOOL || kind == K_INT2 || kind == K_INT4 ||
-           kind == K_INT8 || kind == K_OID;
+    return kind == CK_BOOL || kind == CK_INT2 || kind == CK_INT4 ||
+           kind == CK_INT8 || kind == CK_OID;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -870,69 +842,69 @@ static int json_queue(ParserObject *p, Column *c, Py_ssize_t r,
 /* element decoders for arrays: what asyncpg returns for each element */
 static PyObject *make_element(ParserObject *p, int kind, const unsigned char *b, Py_ssize_t n) {
     switch (kind) {
-    case K_BOOL:
+    case CK_BOOL:
         if (n != 1) break;
         return Py_NewRef(b[0] ? Py_True : Py_False);
-    case K_INT2:
+    case CK_INT2:
         if (n != 2) break;
         return PyLong_FromLong((int16_t)rd16(b));
-    case K_INT4:
+    case CK_INT4:
         if (n != 4) break;
         return PyLong_FromLong((int32_t)rd32(b));
-    case K_INT8:
+    case CK_INT8:
         if (n != 8) break;
         return PyLong_FromLongLong((int64_t)rd64(b));
-    case K_OID:
+    case CK_OID:
         if (n != 4) break;
         return PyLong_FromUnsignedLong(rd32(b));
-    case K_FLOAT4: {
+    case CK_FLOAT4: {
         if (n != 4) break;
         uint32_t u = rd32(b);
         float f;
         memcpy(&f, &u, 4);
         return PyFloat_FromDouble((double)f);
     }
-    case K_FLOAT8: {
+    case CK_FLOAT8: {
         if (n != 8) break;
         uint64_t u = rd64(b);
         double f;
         memcpy(&f, &u, 8);
         return PyFloat_FromDouble(f);
     }
-    case K_TEXT:
+    case CK_TEXT:
         return make_str(b, n);
     /* pgmagic's sessions decode json/jsonb with json.loads (set_type_codec),
      * and asyncpg applies that codec to array elements too */
-    case K_JSON:
+    case CK_JSON:
         return make_json(p, b, n);
-    case K_JSONB:
+    case CK_JSONB:
         if (n < 1) break;
         if (b[0] != 1) {
             PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
             return NULL;
         }
         return make_json(p, b + 1, n - 1);
-    case K_NUMERIC:
+    case CK_NUMERIC:
         return make_numeric(p, b, n);
-    case K_BYTEA:
+    case CK_BYTEA:
         return PyBytes_FromStringAndSize((const char *)b, n);
-    case K_UUID:
+    case CK_UUID:
         if (n != 16) break;
         return make_uuid(p, b);
-    case K_DATE:
+    case CK_DATE:
         if (n != 4) break;
         return make_date(b);
-    case K_TIMESTAMP:
-    case K_TIMESTAMPTZ:
+    case CK_TIMESTAMP:
+    case CK_TIMESTAMPTZ:
         if (n != 8) break;
-        return make_datetime(b, kind == K_TIMESTAMPTZ);
-    case K_TIME:
+        return make_datetime(b, kind == CK_TIMESTAMPTZ);
+    case CK_TIME:
         if (n != 8) break;
         return make_time(b, Py_None);
-    case K_TIMETZ:
+    case CK_TIMETZ:
         if (n != 12) break;
         return make_timetz(p, b);
-    case K_INTERVAL:
+    case CK_INTERVAL:
         if (n != 16) break;
         return make_timedelta(b);
     default:
@@ -1020,12 +992,12 @@ static void store_null(Column *c, Py_ssize_t r) {
     switch (c->storage) {
     case S_FIXED:
         switch (c->kind) {
-        case K_BOOL: c->values[r] = 0; c->mask[r] = 1; break;
-        case K_INT2: ((int16_t *)c->values)[r] = 0; c->mask[r] = 1; break;
-        case K_INT4: ((int32_t *)c->values)[r] = 0; c->mask[r] = 1; break;
-        case K_INT8: case K_OID: ((int64_t *)c->values)[r] = 0; c->mask[r] = 1; break;
-        case K_FLOAT4: ((float *)c->values)[r] = (float)Py_NAN; break;
-        case K_FLOAT8: case K_NUMERIC_FLOAT: ((double *)c->values)[r] = Py_NAN; break;
+        case CK_BOOL: c->values[r] = 0; c->mask[r] = 1; break;
+        case CK_INT2: ((int16_t *)c->values)[r] = 0; c->mask[r] = 1; break;
+        case CK_INT4: ((int32_t *)c->values)[r] = 0; c->mask[r] = 1; break;
+        case CK_INT8: case CK_OID: ((int64_t *)c->values)[r] = 0; c->mask[r] = 1; break;
+        case CK_FLOAT4: ((float *)c->values)[r] = (float)Py_NAN; break;
+        case CK_FLOAT8: case CK_NUMERIC_FLOAT: ((double *)c->values)[r] = Py_NAN; break;
         default: ((int64_t *)c->values)[r] = NAT; break;
         }
         break;
@@ -1044,44 +1016,44 @@ static void store_null(Column *c, Py_ssize_t r) {
 static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
                        const unsigned char *b, int32_t n) {
     switch (c->kind) {
-    case K_BOOL:
+    case CK_BOOL:
         if (n != 1) goto badlen;
         c->values[r] = b[0] != 0;
         c->mask[r] = 0;
         return 0;
-    case K_INT2:
+    case CK_INT2:
         if (n != 2) goto badlen;
         ((int16_t *)c->values)[r] = (int16_t)rd16(b);
         c->mask[r] = 0;
         return 0;
-    case K_INT4:
+    case CK_INT4:
         if (n != 4) goto badlen;
         ((int32_t *)c->values)[r] = (int32_t)rd32(b);
         c->mask[r] = 0;
         return 0;
-    case K_INT8:
+    case CK_INT8:
         if (n != 8) goto badlen;
         ((int64_t *)c->values)[r] = (int64_t)rd64(b);
         c->mask[r] = 0;
         return 0;
-    case K_OID:
+    case CK_OID:
         if (n != 4) goto badlen;
         ((int64_t *)c->values)[r] = (int64_t)rd32(b);
         c->mask[r] = 0;
         return 0;
-    case K_FLOAT4: {
+    case CK_FLOAT4: {
         if (n != 4) goto badlen;
         uint32_t u = rd32(b);
         memcpy((float *)c->values + r, &u, 4);
         return 0;
     }
-    case K_FLOAT8: {
+    case CK_FLOAT8: {
         if (n != 8) goto badlen;
         uint64_t u = rd64(b);
         memcpy((double *)c->values + r, &u, 8);
         return 0;
     }
-    case K_NUMERIC_FLOAT: {
+    case CK_NUMERIC_FLOAT: {
         double v;
         if (numeric_to_double(b, n, &v) < 0) {
             if (PyErr_ExceptionMatches(ProtocolError)) return -1;
@@ -1091,8 +1063,8 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
         ((double *)c->values)[r] = v;
         return 0;
     }
-    case K_TIMESTAMP:
-    case K_TIMESTAMPTZ: {
+    case CK_TIMESTAMP:
+    case CK_TIMESTAMPTZ: {
         if (n != 8) goto badlen;
         int64_t ts = (int64_t)rd64(b), v;
         if (ts == INT64_MAX) v = DT_MAX_US;
@@ -1104,7 +1076,7 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
         ((int64_t *)c->values)[r] = v;
         return 0;
     }
-    case K_DATE: {
+    case CK_DATE: {
         if (n != 4) goto badlen;
         int32_t d = (int32_t)rd32(b);
         int64_t days;
@@ -1123,7 +1095,7 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
         ((int64_t *)c->values)[r] = days * 86400;
         return 0;
     }
-    case K_INTERVAL: {
+    case CK_INTERVAL: {
         if (n != 16) goto badlen;
         int64_t days, us, total;
         interval_parts(b, &days, &us);
@@ -1144,7 +1116,7 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
         ((int64_t *)c->values)[r] = total;
         return 0;
     }
-    case K_TEXT: {
+    case CK_TEXT: {
         if (!utf8_valid(b, n)) {
             PyObject *tmp = make_str(b, n);  /* raises UnicodeDecodeError */
             Py_XDECREF(tmp);
@@ -1164,23 +1136,23 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
     /* object kinds */
     PyObject *o = NULL;
     switch (c->kind) {
-    case K_NUMERIC: o = make_numeric(p, b, n); break;
-    case K_UUID:
+    case CK_NUMERIC: o = make_numeric(p, b, n); break;
+    case CK_UUID:
         if (n != 16) goto badlen;
         o = make_uuid(p, b);
         break;
-    case K_BYTEA: o = PyBytes_FromStringAndSize((const char *)b, n); break;
-    case K_TIME:
+    case CK_BYTEA: o = PyBytes_FromStringAndSize((const char *)b, n); break;
+    case CK_TIME:
         if (n != 8) goto badlen;
         o = make_time(b, Py_None);
         break;
-    case K_TIMETZ:
+    case CK_TIMETZ:
         if (n != 12) goto badlen;
         o = make_timetz(p, b);
         break;
-    case K_JSON:
-    case K_JSONB:
-        if (c->kind == K_JSONB) {
+    case CK_JSON:
+    case CK_JSONB:
+        if (c->kind == CK_JSONB) {
             if (n < 1) goto badlen;
             if (b[0] != 1) {
                 PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
@@ -1192,7 +1164,7 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
         if (p->json_loads != NULL && !json_risky(b, n)) return json_queue(p, c, r, b, n);
         o = make_json(p, b, n);
         break;
-    case K_ARRAY: o = make_array(p, c->elem_kind, c->elem_oid, b, n); break;
+    case CK_ARRAY: o = make_array(p, c->elem_kind, c->elem_oid, b, n); break;
     default:
         return protocol_error("unknown column kind");
     }
@@ -1431,17 +1403,17 @@ static int fatal_error(void) {
 
 static int arrow_width(int kind) {
     switch (kind) {
-    case K_BOOL: return W_BITS;
-    case K_INT2: return 2;
-    case K_INT4: case K_FLOAT4: case K_DATE: return 4;
-    case K_INT8: case K_OID: case K_FLOAT8: case K_NUMERIC_FLOAT: case K_TIMESTAMP:
-    case K_TIMESTAMPTZ: case K_INTERVAL: case K_TIME:
+    case CK_BOOL: return W_BITS;
+    case CK_INT2: return 2;
+    case CK_INT4: case CK_FLOAT4: case CK_DATE: return 4;
+    case CK_INT8: case CK_OID: case CK_FLOAT8: case CK_NUMERIC_FLOAT: case CK_TIMESTAMP:
+    case CK_TIMESTAMPTZ: case CK_INTERVAL: case CK_TIME:
         return 8;
-    case K_UUID: return 16;
-    case K_TEXT: case K_NUMERIC: case K_TIMETZ: case K_BYTEA: case K_JSON: case K_JSONB:
+    case CK_UUID: return 16;
+    case CK_TEXT: case CK_NUMERIC: case CK_TIMETZ: case CK_BYTEA: case CK_JSON: case CK_JSONB:
         return W_VAR;
-    case K_ARRAY: return W_LIST;
-    case K_VOID: return W_NONE;
+    case CK_ARRAY: return W_LIST;
+    case CK_VOID: return W_NONE;
     default: return INT32_MIN;
     }
 }
@@ -1463,9 +1435,9 @@ static int acol_init(ArrowCol *c, int kind, int elem_kind, uint32_t elem_oid) {
     c->kind = kind;
     c->width = arrow_width(kind);
     if (c->width == INT32_MIN) return 1;
-    if (kind != K_ARRAY) return 0;
-    if (arrow_width(elem_kind) == INT32_MIN || elem_kind == K_ARRAY || elem_kind == K_VOID ||
-        elem_kind == K_NUMERIC_FLOAT)
+    if (kind != CK_ARRAY) return 0;
+    if (arrow_width(elem_kind) == INT32_MIN || elem_kind == CK_ARRAY || elem_kind == CK_VOID ||
+        elem_kind == CK_NUMERIC_FLOAT)
         return 1;
     c->elem_oid = elem_oid;
     c->child = PyMem_Calloc(1, sizeof(ArrowCol));
@@ -1639,60 +1611,60 @@ static int acol_decode(ParserObject *p, ArrowCol *c, const unsigned char *b, int
     Py_ssize_t r = c->len;
     int64_t v;
     switch (c->kind) {
-    case K_BOOL:
+    case CK_BOOL:
         if (n != 1) goto badlen;
         if (b[0]) set_bit((uint8_t *)c->values, r);
         return 0;
-    case K_INT2:
+    case CK_INT2:
         if (n != 2) goto badlen;
         ((int16_t *)c->values)[r] = (int16_t)rd16(b);
         return 0;
-    case K_INT4:
-    case K_FLOAT4:  /* the bits as they are */
+    case CK_INT4:
+    case CK_FLOAT4:  /* the bits as they are */
         if (n != 4) goto badlen;
         ((uint32_t *)c->values)[r] = rd32(b);
         return 0;
-    case K_INT8:
-    case K_FLOAT8:
+    case CK_INT8:
+    case CK_FLOAT8:
         if (n != 8) goto badlen;
         ((uint64_t *)c->values)[r] = rd64(b);
         return 0;
-    case K_OID:
+    case CK_OID:
         if (n != 4) goto badlen;
         ((int64_t *)c->values)[r] = (int64_t)rd32(b);
         return 0;
-    case K_NUMERIC_FLOAT: {
+    case CK_NUMERIC_FLOAT: {
         double f;
         if (numeric_to_double(b, n, &f) < 0) return -1;
         ((double *)c->values)[r] = f;
         return 0;
     }
-    case K_TIMESTAMP:
-    case K_TIMESTAMPTZ:
+    case CK_TIMESTAMP:
+    case CK_TIMESTAMPTZ:
         if (n != 8) goto badlen;
         if (timestamp_us(b, &v) < 0) return -1;
         ((int64_t *)c->values)[r] = v;
         return 0;
-    case K_DATE:
+    case CK_DATE:
         if (n != 4) goto badlen;
         if (date_days(b, &v) < 0) return -1;
         ((int32_t *)c->values)[r] = (int32_t)v;
         return 0;
-    case K_INTERVAL:
+    case CK_INTERVAL:
         if (n != 16) goto badlen;
         if (interval_us(b, &v) < 0) return -1;
         ((int64_t *)c->values)[r] = v;
         return 0;
-    case K_TIME:
+    case CK_TIME:
         if (n != 8) goto badlen;
         if (time_us(b, &v) < 0) return -1;
         ((int64_t *)c->values)[r] = v;
         return 0;
-    case K_UUID:
+    case CK_UUID:
         if (n != 16) goto badlen;
         memcpy(c->values + 16 * r, b, 16);
         return 0;
-    case K_JSONB:
+    case CK_JSONB:
         if (n < 1) goto badlen;
         if (b[0] != 1) {
             PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
@@ -1701,18 +1673,18 @@ static int acol_decode(ParserObject *p, ArrowCol *c, const unsigned char *b, int
         b++;
         n--;
         /* fall through - the rest is JSON text */
-    case K_TEXT:
-    case K_JSON:
+    case CK_TEXT:
+    case CK_JSON:
         if (check_utf8(b, n) < 0) return -1;
         /* fall through */
-    case K_BYTEA: {
+    case CK_BYTEA: {
         char *q = acol_data_reserve(c, n);
         if (q == NULL) return -1;
         memcpy(q, b, (size_t)n);
         c->data_len += n;
         return 0;
     }
-    case K_NUMERIC: {
+    case CK_NUMERIC: {
         char *q = acol_data_reserve(c, numeric_text_size(b, n));
         if (q == NULL) return -1;
         int special, int_digits, scale;
@@ -1728,7 +1700,7 @@ static int acol_decode(ParserObject *p, ArrowCol *c, const unsigned char *b, int
         if (int_digits > c->max_int_digits) c->max_int_digits = int_digits;
         return 0;
     }
-    case K_TIMETZ: {
+    case CK_TIMETZ: {
         if (n != 12) goto badlen;
         if (time_us(b, &v) < 0) return -1;
         char *q = acol_data_reserve(c, 24);
@@ -1736,9 +1708,9 @@ static int acol_decode(ParserObject *p, ArrowCol *c, const unsigned char *b, int
         c->data_len += put_timetz(q, b) - q;
         return 0;
     }
-    case K_ARRAY:
+    case CK_ARRAY:
         return acol_array(p, c, b, n);
-    case K_VOID:
+    case CK_VOID:
         acol_put_null(c);
         return 1;
     default:
@@ -2024,41 +1996,41 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
     char *q;
     int64_t v;
     switch (kind) {
-    case K_BOOL:
+    case CK_BOOL:
         if (n != 1) goto badlen;
         return b[0] ? out_bytes(p, "true", 4) : out_bytes(p, "false", 5);
-    case K_INT2:
-    case K_INT4:
-    case K_INT8:
-    case K_OID:
-        if (n != (kind == K_INT2 ? 2 : kind == K_INT8 ? 8 : 4)) goto badlen;
-        v = kind == K_INT2 ? (int16_t)rd16(b)
-            : kind == K_INT4 ? (int32_t)rd32(b)
-            : kind == K_OID ? (int64_t)rd32(b)
+    case CK_INT2:
+    case CK_INT4:
+    case CK_INT8:
+    case CK_OID:
+        if (n != (kind == CK_INT2 ? 2 : kind == CK_INT8 ? 8 : 4)) goto badlen;
+        v = kind == CK_INT2 ? (int16_t)rd16(b)
+            : kind == CK_INT4 ? (int32_t)rd32(b)
+            : kind == CK_OID ? (int64_t)rd32(b)
             : (int64_t)rd64(b);
         if ((q = out_reserve(p, 20)) == NULL) return -1;
         p->out_len = put_int(q, v) - p->out;
         return 0;
-    case K_FLOAT4: {
+    case CK_FLOAT4: {
         if (n != 4) goto badlen;
         uint32_t u = rd32(b);
         float f;
         memcpy(&f, &u, 4);
         return out_double(p, (double)f, 1);
     }
-    case K_FLOAT8: {
+    case CK_FLOAT8: {
         if (n != 8) goto badlen;
         uint64_t u = rd64(b);
         double f;
         memcpy(&f, &u, 8);
         return out_double(p, f, 0);
     }
-    case K_NUMERIC_FLOAT: {
+    case CK_NUMERIC_FLOAT: {
         double f;
         if (numeric_to_double(b, n, &f) < 0) return -1;
         return out_double(p, f, 0);
     }
-    case K_NUMERIC: {
+    case CK_NUMERIC: {
         /* as a string, so no reader rounds it through a float */
         if ((q = out_reserve(p, numeric_text_size(b, n) + 2)) == NULL) return -1;
         int special, int_digits, scale;
@@ -2072,10 +2044,10 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         p->out_len += len + 2;
         return 0;
     }
-    case K_TEXT:
+    case CK_TEXT:
         if (check_utf8(b, n) < 0) return -1;
         return out_string(p, b, n);
-    case K_JSONB:
+    case CK_JSONB:
         if (n < 1) goto badlen;
         if (b[0] != 1) {
             PyErr_Format(PyExc_ValueError, "unexpected JSONB format: %d", b[0]);
@@ -2084,7 +2056,7 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         b++;
         n--;
         /* fall through */
-    case K_JSON: {
+    case CK_JSON: {
         if (check_utf8(b, n) < 0) return -1;
         if ((q = out_reserve(p, n)) == NULL) return -1;
         /* nested as it is; a line break can only be whitespace in JSON text
@@ -2093,8 +2065,8 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         p->out_len += n;
         return 0;
     }
-    case K_TIMESTAMP:
-    case K_TIMESTAMPTZ: {
+    case CK_TIMESTAMP:
+    case CK_TIMESTAMPTZ: {
         if (n != 8) goto badlen;
         if (timestamp_us(b, &v) < 0) return -1;
         if ((q = out_reserve(p, 32)) == NULL) return -1;
@@ -2104,12 +2076,12 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         e = put_date(e, days);
         *e++ = 'T';
         e = put_time(e, v - days * US_PER_DAY, 1);
-        if (kind == K_TIMESTAMPTZ) *e++ = 'Z';
+        if (kind == CK_TIMESTAMPTZ) *e++ = 'Z';
         *e++ = '"';
         p->out_len += e - q;
         return 0;
     }
-    case K_DATE: {
+    case CK_DATE: {
         if (n != 4) goto badlen;
         if (date_days(b, &v) < 0) return -1;
         if ((q = out_reserve(p, 12)) == NULL) return -1;
@@ -2120,7 +2092,7 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         p->out_len += e - q;
         return 0;
     }
-    case K_INTERVAL: {
+    case CK_INTERVAL: {
         if (n != 16) goto badlen;
         if (interval_us(b, &v) < 0) return -1;
         if ((q = out_reserve(p, 80)) == NULL) return -1;
@@ -2131,19 +2103,19 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         p->out_len += e - q;
         return 0;
     }
-    case K_TIME:
-    case K_TIMETZ: {
-        if (n != (kind == K_TIME ? 8 : 12)) goto badlen;
+    case CK_TIME:
+    case CK_TIMETZ: {
+        if (n != (kind == CK_TIME ? 8 : 12)) goto badlen;
         if (time_us(b, &v) < 0) return -1;
         if ((q = out_reserve(p, 32)) == NULL) return -1;
         char *e = q;
         *e++ = '"';
-        e = kind == K_TIME ? put_time(e, v, 0) : put_timetz(e, b);
+        e = kind == CK_TIME ? put_time(e, v, 0) : put_timetz(e, b);
         *e++ = '"';
         p->out_len += e - q;
         return 0;
     }
-    case K_UUID: {
+    case CK_UUID: {
         if (n != 16) goto badlen;
         if ((q = out_reserve(p, 38)) == NULL) return -1;
         q[0] = '"';
@@ -2152,7 +2124,7 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         p->out_len += 38;
         return 0;
     }
-    case K_BYTEA: {
+    case CK_BYTEA: {
         /* PostgreSQL's hex form, as CSV exports write it */
         if ((q = out_reserve(p, 5 + 2 * (Py_ssize_t)n)) == NULL) return -1;
         char *e = q;
@@ -2166,9 +2138,9 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
         p->out_len += e - q;
         return 0;
     }
-    case K_ARRAY:
+    case CK_ARRAY:
         return jsonl_array(p, elem_kind, elem_oid, b, n);
-    case K_VOID:
+    case CK_VOID:
         return out_bytes(p, "null", 4);
     default:
         return protocol_error("unknown column kind");
@@ -2262,8 +2234,8 @@ static Py_ssize_t parse(ParserObject *p, const unsigned char *buf, Py_ssize_t le
             s += fl;
         }
         if (!complete) break;
-        int rc = p->layout == L_ARROW   ? row_arrow(p, q + 2, nf)
-                 : p->layout == L_JSONL ? row_jsonl(p, q + 2, nf)
+        int rc = p->layout == CL_ARROW   ? row_arrow(p, q + 2, nf)
+                 : p->layout == CL_JSONL ? row_jsonl(p, q + 2, nf)
                                         : row_pandas(p, q + 2, nf);
         if (rc < 0) return -1;
         p->nrows++;
@@ -2354,7 +2326,7 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     Py_buffer kinds, elem_kinds;
     PyObject *elem_oids, *decimal_type, *uuid_type, *json_loads, *json_fallback;
     PyObject *keys = Py_None;
-    int layout = L_PANDAS;
+    int layout = CL_PANDAS;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*O!OOOO|$iO", kwlist, &kinds,
                                      &elem_kinds, &PyTuple_Type, &elem_oids,
                                      &decimal_type, &uuid_type, &json_loads,
@@ -2366,11 +2338,11 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         PyErr_SetString(PyExc_ValueError, "kinds, elem_kinds and elem_oids differ in length");
         goto done;
     }
-    if (layout != L_PANDAS && layout != L_ARROW && layout != L_JSONL) {
+    if (layout != CL_PANDAS && layout != CL_ARROW && layout != CL_JSONL) {
         PyErr_SetString(PyExc_ValueError, "unknown layout");
         goto done;
     }
-    if ((layout == L_JSONL) != (keys != Py_None) ||
+    if ((layout == CL_JSONL) != (keys != Py_None) ||
         (keys != Py_None && (!PyTuple_Check(keys) || PyTuple_GET_SIZE(keys) != kinds.len))) {
         PyErr_SetString(PyExc_ValueError, "the jsonl layout (only) takes one key per column");
         goto done;
@@ -2381,7 +2353,7 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     p->layout = layout;
     p->cols = PyMem_Calloc((size_t)(p->ncols ? p->ncols : 1), sizeof(Column));
     if (p->cols == NULL) { PyErr_NoMemory(); goto fail; }
-    if (layout == L_ARROW) {
+    if (layout == CL_ARROW) {
         p->acols = PyMem_Calloc((size_t)(p->ncols ? p->ncols : 1), sizeof(ArrowCol));
         if (p->acols == NULL) { PyErr_NoMemory(); goto fail; }
     }
@@ -2389,25 +2361,25 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         Column *c = &p->cols[i];
         c->kind = ((unsigned char *)kinds.buf)[i];
         c->elem_kind = ((unsigned char *)elem_kinds.buf)[i];
-        if (c->kind == K_ARRAY) {
+        if (c->kind == CK_ARRAY) {
             c->elem_oid = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(elem_oids, i));
             if (PyErr_Occurred()) goto fail;
         }
         int unsupported;
-        if (layout == L_PANDAS) {
+        if (layout == CL_PANDAS) {
             c->storage = storage_of(c->kind, &c->width);
             unsupported = c->storage == 0 ||
-                          (c->kind == K_ARRAY && (c->elem_kind == K_ARRAY ||
+                          (c->kind == CK_ARRAY && (c->elem_kind == CK_ARRAY ||
                                                   storage_of(c->elem_kind, &c->width) == 0 ||
-                                                  c->elem_kind == K_NUMERIC_FLOAT));
-            if (c->kind == K_ARRAY) {
+                                                  c->elem_kind == CK_NUMERIC_FLOAT));
+            if (c->kind == CK_ARRAY) {
                 c->storage = S_OBJECT;
                 c->width = sizeof(PyObject *);
             }
         } else {
             /* both export layouts take the same kinds */
             ArrowCol probe = {0};
-            unsupported = acol_init(layout == L_ARROW ? &p->acols[i] : &probe, c->kind,
+            unsupported = acol_init(layout == CL_ARROW ? &p->acols[i] : &probe, c->kind,
                                     c->elem_kind, c->elem_oid);
             acol_free(&probe);
             if (unsupported < 0) goto fail;
@@ -2417,7 +2389,7 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
             goto fail;
         }
     }
-    if (layout == L_JSONL) {
+    if (layout == CL_JSONL) {
         Py_ssize_t total = 0;
         p->key_offs = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(p->ncols + 1));
         if (p->key_offs == NULL) { PyErr_NoMemory(); goto fail; }
@@ -2446,8 +2418,8 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     p->tz_cache = PyDict_New();
     if (p->empty_tuple == NULL || p->tz_cache == NULL) goto fail;
     int has_numeric = 0;  /* Decimal objects: the pandas layout only */
-    for (int i = 0; i < p->ncols && layout == L_PANDAS; i++)
-        has_numeric |= p->cols[i].kind == K_NUMERIC || p->cols[i].elem_kind == K_NUMERIC;
+    for (int i = 0; i < p->ncols && layout == CL_PANDAS; i++)
+        has_numeric |= p->cols[i].kind == CK_NUMERIC || p->cols[i].elem_kind == CK_NUMERIC;
     if (has_numeric) {
         p->dec_cache = PyMem_Calloc(DEC_CACHE_SIZE, sizeof(DecCacheEntry));
         if (p->dec_cache == NULL) { PyErr_NoMemory(); goto fail; }
@@ -2547,7 +2519,7 @@ static PyObject *Parser_feed(ParserObject *p, PyObject *arg) {
  * unequal lengths, so the parser is finished then. */
 static PyObject *take_impl(ParserObject *p) {
     PyObject *payload, *r = NULL;
-    if (p->layout == L_ARROW) {
+    if (p->layout == CL_ARROW) {
         payload = PyList_New(p->ncols);
         if (payload == NULL) goto fail;
         for (int i = 0; i < p->ncols; i++) {
@@ -2597,7 +2569,7 @@ static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
         PyErr_Restore(t, v, tb);
         return NULL;
     }
-    if (p->layout != L_PANDAS) {
+    if (p->layout != CL_PANDAS) {
         PyObject *r = take_impl(p);
         p->finished = 1;
         return r;
@@ -2676,7 +2648,7 @@ static PyObject *Parser_take_objects(ParserObject *p, PyObject *args) {
  * A deferred error is raised at once: an export stops at the first value
  * it cannot write (and keeps the error for finish()). */
 static PyObject *Parser_take_batch(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
-    if (p->layout == L_PANDAS) {
+    if (p->layout == CL_PANDAS) {
         PyErr_SetString(PyExc_ValueError, "take_batch() needs the arrow or jsonl layout");
         return NULL;
     }

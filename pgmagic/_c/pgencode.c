@@ -32,38 +32,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------------ */
-/* kinds (keep in sync with pgmagic/load.py)                                 */
-
-enum {
-    /* numpy values (native byte order) + optional uint8 mask, 1 = NULL */
-    K_FIXED1 = 1,      /* bool */
-    K_FIXED2 = 2,      /* int2 */
-    K_FIXED4 = 3,      /* int4, float4, date (days since 2000-01-01) */
-    K_FIXED8 = 4,      /* int8, float8, timestamp[tz] (us since 2000-01-01) */
-    K_INTERVAL = 5,    /* int64 microseconds -> (us, days, months = 0) */
-    K_NUMERIC_I64 = 6, /* int64 -> numeric */
-    K_NUMERIC_U64 = 7, /* uint64 -> numeric */
-    /* Arrow string / large_string buffers */
-    K_ARROW_TEXT = 8,  /* text, varchar, bpchar, json */
-    K_ARROW_JSONB = 9, /* jsonb: version byte 1, then the text */
-    /* object ndarray */
-    K_BOOL = 10,
-    K_INT2 = 11,
-    K_INT4 = 12,
-    K_INT8 = 13,
-    K_FLOAT8 = 14,
-    K_NUMERIC = 15,
-    K_TEXT = 16,
-    K_BYTEA = 17,
-    K_UUID = 18,
-    K_DATE = 19,
-    K_TIME = 20,
-    K_JSON = 21,
-    K_JSONB = 22,
-    K_ARRAY = 23,
-    K_MAX = 24
-};
+/* column kinds EK_*: pgmagic._oids.EncodeKind */
+#include "oids.h"
 
 /* how a column is laid out for the interleaving pass */
 enum { M_FIXED = 1, M_INTERVAL = 2, M_ARROW = 3, M_SCRATCH = 4 };
@@ -418,28 +388,28 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
     unsigned char *p;
     int64_t v;
     switch (kind) {
-    case K_BOOL:
+    case EK_BOOL:
         if (o != Py_True && o != Py_False) return unencodable("not a bool");
         return append(s, o == Py_True ? "\x01" : "\x00", 1);
-    case K_INT2:
+    case EK_INT2:
         if (int_value(o, INT16_MIN, INT16_MAX, &v) < 0) return -1;
         if ((p = room(s, 2)) == NULL) return -1;
         wr16(p, (uint16_t)(int16_t)v);
         s->len += 2;
         return 0;
-    case K_INT4:
+    case EK_INT4:
         if (int_value(o, INT32_MIN, INT32_MAX, &v) < 0) return -1;
         if ((p = room(s, 4)) == NULL) return -1;
         wr32(p, (uint32_t)(int32_t)v);
         s->len += 4;
         return 0;
-    case K_INT8:
+    case EK_INT8:
         if (int_value(o, INT64_MIN, INT64_MAX, &v) < 0) return -1;
         if ((p = room(s, 8)) == NULL) return -1;
         wr64(p, (uint64_t)v);
         s->len += 8;
         return 0;
-    case K_FLOAT8: {
+    case EK_FLOAT8: {
         double d;
         if (PyFloat_Check(o)) {
             d = PyFloat_AS_DOUBLE(o);
@@ -456,7 +426,7 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
         s->len += 8;
         return 0;
     }
-    case K_NUMERIC: {
+    case EK_NUMERIC: {
         PyObject *t;
         if (PyObject_TypeCheck(o, (PyTypeObject *)e->decimal_type)) {
             t = PyObject_Str(o);
@@ -482,10 +452,10 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
         Py_DECREF(t);
         return rc;
     }
-    case K_TEXT:
+    case EK_TEXT:
         if (!PyUnicode_Check(o)) return unencodable("not a str");
         return put_utf8(s, o, 0);
-    case K_BYTEA: {
+    case EK_BYTEA: {
         if (!PyBytes_Check(o) && !PyByteArray_Check(o) && !PyMemoryView_Check(o))
             return unencodable("not bytes");
         Py_buffer view;
@@ -494,7 +464,7 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
         PyBuffer_Release(&view);
         return rc;
     }
-    case K_UUID: {
+    case EK_UUID: {
         if ((p = room(s, 16)) == NULL) return -1;
         if (PyUnicode_Check(o)) {
             Py_ssize_t n;
@@ -516,7 +486,7 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
         s->len += 16;
         return 0;
     }
-    case K_DATE: {
+    case EK_DATE: {
         if (!PyDate_Check(o) || PyDateTime_Check(o)) return unencodable("not a date");
         int64_t days = days_from_civil(PyDateTime_GET_YEAR(o), PyDateTime_GET_MONTH(o),
                                        PyDateTime_GET_DAY(o)) - PG_EPOCH_DAYS;
@@ -525,7 +495,7 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
         s->len += 4;
         return 0;
     }
-    case K_TIME: {
+    case EK_TIME: {
         if (!PyTime_Check(o) || PyDateTime_TIME_GET_TZINFO(o) != Py_None)
             return unencodable("not a naive time");
         int64_t us = ((int64_t)PyDateTime_TIME_GET_HOUR(o) * 3600 +
@@ -537,7 +507,7 @@ static int put_value(EncoderObject *e, Scratch *s, int kind, int elem_kind, uint
         s->len += 8;
         return 0;
     }
-    case K_ARRAY:
+    case EK_ARRAY:
         return put_array(e, s, elem_kind, elem_oid, o);
     default:
         PyErr_SetString(PyExc_SystemError, "_pgencode: bad kind");
@@ -837,8 +807,11 @@ static int prepare(EncoderObject *e, Field *f, int col, PyObject *spec, Py_ssize
         return -1;
     }
     Py_ssize_t nspec = PyTuple_GET_SIZE(spec);
-    if (kind <= K_NUMERIC_U64) {
-        static const int widths[] = {0, 1, 2, 4, 8, 8, 8, 8};
+    if (kind <= EK_NUMERIC_U64) { /* the numpy kinds come first in EncodeKind */
+        static const int widths[EK_NUMERIC_U64 + 1] = {
+            [EK_FIXED1] = 1, [EK_FIXED2] = 2, [EK_FIXED4] = 4, [EK_FIXED8] = 8,
+            [EK_INTERVAL] = 8, [EK_NUMERIC_I64] = 8, [EK_NUMERIC_U64] = 8,
+        };
         f->width = widths[kind];
         if (nspec != 2 ||
             get_view(f, PyTuple_GET_ITEM(spec, 0), &f->values, nrows * f->width, 0, "values") < 0 ||
@@ -847,12 +820,12 @@ static int prepare(EncoderObject *e, Field *f, int col, PyObject *spec, Py_ssize
             return -1;
         }
         Py_ssize_t nulls = count_nulls(f->mask, nrows);
-        if (kind == K_INTERVAL) {
+        if (kind == EK_INTERVAL) {
             f->mode = M_INTERVAL;
             f->total = 4 * nrows + 16 * (nrows - nulls);
             return 0;
         }
-        if (kind != K_NUMERIC_I64 && kind != K_NUMERIC_U64) {
+        if (kind != EK_NUMERIC_I64 && kind != EK_NUMERIC_U64) {
             f->mode = M_FIXED;
             f->total = 4 * nrows + (Py_ssize_t)f->width * (nrows - nulls);
             return 0;
@@ -870,7 +843,7 @@ static int prepare(EncoderObject *e, Field *f, int col, PyObject *spec, Py_ssize
             }
             Py_ssize_t at = s->len;
             uint64_t v = rd_native(f->values + 8 * r, 8);
-            int rc = kind == K_NUMERIC_I64 ? put_numeric_i64(s, (int64_t)v)
+            int rc = kind == EK_NUMERIC_I64 ? put_numeric_i64(s, (int64_t)v)
                                            : put_numeric_u64(s, 0, v);
             if (rc < 0) return -1;
             s->lens[r] = (int32_t)(s->len - at);
@@ -878,7 +851,7 @@ static int prepare(EncoderObject *e, Field *f, int col, PyObject *spec, Py_ssize
         f->total = 4 * nrows + s->len;
         return 0;
     }
-    if (kind == K_ARROW_TEXT || kind == K_ARROW_JSONB) {
+    if (kind == EK_ARROW_TEXT || kind == EK_ARROW_JSONB) {
         /* (offsets, offset width 4|8, first index, data, validity) */
         int owidth;
         Py_ssize_t start;
@@ -896,7 +869,7 @@ static int prepare(EncoderObject *e, Field *f, int col, PyObject *spec, Py_ssize
         f->mode = M_ARROW;
         f->owidth = owidth;
         f->start = start;
-        f->prefix = kind == K_ARROW_JSONB;
+        f->prefix = kind == EK_ARROW_JSONB;
         if (get_view(f, PyTuple_GET_ITEM(spec, 0), &f->offsets, (start + nrows + 1) * owidth, 0,
                      "offsets") < 0 ||
             get_view(f, PyTuple_GET_ITEM(spec, 3), &f->data, 0, 0, "data") < 0 ||
@@ -943,8 +916,8 @@ static int prepare(EncoderObject *e, Field *f, int col, PyObject *spec, Py_ssize
         PyErr_NoMemory();
         return -1;
     }
-    if (kind == K_JSON || kind == K_JSONB) {
-        if (put_json_column(e, s, objs, nrows, kind == K_JSONB) < 0) return -1;
+    if (kind == EK_JSON || kind == EK_JSONB) {
+        if (put_json_column(e, s, objs, nrows, kind == EK_JSONB) < 0) return -1;
     } else {
         for (Py_ssize_t r = 0; r < nrows; r++) {
             PyObject *o = Py_NewRef(objs[r]);
@@ -1111,8 +1084,8 @@ static void Encoder_dealloc(EncoderObject *e) {
 
 static int valid_elem_kind(int k) {
     switch (k) {
-    case K_BOOL: case K_INT2: case K_INT4: case K_INT8: case K_FLOAT8: case K_NUMERIC:
-    case K_TEXT: case K_BYTEA: case K_UUID: case K_DATE: case K_TIME:
+    case EK_BOOL: case EK_INT2: case EK_INT4: case EK_INT8: case EK_FLOAT8: case EK_NUMERIC:
+    case EK_TEXT: case EK_BYTEA: case EK_UUID: case EK_DATE: case EK_TIME:
         return 1;
     default:
         return 0;
@@ -1150,7 +1123,7 @@ static PyObject *Encoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     memcpy(e->elem_kinds, elem_kinds.buf, (size_t)n);
     for (Py_ssize_t i = 0; i < n; i++) {
         int k = e->kinds[i];
-        if (k < K_FIXED1 || k >= K_MAX || (k == K_ARRAY && !valid_elem_kind(e->elem_kinds[i]))) {
+        if (k < EK_FIXED1 || k >= EK_MAX || (k == EK_ARRAY && !valid_elem_kind(e->elem_kinds[i]))) {
             PyErr_Format(PyExc_ValueError, "unsupported kind at column %zd", i);
             goto fail;
         }

@@ -6,5 +6,5 @@ the Arrow and JSON-lines side of the C parser), :mod:`~pgmagic.bulk.load`
 sends DataFrames and files with ``COPY FROM`` (encoded by
 :mod:`~pgmagic.bulk.encode`, read by :mod:`~pgmagic.bulk.sources`).
 
-May import: errors, runtime, sql, results
+May import: errors, _oids, runtime, sql, results
 """

@@ -19,38 +19,9 @@ import asyncpg
 import asyncpg.types
 import pyarrow as pa
 
+from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.errors import ColumnMismatchError, ColumnTypeError
-from pgmagic.results.decode import (
-    _ARRAY,
-    _ARROW,
-    _BOOL,
-    _BYTEA,
-    _DATE,
-    _FLOAT4,
-    _FLOAT8,
-    _INT2,
-    _INT4,
-    _INT8,
-    _INTERVAL,
-    _JSON,
-    _JSONB,
-    _JSONL,
-    _NUMERIC,
-    _NUMERIC_FLOAT,
-    _OID,
-    _TEXT,
-    _TIME,
-    _TIMESTAMP,
-    _TIMESTAMPTZ,
-    _TIMETZ,
-    _UUID,
-    _VOID,
-    Plan,
-    new_parser,
-    pace,
-    pgcopy,
-    plan_columns,
-)
+from pgmagic.results.decode import Plan, new_parser, pace, pgcopy, plan_columns
 from pgmagic.sql.copytext import copy_statement
 
 # An export batch ends at this many bytes of COPY data even when it has
@@ -75,9 +46,9 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
     """
     length, null_count, validity, values, data, scale, int_digits, levels, child = out
     valid = None if validity is None else pa.py_buffer(validity)
-    if kind == _VOID:
+    if kind == CopyKind.VOID:
         return pa.nulls(length)
-    if kind == _ARRAY:
+    if kind == CopyKind.ARRAY:
         inner = wanted
         for _ in levels:
             inner = inner.value_type if inner is not None and pa.types.is_list(inner) else None
@@ -98,11 +69,11 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
     if data is not None:
         buffers.append(pa.py_buffer(data))
     array = pa.Array.from_buffers(storage, length, buffers, null_count=null_count)
-    if kind == _NUMERIC:
+    if kind == CopyKind.NUMERIC:
         return array.cast(wanted or _decimal_type(scale, int_digits))
     if storage in _WRITTEN_TYPES:
         return array.cast(_WRITTEN_TYPES[storage])
-    if kind == _UUID and _uuid_type is not None:
+    if kind == CopyKind.UUID and _uuid_type is not None:
         return pa.ExtensionArray.from_storage(_uuid_type(), array)
     return array
 
@@ -291,7 +262,7 @@ async def copy_record_batches(
     return await _copy_batches(
         conn,
         sql,
-        new_parser(plan, _ARROW),
+        new_parser(plan, CopyLayout.ARROW),
         deliver,
         batch_rows=batch_rows,
         timeout=timeout,
@@ -367,7 +338,7 @@ async def copy_json_lines(
     return await _copy_batches(
         conn,
         sql,
-        new_parser(plan, _JSONL, keys),
+        new_parser(plan, CopyLayout.JSONL, keys),
         deliver,
         batch_rows=batch_rows,
         timeout=timeout,
@@ -377,28 +348,28 @@ async def copy_json_lines(
 
 # ----------------------------------------------------------------- exports
 _ARROW_TYPES: Final[dict[int, Any]] = {
-    _BOOL: pa.bool_(),
-    _INT2: pa.int16(),
-    _INT4: pa.int32(),
-    _INT8: pa.int64(),
-    _OID: pa.int64(),
-    _FLOAT4: pa.float32(),
-    _FLOAT8: pa.float64(),
-    _NUMERIC_FLOAT: pa.float64(),
-    _TIMESTAMP: pa.timestamp("us"),
-    _TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
-    _DATE: pa.date32(),
-    _INTERVAL: pa.duration("us"),
-    _TIME: pa.time64("us"),
-    _UUID: pa.binary(16),
+    CopyKind.BOOL: pa.bool_(),
+    CopyKind.INT2: pa.int16(),
+    CopyKind.INT4: pa.int32(),
+    CopyKind.INT8: pa.int64(),
+    CopyKind.OID: pa.int64(),
+    CopyKind.FLOAT4: pa.float32(),
+    CopyKind.FLOAT8: pa.float64(),
+    CopyKind.NUMERIC_FLOAT: pa.float64(),
+    CopyKind.TIMESTAMP: pa.timestamp("us"),
+    CopyKind.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+    CopyKind.DATE: pa.date32(),
+    CopyKind.INTERVAL: pa.duration("us"),
+    CopyKind.TIME: pa.time64("us"),
+    CopyKind.UUID: pa.binary(16),
     # The parser's variable-width buffers have int64 offsets; the kinds are
     # cast to the 32-bit types below (batches are far below 2 GB).
-    _TEXT: pa.large_string(),
-    _JSON: pa.large_string(),
-    _JSONB: pa.large_string(),
-    _TIMETZ: pa.large_string(),
-    _NUMERIC: pa.large_string(),
-    _BYTEA: pa.large_binary(),
+    CopyKind.TEXT: pa.large_string(),
+    CopyKind.JSON: pa.large_string(),
+    CopyKind.JSONB: pa.large_string(),
+    CopyKind.TIMETZ: pa.large_string(),
+    CopyKind.NUMERIC: pa.large_string(),
+    CopyKind.BYTEA: pa.large_binary(),
 }
 
 

@@ -10,7 +10,6 @@ Also here: the PostgreSQL type ``--create`` gives each pandas dtype.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +20,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+
+from pgmagic import _oids as oids
+from pgmagic._oids import EncodeKind
 
 __all__ = [
     "CHUNK_ROWS",
@@ -42,53 +44,16 @@ CHUNK_ROWS = 25_000
 
 
 # ---------------------------------------------------------------- binary COPY
-class _Kind(enum.IntEnum):
-    """Column kinds of ``_pgencode.c`` (keep the numbers in sync)."""
-
-    FIXED1 = 1  # numpy values + mask: bool
-    FIXED2 = 2  # int2
-    FIXED4 = 3  # int4, float4, date as days since 2000-01-01
-    FIXED8 = 4  # int8, float8, timestamp[tz] as microseconds since 2000-01-01
-    INTERVAL = 5  # int64 microseconds
-    NUMERIC_I64 = 6
-    NUMERIC_U64 = 7
-    ARROW_TEXT = 8  # Arrow string buffers: text, varchar, bpchar, json
-    ARROW_JSONB = 9
-    BOOL = 10  # object ndarrays, by target type
-    INT2 = 11
-    INT4 = 12
-    INT8 = 13
-    FLOAT8 = 14
-    NUMERIC = 15
-    TEXT = 16
-    BYTEA = 17
-    UUID = 18
-    DATE = 19
-    TIME = 20
-    JSON = 21
-    JSONB = 22
-    ARRAY = 23
-
-
-# Built-in type OIDs, fixed in PostgreSQL's catalog.
-_BOOL, _BYTEA, _INT8, _INT2, _INT4, _TEXT, _JSON = 16, 17, 20, 21, 23, 25, 114
-
-
-_FLOAT4, _FLOAT8, _BPCHAR, _VARCHAR, _DATE, _TIME = 700, 701, 1042, 1043, 1082, 1083
-
-
-_TIMESTAMP, _TIMESTAMPTZ, _INTERVAL, _NUMERIC, _UUID, _JSONB = 1114, 1184, 1186, 1700, 2950, 3802
-
-
-_TEXTS = (_TEXT, _VARCHAR, _BPCHAR)
+_TEXTS = (oids.TEXT, oids.VARCHAR, oids.BPCHAR)
 
 
 # Object columns and list elements: the encoder for the target type.
 _OBJECT_KINDS = {
-    _BOOL: _Kind.BOOL, _INT2: _Kind.INT2, _INT4: _Kind.INT4, _INT8: _Kind.INT8,
-    _FLOAT8: _Kind.FLOAT8, _NUMERIC: _Kind.NUMERIC, _TEXT: _Kind.TEXT, _VARCHAR: _Kind.TEXT,
-    _BPCHAR: _Kind.TEXT, _BYTEA: _Kind.BYTEA, _UUID: _Kind.UUID, _DATE: _Kind.DATE,
-    _TIME: _Kind.TIME, _JSON: _Kind.JSON, _JSONB: _Kind.JSONB,
+    oids.BOOL: EncodeKind.BOOL, oids.INT2: EncodeKind.INT2, oids.INT4: EncodeKind.INT4,
+    oids.INT8: EncodeKind.INT8, oids.FLOAT8: EncodeKind.FLOAT8, oids.NUMERIC: EncodeKind.NUMERIC,
+    oids.TEXT: EncodeKind.TEXT, oids.VARCHAR: EncodeKind.TEXT, oids.BPCHAR: EncodeKind.TEXT,
+    oids.BYTEA: EncodeKind.BYTEA, oids.UUID: EncodeKind.UUID, oids.DATE: EncodeKind.DATE,
+    oids.TIME: EncodeKind.TIME, oids.JSON: EncodeKind.JSON, oids.JSONB: EncodeKind.JSONB,
 }  # fmt: skip
 
 
@@ -119,7 +84,7 @@ class Target:
 class _BinaryColumn:
     """How a DataFrame column becomes a table column's binary values."""
 
-    kind: _Kind
+    kind: EncodeKind
     # a chunk of the column -> the buffers pgencode reads for this kind
     take: Callable[[pd.Series], tuple[Any, ...]]
     elem_kind: int = 0
@@ -216,9 +181,9 @@ def _binary_column(series: pd.Series, target: Target | None) -> _BinaryColumn | 
     if pd.api.types.is_object_dtype(dtype):
         if target.elem_oid:
             elem = _OBJECT_KINDS.get(target.elem_oid)
-            if elem is None or elem in (_Kind.JSON, _Kind.JSONB):
+            if elem is None or elem in (EncodeKind.JSON, EncodeKind.JSONB):
                 return None
-            return _BinaryColumn(_Kind.ARRAY, _take_objects, elem, target.elem_oid)
+            return _BinaryColumn(EncodeKind.ARRAY, _take_objects, elem, target.elem_oid)
         kind = _OBJECT_KINDS.get(oid)
         return None if kind is None else _BinaryColumn(kind, _take_objects)
     if target.elem_oid:
@@ -228,54 +193,54 @@ def _binary_column(series: pd.Series, target: Target | None) -> _BinaryColumn | 
     ):
         return None
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
-        if oid in (*_TEXTS, _JSON):
-            return _BinaryColumn(_Kind.ARROW_TEXT, _take_arrow)
-        if oid == _JSONB:
-            return _BinaryColumn(_Kind.ARROW_JSONB, _take_arrow)
-        if oid == _UUID and not isinstance(dtype, pd.CategoricalDtype):
-            return _BinaryColumn(_Kind.UUID, _take_objects)
+        if oid in (*_TEXTS, oids.JSON):
+            return _BinaryColumn(EncodeKind.ARROW_TEXT, _take_arrow)
+        if oid == oids.JSONB:
+            return _BinaryColumn(EncodeKind.ARROW_JSONB, _take_arrow)
+        if oid == oids.UUID and not isinstance(dtype, pd.CategoricalDtype):
+            return _BinaryColumn(EncodeKind.UUID, _take_objects)
         return None
     if pd.api.types.is_bool_dtype(dtype):
-        return _BinaryColumn(_Kind.FIXED1, _take_bools) if oid == _BOOL else None
+        return _BinaryColumn(EncodeKind.FIXED1, _take_bools) if oid == oids.BOOL else None
     if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
         return _number_column(np.dtype(getattr(dtype, "numpy_dtype", dtype)), oid)
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         unit = dtype.unit if isinstance(dtype, pd.DatetimeTZDtype) else np.datetime_data(dtype)[0]
         if unit not in ("s", "ms", "us", "ns"):
             return None
-        if oid in (_TIMESTAMP, _TIMESTAMPTZ):
-            return _BinaryColumn(_Kind.FIXED8, _take_datetimes(unit, date=False))
-        if oid == _DATE:
-            return _BinaryColumn(_Kind.FIXED4, _take_datetimes(unit, date=True))
+        if oid in (oids.TIMESTAMP, oids.TIMESTAMPTZ):
+            return _BinaryColumn(EncodeKind.FIXED8, _take_datetimes(unit, date=False))
+        if oid == oids.DATE:
+            return _BinaryColumn(EncodeKind.FIXED4, _take_datetimes(unit, date=True))
         return None
-    if pd.api.types.is_timedelta64_dtype(dtype) and oid == _INTERVAL:
-        return _BinaryColumn(_Kind.INTERVAL, _take_timedeltas)
+    if pd.api.types.is_timedelta64_dtype(dtype) and oid == oids.INTERVAL:
+        return _BinaryColumn(EncodeKind.INTERVAL, _take_timedeltas)
     return None
 
 
 def _number_column(native: np.dtype[Any], oid: int) -> _BinaryColumn | None:
-    ints: dict[int, tuple[_Kind, type[np.integer[Any]]]] = {
-        _INT2: (_Kind.FIXED2, np.int16),
-        _INT4: (_Kind.FIXED4, np.int32),
-        _INT8: (_Kind.FIXED8, np.int64),
+    ints: dict[int, tuple[EncodeKind, type[np.integer[Any]]]] = {
+        oids.INT2: (EncodeKind.FIXED2, np.int16),
+        oids.INT4: (EncodeKind.FIXED4, np.int32),
+        oids.INT8: (EncodeKind.FIXED8, np.int64),
     }
     if native.kind in "iu":
         if oid in ints:
             kind, out = ints[oid]
             return _BinaryColumn(kind, _take_ints(native, out))
-        if oid == _FLOAT4 and native.itemsize <= 2:  # exact in float32
-            return _BinaryColumn(_Kind.FIXED4, _take_floats(np.float32))
-        if oid == _FLOAT8:
-            return _BinaryColumn(_Kind.FIXED8, _take_floats(np.float64))
-        if oid == _NUMERIC and native == np.uint64:
-            return _BinaryColumn(_Kind.NUMERIC_U64, _take_ints(native, np.uint64))
-        if oid == _NUMERIC:
-            return _BinaryColumn(_Kind.NUMERIC_I64, _take_ints(native, np.int64))
+        if oid == oids.FLOAT4 and native.itemsize <= 2:  # exact in float32
+            return _BinaryColumn(EncodeKind.FIXED4, _take_floats(np.float32))
+        if oid == oids.FLOAT8:
+            return _BinaryColumn(EncodeKind.FIXED8, _take_floats(np.float64))
+        if oid == oids.NUMERIC and native == np.uint64:
+            return _BinaryColumn(EncodeKind.NUMERIC_U64, _take_ints(native, np.uint64))
+        if oid == oids.NUMERIC:
+            return _BinaryColumn(EncodeKind.NUMERIC_I64, _take_ints(native, np.int64))
         return None
-    if oid == _FLOAT4 and native.itemsize <= 4:
-        return _BinaryColumn(_Kind.FIXED4, _take_floats(np.float32))
-    if oid == _FLOAT8:
-        return _BinaryColumn(_Kind.FIXED8, _take_floats(np.float64))
+    if oid == oids.FLOAT4 and native.itemsize <= 4:
+        return _BinaryColumn(EncodeKind.FIXED4, _take_floats(np.float32))
+    if oid == oids.FLOAT8:
+        return _BinaryColumn(EncodeKind.FIXED8, _take_floats(np.float64))
     return None
 
 

@@ -42,6 +42,7 @@ from typing import Any, BinaryIO
 import asyncpg
 import pandas as pd
 
+from pgmagic import _oids as oids
 from pgmagic.bulk import arrow
 from pgmagic.bulk.stream import Stream
 from pgmagic.errors import (
@@ -350,9 +351,9 @@ def _arrow_type(column: frames.Column, numeric_as_float: bool) -> Any:
     if kind is frames.Kind.NUMERIC:
         return pa.float64() if numeric_as_float else None  # decimal: scale from the data
     return {
-        17: pa.binary(),  # bytea
-        1083: pa.time64("us"),  # time
-        2950: pa.uuid(),
+        oids.BYTEA: pa.binary(),
+        oids.TIME: pa.time64("us"),
+        oids.UUID: pa.uuid(),
     }.get(column.oid, pa.string())
 
 

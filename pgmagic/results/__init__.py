@@ -5,5 +5,5 @@ Records and binary ``COPY`` (decoded by :mod:`~pgmagic.results.decode`, the
 pandas side of the C parser); :mod:`~pgmagic.results.frames` is the dtype
 table; :mod:`~pgmagic.results.cell` runs a whole cell on the session.
 
-May import: errors, runtime, sql
+May import: errors, _oids, runtime, sql
 """

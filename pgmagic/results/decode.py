@@ -58,6 +58,8 @@ import pandas as pd
 import pyarrow as pa
 from asyncpg.pgproto import pgproto
 
+from pgmagic import _oids as oids
+from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.errors import ColumnMismatchError, UnsupportedColumnError
 from pgmagic.sql.copytext import copy_statement
 
@@ -86,73 +88,67 @@ __all__ = [
     "supports",
 ]
 
-# Column kinds understood by _pgcopy.c (keep the numbers in sync).
-_BOOL, _INT2, _INT4, _INT8, _OID = 1, 2, 3, 4, 5
-_FLOAT4, _FLOAT8, _TEXT, _NUMERIC, _NUMERIC_FLOAT = 6, 7, 8, 9, 10
-_TIMESTAMP, _TIMESTAMPTZ, _DATE, _INTERVAL, _TIME = 11, 12, 13, 14, 15
-_TIMETZ, _UUID, _BYTEA, _JSON, _JSONB, _ARRAY = 16, 17, 18, 19, 20, 21
-_VOID = 22  # export layouts only
-# The parser's layouts.
-_PANDAS, _ARROW, _JSONL = 0, 1, 2
-
-_SCALAR_KINDS: Final[dict[int, int]] = {
-    16: _BOOL,
-    17: _BYTEA,
-    18: _TEXT,  # "char": asyncpg gives bytes, the record path decodes them as UTF-8
-    19: _TEXT,  # name
-    20: _INT8,
-    21: _INT2,
-    23: _INT4,
-    25: _TEXT,
-    26: _OID,
-    114: _JSON,
-    700: _FLOAT4,
-    701: _FLOAT8,
-    1042: _TEXT,  # bpchar
-    1043: _TEXT,  # varchar
-    1082: _DATE,
-    1083: _TIME,
-    1114: _TIMESTAMP,
-    1184: _TIMESTAMPTZ,
-    1186: _INTERVAL,
-    1266: _TIMETZ,
-    1700: _NUMERIC,
-    2950: _UUID,
-    3802: _JSONB,
+_SCALAR_KINDS: Final[dict[int, CopyKind]] = {
+    oids.BOOL: CopyKind.BOOL,
+    oids.BYTEA: CopyKind.BYTEA,
+    # "char": asyncpg gives bytes, the record path decodes them as UTF-8
+    oids.CHAR: CopyKind.TEXT,
+    oids.NAME: CopyKind.TEXT,
+    oids.INT8: CopyKind.INT8,
+    oids.INT2: CopyKind.INT2,
+    oids.INT4: CopyKind.INT4,
+    oids.TEXT: CopyKind.TEXT,
+    oids.OID: CopyKind.OID,
+    oids.JSON: CopyKind.JSON,
+    oids.FLOAT4: CopyKind.FLOAT4,
+    oids.FLOAT8: CopyKind.FLOAT8,
+    oids.BPCHAR: CopyKind.TEXT,
+    oids.VARCHAR: CopyKind.TEXT,
+    oids.DATE: CopyKind.DATE,
+    oids.TIME: CopyKind.TIME,
+    oids.TIMESTAMP: CopyKind.TIMESTAMP,
+    oids.TIMESTAMPTZ: CopyKind.TIMESTAMPTZ,
+    oids.INTERVAL: CopyKind.INTERVAL,
+    oids.TIMETZ: CopyKind.TIMETZ,
+    oids.NUMERIC: CopyKind.NUMERIC,
+    oids.UUID: CopyKind.UUID,
+    oids.JSONB: CopyKind.JSONB,
 }
 
 # array OID -> (element OID, element kind); elements become what asyncpg
 # returns for them ("char" elements stay bytes).
-_ARRAY_ELEMENTS: Final[dict[int, tuple[int, int]]] = {
-    1000: (16, _BOOL),
-    1001: (17, _BYTEA),
-    1002: (18, _BYTEA),
-    1003: (19, _TEXT),
-    1005: (21, _INT2),
-    1007: (23, _INT4),
-    1009: (25, _TEXT),
-    1014: (1042, _TEXT),
-    1015: (1043, _TEXT),
-    1016: (20, _INT8),
-    1021: (700, _FLOAT4),
-    1022: (701, _FLOAT8),
-    1028: (26, _OID),
-    1115: (1114, _TIMESTAMP),
-    1182: (1082, _DATE),
-    1183: (1083, _TIME),
-    1185: (1184, _TIMESTAMPTZ),
-    1187: (1186, _INTERVAL),
-    1231: (1700, _NUMERIC),
-    1270: (1266, _TIMETZ),
-    2951: (2950, _UUID),
-    199: (114, _JSON),
-    3807: (3802, _JSONB),
+_ARRAY_ELEMENTS: Final[dict[int, tuple[int, CopyKind]]] = {
+    oids.BOOL_ARRAY: (oids.BOOL, CopyKind.BOOL),
+    oids.BYTEA_ARRAY: (oids.BYTEA, CopyKind.BYTEA),
+    oids.CHAR_ARRAY: (oids.CHAR, CopyKind.BYTEA),
+    oids.NAME_ARRAY: (oids.NAME, CopyKind.TEXT),
+    oids.INT2_ARRAY: (oids.INT2, CopyKind.INT2),
+    oids.INT4_ARRAY: (oids.INT4, CopyKind.INT4),
+    oids.TEXT_ARRAY: (oids.TEXT, CopyKind.TEXT),
+    oids.BPCHAR_ARRAY: (oids.BPCHAR, CopyKind.TEXT),
+    oids.VARCHAR_ARRAY: (oids.VARCHAR, CopyKind.TEXT),
+    oids.INT8_ARRAY: (oids.INT8, CopyKind.INT8),
+    oids.FLOAT4_ARRAY: (oids.FLOAT4, CopyKind.FLOAT4),
+    oids.FLOAT8_ARRAY: (oids.FLOAT8, CopyKind.FLOAT8),
+    oids.OID_ARRAY: (oids.OID, CopyKind.OID),
+    oids.TIMESTAMP_ARRAY: (oids.TIMESTAMP, CopyKind.TIMESTAMP),
+    oids.DATE_ARRAY: (oids.DATE, CopyKind.DATE),
+    oids.TIME_ARRAY: (oids.TIME, CopyKind.TIME),
+    oids.TIMESTAMPTZ_ARRAY: (oids.TIMESTAMPTZ, CopyKind.TIMESTAMPTZ),
+    oids.INTERVAL_ARRAY: (oids.INTERVAL, CopyKind.INTERVAL),
+    oids.NUMERIC_ARRAY: (oids.NUMERIC, CopyKind.NUMERIC),
+    oids.TIMETZ_ARRAY: (oids.TIMETZ, CopyKind.TIMETZ),
+    oids.UUID_ARRAY: (oids.UUID, CopyKind.UUID),
+    oids.JSON_ARRAY: (oids.JSON, CopyKind.JSON),
+    oids.JSONB_ARRAY: (oids.JSONB, CopyKind.JSONB),
 }
 
 # What exports take besides: void (a function called for its effect, always
 # NULL), and "char" array elements as the text they are rather than bytes.
-_EXPORT_KINDS: Final[dict[int, int]] = {2278: _VOID}
-_EXPORT_ELEMENTS: Final[dict[int, tuple[int, int]]] = {1002: (18, _TEXT)}
+_EXPORT_KINDS: Final[dict[int, CopyKind]] = {oids.VOID: CopyKind.VOID}
+_EXPORT_ELEMENTS: Final[dict[int, tuple[int, CopyKind]]] = {
+    oids.CHAR_ARRAY: (oids.CHAR, CopyKind.TEXT),
+}
 
 # Types outside the table that are sent as their text, byte for byte what
 # asyncpg's text-format fallback decodes: enums, citext and other types whose
@@ -175,18 +171,18 @@ _COALESCE_WAIT: Final = 0.0005  # seconds; the event loop rounds it up to 1 ms
 _STR_DTYPE: Final = pd.StringDtype("pyarrow", na_value=np.nan)
 _UTC_DTYPE: Final = pd.DatetimeTZDtype(unit="us", tz="UTC")
 _INT_DTYPES: Final[dict[int, type[np.generic]]] = {
-    _INT2: np.int16,
-    _INT4: np.int32,
-    _INT8: np.int64,
-    _OID: np.int64,
+    CopyKind.INT2: np.int16,
+    CopyKind.INT4: np.int32,
+    CopyKind.INT8: np.int64,
+    CopyKind.OID: np.int64,
 }
 _NUMPY_DTYPES: Final[dict[int, str]] = {
-    _FLOAT4: "float32",
-    _FLOAT8: "float64",
-    _NUMERIC_FLOAT: "float64",
-    _TIMESTAMP: "M8[us]",
-    _DATE: "M8[s]",
-    _INTERVAL: "m8[us]",
+    CopyKind.FLOAT4: "float32",
+    CopyKind.FLOAT8: "float64",
+    CopyKind.NUMERIC_FLOAT: "float64",
+    CopyKind.TIMESTAMP: "M8[us]",
+    CopyKind.DATE: "M8[s]",
+    CopyKind.INTERVAL: "m8[us]",
 }
 
 
@@ -269,14 +265,14 @@ async def plan_columns(
         oid = attr.type.oid
         kind = scalars.get(oid)
         if kind is not None:
-            if kind == _NUMERIC and numeric_as_float:
-                kind = _NUMERIC_FLOAT
+            if kind == CopyKind.NUMERIC and numeric_as_float:
+                kind = CopyKind.NUMERIC_FLOAT
             kinds.append(kind)
             elem_kinds.append(0)
             elem_oids.append(0)
         elif oid in arrays:
             elem_oid, elem_kind = arrays[oid]
-            kinds.append(_ARRAY)
+            kinds.append(CopyKind.ARRAY)
             elem_kinds.append(elem_kind)
             elem_oids.append(elem_oid)
         elif attr.type.kind == "scalar" and attr.type.schema != "pg_catalog":
@@ -292,7 +288,7 @@ async def plan_columns(
             if kinds[i] == 0:
                 if attr.type.oid not in textual:
                     raise UnsupportedColumnError(attr.name, attr.type.name)
-                kinds[i] = _TEXT
+                kinds[i] = CopyKind.TEXT
     return Plan(bytes(kinds), bytes(elem_kinds), tuple(elem_oids), [a.name for a in columns])
 
 
@@ -347,7 +343,7 @@ _gc_paused = _GcPause()
 
 
 def new_parser(
-    plan: Plan, layout: int = _PANDAS, keys: tuple[bytes, ...] | None = None
+    plan: Plan, layout: int = CopyLayout.PANDAS, keys: tuple[bytes, ...] | None = None
 ) -> pgcopy.Parser:
     """A C parser for a plan, filling pandas, Arrow or JSON-lines buffers.
 
@@ -355,7 +351,7 @@ def new_parser(
     ----------
     plan : Plan
     layout : int
-        ``_PANDAS``, ``_ARROW`` or ``_JSONL``.
+        ``CopyLayout.PANDAS``, ``CopyLayout.ARROW`` or ``CopyLayout.JSONL``.
     keys : tuple of bytes, optional
         JSON object keys, for JSON lines.
 
@@ -418,12 +414,12 @@ class _FrameBuilder:
             )
             return pd.array(arrow, dtype=_STR_DTYPE)
         _, values, mask_buf = out
-        if kind in _INT_DTYPES or kind == _BOOL:
+        if kind in _INT_DTYPES or kind == CopyKind.BOOL:
             mask = np.zeros(n, dtype=bool) if mask_buf is None else np.frombuffer(mask_buf, bool)
-            if kind == _BOOL:
+            if kind == CopyKind.BOOL:
                 return pd.arrays.BooleanArray(np.frombuffer(values, bool), mask)
             return pd.arrays.IntegerArray(np.frombuffer(values, _INT_DTYPES[kind]), mask)
-        if kind == _TIMESTAMPTZ:
+        if kind == CopyKind.TIMESTAMPTZ:
             return pd.array(np.frombuffer(values, "M8[us]"), dtype=_UTC_DTYPE)
         return np.frombuffer(values, _NUMPY_DTYPES[kind])
 

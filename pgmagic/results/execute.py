@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pandas as pd
 
+from pgmagic import _oids as oids
 from pgmagic.errors import ColumnMismatchError, TooManyRows, UnsupportedColumnError
 from pgmagic.results import decode
 from pgmagic.results.copyout import bound_values
@@ -48,8 +49,6 @@ _LAST_CHUNK = 100_000
 # binary COPY (a fresh Describe first, then several times faster per row).
 _SHORT_ROWS = 2_000
 _HINTS_SIZE = 512
-# OIDs below this are built-in types, whose pandas mapping is fixed in frames.py.
-_FIRST_USER_OID = 16384
 
 
 @dataclass(slots=True)
@@ -101,8 +100,9 @@ class TypeCategories:
         -------
         list of Column
         """
+        # Built-in types need no category: their pandas mapping is fixed in frames.py.
         unknown = {
-            a.type.oid for a in attributes if a.type.oid >= _FIRST_USER_OID
+            a.type.oid for a in attributes if a.type.oid >= oids.FIRST_USER_OID
         } - self._known.keys()
         if unknown:
             rows = await conn.fetch(

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pgmagic import _oids as oids
+
 __all__ = ["Column", "Kind", "kind_of", "records_to_frame", "to_frame"]
 
 
@@ -58,23 +60,23 @@ class Kind(Enum):
 
 
 _BY_OID: dict[int, Kind] = {
-    16: Kind.BOOL,
-    18: Kind.STRING,  # "char"
-    19: Kind.STRING,  # name
-    20: Kind.INT64,
-    21: Kind.INT16,
-    23: Kind.INT32,
-    25: Kind.STRING,
-    26: Kind.INT64,  # oid is unsigned 32-bit
-    700: Kind.FLOAT32,
-    701: Kind.FLOAT64,
-    1042: Kind.STRING,  # bpchar
-    1043: Kind.STRING,  # varchar
-    1082: Kind.DATE,
-    1114: Kind.TIMESTAMP,
-    1184: Kind.TIMESTAMPTZ,
-    1186: Kind.INTERVAL,
-    1700: Kind.NUMERIC,
+    oids.BOOL: Kind.BOOL,
+    oids.CHAR: Kind.STRING,
+    oids.NAME: Kind.STRING,
+    oids.INT8: Kind.INT64,
+    oids.INT2: Kind.INT16,
+    oids.INT4: Kind.INT32,
+    oids.TEXT: Kind.STRING,
+    oids.OID: Kind.INT64,  # oid is unsigned 32-bit
+    oids.FLOAT4: Kind.FLOAT32,
+    oids.FLOAT8: Kind.FLOAT64,
+    oids.BPCHAR: Kind.STRING,
+    oids.VARCHAR: Kind.STRING,
+    oids.DATE: Kind.DATE,
+    oids.TIMESTAMP: Kind.TIMESTAMP,
+    oids.TIMESTAMPTZ: Kind.TIMESTAMPTZ,
+    oids.INTERVAL: Kind.INTERVAL,
+    oids.NUMERIC: Kind.NUMERIC,
 }
 
 # pg_type.typcategory values whose columns hold plain text (enums, citext, ...).

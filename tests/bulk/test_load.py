@@ -19,7 +19,9 @@ import pyarrow as pa
 import pytest
 
 import pgmagic
+from pgmagic import _oids as oids
 from pgmagic import _pgencode
+from pgmagic._oids import EncodeKind
 from pgmagic.bulk import encode
 from pgmagic.bulk import load as loading
 
@@ -530,7 +532,7 @@ def test_encoder_interleaves_odd_sizes(nrows: int) -> None:
     strings = pa.array(words, pa.string())[3:]  # an offset into the buffers, 32-bit offsets
     validity, offsets, data = strings.buffers()
     decimals = objects(*(None if i % 2 else Decimal(i) / 3 for i in range(nrows)))
-    out = encoder(4, 8, 15).encode(
+    out = encoder(EncodeKind.FIXED8, EncodeKind.ARROW_TEXT, EncodeKind.NUMERIC).encode(
         [(ints, mask), (offsets, 4, strings.offset, data, validity), (decimals,)], nrows
     )
     rows = fields(out, 3)
@@ -546,41 +548,41 @@ def test_encoder_refuses_bad_buffers() -> None:
     with pytest.raises(ValueError, match="unsupported kind"):
         encoder(99)
     with pytest.raises(ValueError, match="unsupported kind"):
-        encoder(23, elem_kind=21, oid=114)
+        encoder(EncodeKind.ARRAY, elem_kind=EncodeKind.JSON, oid=oids.JSON)
     with pytest.raises(ValueError, match="bytes, expected"):
-        encoder(4).encode([(np.zeros(2, np.int64), None)], 3)
+        encoder(EncodeKind.FIXED8).encode([(np.zeros(2, np.int64), None)], 3)
     with pytest.raises(ValueError, match="expected an object array"):
-        encoder(16).encode([(objects("a"),)], 2)
+        encoder(EncodeKind.TEXT).encode([(objects("a"),)], 2)
     with pytest.raises(ValueError, match="expected 2 columns"):
-        encoder(16, 16).encode([(objects("a"),)], 1)
+        encoder(EncodeKind.TEXT, EncodeKind.TEXT).encode([(objects("a"),)], 1)
     validity, offsets, _ = pa.array(["abc"], pa.string()).buffers()
     with pytest.raises(ValueError, match="offsets out of bounds"):
-        encoder(8).encode([(offsets, 4, 0, b"a", validity)], 1)
+        encoder(EncodeKind.ARROW_TEXT).encode([(offsets, 4, 0, b"a", validity)], 1)
 
 
 @pytest.mark.parametrize(
     ("kind", "value"),
     [
-        (16, 1),
-        (15, 1.5),
-        (15, Decimal("sNaN")),
-        (15, Decimal("-NaN")),
-        (15, Decimal("1E-16384")),
-        (15, Decimal("1E+131072")),
-        (15, True),
-        (11, 2**15),
-        (13, 2**63),
-        (13, False),
-        (18, "0c7119e3-a6a2-209d-a6a5-b90e5b5b75b"),
-        (18, "0c7119e3-a6a2-209d-a6a5-b90e5b5b75bd0"),
-        (18, "{0c7119e3a6a2209da6a5b90e5b5b75bd"),
-        (18, "0c7119e3a-6a2209da6a5b90e5b5b75bd"),
-        (19, dt.datetime(2024, 1, 1)),
-        (20, dt.time(1, tzinfo=dt.UTC)),
-        (10, np.bool_(True)),
-        (14, "1.5"),
-        (17, "text"),
-        (16, "\ud800"),
+        (EncodeKind.TEXT, 1),
+        (EncodeKind.NUMERIC, 1.5),
+        (EncodeKind.NUMERIC, Decimal("sNaN")),
+        (EncodeKind.NUMERIC, Decimal("-NaN")),
+        (EncodeKind.NUMERIC, Decimal("1E-16384")),
+        (EncodeKind.NUMERIC, Decimal("1E+131072")),
+        (EncodeKind.NUMERIC, True),
+        (EncodeKind.INT2, 2**15),
+        (EncodeKind.INT8, 2**63),
+        (EncodeKind.INT8, False),
+        (EncodeKind.UUID, "0c7119e3-a6a2-209d-a6a5-b90e5b5b75b"),
+        (EncodeKind.UUID, "0c7119e3-a6a2-209d-a6a5-b90e5b5b75bd0"),
+        (EncodeKind.UUID, "{0c7119e3a6a2209da6a5b90e5b5b75bd"),
+        (EncodeKind.UUID, "0c7119e3a-6a2209da6a5b90e5b5b75bd"),
+        (EncodeKind.DATE, dt.datetime(2024, 1, 1)),
+        (EncodeKind.TIME, dt.time(1, tzinfo=dt.UTC)),
+        (EncodeKind.BOOL, np.bool_(True)),
+        (EncodeKind.FLOAT8, "1.5"),
+        (EncodeKind.BYTEA, "text"),
+        (EncodeKind.TEXT, "\ud800"),
     ],
 )
 def test_encoder_refuses_values(kind: int, value: Any) -> None:
@@ -603,13 +605,15 @@ def test_encoder_refuses_values(kind: int, value: Any) -> None:
     ],
 )
 def test_encoder_refuses_lists_that_are_not_int8_arrays(value: Any) -> None:
+    int8_arrays = encoder(EncodeKind.ARRAY, elem_kind=EncodeKind.INT8, oid=oids.INT8)
     with pytest.raises(_pgencode.Unencodable):
-        encoder(23, elem_kind=13, oid=20).encode([(objects(value),)], 1)
+        int8_arrays.encode([(objects(value),)], 1)
 
 
 def test_json_values_orjson_refuses_go_one_at_a_time() -> None:
     values = objects({"d": Decimal("1.5")}, "[1, 2]", None, {1: "x"}, float("nan"), [1])
-    assert [row[0] for row in fields(encoder(22).encode([(values,)], len(values)), 1)] == [
+    out = encoder(EncodeKind.JSONB).encode([(values,)], len(values))
+    assert [row[0] for row in fields(out, 1)] == [
         b'\x01{"d": "1.5"}',
         b"\x01[1, 2]",
         None,
@@ -621,7 +625,7 @@ def test_json_values_orjson_refuses_go_one_at_a_time() -> None:
 
 def test_json_text_with_brackets_in_strings_splits_right() -> None:
     values = objects({"a": '],[,\\"}'}, [{"b": [1, "x,y"]}], "plain", 3, True)
-    rows = fields(encoder(21).encode([(values,)], len(values)), 1)
+    rows = fields(encoder(EncodeKind.JSON).encode([(values,)], len(values)), 1)
     assert [row[0] for row in rows] == [
         orjson.dumps({"a": '],[,\\"}'}),
         orjson.dumps([{"b": [1, "x,y"]}]),
@@ -641,7 +645,7 @@ def test_uuids_from_every_shape() -> None:
         "{00000000000000000000000000000003}",
         "0000-0000-0000-0000-0000-0000-0000-0004",
     )
-    rows = fields(encoder(18).encode([(values,)], len(values)), 1)
+    rows = fields(encoder(EncodeKind.UUID).encode([(values,)], len(values)), 1)
     assert [row[0] for row in rows] == [
         b"\x01" * 16,
         *((i).to_bytes(16, "big") for i in range(1, 5)),
@@ -649,7 +653,8 @@ def test_uuids_from_every_shape() -> None:
 
 
 def test_nan_is_null_at_the_top_and_a_value_in_lists() -> None:
-    out = encoder(23, elem_kind=14, oid=701).encode([(objects(math.nan),)], 1)
+    float8_arrays = encoder(EncodeKind.ARRAY, elem_kind=EncodeKind.FLOAT8, oid=oids.FLOAT8)
+    out = float8_arrays.encode([(objects(math.nan),)], 1)
     assert out == b"\x00\x01\xff\xff\xff\xff"
-    out = encoder(23, elem_kind=14, oid=701).encode([(objects([math.nan]),)], 1)
+    out = float8_arrays.encode([(objects([math.nan]),)], 1)
     assert out.endswith(b"\x00\x00\x00\x08\x7f\xf8\x00\x00\x00\x00\x00\x00")

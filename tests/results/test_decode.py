@@ -25,7 +25,9 @@ import pandas as pd
 import pytest
 from asyncpg.pgproto import pgproto
 
+from pgmagic import _oids as oids
 from pgmagic import errors
+from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.bulk import arrow
 from pgmagic.results import decode
 from pgmagic.sql import copytext
@@ -296,31 +298,33 @@ def _reference_frame(
         values = [r[i] for r in records]
         oid = attr.type.oid
         name = attr.type.name
-        if oid in (20, 21, 23, 26):
-            np_dtype = {20: "int64", 21: "int16", 23: "int32", 26: "int64"}[oid]
+        if oid in (oids.INT2, oids.INT4, oids.INT8, oids.OID):
+            np_dtype = {oids.INT2: "int16", oids.INT4: "int32"}.get(oid, "int64")
             mask = np.array([v is None for v in values], dtype=bool)
             data = np.array([0 if v is None else v for v in values], dtype=np_dtype)
             arrays[i] = pd.arrays.IntegerArray(data, mask)
-        elif oid == 16:
+        elif oid == oids.BOOL:
             mask = np.array([v is None for v in values], dtype=bool)
             data = np.array([bool(v) for v in values], dtype=bool)
             arrays[i] = pd.arrays.BooleanArray(data, mask)
-        elif oid in (700, 701):
+        elif oid in (oids.FLOAT4, oids.FLOAT8):
             arrays[i] = np.array(
                 [np.nan if v is None else v for v in values],
-                dtype="float32" if oid == 700 else "float64",
+                dtype="float32" if oid == oids.FLOAT4 else "float64",
             )
-        elif oid == 1700 and numeric_as_float:
+        elif oid == oids.NUMERIC and numeric_as_float:
             arrays[i] = np.array([np.nan if v is None else float(v) for v in values])
-        elif oid in (18, 19, 25, 1042, 1043) or name == "cf_mood":
+        elif (
+            oid in (oids.CHAR, oids.NAME, oids.TEXT, oids.BPCHAR, oids.VARCHAR) or name == "cf_mood"
+        ):
             arrays[i] = pd.array(values, dtype="str")
-        elif oid == 1184:
+        elif oid == oids.TIMESTAMPTZ:
             arrays[i] = pd.array(values, dtype="datetime64[us, UTC]")
-        elif oid == 1114:
+        elif oid == oids.TIMESTAMP:
             arrays[i] = pd.array(values, dtype="datetime64[us]")
-        elif oid == 1082:
+        elif oid == oids.DATE:
             arrays[i] = pd.array(values, dtype="datetime64[s]")
-        elif oid == 1186:
+        elif oid == oids.INTERVAL:
             arrays[i] = np.array(values, dtype="timedelta64[us]")
         else:
             arrays[i] = np.fromiter(values, dtype=object, count=len(values))
@@ -662,7 +666,7 @@ def test_truncated_stream_is_an_error() -> None:
     from pgmagic import _pgcopy
 
     parser = _pgcopy.Parser(
-        bytes([decode._INT4]),
+        bytes([CopyKind.INT4]),
         b"\0",
         (0,),
         decimal.Decimal,
@@ -678,7 +682,7 @@ def test_truncated_stream_is_an_error() -> None:
 
     def parser_for_one_int4() -> _pgcopy.Parser:
         return _pgcopy.Parser(
-            bytes([decode._INT4]), b"\0", (0,), decimal.Decimal, pgproto.UUID, None, json.loads
+            bytes([CopyKind.INT4]), b"\0", (0,), decimal.Decimal, pgproto.UUID, None, json.loads
         )
 
     # a malformed stream is drained silently and reported by finish()
@@ -965,7 +969,7 @@ def _parse_in_batches(
     """Feed ``stream`` in pieces of ``step`` bytes, taking batches at random."""
     import random
 
-    keys = tuple(f",{n}:".encode() for n in plan.names) if layout == decode._JSONL else None
+    keys = tuple(f",{n}:".encode() for n in plan.names) if layout == CopyLayout.JSONL else None
     parser = decode.new_parser(plan, layout, keys)
     rng = random.Random(seed)
     batches = []
@@ -980,7 +984,7 @@ def _parse_in_batches(
 def _combine(plan: Any, layout: int, batches: list[tuple[int, Any]]) -> Any:
     import pyarrow as pa
 
-    if layout == decode._JSONL:
+    if layout == CopyLayout.JSONL:
         return b"".join(bytes(payload) for _, payload in batches)
     convert = arrow._RecordBatches(plan)
     return pa.Table.from_batches([convert(n, columns) for n, columns in batches])
@@ -995,7 +999,7 @@ def test_export_batches_cut_anywhere(dsn: str) -> None:
         async with conn.transaction():
             for statement in _edge_table_sql():
                 await conn.execute(statement)
-            for layout, columns in ((decode._JSONL, "*"), (decode._ARROW, arrow_columns)):
+            for layout, columns in ((CopyLayout.JSONL, "*"), (CopyLayout.ARROW, arrow_columns)):
                 sql = f"SELECT {columns} FROM edge ORDER BY row_no"
                 stmt = await conn.prepare(sql)
                 plan = await decode.plan_columns(conn, stmt.get_attributes(), False, export=True)
@@ -1014,7 +1018,7 @@ def test_export_batches_cut_anywhere(dsn: str) -> None:
                     assert sum(n for n, _ in batches) == nrows
                     assert len(batches) > 2 or step == 1000
                     cut = _combine(plan, layout, batches)
-                    if layout == decode._JSONL:
+                    if layout == CopyLayout.JSONL:
                         assert cut == whole
                         continue
                     assert cut.schema == whole.schema
@@ -1028,17 +1032,17 @@ def test_export_batches_cut_anywhere(dsn: str) -> None:
 
 def test_take_batch_contract() -> None:
     def parser(layout: int) -> Any:
-        plan = decode.Plan(bytes([decode._INT4, decode._TEXT]), b"\0\0", (0, 0), ["a", "b"])
-        keys = (b'{"a":', b',"b":') if layout == decode._JSONL else None
+        plan = decode.Plan(bytes([CopyKind.INT4, CopyKind.TEXT]), b"\0\0", (0, 0), ["a", "b"])
+        keys = (b'{"a":', b',"b":') if layout == CopyLayout.JSONL else None
         return decode.new_parser(plan, layout, keys)
 
     header = b"PGCOPY\n\xff\r\n\0" + b"\0" * 8
     row = b"\x00\x02" + b"\x00\x00\x00\x04\x00\x00\x00\x07" + b"\x00\x00\x00\x02hi"
     null_row = b"\x00\x02\xff\xff\xff\xff\xff\xff\xff\xff"
     with pytest.raises(ValueError, match="layout"):
-        parser(decode._PANDAS).take_batch()
+        parser(CopyLayout.PANDAS).take_batch()
 
-    jsonl = parser(decode._JSONL)
+    jsonl = parser(CopyLayout.JSONL)
     jsonl.feed(header + row + row[:5])  # a row and a half
     assert jsonl.nrows == 1
     n, lines = jsonl.take_batch()
@@ -1050,7 +1054,7 @@ def test_take_batch_contract() -> None:
     with pytest.raises(RuntimeError, match="finished"):
         jsonl.take_batch()
 
-    arrow = parser(decode._ARROW)
+    arrow = parser(CopyLayout.ARROW)
     arrow.feed(header + null_row)
     n, columns = arrow.take_batch()
     assert n == 1 and [c[:2] for c in columns] == [(1, 1), (1, 1)]
@@ -1065,13 +1069,13 @@ def test_take_batch_contract() -> None:
         b"hi",
     )
     with pytest.raises(decode.pgcopy.ProtocolError, match="ended early"):
-        truncated = parser(decode._ARROW)
+        truncated = parser(CopyLayout.ARROW)
         truncated.feed(header + row)
         truncated.finish()
     with pytest.raises(ValueError, match="key per column"):
-        decode.new_parser(decode.Plan(b"\3", b"\0", (0,), ["a"]), decode._JSONL)
+        decode.new_parser(decode.Plan(bytes([CopyKind.INT4]), b"\0", (0,), ["a"]), CopyLayout.JSONL)
     with pytest.raises(ValueError, match="unsupported kind"):
-        decode.new_parser(decode.Plan(bytes([decode._VOID]), b"\0", (0,), ["v"]))
+        decode.new_parser(decode.Plan(bytes([CopyKind.VOID]), b"\0", (0,), ["v"]))
 
 
 @pytest.mark.parametrize(
