@@ -6,7 +6,9 @@ only be checked in a kernel process of its own.
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +98,10 @@ class Kernel:
     def interrupt(self) -> None:
         """Send the kernel an interrupt (SIGINT), as the stop button does."""
         self.manager.interrupt_kernel()
+
+    def kill(self) -> None:
+        """SIGKILL the kernel process, as the OOM killer would: nothing of it runs after."""
+        os.kill(self.manager.provisioner.pid, signal.SIGKILL)
 
     def shutdown(self) -> None:
         """Ask the kernel to shut down gracefully and wait for it."""

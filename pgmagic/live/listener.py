@@ -34,7 +34,6 @@ import enum
 import itertools
 import logging
 import random
-import socket
 import threading
 import time
 import weakref
@@ -46,6 +45,7 @@ import asyncpg
 
 from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.log import RATE_WINDOW, Item, NotificationLog, check_channels, gap_message
+from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime
 
 __all__ = [
@@ -100,28 +100,6 @@ class Subscriber(Protocol):
 
     def end(self) -> None:
         """The listener closed; no more items will come."""
-
-
-def _enable_keepalive(conn: asyncpg.Connection, idle: int, interval: int, count: int) -> bool:
-    """Turn on TCP keepalives on a connection's socket; False for unix sockets."""
-    # asyncpg exposes no socket options; its transport is the documented asyncio one.
-    transport = getattr(conn, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return False
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    options = (
-        (getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None)), idle),
-        (getattr(socket, "TCP_KEEPINTVL", None), interval),
-        (getattr(socket, "TCP_KEEPCNT", None), count),
-        # Keepalives only probe an idle socket; this bounds how long a health
-        # check written to a dead peer can stay unacknowledged.
-        (getattr(socket, "TCP_USER_TIMEOUT", None), (idle + interval * count) * 1000),
-    )
-    for option, value in options:
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
-    return True
 
 
 _CONNECTION_LOST = (
@@ -430,7 +408,7 @@ class Listener:
 
     async def _connect(self) -> asyncpg.Connection:
         conn = await self.runtime.connect()
-        _enable_keepalive(conn, *self._keepalive)
+        enable_keepalive(conn, *self._keepalive)
         conn.add_termination_listener(self._on_terminated)
         return conn
 

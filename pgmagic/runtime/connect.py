@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -59,31 +60,102 @@ async def install_codecs(conn: asyncpg.Connection) -> None:
         )
 
 
+def enable_keepalive(conn: asyncpg.Connection, idle: int, interval: int, count: int) -> bool:
+    """Turn on TCP keepalives on a connection's socket, so a dead peer is noticed.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    idle, interval, count : int
+        Seconds idle before the first probe, seconds between probes, probes
+        unanswered before the connection counts as dead.  They also bound
+        how long data sent to a dead peer may stay unacknowledged.
+
+    Returns
+    -------
+    bool
+        False for unix sockets, which cannot lose their peer silently.
+    """
+    # asyncpg exposes no socket options; its transport is the documented asyncio one.
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (
+        (getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None)), idle),
+        (getattr(socket, "TCP_KEEPINTVL", None), interval),
+        (getattr(socket, "TCP_KEEPCNT", None), count),
+        # Keepalives only probe an idle socket; this bounds how long a health
+        # check written to a dead peer can stay unacknowledged.
+        (getattr(socket, "TCP_USER_TIMEOUT", None), (idle + interval * count) * 1000),
+    )
+    for option, value in options:
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return True
+
+
 @dataclass
 class Connected:
     """A resolved target: where to connect, and the embedded server if it is one."""
 
     target: dsn_module.Target
-    dsn: str | None
+    # Never in a repr: it may hold a password.
+    dsn: str | None = field(repr=False)
     embedded_server: embedded.EmbeddedServer | None = None
     announced: bool = False
+    # Whether the server takes client_connection_check_interval at startup
+    # (None: not known yet; a server before 14 and poolers refuse it).
+    check_interval: bool | None = None
 
 
-def server_settings(dsn: str | None) -> dict[str, str]:
+# How often a backend running a query checks that its client is still there
+# (PostgreSQL >= 14): a killed kernel's query ends within this, not when it is done.
+CHECK_INTERVAL = "2s"
+_CHECK = "client_connection_check_interval"
+# TCP keepalives of every connection (idle, interval, count): a peer gone
+# silent (a dropped network, a hung proxy) is noticed within about a minute.
+KEEPALIVE = (30, 10, 3)
+
+
+def server_settings(connected: Connected) -> dict[str, str]:
     """The server settings every pgmagic connection starts with.
 
     Parameters
     ----------
-    dsn : str or None
+    connected : Connected
+        The target, with what earlier connections learned about it.
 
     Returns
     -------
     dict
+        ``application_name`` and ``client_connection_check_interval``, each
+        unless the DSN sets it itself (or the server refused the latter).
     """
+    dsn = connected.dsn or ""
+    settings: dict[str, str] = {}
     # Name our backends in pg_stat_activity, unless the DSN names them itself.
-    if dsn and "application_name" in dsn:
-        return {}
-    return {"application_name": "pgmagic"}
+    if "application_name" not in dsn:
+        settings["application_name"] = "pgmagic"
+    if connected.check_interval is not False and _CHECK not in dsn:
+        settings[_CHECK] = CHECK_INTERVAL
+    return settings
+
+
+def refused_check_interval(error: BaseException) -> bool:
+    """Whether a server (before 14) or a pooler refused the check interval setting.
+
+    Parameters
+    ----------
+    error : BaseException
+        What connecting raised.
+
+    Returns
+    -------
+    bool
+    """
+    return _CHECK in str(error)
 
 
 def connect_error(connected: Connected, error: BaseException) -> ConnectError:

@@ -30,10 +30,13 @@ from pgmagic.errors import ConnectError
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime import embedded
 from pgmagic.runtime.connect import (
+    KEEPALIVE,
     Connected,
     Settings,
     connect_error,
+    enable_keepalive,
     install_codecs,
+    refused_check_interval,
     server_settings,
 )
 from pgmagic.runtime.messages import Message, MessageKind
@@ -269,12 +272,13 @@ class Runtime:
 
     async def _open(self, connected: Connected) -> asyncpg.Connection:
         try:
-            conn = await asyncpg.connect(
-                connected.dsn,
-                timeout=self.settings.connect_timeout,
-                command_timeout=self.settings.command_timeout,
-                server_settings=server_settings(connected.dsn),
-            )
+            try:
+                conn = await self._connect(connected)
+            except asyncpg.PostgresError as error:
+                if connected.check_interval is not None or not refused_check_interval(error):
+                    raise
+                connected.check_interval = False
+                conn = await self._connect(connected)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             raise connect_error(connected, error) from None
         except ValueError:
@@ -285,8 +289,14 @@ class Runtime:
                 "postgresql://user:password@host:port/dbname, with special characters "
                 "in the password percent-encoded (@ as %40, : as %3A, / as %2F)"
             ) from None
+        if connected.check_interval is None:
+            connected.check_interval = True
         conn.add_log_listener(self._on_log)
-        await self._setup(conn)
+        try:
+            await self._setup(conn)
+        except BaseException:
+            conn.terminate()
+            raise
         server = connected.embedded_server
         if server is not None and server.first_in_process and not connected.announced:
             connected.announced = True
@@ -296,6 +306,14 @@ class Runtime:
                 f"(data in {server.data_dir}, started in {server.startup_seconds:.1f} s)"
             )
         return conn
+
+    async def _connect(self, connected: Connected) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            connected.dsn,
+            timeout=self.settings.connect_timeout,
+            command_timeout=self.settings.command_timeout,
+            server_settings=server_settings(connected),
+        )
 
     def _on_log(self, conn: asyncpg.Connection, message: Any) -> None:
         # NOTICE and WARNING from any of our connections reach the cell that waits.
@@ -345,9 +363,16 @@ class Runtime:
                 self.detach_log(conn)
 
     async def _setup(self, conn: asyncpg.Connection) -> None:
+        enable_keepalive(conn, *KEEPALIVE)
         await install_codecs(conn)
         if self.settings.init is not None:
-            await self.settings.init(conn)
+            try:
+                await self.settings.init(conn)
+            except Exception as error:
+                # The user's hook: one line, and no frame whose locals hold the DSN.
+                raise ConnectError(
+                    f"PgMagics.init failed on a new connection: {type(error).__name__}: {error}"
+                ) from None
 
     async def pool(self) -> asyncpg.Pool:
         """The connection pool, created on first use and rebuilt if settings changed.
@@ -366,10 +391,14 @@ class Runtime:
         if self._pool is not None and self._pool_settings == wanted:
             return self._pool
         connected = await self.target()  # takes the lock itself; asyncio locks do not nest
+        if connected.check_interval is None:
+            # Learn whether the server takes the startup settings before a
+            # pool of connections asks for them.
+            await (await self._open(connected)).close()
         async with await self._lock():
             if self._pool is not None and self._pool_settings != wanted:
                 old, self._pool = self._pool, None
-                await old.close()
+                await _close_pool(old)
             if self._pool is None:
                 try:
                     self._pool = await asyncpg.create_pool(
@@ -380,7 +409,7 @@ class Runtime:
                         command_timeout=self.settings.command_timeout,
                         timeout=self.settings.connect_timeout,
                         init=self._setup,
-                        server_settings=server_settings(connected.dsn),
+                        server_settings=server_settings(connected),
                     )
                 except (
                     TimeoutError,
@@ -458,10 +487,7 @@ class Runtime:
             await session.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), timeout=5)
-            except (TimeoutError, OSError, asyncpg.InterfaceError):
-                pool.terminate()
+            await _close_pool(pool)
         self._connected = None
 
     def pool_if_open(self) -> asyncpg.Pool | None:
@@ -492,6 +518,14 @@ class Runtime:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<pgmagic.Runtime {state} target={self.describe_target()!r}>"
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    # Bounded: over a dead network a graceful close would wait forever.
+    try:
+        await asyncio.wait_for(pool.close(), timeout=5)
+    except (TimeoutError, OSError, asyncpg.InterfaceError):
+        pool.terminate()
 
 
 _default: Runtime | None = None

@@ -93,6 +93,22 @@ def test_shutdown_closes_every_backend(sql: Any) -> None:
     assert wait_for_state(sql, pooled, None) is None
 
 
+def test_a_killed_kernels_query_ends_on_the_server_within_seconds(sql: Any) -> None:
+    with Kernel() as k:
+        assert k.run("%load_ext pgmagic").status == "ok"
+        session = scalar(k.run("%pg --scalar SELECT pg_backend_pid()"))
+        pooled = scalar(k.run("import pgmagic\nawait pgmagic.fetchval('SELECT pg_backend_pid()')"))
+        k.send("%pg SELECT pg_sleep(120)")
+        assert wait_for_state(sql, session, "active") is not None
+        killed = time.monotonic()
+        k.kill()
+        # client_connection_check_interval (2 s): the backend notices the
+        # socket closed by the dead process while its query still runs.
+        assert wait_for_state(sql, session, None, timeout=10) is None
+        assert time.monotonic() - killed < 6
+        assert wait_for_state(sql, pooled, None, timeout=10) is None
+
+
 def test_unload_then_reload_in_a_kernel(kernel: Kernel, sql: Any) -> None:
     pid = scalar(kernel.run("%pg --scalar SELECT pg_backend_pid()"))
     assert kernel.run("%unload_ext pgmagic").status == "ok"

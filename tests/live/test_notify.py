@@ -23,6 +23,7 @@ from pgmagic.live import listener as listening
 from pgmagic.live import refresh
 from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.live.log import Gap, Notification, NotificationLog, check_channels
+from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime, default_runtime
 from tests.shell import fails, run
 
@@ -589,7 +590,7 @@ def test_unix_socket_listener_needs_no_keepalive(ip: Any, dsn: str) -> None:
     if "host=/" not in dsn:
         pytest.skip("the test server is not on a unix socket")
     run(ip, "%pg listen local")
-    assert listening._enable_keepalive(listener()._conn, 10, 5, 3) is False
+    assert enable_keepalive(listener()._conn, 10, 5, 3) is False
 
 
 def test_terminal_ipython_prints_notifications() -> None:

@@ -1,0 +1,44 @@
+"""Opening connections: startup settings, keepalives, the init hook, no secret in a repr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgmagic.errors import ConnectError
+from pgmagic.runtime.connect import CHECK_INTERVAL, Connected
+from pgmagic.runtime.dsn import resolve
+from tests.shell import fails, run
+
+
+def test_connected_facts_never_show_the_password() -> None:
+    dsn = "postgresql://alice:s3cr%40t-pw@db.example.com/app"
+    connected = Connected(resolve(dsn), dsn)
+    assert "s3cr" not in repr(connected)
+    assert "s3cr" not in str(connected)
+
+
+def test_session_and_pool_connections_check_for_a_vanished_client(ip: Any) -> None:
+    shown = "SELECT current_setting('client_connection_check_interval')"
+    assert run(ip, f"%pg --scalar {shown}") == CHECK_INTERVAL
+    ip.user_ns["pgmagic_api"] = __import__("pgmagic")
+    assert run(ip, f'await pgmagic_api.fetchval("{shown}")') == CHECK_INTERVAL
+
+
+def test_a_dsn_that_sets_the_check_interval_keeps_its_own(ip: Any, dsn: str) -> None:
+    joiner = "&" if "?" in dsn else "?"
+    ip.user_ns["own"] = f"{dsn}{joiner}client_connection_check_interval=7s"
+    run(ip, "%pg connect $own")
+    assert run(ip, "%pg --scalar SHOW client_connection_check_interval") == "7s"
+
+
+def test_an_init_hook_that_raises_is_one_line(ip: Any, capsys: Any) -> None:
+    run(ip, "async def broken_init(conn):\n    raise ValueError('no codec for you')")
+    run(ip, "%config PgMagics.init = broken_init")
+    error, out = fails(ip, "%pg SELECT 1", capsys)
+    assert isinstance(error, ConnectError)
+    assert error._render_traceback_() == [
+        "ConnectError: PgMagics.init failed on a new connection: ValueError: no codec for you"
+    ]
+    assert "Traceback" not in out
+    run(ip, "%config PgMagics.init = None")
+    assert run(ip, "%pg --scalar SELECT 1") == 1
