@@ -31,9 +31,8 @@ from pgmagic.bulk.export import ExportResult
 from pgmagic.bulk.load import LoadResult
 from pgmagic.bulk.stream import Stream
 from pgmagic.errors import DATABASE_ERRORS, blame, render
-from pgmagic.results import execute as executing
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
-from pgmagic.results.execute import FrameOptions, StatementResult
+from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime, default_runtime
 from pgmagic.sql.params import BoundStatement
 
@@ -52,12 +51,19 @@ async def _run_all(
     runtime: Runtime,
     statements: list[BoundStatement],
     session: bool,
-    frame: FrameOptions | None = None,
+    numeric_as_float: bool | None = None,
 ) -> list[StatementResult]:
-    timeout = runtime.settings.command_timeout
+    # An init hook may install codecs that change how types decode; the COPY
+    # path decodes by itself, so it only runs when no hook could disagree.
+    fetch = Fetch(
+        timeout=runtime.settings.command_timeout,
+        frame=numeric_as_float is not None and runtime.settings.init is None,
+        numeric_as_float=bool(numeric_as_float),
+        cached=session,
+    )
 
     async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
-        return await executing.execute(conn, bound, timeout=timeout, frame=frame, cached=session)
+        return await run_statement(conn, bound, fetch)
 
     if session:
         return await (await runtime.session()).run(statements, step)
@@ -93,10 +99,7 @@ async def _results(
     statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return None
-    frame = None
-    if numeric_as_float is not None and runtime.settings.init is None:
-        frame = FrameOptions(numeric_as_float=numeric_as_float)
-    results = await _bridge(runtime, _run_all(runtime, statements, session, frame), sql)
+    results = await _bridge(runtime, _run_all(runtime, statements, session, numeric_as_float), sql)
     return next((r for r in reversed(results) if r.returns_rows), results[-1])
 
 

@@ -84,9 +84,9 @@ from pgmagic.results.progress import Progress
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.waiting import Running
 
-__all__ = ["LoadResult", "Mode", "load", "pg_type_for", "split_table_name"]
+__all__ = ["MODES", "LoadResult", "load", "split_table_name"]
 
-Mode = str  # "create" | "append" | "replace"
+# What a load does to its table; checked in load().
 MODES = ("create", "append", "replace")
 _DONE = object()
 
@@ -226,7 +226,7 @@ async def _copy_in(
     table: str,
     columns: list[str],
     types: list[str],
-    mode: Mode,
+    mode: str,
     chunks: queue.Queue[Any],
     targets: concurrent.futures.Future[dict[str, Target]],
     utc: bool,
@@ -291,7 +291,7 @@ def load(
     source: pd.DataFrame | str | os.PathLike[str],
     table: str,
     *,
-    mode: Mode = "create",
+    mode: str = "create",
     on_tick: Callable[[Progress], None] | None = None,
 ) -> LoadResult:
     """Load rows into a table with COPY, in one transaction; Ctrl-C undoes it.

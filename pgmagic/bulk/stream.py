@@ -34,7 +34,7 @@ from pgmagic.errors import (
     render,
 )
 from pgmagic.results import frames
-from pgmagic.results.execute import TypeCategories
+from pgmagic.results.statement import TypeCategories
 from pgmagic.runtime.loop import Runtime
 from pgmagic.sql.params import BoundStatement
 

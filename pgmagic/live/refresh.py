@@ -31,7 +31,7 @@ from pgmagic.errors import ConnectError, OptionError, blame
 from pgmagic.live.listener import listener_for
 from pgmagic.live.log import Gap, Item, check_channels
 from pgmagic.results.cell import Mode, bind_cell, value_of
-from pgmagic.results.execute import StatementResult, execute
+from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message
 from pgmagic.sql.params import BoundStatement
@@ -262,12 +262,12 @@ class Refresh:
         self._runs += 1
         number, ran_at, started = self._runs, time.time(), time.perf_counter()
         pool = await self._runtime.pool()
-        timeout = self._runtime.settings.command_timeout
+        fetch = Fetch(timeout=self._runtime.settings.command_timeout)
         results: list[StatementResult] = []
         async with pool.acquire() as conn:
             for bound in self._statements:
                 try:
-                    results.append(await execute(conn, bound, timeout=timeout))
+                    results.append(await run_statement(conn, bound, fetch))
                 except asyncpg.PostgresError as error:
                     blame(error, bound)
                     raise

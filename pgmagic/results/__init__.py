@@ -1,6 +1,6 @@
 """One statement to a value: Records or binary COPY, the dtype table, the cell runner.
 
-:mod:`~pgmagic.results.execute` runs one statement and chooses between asyncpg
+:mod:`~pgmagic.results.statement` runs one statement and chooses between asyncpg
 Records and binary ``COPY`` (decoded by :mod:`~pgmagic.results.decode`, the
 pandas side of the C parser); :mod:`~pgmagic.results.frames` is the dtype
 table; :mod:`~pgmagic.results.cell` runs a whole cell on the session.

@@ -18,8 +18,8 @@ import pandas as pd
 
 from pgmagic.errors import DATABASE_ERRORS, OptionError, ParameterError, blame, render
 from pgmagic.results import frames
-from pgmagic.results.execute import FrameOptions, StatementResult, execute
 from pgmagic.results.progress import Progress
+from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message, MessageKind
 from pgmagic.sql import params
@@ -281,24 +281,14 @@ def _status_poster(runtime: Runtime) -> Callable[[StatementResult], None]:
 async def _run_on_session(
     runtime: Runtime,
     statements: list[BoundStatement],
-    quiet: bool,
-    max_rows: int,
+    fetch: Fetch,
     progress: Progress | None,
-    frame: FrameOptions | None,
+    quiet: bool,
 ) -> list[StatementResult]:
     session = await runtime.session()
-    timeout = runtime.settings.command_timeout
 
     async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
-        return await execute(
-            conn,
-            bound,
-            timeout=timeout,
-            cached=True,
-            max_rows=max_rows,
-            progress=progress,
-            frame=frame,
-        )
+        return await run_statement(conn, bound, fetch, progress)
 
     return await session.run(statements, step, None if quiet else _status_poster(runtime))
 
@@ -403,9 +393,13 @@ def run_cell(
     progress = Progress() if on_progress is not None else None
     # An init hook may install codecs that change how types decode; the COPY
     # path decodes by itself, so it only runs when no hook could disagree.
-    frame = None
-    if mode is Mode.FRAME and runtime.settings.init is None:
-        frame = FrameOptions(numeric_as_float=numeric_as_float)
+    fetch = Fetch(
+        timeout=runtime.settings.command_timeout,
+        max_rows=max_rows,
+        frame=mode is Mode.FRAME and runtime.settings.init is None,
+        numeric_as_float=numeric_as_float,
+        cached=True,
+    )
 
     def tick() -> None:
         if on_progress is not None and progress is not None:
@@ -413,7 +407,7 @@ def run_cell(
 
     try:
         results = runtime.run(
-            _run_on_session(runtime, statements, quiet, max_rows, progress, frame),
+            _run_on_session(runtime, statements, fetch, progress, quiet),
             on_message=on_message,
             on_tick=tick,
         )

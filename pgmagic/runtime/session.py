@@ -2,7 +2,7 @@
 
 ``%%pg`` cells share one connection, so ``SET``, temp tables, ``BEGIN`` in one
 cell and ``COMMIT`` in a later one, and savepoints behave as in psql.  What a
-statement does on it is decided above (:func:`pgmagic.results.execute.execute`);
+statement does on it is decided above (:func:`pgmagic.results.statement.run_statement`);
 the session runs statements in order, one cell at a time, tracks the
 transaction state, and reopens a lost connection with a note.
 """

@@ -88,7 +88,7 @@ CASES: list[tuple[str, str, str, Any]] = [
 async def _fetch(dsn: str, sql: str, setup: str = "") -> tuple[list[Column], list[Any]]:
     import asyncpg
 
-    from pgmagic.results.execute import TypeCategories
+    from pgmagic.results.statement import TypeCategories
     from pgmagic.runtime.connect import install_codecs
 
     conn = await asyncpg.connect(dsn)

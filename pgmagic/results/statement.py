@@ -169,11 +169,11 @@ async def _fetch_in_chunks(
     conn: asyncpg.Connection,
     stmt: Any,
     args: Sequence[Any],
-    timeout: float | None,
-    max_rows: int,
+    fetch: Fetch,
     progress: Progress | None,
 ) -> list[Any]:
     """Rows through a cursor, in growing chunks (progress, max_rows)."""
+    timeout, max_rows = fetch.timeout, fetch.max_rows
     # A cursor lives in a transaction: outside the user's, the query gets its
     # own, which is what its implicit transaction would have been.
     own = not conn.is_in_transaction()
@@ -219,15 +219,41 @@ def _copyable(sql: str) -> bool:
     return copytext.copyable(sql)
 
 
-async def execute(
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """How a statement runs and what its rows become: one object for every caller.
+
+    Attributes
+    ----------
+    timeout : float or None
+        Seconds before the statement is cancelled on the server.
+    max_rows : int
+        Stop a query whose result exceeds this many rows (0: no limit).
+    frame : bool
+        Give plain queries' rows as a DataFrame, through binary COPY when
+        every column's type allows (much faster than Records for large results).
+    numeric_as_float : bool
+        ``numeric`` as float64 instead of ``Decimal`` on the COPY path.
+    cached : bool
+        Keep prepared statements per connection, by SQL text (the session
+        does; they are used only outside transactions), and remember which
+        results were short: a short one is run through Records next time
+        (quicker for a handful of rows).  Each query runs once either way:
+        the choice only changes speed.
+    """
+
+    timeout: float | None = None
+    max_rows: int = 0
+    frame: bool = False
+    numeric_as_float: bool = False
+    cached: bool = False
+
+
+async def run_statement(
     conn: asyncpg.Connection,
     bound: BoundStatement,
-    *,
-    timeout: float | None = None,
-    cached: bool = False,
-    max_rows: int = 0,
+    fetch: Fetch,
     progress: Progress | None = None,
-    frame: FrameOptions | None = None,
 ) -> StatementResult:
     """Prepare and run one bound statement on a connection.
 
@@ -236,21 +262,10 @@ async def execute(
     conn : asyncpg.Connection
     bound : BoundStatement
         SQL with ``$n`` placeholders and the values.
-    timeout : float, optional
-        Seconds before the statement is cancelled on the server.
-    cached : bool
-        Keep prepared statements per connection, by SQL text (the session
-        does; they are used only outside transactions), and remember which
-        results were short: a short one is run through Records next time
-        (quicker for a handful of rows).  Each query runs once either way:
-        the choice only changes speed.
-    max_rows : int
-        Stop a query whose result exceeds this many rows (0: no limit).
+    fetch : Fetch
+        Timeout, row limit, and what the rows become.
     progress : Progress, optional
         Counts rows as they arrive (queries are then fetched in growing chunks).
-    frame : FrameOptions, optional
-        Give plain queries' rows as a DataFrame, through binary COPY when every
-        column's type allows (much faster than Records for large results).
 
     Returns
     -------
@@ -266,11 +281,12 @@ async def execute(
     started = time.perf_counter()
     # Pool connections are proxies, which cannot be weakly referenced: they
     # start afresh each time, as their statements' types may differ per backend.
-    remembered = _cache_for(conn) if cached else _ConnectionCache()
+    remembered = _cache_for(conn) if fetch.cached else _ConnectionCache()
     categories = remembered.categories
-    cache = remembered.statements if cached else None
-    hints = remembered.hints if cached else None
-    copy_ok = frame is not None and not max_rows and decode.is_available()
+    cache = remembered.statements if fetch.cached else None
+    hints = remembered.hints if fetch.cached else None
+    timeout, max_rows = fetch.timeout, fetch.max_rows
+    copy_ok = fetch.frame and not max_rows and decode.is_available()
     use_cache = cache is not None and not conn.is_in_transaction()
     for attempt in (0, 1):
         stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
@@ -282,10 +298,9 @@ async def execute(
                 copy_ok
                 and copyable
                 and not short
-                and frame is not None
-                and await decode.supports(conn, attributes, frame.numeric_as_float)
+                and await decode.supports(conn, attributes, fetch.numeric_as_float)
             ):
-                result = await _copy_path(conn, bound, timeout, categories, frame, progress)
+                result = await _copy_path(conn, bound, fetch, categories, progress)
                 if result is not None and result.frame is not None:
                     if hints is not None:
                         _remember(hints, bound.sql, len(result.frame) <= _SHORT_ROWS)
@@ -293,9 +308,7 @@ async def execute(
                     return result
             # A result known to be short needs no progress counting: one round trip.
             if copyable and (max_rows or (progress is not None and not short)):
-                records = await _fetch_in_chunks(
-                    conn, stmt, bound.args, timeout, max_rows, progress
-                )
+                records = await _fetch_in_chunks(conn, stmt, bound.args, fetch, progress)
                 status = f"SELECT {len(records)}"
             else:
                 records = await stmt.fetch(*bound.args, timeout=timeout)
@@ -315,32 +328,18 @@ async def execute(
     return StatementResult(status, columns, records, time.perf_counter() - started)
 
 
-@dataclass(frozen=True, slots=True)
-class FrameOptions:
-    """How a query's rows should become a DataFrame on the COPY path.
-
-    Attributes
-    ----------
-    numeric_as_float : bool
-        ``numeric`` as float64 instead of ``Decimal``.
-    """
-
-    numeric_as_float: bool = False
-
-
 async def _copy_path(
     conn: asyncpg.Connection,
     bound: BoundStatement,
-    timeout: float | None,
+    fetch: Fetch,
     categories: TypeCategories,
-    options: FrameOptions,
     progress: Progress | None,
 ) -> StatementResult | None:
     """Rows through binary COPY, straight into a DataFrame; None to take the record path."""
     # Prepared afresh, never from the cache: the parser must see the column
     # types as they are now (a cached int4 column altered to float4 would
     # decode silently wrong).  Unnamed, so there is nothing to close later.
-    stmt = await conn.prepare(bound.sql, name="", timeout=timeout)
+    stmt = await conn.prepare(bound.sql, name="", timeout=fetch.timeout)
     attributes = stmt.get_attributes()
     if not attributes:
         return None
@@ -358,8 +357,8 @@ async def _copy_path(
                 conn,
                 query.sql,
                 attributes,
-                numeric_as_float=options.numeric_as_float,
-                timeout=timeout,
+                numeric_as_float=fetch.numeric_as_float,
+                timeout=fetch.timeout,
                 on_progress=count,
             )
     except (UnsupportedColumnError, ColumnMismatchError):
