@@ -7,6 +7,7 @@ to the user's statement.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -24,11 +25,14 @@ async def bound_values(
 ) -> AsyncIterator[None]:
     """Make a :class:`CopyQuery`'s settings for the COPY run inside the block.
 
-    All settings are made by one statement.  Inside a transaction they are
-    local to it; outside one they are session settings, which the next COPY
-    overwrites (a transaction of our own would cost two more round trips per
-    query).  Server errors come out pointing at the user's statement, so the
-    caret lands where it would for the statement itself.
+    All settings are made by one statement, local to the transaction the
+    COPY runs in: the user's, or one of our own around the two.  A setting
+    made in one transaction and read in another could read another client's
+    value behind a transaction pooler (pgbouncer hands each transaction to
+    whichever server connection is free), so the two never span
+    transactions, whatever the two round trips of BEGIN and COMMIT cost.
+    Server errors come out pointing at the user's statement, so the caret
+    lands where it would for the statement itself.
 
     Parameters
     ----------
@@ -40,17 +44,26 @@ async def bound_values(
     ------
     None
     """
+    transaction = None
+    if query.setters and not conn.is_in_transaction():
+        transaction = conn.transaction()
+        await transaction.start()
     try:
         if query.setters:
-            scope = "true" if conn.is_in_transaction() else "false"
-            calls = ", ".join(setter % scope for setter in query.setters)
-            await conn.fetchval(f"SELECT {calls}", *query.values)
+            await conn.fetchval(f"SELECT {', '.join(query.setters)}", *query.values)
         yield
-    except asyncpg.PostgresError as error:
-        position = getattr(error, "position", None)
-        mapped = query.statement_position(int(position) - 1) + 1 if position else None
-        blame(error, bound, mapped)
+    except BaseException as error:
+        if transaction is not None and not conn.is_closed():
+            # Shielded: a cancelled COPY must still end its transaction.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.shield(transaction.rollback())
+        if isinstance(error, asyncpg.PostgresError):
+            position = getattr(error, "position", None)
+            mapped = query.statement_position(int(position) - 1) + 1 if position else None
+            blame(error, bound, mapped)
         raise
+    if transaction is not None:
+        await transaction.commit()
 
 
 async def copy_out(

@@ -4,7 +4,7 @@
 pgmagic never does.  Instead each value is bound, as a parameter of its own
 type, into a transaction-local setting::
 
-    SELECT set_config('pgmagic.p1', CAST($1 AS pg_catalog.int4)::text, false)
+    SELECT set_config('pgmagic.p1', CAST($1 AS pg_catalog.int4)::text, true)
 
 and the query sent to ``COPY`` reads it back with the same type::
 
@@ -79,7 +79,7 @@ class CopyQuery:
         The query to put inside ``COPY (...)``, reading values from settings.
     setters : tuple of str
         ``set_config(...)`` calls, one per bound value, each taking the value
-        as ``$k``; ``%s`` stands where ``is_local`` goes.
+        as ``$k``, local to the transaction the COPY runs in.
     values : tuple
         The values, in the order of ``setters``.
     """
@@ -142,9 +142,8 @@ def copy_query(bound: BoundStatement, types: Sequence[Any]) -> CopyQuery:
             if number not in made:
                 made.add(number)
                 values.append(value)
-                setters.append(
-                    f"set_config('pgmagic.p{number}', CAST(${len(values)} AS {type_sql})::text, %s)"
-                )
+                cast = f"CAST(${len(values)} AS {type_sql})::text"
+                setters.append(f"set_config('pgmagic.p{number}', {cast}, true)")
         pieces.append(replacement)
         length += len(replacement)
         shifts.append((length, end - length))
