@@ -69,6 +69,8 @@ def connect(magics: PgMagics, rest: str) -> None:
         dsn = str(_variable(magics, tokens))
     else:
         dsn = tokens.strip("'\"")
+        if not dsn.strip():
+            raise OptionError("usage: %pg connect <dsn> | $variable | --embedded")
     runtime = magics.runtime
     runtime.set_target(dsn)
     info = runtime.run(_status(runtime), on_message=print_message)

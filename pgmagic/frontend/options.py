@@ -223,6 +223,8 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         refresh_on=tuple(unquote(c) for c in args.refresh_on or ()),
         watch=args.watch,
     )
+    if options.chunksize < 1:
+        raise OptionError(f"--chunksize must be at least 1, got {options.chunksize}")
     if options.live and (options.out or mode is not Mode.FRAME):
         raise OptionError("--refresh-on and --watch cannot be combined with -o, --one, --scalar")
     if options.bulk:

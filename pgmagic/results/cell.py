@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,11 +188,19 @@ def _rows_for(
             columns = [rows.iloc[:, i] for i in range(rows.shape[1])]
         values = list(zip(*(params.nulls_from_pandas(c.tolist()) for c in columns), strict=True))
     else:
+        if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+            raise OptionError(
+                "--many needs a DataFrame or a list of rows (tuples or dicts), "
+                f"got {type(rows).__name__}"
+            )
         values = []
-        for row in rows:
+        for index, row in enumerate(rows):
             if names:
                 if not isinstance(row, Mapping):
                     raise OptionError("--many with $name needs a DataFrame or a list of dicts")
+                missing = [n for n in names if n not in row]
+                if missing:
+                    raise OptionError(f"--many: row {index} has no key {missing[0]!r}")
                 values.append(tuple(row[n] for n in names))
             else:
                 values.append(tuple(row) if isinstance(row, list | tuple) else (row,))
