@@ -1,7 +1,7 @@
 /*
  * _pgencode: DataFrame column buffers to rows of PostgreSQL binary COPY.
  *
- * pgmagic/load.py turns each column of a chunk into one of three shapes
+ * pgmagic/bulk/encode.py turns each column of a chunk into one of three shapes
  * (numpy values plus a NULL mask, Arrow offsets plus data, or an object
  * ndarray) and Encoder.encode() interleaves them into rows:
  *

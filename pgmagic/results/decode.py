@@ -1,4 +1,4 @@
-"""Query results to pandas, Arrow and JSON lines through binary ``COPY``: the fast path.
+"""Query results to pandas through binary ``COPY``: the fast path.
 
 ``copy_frame`` runs ``COPY (<query>) TO STDOUT (FORMAT binary)`` on the
 session's own asyncpg connection and feeds the stream, chunk by chunk, to a
@@ -8,35 +8,20 @@ the Python objects that object columns need) overlaps with the server
 producing the next rows; the finished buffers become numpy/pyarrow arrays
 without a copy.
 
-The frame is exactly what the record path (``pgmagic.frames``) builds from
-asyncpg records, column by column, dtype and values.  Columns whose type the
-parser does not know raise :class:`UnsupportedColumnError` before anything
-is sent to the server, so the caller can take the record path instead.
+The frame is exactly what the record path (:mod:`pgmagic.results.frames`)
+builds from asyncpg records, column by column, dtype and values.  Columns
+whose type the parser does not know raise
+:class:`~pgmagic.errors.UnsupportedColumnError` before anything is sent to
+the server, so the caller can take the record path instead.  The plan of
+columns and the parser are shared with the exports'
+:mod:`pgmagic.bulk.arrow`, the parser's Arrow and JSON-lines side.
 
-For exports, ``copy_record_batches`` and ``copy_json_lines`` run the same
-COPY and hand its rows, a batch at a time, to a writer in a worker thread:
-Arrow record batches (the parser fills Arrow's buffers directly, no Python
-object per value) or JSON lines (the parser writes them).  While one batch
-is written the next is decoded; at most those two are held, so memory stays
-bounded whatever the size of the result.
-
-Exceptions::
-
-    UnsupportedColumnError   a column (or the build) cannot take this path;
-                             nothing was sent to the server
-    ColumnMismatchError      the stream did not match ``columns`` (a stale
-                             prepared statement); the stream was drained,
-                             the session is unharmed
-    ColumnTypeError          (exports) a value does not fit the Arrow type
-                             the first batch gave its column
-    ValueError, OverflowError, UnicodeDecodeError
-                             a value asyncpg itself would refuse to decode
-                             (raised after the stream ends, so the session's
-                             transaction is left as it was; exports stop at
-                             the first batch that holds one)
-
-Import rules: this module imports asyncpg, numpy, pandas and pyarrow, never
-IPython.
+Errors: :class:`~pgmagic.errors.UnsupportedColumnError` (nothing was sent),
+:class:`~pgmagic.errors.ColumnMismatchError` (the stream did not match the
+columns of a stale prepared statement; the stream was drained, the session
+is unharmed), and ValueError, OverflowError or UnicodeDecodeError for a
+value asyncpg itself would refuse to decode (raised after the stream ends,
+so the session's transaction is left as it was).
 """
 
 from __future__ import annotations
