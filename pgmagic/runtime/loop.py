@@ -391,11 +391,12 @@ class Runtime:
         if self._pool is not None and self._pool_settings == wanted:
             return self._pool
         connected = await self.target()  # takes the lock itself; asyncio locks do not nest
-        if connected.check_interval is None:
-            # Learn whether the server takes the startup settings before a
-            # pool of connections asks for them.
-            await (await self._open(connected)).close()
         async with await self._lock():
+            if connected.check_interval is None:
+                # Learn whether the server takes the startup settings before a
+                # pool of connections asks for them: once, under the lock, or
+                # a burst of first calls would each open a trial connection.
+                await (await self._open(connected)).close()
             if self._pool is not None and self._pool_settings != wanted:
                 old, self._pool = self._pool, None
                 await _close_pool(old)

@@ -8,11 +8,23 @@ from typing import Any
 
 import pgmagic
 from pgmagic.live.listener import listener_for
+from pgmagic.runtime.connect import Settings
 from pgmagic.runtime.loop import default_runtime
 from tests.shell import run
 
 
-def test_a_thousand_concurrent_api_calls(ip: Any) -> None:
+def _sessions(sql: Any) -> int:
+    return int(
+        sql("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")[0][0]
+    )
+
+
+def test_a_thousand_concurrent_api_calls(ip: Any, sql: Any) -> None:
+    # A cold start: the first calls find no pool and must not each open a
+    # connection of their own (that exhausted max_connections once).
+    run(ip, "%pg disconnect")
+    before = _sessions(sql)
+
     async def main() -> list[Any]:
         calls = [pgmagic.fetchval("SELECT $n::int * 2", n=n) for n in range(1000)]
         return await asyncio.gather(*calls, return_exceptions=True)
@@ -21,6 +33,8 @@ def test_a_thousand_concurrent_api_calls(ip: Any) -> None:
     errors = [r for r in results if isinstance(r, BaseException)]
     assert not errors, errors[:3]
     assert results == [n * 2 for n in range(1000)]
+    # The pool's connections, one trial connection, and the two of _sessions.
+    assert _sessions(sql) - before <= Settings.pool_max_size + 3
 
 
 def test_a_hundred_thousand_notifications_are_counted_exactly(ip: Any, sql: Any) -> None:
