@@ -14,6 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 
+# PostgreSQL 15 and pgbouncer for the tests that need them (tests/servers/).
+from tests.servers.fixtures import (  # noqa: F401
+    debian_servers,
+    pg15_dsn,
+    pg15_superuser_dsn,
+    pgbouncer_dsn,
+)
+
 
 def _server_dsn() -> str:
     if os.environ.get("PGMAGIC_TEST_DSN"):
