@@ -151,12 +151,31 @@ def help_(magics: PgMagics, rest: str) -> None:
 
 
 def listen(magics: PgMagics, rest: str) -> None:
-    """``%pg listen CHANNEL ...``: a live feed (printed lines in terminal IPython)."""
+    """``%pg listen [--dsn DSN | $variable] CHANNEL ...``: a live feed (lines in a terminal).
+
+    ``--dsn`` connects the listener past a transaction pooler; without it the
+    listener uses ``PgMagics.listen_dsn`` (the listener reads it) or the target.
+    """
+    found = words(rest)
+    dsn: str | None = None
+    if found and (found[0] == "--dsn" or found[0].startswith("--dsn=")):
+        given = found[0][len("--dsn=") :] if "=" in found[0] else None
+        if given is None:
+            if len(found) < 2:
+                raise OptionError("usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]")
+            given, found = found[1], found[2:]
+        else:
+            found = found[1:]
+        dsn = str(_variable(magics, given)) if _VARIABLE_RE.fullmatch(given) else given
+        if not dsn.strip():
+            raise OptionError("usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]")
+    if any(word.startswith("--") for word in found):
+        raise OptionError("usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]")
     if type(magics.shell).__name__ == "TerminalInteractiveShell":
         # Terminal IPython shows no widgets: print the notifications instead.
-        feed.listen_as_text(magics.runtime, words(rest), on_message=print_message)
+        feed.listen_as_text(magics.runtime, found, on_message=print_message, dsn=dsn)
         return
-    show(feed.listen(magics.runtime, words(rest), on_message=print_message))
+    show(feed.listen(magics.runtime, found, on_message=print_message, dsn=dsn))
 
 
 def unlisten_(magics: PgMagics, rest: str) -> None:

@@ -11,11 +11,12 @@ import inspect
 from typing import Any
 
 from IPython.core.magic import Magics
-from traitlets import Bool, Float, Int, TraitError, observe, validate
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets import Callable as CallableTrait
 
-from pgmagic.errors import OptionError
+from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.listener import listener_for
+from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import Settings
 from pgmagic.runtime.loop import Runtime
 
@@ -30,6 +31,15 @@ _CONNECTION = (
     "init",
 )
 _AT_LEAST_ONE = ("pool_max_size", "connect_timeout", "notify_history")
+
+
+class _SecretDsn(str):
+    """A DSN whose repr hides its password: ``%config PgMagics`` prints reprs."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(dsn_module.redact(self))
 
 
 class Configuration(Magics):
@@ -81,12 +91,21 @@ class Configuration(Magics):
         "older ones are dropped, and counted.",
     ).tag(config=True)
 
+    listen_dsn = Unicode(
+        None,
+        allow_none=True,
+        help="Where LISTEN connects instead of the target (None: the target): a direct "
+        "DSN for when the target is a transaction pooler such as pgbouncer, which "
+        "loses notifications.  Shown with its password hidden.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any, runtime: Runtime, **kwargs: Any) -> None:
         # Set first: configuration made earlier with %config is applied while the
         # base class initialises, and the observers below hand it to the runtime.
         self.runtime = runtime
         super().__init__(shell, **kwargs)
         self._sync_settings()
+        listener_for(runtime).default_dsn = self.listen_dsn
 
     @observe(*_CONNECTION)
     def _settings_changed(self, change: Any) -> None:
@@ -115,6 +134,24 @@ class Configuration(Magics):
             if section is not None and name in section:
                 del section[name]
         raise TraitError(f"PgMagics.{name} {reason}")
+
+    @validate("listen_dsn")
+    def _check_listen_dsn(self, proposal: Any) -> str | None:
+        value = proposal["value"]
+        if value is None or not value.strip():
+            return None
+        try:
+            dsn_module.normalize(value)
+        except ConnectError as error:
+            # The message names the accepted forms, never the value.
+            self._refuse("listen_dsn", str(error))
+        return _SecretDsn(value)
+
+    @observe("listen_dsn")
+    def _listen_dsn_changed(self, change: Any) -> None:
+        # Used from the listener's next start; a running one keeps its connection.
+        if hasattr(self, "runtime"):
+            listener_for(self.runtime).default_dsn = change["new"]
 
     @observe("notify_history")
     def _notify_history_changed(self, change: Any) -> None:

@@ -153,6 +153,7 @@ def listen(
     channels: Sequence[str],
     *,
     on_message: Callable[[Message], None] | None = None,
+    dsn: str | None = None,
 ) -> FeedWidget:
     """LISTEN on channels and give a live feed widget for them (``%pg listen``).
 
@@ -165,6 +166,9 @@ def listen(
     channels : sequence of str
     on_message : callable, optional
         Receives notes (the embedded server starting) while connecting.
+    dsn : str, optional
+        Where the listener connects instead of the runtime's target (a direct
+        connection past a transaction pooler); see :meth:`Listener.listen`.
 
     Returns
     -------
@@ -175,13 +179,14 @@ def listen(
     OptionError
         No channel, or a bad channel name.
     ConnectError
-        The listener connection could not be opened.
+        The listener connection could not be opened, or notifications do not
+        arrive through it (a transaction pooler).
 
     Examples
     --------
     >>> listen(runtime, ["orders", "inventory"])  # doctest: +SKIP
     """
-    listener, names = _start_listening(runtime, channels, on_message)
+    listener, names = _start_listening(runtime, channels, on_message, dsn)
     for sink in listener.sinks:
         if isinstance(sink, FeedView) and sink.channels == frozenset(names):
             sink.detach()
@@ -194,12 +199,13 @@ def _start_listening(
     runtime: Runtime,
     channels: Sequence[str],
     on_message: Callable[[Message], None] | None,
+    dsn: str | None,
 ) -> tuple[Listener, list[str]]:
     names = check_channels(channels)
     if not names:
         raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
     listener = listener_for(runtime)
-    runtime.run(listener.listen(names), on_message=on_message)
+    runtime.run(listener.listen(names, dsn=dsn), on_message=on_message)
     return listener, names
 
 
@@ -376,6 +382,7 @@ def listen_as_text(
     channels: Sequence[str],
     *,
     on_message: Callable[[Message], None] | None = None,
+    dsn: str | None = None,
 ) -> None:
     """LISTEN on channels and print notifications as they arrive (terminal IPython).
 
@@ -385,8 +392,10 @@ def listen_as_text(
     channels : sequence of str
     on_message : callable, optional
         Receives notes (the embedded server starting) while connecting.
+    dsn : str, optional
+        Where the listener connects instead of the runtime's target.
     """
-    listener, names = _start_listening(runtime, channels, on_message)
+    listener, names = _start_listening(runtime, channels, on_message, dsn)
     for sink in listener.sinks:
         if isinstance(sink, TextFeed) and sink.channels == frozenset(names):
             listener.remove_sink(sink)

@@ -15,6 +15,10 @@ The listener's states (:class:`ListenerState`)::
        └──no channel left────── ┘     └──LISTEN re-issued, gap───┘
                                           recorded in the log
 
+Delivery check (:mod:`pgmagic.live.probe`): each new listener connection checks
+that notifications reach it; through a transaction pooler they do not, and the
+listener stops instead of claiming to listen.
+
 Dead peers: TCP connections get keepalives and a ``TCP_USER_TIMEOUT``, and
 every ``health_interval`` seconds the listener runs ``SELECT 1`` with a
 timeout, which also catches a peer whose TCP stack still answers but whose
@@ -45,6 +49,8 @@ import asyncpg
 
 from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.log import RATE_WINDOW, Item, NotificationLog, check_channels, gap_message
+from pgmagic.live.probe import ConnectionLost, delivers
+from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime
 
@@ -129,6 +135,8 @@ class Listener:
         How often ``SELECT 1`` checks the connection, and how long it may take.
     keepalive : tuple of int
         TCP keepalive idle seconds, probe interval seconds and probe count.
+    probe_timeout : float
+        Seconds to wait for the delivery check's notification (module docstring).
     """
 
     def __init__(
@@ -140,6 +148,7 @@ class Listener:
         health_interval: float = 10.0,
         health_timeout: float = 5.0,
         keepalive: tuple[int, int, int] = (10, 5, 3),
+        probe_timeout: float = 2.0,
     ) -> None:
         # Weak: the registry maps runtimes to listeners and must not keep them alive.
         self._runtime = weakref.ref(runtime)
@@ -148,6 +157,11 @@ class Listener:
         self._health_interval = health_interval
         self._health_timeout = health_timeout
         self._keepalive = keepalive
+        self._probe_timeout = probe_timeout
+        #: Where to connect without ``--dsn`` (``PgMagics.listen_dsn``); None: the target.
+        self.default_dsn: str | None = None
+        # Where the current (or reconnecting) connection goes; None: the runtime's target.
+        self._target: dsn_module.Target | None = None
         self._state = ListenerState.STOPPED
         self._status = Status(self._state, frozenset(), frozenset())
         self._conn: asyncpg.Connection | None = None
@@ -284,19 +298,33 @@ class Listener:
             self._op_lock = asyncio.Lock()
         return self._op_lock
 
-    async def listen(self, channels: Sequence[str]) -> None:
+    async def listen(self, channels: Sequence[str], *, dsn: str | None = None) -> None:
         """LISTEN on channels for ``%pg listen`` (connects on first use).
 
         Parameters
         ----------
         channels : sequence of str
+        dsn : str, optional
+            Connect there instead of the target or :attr:`default_dsn`
+            (``%pg listen --dsn``), e.g. past a transaction pooler.
 
         Raises
         ------
         ConnectError
-            The first connection failed; nothing was started.
+            The first connection failed, or notifications do not arrive through
+            it (a transaction pooler); nothing was started.
+        OptionError
+            ``dsn`` differs from where the listener already listens.
         """
         names = check_channels(channels)
+        if dsn is not None:
+            target = dsn_module.Target(dsn_module.normalize(dsn), "%pg listen --dsn")
+            if self._state is not ListenerState.STOPPED and target != self._target:
+                raise OptionError(
+                    f"the listener already listens through {self._where()}; "
+                    "run %pg unlisten --all first to listen through another DSN"
+                )
+            self._target = target
         added = [c for c in names if c not in self._listened]
         self._listened.extend(added)
         try:
@@ -372,11 +400,17 @@ class Listener:
             if not wanted:
                 await self._stop()
             elif self._state is ListenerState.STOPPED:
+                if self._target is None and self.default_dsn:
+                    url = dsn_module.normalize(self.default_dsn)
+                    self._target = dsn_module.Target(url, "PgMagics.listen_dsn")
                 conn = await self._connect()
                 try:
                     await self._listen_all(conn, wanted)
+                    if not await self._delivers(conn):
+                        raise ConnectError(self._no_delivery())
                 except BaseException:
                     self._forget(conn)
+                    self._target = None  # the next start reads --dsn or listen_dsn afresh
                     raise
                 self._install(conn, wanted)
                 self._last_alive = time.time()
@@ -406,8 +440,31 @@ class Listener:
         for channel in sorted(channels):
             await conn.add_listener(channel, self._on_notify)
 
+    def _where(self) -> str:
+        if self._target is not None:
+            return self._target.describe()
+        return self.runtime.describe_target()
+
+    def _no_delivery(self) -> str:
+        return (
+            f"notifications do not arrive through {self._where()}, probably a transaction "
+            "pooler such as pgbouncer: listen through a direct connection with %pg listen "
+            '--dsn DIRECT_DSN CHANNEL ... or %config PgMagics.listen_dsn = "DIRECT_DSN"'
+        )
+
+    async def _open(self) -> asyncpg.Connection:
+        if self._target is None:
+            return await self.runtime.connect()
+        return await self.runtime.connect_to(self._target)
+
+    async def _delivers(self, conn: asyncpg.Connection) -> bool:
+        try:
+            return await delivers(conn, self._open, self._probe_timeout)
+        except ConnectionLost:
+            raise ConnectError(f"lost the listener connection to {self._where()}") from None
+
     async def _connect(self) -> asyncpg.Connection:
-        conn = await self.runtime.connect()
+        conn = await self._open()
         enable_keepalive(conn, *self._keepalive)
         conn.add_termination_listener(self._on_terminated)
         return conn
@@ -450,6 +507,8 @@ class Listener:
                 await supervisor
         conn, self._conn = self._conn, None
         self._active = set()
+        # The next start reads --dsn or PgMagics.listen_dsn afresh.
+        self._target = None
         if conn is not None:
             conn.remove_termination_listener(self._on_terminated)
             try:
@@ -516,10 +575,15 @@ class Listener:
                 wanted = self._wanted()
                 try:
                     await self._listen_all(conn, wanted)
-                except (*_CONNECTION_LOST, asyncpg.PostgresError):
+                    delivers = await self._delivers(conn)
+                except (ConnectError, *_CONNECTION_LOST, asyncpg.PostgresError):
                     self._forget(conn)
                     await asyncio.sleep(_backoff(attempt))
                     continue
+                if not delivers:
+                    self._forget(conn)
+                    self._give_up(start)
+                    return
                 self._install(conn, wanted)
                 end = time.time()
                 self._last_alive = end
@@ -528,6 +592,22 @@ class Listener:
                     subscriber.push(gap)
                 self._set_state(ListenerState.LISTENING)
                 return
+
+    def _give_up(self, start: float) -> None:
+        """Stop after a reconnect whose notifications do not arrive (called holding the lock)."""
+        message = self._no_delivery()
+        _logger.warning("pgmagic: %s", message)
+        self.runtime.note(f"pgmagic: stopped listening: {message}")
+        gap = self.log.append_gap(start, time.time(), f"stopped listening: {message}")
+        self._listened = []
+        subscribers, self._subscribers = self._subscribers, ()
+        for subscriber in subscribers:
+            subscriber.push(gap)
+            subscriber.end()
+        # This runs in the supervisor itself: drop it instead of cancelling it.
+        self._supervisor = None
+        self._target = None
+        self._set_state(ListenerState.STOPPED)
 
 
 def _backoff(attempt: int) -> float:

@@ -270,6 +270,28 @@ class Runtime:
         self._connected = None
         return await self._open(await self.target())
 
+    async def connect_to(self, target: dsn_module.Target) -> asyncpg.Connection:
+        """Open a connection to another database, set up as :meth:`connect` does.
+
+        For a listener that must bypass a transaction pooler in front of the
+        target (``%pg listen --dsn``).
+
+        Parameters
+        ----------
+        target : pgmagic.runtime.dsn.Target
+            Not embedded.
+
+        Returns
+        -------
+        asyncpg.Connection
+
+        Raises
+        ------
+        ConnectError
+            The server could not be reached; the message never holds a password.
+        """
+        return await self._open(Connected(target, target.dsn))
+
     async def _open(self, connected: Connected) -> asyncpg.Connection:
         try:
             try:
