@@ -54,15 +54,23 @@ async def _status(runtime: Runtime) -> dict[str, Any]:
     return await session.status()
 
 
+_CONNECT_USAGE = "usage: %pg connect [--pooler] <dsn> | $variable | --embedded"
+
+
 def connect(magics: PgMagics, rest: str) -> None:
-    """``%pg connect DSN | $variable | --embedded``."""
+    """``%pg connect [--pooler] DSN | $variable | --embedded``."""
     tokens = rest.strip()
+    pooler = tokens == "--pooler" or tokens.startswith("--pooler ")
+    if pooler:
+        tokens = tokens[len("--pooler") :].strip()
+        if tokens.startswith("--embedded"):
+            raise OptionError("--pooler needs a DSN: the embedded server has no pooler")
     if tokens.startswith("--embedded"):
         if tokens.split(None, 1)[1:]:
             raise OptionError("--embedded takes no DSN")
         dsn: str | None = "embedded"
     elif not tokens:
-        raise OptionError("usage: %pg connect <dsn> | $variable | --embedded")
+        raise OptionError(_CONNECT_USAGE)
     elif "://" in tokens.split()[0] and len(tokens.split()) > 1:
         raise OptionError(f"unexpected text after the DSN: {' '.join(tokens.split()[1:])!r}")
     elif _VARIABLE_RE.fullmatch(tokens):
@@ -70,9 +78,9 @@ def connect(magics: PgMagics, rest: str) -> None:
     else:
         dsn = tokens.strip("'\"")
         if not dsn.strip():
-            raise OptionError("usage: %pg connect <dsn> | $variable | --embedded")
+            raise OptionError(_CONNECT_USAGE)
     runtime = magics.runtime
-    runtime.set_target(dsn)
+    runtime.set_target(dsn, pooler=pooler)
     info = runtime.run(_status(runtime), on_message=print_message)
     print(
         f"connected to {info['target']} ({info['server']}, database {info['database']}, "

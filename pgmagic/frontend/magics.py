@@ -65,6 +65,7 @@ class PgMagics(Configuration):
 
             df = %pg SELECT count(*) AS n FROM users
             %pg connect postgresql://user@host/db     (or $dsn, or --embedded)
+            %pg connect --pooler DSN                  (behind a transaction pooler)
             %pg status | disconnect | help
             %%pg --stream [--chunksize N] -o chunks      (iterate: for df in chunks)
             %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl   (stream to a file)

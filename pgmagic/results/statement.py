@@ -33,6 +33,7 @@ from pgmagic.errors import ColumnMismatchError, TooManyRows, UnsupportedColumnEr
 from pgmagic.results import decode
 from pgmagic.results.copyout import bound_values
 from pgmagic.results.frames import Column
+from pgmagic.runtime.connect import caches_statements
 from pgmagic.sql import copytext
 from pgmagic.sql.params import BoundStatement
 
@@ -281,10 +282,11 @@ async def run_statement(
     started = time.perf_counter()
     # Pool connections are proxies, which cannot be weakly referenced: they
     # start afresh each time, as their statements' types may differ per backend.
-    remembered = _cache_for(conn) if fetch.cached else _ConnectionCache()
+    cached = fetch.cached and caches_statements(conn)
+    remembered = _cache_for(conn) if cached else _ConnectionCache()
     categories = remembered.categories
-    cache = remembered.statements if fetch.cached else None
-    hints = remembered.hints if fetch.cached else None
+    cache = remembered.statements if cached else None
+    hints = remembered.hints if cached else None
     timeout, max_rows = fetch.timeout, fetch.max_rows
     copy_ok = fetch.frame and not max_rows and decode.is_available()
     use_cache = cache is not None and not conn.is_in_transaction()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,9 @@ class Connected:
     # Whether the server takes client_connection_check_interval at startup
     # (None: not known yet; a server before 14 and poolers refuse it).
     check_interval: bool | None = None
+    # Whether a pooler stands between us and the server (None: not known yet;
+    # see is_pooler). Behind one, no statement outlives its transaction.
+    pooler: bool | None = None
 
 
 # How often a backend running a query checks that its client is still there
@@ -141,6 +145,79 @@ def server_settings(connected: Connected) -> dict[str, str]:
     if connected.check_interval is not False and _CHECK not in dsn:
         settings[_CHECK] = CHECK_INTERVAL
     return settings
+
+
+def statement_cache_size(connected: Connected) -> dict[str, int]:
+    """The ``statement_cache_size`` asyncpg gets for a new connection to ``connected``.
+
+    Behind a transaction pooler a named prepared statement lives on one server
+    connection while the next transaction may get another ("prepared statement
+    __asyncpg_stmt_1__ does not exist"). Without the cache, asyncpg uses the
+    unnamed statement and parses it again in the same message as each Bind.
+    Until :func:`is_pooler` has answered, connections start without it too.
+
+    Parameters
+    ----------
+    connected : Connected
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``asyncpg.connect`` and ``asyncpg.create_pool``.
+    """
+    return {} if connected.pooler is False else {"statement_cache_size": 0}
+
+
+def caches_statements(conn: Any) -> bool:
+    """Whether a connection keeps named prepared statements (see :func:`statement_cache_size`).
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+
+    Returns
+    -------
+    bool
+        False behind a pooler: pgmagic must not keep statements either, or a
+        reused one would decode rows with the column types of its first run.
+    """
+    return conn not in _UNCACHED
+
+
+# Connections opened without asyncpg's statement cache; weak, as they come and go.
+_UNCACHED: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+
+
+def opened_without_cache(conn: asyncpg.Connection) -> None:
+    """Record that ``conn`` was opened by :func:`statement_cache_size` without the cache.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    """
+    _UNCACHED.add(conn)
+
+
+async def is_pooler(conn: asyncpg.Connection, timeout: float) -> bool:
+    """Whether a pooler (pgbouncer, Odyssey, pgcat, Supavisor) answers on ``conn``.
+
+    A pooler hands out its own cancel key, so the backend pid of the startup
+    message is not the one serving the query; on a direct connection they are
+    the same.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+        Opened without the statement cache (the query must not leave a named
+        statement behind on some server connection).
+    timeout : float
+
+    Returns
+    -------
+    bool
+    """
+    pid = await conn.fetchval("SELECT pg_backend_pid()", timeout=timeout)
+    return bool(pid != conn.get_server_pid())
 
 
 def refused_check_interval(error: BaseException) -> bool:

@@ -36,8 +36,11 @@ from pgmagic.runtime.connect import (
     connect_error,
     enable_keepalive,
     install_codecs,
+    is_pooler,
+    opened_without_cache,
     refused_check_interval,
     server_settings,
+    statement_cache_size,
 )
 from pgmagic.runtime.messages import Message, MessageKind
 from pgmagic.runtime.waiting import Running
@@ -48,6 +51,10 @@ if TYPE_CHECKING:
 __all__ = ["Message", "Running", "Runtime", "Settings", "default_runtime"]
 
 T = TypeVar("T")
+
+
+# What a failed connection attempt raises (besides ValueError for a bad DSN).
+_CONNECT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Runtime:
@@ -74,6 +81,9 @@ class Runtime:
         # loads): the front sets it per magic call, None under --quiet.
         self.printer: Callable[[Message], None] | None = None
         self._explicit_dsn: str | None = None
+        # %pg connect --pooler: treat the target as a transaction pooler
+        # whatever the detection says (a pooler that passes the real pid on).
+        self._pooler_forced = False
         self._connected: Connected | None = None
         self._pool: asyncpg.Pool | None = None
         self._pool_settings: tuple[Any, ...] | None = None
@@ -192,7 +202,7 @@ class Runtime:
         """
         self.post(Message(MessageKind.INFO, text))
 
-    def set_target(self, dsn: str | None) -> None:
+    def set_target(self, dsn: str | None, *, pooler: bool = False) -> None:
         """Connect to another database (``%pg connect``), keeping the old one on failure.
 
         The new target is tried first; only when a connection to it succeeds
@@ -203,6 +213,9 @@ class Runtime:
         ----------
         dsn : str or None
             A DSN, ``"embedded"``, or None to go back to the environment.
+        pooler : bool
+            Treat the target as a transaction pooler without detecting it
+            (``%pg connect --pooler``): no named prepared statements.
 
         Raises
         ------
@@ -210,14 +223,15 @@ class Runtime:
             The new target cannot be reached; nothing changed.
         """
         target = dsn_module.resolve(dsn)
-        self.run(self._switch(dsn, target))
+        self.run(self._switch(dsn, target, pooler))
 
-    async def _switch(self, explicit: str | None, target: dsn_module.Target) -> None:
-        connected = await self._resolve(target)
+    async def _switch(self, explicit: str | None, target: dsn_module.Target, pooler: bool) -> None:
+        connected = await self._resolve(target, pooler)
         trial = await self._open(connected)
         await trial.close()
         await self._disconnect()
         self._explicit_dsn = explicit
+        self._pooler_forced = pooler
         self._connected = connected
 
     def disconnect(self) -> None:
@@ -235,18 +249,19 @@ class Runtime:
             return self._connected
         async with await self._lock():
             if self._connected is None:
-                self._connected = await self._resolve(dsn_module.resolve(self._explicit_dsn))
+                target = dsn_module.resolve(self._explicit_dsn)
+                self._connected = await self._resolve(target, self._pooler_forced)
             return self._connected
 
-    async def _resolve(self, target: dsn_module.Target) -> Connected:
+    async def _resolve(self, target: dsn_module.Target, pooler: bool = False) -> Connected:
         if not target.embedded:
-            return Connected(target, target.dsn)
+            return Connected(target, target.dsn, pooler=True if pooler else None)
         server = await asyncio.to_thread(embedded.start)
         # The server package stops the server in an atexit hook; ours must run
         # first (atexit is last-in, first-out) so connections close cleanly.
         atexit.unregister(self.close)
         atexit.register(self.close)
-        return Connected(target, server.dsn, server)
+        return Connected(target, server.dsn, server, pooler=False)
 
     async def connect(self) -> asyncpg.Connection:
         """Open a new connection to the target, with pgmagic's codecs and the init hook.
@@ -301,7 +316,7 @@ class Runtime:
                     raise
                 connected.check_interval = False
                 conn = await self._connect(connected)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _CONNECT_ERRORS as error:
             raise connect_error(connected, error) from None
         except ValueError:
             # asyncpg could not read the DSN; its message may quote part of it.
@@ -313,6 +328,20 @@ class Runtime:
             ) from None
         if connected.check_interval is None:
             connected.check_interval = True
+        if connected.pooler is None:
+            try:
+                connected.pooler = await is_pooler(conn, self.settings.connect_timeout)
+            except BaseException as error:
+                conn.terminate()
+                if isinstance(error, _CONNECT_ERRORS):
+                    raise connect_error(connected, error) from None
+                raise
+            if not connected.pooler:
+                # A direct connection: reopen with the statement cache (once per target).
+                conn.terminate()
+                return await self._open(connected)
+        if connected.pooler is not False:
+            opened_without_cache(conn)
         conn.add_log_listener(self._on_log)
         try:
             await self._setup(conn)
@@ -335,6 +364,7 @@ class Runtime:
             timeout=self.settings.connect_timeout,
             command_timeout=self.settings.command_timeout,
             server_settings=server_settings(connected),
+            **statement_cache_size(connected),
         )
 
     def _on_log(self, conn: asyncpg.Connection, message: Any) -> None:
@@ -414,10 +444,11 @@ class Runtime:
             return self._pool
         connected = await self.target()  # takes the lock itself; asyncio locks do not nest
         async with await self._lock():
-            if connected.check_interval is None:
-                # Learn whether the server takes the startup settings before a
-                # pool of connections asks for them: once, under the lock, or
-                # a burst of first calls would each open a trial connection.
+            if connected.check_interval is None or connected.pooler is None:
+                # Learn whether the server takes the startup settings, and
+                # whether a pooler answers, before a pool of connections asks
+                # for them: once, under the lock, or a burst of first calls
+                # would each open a trial connection.
                 await (await self._open(connected)).close()
             if self._pool is not None and self._pool_settings != wanted:
                 old, self._pool = self._pool, None
@@ -433,6 +464,7 @@ class Runtime:
                         timeout=self.settings.connect_timeout,
                         init=self._setup,
                         server_settings=server_settings(connected),
+                        **statement_cache_size(connected),
                     )
                 except (
                     TimeoutError,
@@ -516,6 +548,10 @@ class Runtime:
     def pool_if_open(self) -> asyncpg.Pool | None:
         """The pool if it has been created, without creating it."""
         return self._pool
+
+    def behind_pooler(self) -> bool:
+        """Whether the connected target is a pooler (detected, or ``--pooler``)."""
+        return self._connected is not None and self._connected.pooler is True
 
     def describe_target(self) -> str:
         """A password-free description of where the runtime connects."""

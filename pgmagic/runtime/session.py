@@ -262,6 +262,12 @@ class Session:
             "backend pid": conn.get_server_pid(),
             "transaction": self.state.value,
         }
+        if self._runtime.behind_pooler():
+            info["backend pid"] = "one per transaction (a pooler chooses it)"
+            info["pooler"] = (
+                "yes: no named prepared statements; SET, temp tables and LISTEN "
+                "do not outlive a transaction"
+            )
         pool = self._runtime.pool_if_open()
         if pool is None:
             info["pool"] = "not started (opens on first API call)"
