@@ -123,9 +123,6 @@ PGBOUNCER_EXPECTED_FAILURES: dict[str, str] = {
     "tests/runtime/test_connect.py::test_a_dsn_that_sets_the_check_interval_keeps_its_own": (
         "a DSN that sets client_connection_check_interval cannot connect through pgbouncer"
     ),
-    "tests/test_api.py::test_many_queries_run_at_once_on_the_pool": (
-        "the pool's first connection is not retried without the refused check interval"
-    ),
 }
 
 TARGETS = {
