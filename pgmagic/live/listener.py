@@ -49,7 +49,7 @@ import asyncpg
 
 from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.log import RATE_WINDOW, Item, NotificationLog, check_channels, gap_message
-from pgmagic.live.probe import ConnectionLost, delivers
+from pgmagic.live.probe import delivers
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime
@@ -458,10 +458,7 @@ class Listener:
         return await self.runtime.connect_to(self._target)
 
     async def _delivers(self, conn: asyncpg.Connection) -> bool:
-        try:
-            return await delivers(conn, self._open, self._probe_timeout)
-        except ConnectionLost:
-            raise ConnectError(f"lost the listener connection to {self._where()}") from None
+        return await delivers(conn, self._open, self._probe_timeout, self._where())
 
     async def _connect(self) -> asyncpg.Connection:
         conn = await self._open()

@@ -15,15 +15,14 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-
-class ConnectionLost(Exception):
-    """The connection under test closed during the check."""
+from pgmagic.errors import ConnectError
 
 
 async def delivers(
     conn: asyncpg.Connection,
     open_other: Callable[[], Awaitable[asyncpg.Connection]],
     timeout: float,
+    where: str,
 ) -> bool:
     """Whether a notification sent to a private channel reaches ``conn``.
 
@@ -35,6 +34,8 @@ async def delivers(
         Opens a second connection to the same place, for the pooler case.
     timeout : float
         Seconds to wait for each notification.
+    where : str
+        The connection's target, password-free, for the error.
 
     Returns
     -------
@@ -42,7 +43,7 @@ async def delivers(
 
     Raises
     ------
-    ConnectionLost
+    ConnectError
         ``conn`` closed while waiting.
     """
     pid = conn.get_server_pid()
@@ -69,7 +70,7 @@ async def delivers(
             await asyncio.wait_for(arrived.get(), timeout)
         except TimeoutError:
             if conn.is_closed():
-                raise ConnectionLost from None
+                raise ConnectError(f"lost the listener connection to {where}") from None
             return False
         return True
     finally:
