@@ -7,7 +7,6 @@ maps a subcommand's name to its function.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from IPython import display as _display
 from pgmagic.bulk import load as loading
 from pgmagic.errors import OptionError, ParameterError
 from pgmagic.frontend import feed, progress
-from pgmagic.frontend.options import TOKEN_RE, no_arguments, unquote, words
+from pgmagic.frontend.lines import Word, split
+from pgmagic.frontend.options import channel_name, no_arguments
 from pgmagic.frontend.output import print_message
 from pgmagic.live import refresh
 from pgmagic.live.listener import listener_for, unlisten
@@ -33,12 +33,8 @@ __all__ = ["COMMANDS"]
 
 show: Callable[..., None] = _display.display
 
-_NAME = r'(?:"(?:[^"]|"")+"|[^\s."]+)'
-_LOAD_RE = re.compile(
-    rf"(?P<source>.+?)\s+into\s+(?P<table>{_NAME}(?:\.{_NAME})?)"
-    r"(?P<flags>(?:\s+-{1,2}\w+)*)\s*\Z",
-    re.IGNORECASE | re.DOTALL,
-)
+_NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_\u0080-\U0010ffff][\w$]*)'
+_TABLE_RE = re.compile(rf"{_NAME}(?:\.{_NAME})?")
 _VARIABLE_RE = re.compile(r"\$[A-Za-z_]\w*")
 
 
@@ -59,26 +55,36 @@ _CONNECT_USAGE = "usage: %pg connect [--pooler] <dsn> | $variable | --embedded"
 
 def connect(magics: PgMagics, rest: str) -> None:
     """``%pg connect [--pooler] DSN | $variable | --embedded``."""
-    tokens = rest.strip()
-    pooler = tokens == "--pooler" or tokens.startswith("--pooler ")
-    if pooler:
-        tokens = tokens[len("--pooler") :].strip()
-        if tokens.startswith("--embedded"):
+    found = split(rest)
+    flags: list[str] = []
+    while found and not found[0].quoted and found[0].text.startswith("--"):
+        flag = found.pop(0).text
+        if flag not in ("--pooler", "--embedded"):
+            raise OptionError(f"unknown option {flag} for %pg connect")
+        flags.append(flag)
+    pooler = "--pooler" in flags
+    dsn: str | None
+    if "--embedded" in flags:
+        if pooler:
             raise OptionError("--pooler needs a DSN: the embedded server has no pooler")
-    if tokens.startswith("--embedded"):
-        if tokens.split(None, 1)[1:]:
+        if found:
             raise OptionError("--embedded takes no DSN")
-        dsn: str | None = "embedded"
-    elif not tokens:
+        dsn = "embedded"
+    elif not found:
         raise OptionError(_CONNECT_USAGE)
-    elif "://" in tokens.split()[0] and len(tokens.split()) > 1:
-        raise OptionError(f"unexpected text after the DSN: {' '.join(tokens.split()[1:])!r}")
-    elif _VARIABLE_RE.fullmatch(tokens):
-        dsn = str(_variable(magics, tokens))
+    elif len(found) == 1:
+        word = found[0]
+        dsn = word.text
+        if not word.quoted and _VARIABLE_RE.fullmatch(dsn):
+            dsn = str(_variable(magics, dsn))
+    elif "://" in found[0].text or not all("=" in word.text for word in found):
+        extra = rest[found[1].start : found[-1].end]
+        raise OptionError(f"unexpected text after the DSN: {extra!r}")
     else:
-        dsn = tokens.strip("'\"")
-        if not dsn.strip():
-            raise OptionError(_CONNECT_USAGE)
+        # A libpq keyword string (host=... dbname=...), its quoting as libpq reads it.
+        dsn = rest[found[0].start : found[-1].end]
+    if not dsn.strip():
+        raise OptionError(_CONNECT_USAGE)
     runtime = magics.runtime
     runtime.set_target(dsn, pooler=pooler)
     info = runtime.run(_status(runtime), on_message=print_message)
@@ -114,33 +120,32 @@ def status(magics: PgMagics, rest: str) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+_LOAD_USAGE = "usage: %pg load DATAFRAME|FILE INTO table [--create | --append | --replace] [-q]"
+_LOAD_FLAGS = ("--create", "--append", "--replace", "-q", "--quiet")
+
+
 def load(magics: PgMagics, rest: str) -> None:
     """``%pg load DATAFRAME|FILE INTO table [--create | --append | --replace] [-q]``."""
-    match = _LOAD_RE.match(rest.strip())
-    if match is None:
-        raise OptionError(
-            "usage: %pg load DATAFRAME|FILE INTO table [--create | --append | --replace] [-q]"
-        )
-    flags = match.group("flags").split()
-    unknown = [f for f in flags if f not in ("--create", "--append", "--replace", "-q", "--quiet")]
+    found = split(rest)
+    into = next((i for i, w in enumerate(found) if not w.quoted and w.text.lower() == "into"), None)
+    if not into or into + 1 >= len(found):
+        raise OptionError(_LOAD_USAGE)
+    source_words, table_word = found[:into], found[into + 1]
+    # The table as SQL writes it: "Mixed Case".orders keeps its double quotes.
+    table = rest[table_word.start : table_word.end]
+    if not _TABLE_RE.fullmatch(table):
+        raise OptionError(f"not a table name: {table!r} ({_LOAD_USAGE[7:]})")
+    flags = [w.text for w in found[into + 2 :]]
+    unknown = [f for f in flags if f not in _LOAD_FLAGS]
     if unknown:
         raise OptionError(f"unknown option {unknown[0]} for %pg load")
     modes = [f[2:] for f in flags if f in ("--create", "--append", "--replace")]
     if len(modes) > 1:
         raise OptionError("choose one of --create, --append, --replace")
     quiet = "-q" in flags or "--quiet" in flags
+    source = _load_source(magics, source_words, rest)
     if quiet:
         magics.runtime.printer = None
-    token = match.group("source").strip().strip("'\"")
-    source: Any = token
-    if not os.path.exists(os.path.expanduser(token)):
-        namespace = magics.namespace
-        # A variable, or an expression such as df.head(1000) or df[["a", "b"]].
-        with contextlib.suppress(Exception):
-            source = namespace[token] if token in namespace else eval(token, namespace)
-    if not isinstance(source, pd.DataFrame | str):
-        raise OptionError(f"{token} is a {type(source).__name__}; load takes a DataFrame or a file")
-    table = match.group("table").strip()
     with progress.Bar(f"→ {table}", quiet=quiet) as bar:
         result = loading.load(
             magics.runtime,
@@ -153,9 +158,42 @@ def load(magics: PgMagics, rest: str) -> None:
         print(result.summary())
 
 
+_PATH_RE = re.compile(r"[/\\~]|\.(csv|tsv|txt|parquet|pq|gz|jsonl?)$", re.IGNORECASE)
+
+
+def _load_source(magics: PgMagics, found: list[Word], rest: str) -> pd.DataFrame | str:
+    """What ``%pg load`` reads: a file (quoted, or existing) or a Python expression's frame."""
+    if len(found) == 1 and found[0].quoted:
+        return found[0].text  # a quoted file name, spaces and all
+    text = rest[found[0].start : found[-1].end]
+    if os.path.exists(os.path.expanduser(text)):
+        return text
+    namespace = magics.namespace
+    # A variable, or an expression such as df.head(1000) or df[df.day > cutoff].
+    try:
+        source = namespace[text] if text in namespace else eval(text, namespace)
+    except NameError as error:
+        if _PATH_RE.search(text):
+            raise OptionError(f"no such file: {text}") from None
+        raise ParameterError(f"no such file or variable: {text} ({error})") from None
+    except Exception as error:
+        if _PATH_RE.search(text) and isinstance(error, SyntaxError):
+            raise OptionError(f"no such file: {text}") from None
+        raise ParameterError(f"cannot evaluate {text!r}: {type(error).__name__}: {error}") from None
+    if isinstance(source, str) and not os.path.exists(os.path.expanduser(source)):
+        raise OptionError(f"no such file: {source} (the value of {text})")
+    if not isinstance(source, pd.DataFrame | str):
+        raise OptionError(f"{text} is a {type(source).__name__}; load takes a DataFrame or a file")
+    return source
+
+
 def help_(magics: PgMagics, rest: str) -> None:
     """``%pg help``: the same text as ``%pg?``."""
+    no_arguments("help", rest)
     print(type(magics).pg.__doc__)
+
+
+_LISTEN_USAGE = "usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]"
 
 
 def listen(magics: PgMagics, rest: str) -> None:
@@ -164,52 +202,65 @@ def listen(magics: PgMagics, rest: str) -> None:
     ``--dsn`` connects the listener past a transaction pooler; without it the
     listener uses ``PgMagics.listen_dsn`` (the listener reads it) or the target.
     """
-    found = words(rest)
+    found = split(rest)
     dsn: str | None = None
-    if found and (found[0] == "--dsn" or found[0].startswith("--dsn=")):
-        given = found[0][len("--dsn=") :] if "=" in found[0] else None
-        if given is None:
-            if len(found) < 2:
-                raise OptionError("usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]")
-            given, found = found[1], found[2:]
+    if found and not found[0].quoted and found[0].text.split("=", 1)[0] == "--dsn":
+        flag = found.pop(0)
+        if "=" in flag.text:
+            given, quoted = flag.text.split("=", 1)[1], flag.quoted
+        elif found:
+            word = found.pop(0)
+            given, quoted = word.text, word.quoted
         else:
-            found = found[1:]
-        dsn = str(_variable(magics, given)) if _VARIABLE_RE.fullmatch(given) else given
+            raise OptionError(_LISTEN_USAGE)
+        dsn = (
+            str(_variable(magics, given)) if not quoted and _VARIABLE_RE.fullmatch(given) else given
+        )
         if not dsn.strip():
-            raise OptionError("usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]")
-    if any(word.startswith("--") for word in found):
-        raise OptionError("usage: %pg listen [--dsn DSN] CHANNEL [CHANNEL ...]")
+            raise OptionError(_LISTEN_USAGE)
+    if not found or any(not w.quoted and w.text.startswith("-") for w in found):
+        raise OptionError(_LISTEN_USAGE)
+    channels = [channel_name(w.text, quoted=w.quoted) for w in found]
     if type(magics.shell).__name__ == "TerminalInteractiveShell":
         # Terminal IPython shows no widgets: print the notifications instead.
-        feed.listen_as_text(magics.runtime, found, on_message=print_message, dsn=dsn)
+        feed.listen_as_text(magics.runtime, channels, on_message=print_message, dsn=dsn)
         return
-    show(feed.listen(magics.runtime, found, on_message=print_message, dsn=dsn))
+    show(feed.listen(magics.runtime, channels, on_message=print_message, dsn=dsn))
 
 
 def unlisten_(magics: PgMagics, rest: str) -> None:
     """``%pg unlisten CHANNEL ... | --all``."""
-    found = words(rest)
-    if not found or ("--all" in found and len(found) > 1):
+    found = split(rest)
+    every = [w for w in found if not w.quoted and w.text == "--all"]
+    if not found or (every and len(found) > 1):
         raise OptionError("usage: %pg unlisten CHANNEL [CHANNEL ...] | --all")
-    stopped = unlisten(magics.runtime, None if found == ["--all"] else found)
+    channels = None if every else [channel_name(w.text, quoted=w.quoted) for w in found]
+    stopped = unlisten(magics.runtime, channels)
     print(f"stopped listening on {', '.join(stopped)}" if stopped else "was not listening")
 
 
 def notify(magics: PgMagics, rest: str) -> None:
     """``%pg notify CHANNEL [PAYLOAD | $variable]``."""
-    match = TOKEN_RE.match(rest)
-    if match is None:
+    found = split(rest)
+    if not found:
         raise OptionError("usage: %pg notify CHANNEL [PAYLOAD | $variable]")
-    channel, payload = unquote(match.group(1)), rest[match.end() :].strip()
-    value: Any = unquote(payload) if payload else None
-    if _VARIABLE_RE.fullmatch(payload):
-        value = _variable(magics, payload)
+    channel = channel_name(found[0].text, quoted=found[0].quoted)
+    words = found[1:]
+    value: Any = None
+    if len(words) == 1:
+        value = words[0].text
+        if not words[0].quoted and _VARIABLE_RE.fullmatch(value):
+            value = _variable(magics, value)
+    elif words:
+        # Several words: the payload as written ({"id": 1} keeps its quotes).
+        value = rest[words[0].start : words[-1].end]
     if send(magics.runtime, channel, value, on_message=print_message):
         print("NOTIFY queued: the server delivers it when the transaction commits")
 
 
 def stop(magics: PgMagics, rest: str) -> None:
     """``%pg stop``: end every ``--refresh-on`` and ``--watch``."""
+    no_arguments("stop", rest)
     stopped = refresh.stop_all(magics.runtime)
     print(f"stopped {stopped} refresh{'' if stopped == 1 else 'es'}")
 

@@ -75,6 +75,12 @@ class PgMagics(Configuration):
             %pg listen CHANNEL ... | unlisten CHANNEL ... | unlisten --all
             %pg notify CHANNEL [PAYLOAD | $variable]
 
+        Options and subcommands read their words as a shell does: quote a
+        value with spaces (``--to "my file.csv"``, ``-p "(1, 'a')"``), and an
+        unquoted ``#`` starts a comment.  After the options, the SQL is
+        SQL's own (``#`` is an operator there).  Channel names are
+        identifiers: ``Orders`` is ``orders``; quote to keep case or spaces.
+
         A cell may hold several statements; each non-query statement prints its
         command tag and the last query's result is shown and returned as a
         DataFrame (dtypes follow the column types).  Values are sent as

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import keyword
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -17,22 +16,19 @@ from typing import Any, TypeVar, cast
 from IPython.core import magic_arguments as _magic_arguments
 
 from pgmagic.errors import OptionError
+from pgmagic.frontend.lines import iter_words, split
 from pgmagic.results.cell import Mode
 
 __all__ = [
-    "TOKEN_RE",
     "Options",
+    "channel_name",
     "declare",
     "no_arguments",
     "parse",
-    "unquote",
     "variable_name",
-    "words",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-TOKEN_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+)""")
 
 # (flags, argparse keywords), in the order %pg? lists them.
 _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
@@ -159,30 +155,45 @@ class Options:
         return bool(self.refresh_on) or self.watch is not None
 
 
+_LONG = {flags[0]: flags[-1] for flags, _ in _DECLARED}
+
+
 def _split(line: str) -> tuple[list[str], str]:
-    """Leading option tokens, and the rest of the line verbatim (the SQL)."""
+    """Leading options, as ``--name=value`` for argparse, and the rest of the line verbatim.
+
+    The options follow :mod:`pgmagic.frontend.lines`; the first word that is
+    not an option starts the SQL, which is left as written (``#`` is an
+    operator in SQL, not a comment).
+    """
     tokens: list[str] = []
-    position = 0
-    expect_value = False
-    while (match := TOKEN_RE.match(line, position)) is not None:
-        token = match.group(1)
-        if expect_value:
-            tokens.append(token)
-            position = match.end()
-            expect_value = False
-            continue
-        name = token.split("=", 1)[0]
-        # "-- comment", "-1" and the like are SQL, not options.
-        if not token.startswith("-") or not token.lstrip("-")[:1].isalpha():
+    rest = ""
+    words = iter_words(line)
+    for word in words:
+        name, equals, value = word.text.partition("=")
+        # "-- comment", "-1" and words that begin with a quote are SQL, not options.
+        raw = line[word.start : word.start + 3]
+        if not raw.startswith("-") or not raw.lstrip("-")[:1].isalpha():
+            rest = line[word.start :]
             break
         if name not in _TAKES_VALUE:
             raise OptionError(f"unknown option {name} (see %pg?)")
-        tokens.append(token)
-        position = match.end()
-        expect_value = "=" not in token and _TAKES_VALUE[name]
-    if expect_value:
-        raise OptionError(f"option {tokens[-1]} needs a value")
-    return tokens, line[position:]
+        name = _LONG.get(name, name)
+        if not _TAKES_VALUE[name]:
+            if equals:
+                raise OptionError(f"option {name} takes no value")
+            tokens.append(name)
+            continue
+        given = None if equals else next(words, None)
+        if not equals:
+            if given is None:
+                raise OptionError(f"option {word.text} needs a value")
+            value = given.text
+        if name == "--refresh-on":
+            quoted = word.quoted or (given is not None and given.quoted)
+            value = channel_name(value, quoted=quoted)
+        # One token, so that a value starting with "-" is not taken for an option.
+        tokens.append(f"{name}={value}")
+    return tokens, rest
 
 
 def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
@@ -220,7 +231,7 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         to=args.to,
         format=args.format,
         many=args.many,
-        refresh_on=tuple(unquote(c) for c in args.refresh_on or ()),
+        refresh_on=tuple(args.refresh_on or ()),
         watch=args.watch,
     )
     if options.chunksize < 1:
@@ -235,40 +246,46 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
     return options, tokens, rest
 
 
-def words(text: str) -> list[str]:
-    """Split shell-like words; an unbalanced quote is one line, not a traceback.
+# PostgreSQL's unquoted identifier: a letter (any non-ASCII character counts)
+# or underscore, then letters, digits, underscores and dollar signs.
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
+
+
+def channel_name(text: str, *, quoted: bool) -> str:
+    """A channel as PostgreSQL reads it: ``orders`` and ``Orders`` are one; quote to keep case.
 
     Parameters
     ----------
     text : str
-
-    Returns
-    -------
-    list of str
-    """
-    try:
-        return shlex.split(text)
-    except ValueError as error:
-        raise OptionError(f"{error} in {text.strip()!r}") from None
-
-
-def unquote(text: str) -> str:
-    """A value as given, without the quotes around it if it has them.
-
-    Parameters
-    ----------
-    text : str
+        The word, without its quotes.
+    quoted : bool
+        Whether it was quoted: then it is taken exactly, as ``"Mixed Case"``
+        is by ``LISTEN``.
 
     Returns
     -------
     str
+        The name ``pg_notify`` must be given to reach it.
+
+    Raises
+    ------
+    OptionError
+        Not an identifier (``orders,`` or ``orders;``), or empty.
     """
-    if text[:1] not in ("'", '"'):
+    if quoted:
+        if not text:
+            raise OptionError("a channel name cannot be empty")
         return text
-    found = words(text)
-    if len(found) != 1:
-        raise OptionError(f"quote the whole value once: {text!r}")
-    return found[0]
+    if not _IDENTIFIER_RE.fullmatch(text):
+        raise OptionError(
+            f"not a channel name: {text!r} (a name such as orders, channels separated "
+            'by spaces, or a quoted name such as "Order Events")'
+        )
+    # PostgreSQL folds unquoted identifiers to lower case, ASCII letters only.
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 _SQL_WORDS = frozenset(
@@ -326,5 +343,7 @@ def no_arguments(command: str, rest: str) -> None:
     command : str
     rest : str
     """
-    if rest.strip():
-        raise OptionError(f"%pg {command} takes no arguments, got {rest.strip()!r}")
+    found = split(rest)
+    if found:
+        extra = rest[found[0].start : found[-1].end]
+        raise OptionError(f"%pg {command} takes no arguments, got {extra!r}")

@@ -58,7 +58,7 @@ def shell(ip: Any) -> Any:
     )
     ip.run_cell("%pg -q CREATE TABLE IF NOT EXISTS fuzzed (a int)")
     yield ip
-    ip.run_cell("%pg -q stop")
+    ip.run_cell("%pg stop")
     ip.run_cell("%pg -q DROP TABLE IF EXISTS fuzzed, fuzz_t")
 
 
@@ -100,10 +100,13 @@ def test_every_error_is_one_line_or_psqls(shell: Any, line: str) -> None:
     [
         ("%pg --many 1 INSERT INTO fuzzed VALUES ($1)", "OptionError: --many needs a DataFrame"),
         ("%pg --many None INSERT INTO fuzzed VALUES ($1)", "OptionError: --many needs a DataFrame"),
-        ("%pg --many 'ab' INSERT INTO fuzzed VALUES ($1)", "OptionError: --many needs a DataFrame"),
+        (
+            """%pg --many "'ab'" INSERT INTO fuzzed VALUES ($1)""",
+            "OptionError: --many needs a DataFrame",
+        ),
         ("%pg --many rows INSERT INTO fuzzed VALUES ($a)", "OptionError: --many: row 1 has no key"),
         (f"%pg --to {FOLDER / 'z.parquet'} --chunksize 0 SELECT 1", "OptionError: --chunksize"),
-        ("%pg connect '", "OptionError: usage: %pg connect"),
+        ("%pg connect '", "OptionError: no closing quote"),
     ],
 )
 def test_known_bad_lines_are_one_line(shell: Any, line: str, expected: str) -> None:
