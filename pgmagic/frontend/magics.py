@@ -58,22 +58,36 @@ class PgMagics(Configuration):
     def pg(self, line: str, cell: str | None = None) -> Any:
         """Run SQL on PostgreSQL; ``$name`` binds the notebook variable ``name``.
 
-        ::
+        Forms ([optional], a | b: one of them)
 
-            %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]
-            SELECT * FROM users WHERE score > $min_score
-
-            df = %pg SELECT count(*) AS n FROM users
-            %pg connect postgresql://user@host/db     (or $dsn, or --embedded)
-            %pg connect --pooler DSN                  (behind a transaction pooler)
-            %pg status | disconnect | help
-            %%pg --stream [--chunksize N] -o chunks      (iterate: for df in chunks)
-            %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl   (stream to a file)
-            %%pg --many rows                              (executemany over rows)
+            %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]   then SQL in the cell
+            %pg [options] SQL                                  SQL on one line
+            %pg connect [--pooler] DSN | $variable | --embedded
+            %pg status | disconnect | help | stop
+            %%pg --stream [--chunksize N] -o NAME              iterate: for df in NAME
+            %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl         stream to a file
+            %%pg --many EXPR                                   once per row of EXPR
             %pg load DATAFRAME|FILE INTO table [--create | --append | --replace]
-            %%pg --refresh-on CHANNEL | --watch SECONDS   (live output; %pg stop ends it)
-            %pg listen CHANNEL ... | unlisten CHANNEL ... | unlisten --all
+            %%pg --refresh-on CHANNEL | --watch SECONDS        live output; %pg stop ends it
+            %pg listen [--dsn DSN] CHANNEL ... | unlisten CHANNEL ... | unlisten --all
             %pg notify CHANNEL [PAYLOAD | $variable]
+
+        Examples::
+
+            %pg connect --embedded
+            %pg -q CREATE TABLE help_demo (id int, tag text)
+            %pg -q --many "[(1, 'a'), (2, 'b'), (3, 'b')]" INSERT INTO help_demo VALUES ($1, $2)
+            tags = ["b"]
+            df = %pg SELECT * FROM help_demo WHERE tag = any($tags)
+            n = %pg --scalar SELECT count(*) FROM help_demo
+            row = %pg --one -p "(1,)" SELECT * FROM help_demo WHERE id = $1
+            %pg -q --to "help demo.csv" SELECT * FROM help_demo
+            %pg load df INTO help_copy --create   # a DataFrame or a file
+            %pg listen help_events                # a live feed of notifications
+            %pg notify help_events "hello"
+            %pg unlisten --all
+            %pg status
+            %pg -q DROP TABLE help_demo, help_copy
 
         Options and subcommands read their words as a shell does: quote a
         value with spaces (``--to "my file.csv"``, ``-p "(1, 'a')"``), and an
