@@ -10,8 +10,8 @@ The tree::
     ├── OptionError              a magic option, subcommand or setting is wrong
     │   ├── TooManyRows          a result is larger than PgMagics.max_rows
     │   └── StreamExpired        a --stream's connection closed before its end
-    └── ColumnTypeError          (also a ValueError) an exported value does not
-                                 fit its column's Arrow type
+    └── ColumnTypeError          (also a ValueError) a value does not fit its
+                                 column's Arrow type, or what Python holds
     QueryCancelled               Ctrl-C reached a running query (a KeyboardInterrupt)
 
     asyncpg.PostgresError        errors from the server keep their asyncpg class
@@ -140,11 +140,13 @@ class UnsupportedColumnError(Exception):
 
 
 class ColumnTypeError(PgMagicError, ValueError):
-    """A value does not fit the Arrow type its column was given.
+    """A value does not fit the Arrow type its column was given, or Python's types.
 
     An export fixes its schema from the first batch (the scale and width of
     decimals, the dimensions of arrays); a later value that needs more is
-    refused rather than silently rounded.
+    refused rather than silently rounded.  A date before year 1 or after 9999
+    (or an interval beyond about 292 years) has no Python or pandas value: the
+    result names the column instead of showing a wrong one.
 
     Parameters
     ----------

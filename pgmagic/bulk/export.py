@@ -225,7 +225,7 @@ def _repeating_columns(batch: Any) -> list[str]:
     sample = batch.slice(0, _DICTIONARY_SAMPLE)
     chosen = []
     for field, column in zip(sample.schema, sample.columns, strict=True):
-        if pa.types.is_nested(field.type):
+        if pa.types.is_nested(field.type) or pa.types.is_null(field.type):
             continue
         values = column.storage if isinstance(column, pa.ExtensionArray) else column
         if 2 * pc.count_distinct(values).as_py() <= len(values) - values.null_count:
@@ -494,7 +494,18 @@ def export(
     >>> export(runtime, bound, "events.parquet").summary()  # doctest: +SKIP
     """
     target = Path(path).expanduser()
+    if target.is_dir():
+        raise OptionError(
+            f"{str(target)!r} is a folder: name a file in it, such as {target}/result.csv"
+        )
     chosen = format_for(target, fmt)
+    for folder in (target.parent, *target.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise OptionError(
+                    f"cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder"
+                )
+            break
     if not target.parent.exists():
         raise OptionError(f"folder {str(target.parent)!r} does not exist")
     progress = Progress()
@@ -503,13 +514,19 @@ def export(
         if on_tick is not None:
             on_tick(progress)
 
-    sink = _Sink(target, chosen)
+    try:
+        sink = _Sink(target, chosen)
+    except OSError as error:
+        # Named after the file the user asked for, never the temporary one.
+        raise OptionError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
     try:
         rows, size = _write(
             runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
         )
     except DATABASE_ERRORS as error:
         raise render(error) from None
+    except OSError as error:
+        raise OptionError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
     except ColumnTypeError as error:
         raise OptionError(
             f"{error}; cast the column in SQL (e.g. ::numeric(20,6), ::text) or export as csv"

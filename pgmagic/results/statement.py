@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,13 @@ import asyncpg
 import pandas as pd
 
 from pgmagic import _oids as oids
-from pgmagic.errors import ColumnMismatchError, TooManyRows, UnsupportedColumnError
+from pgmagic.errors import (
+    ColumnMismatchError,
+    ColumnTypeError,
+    PgMagicError,
+    TooManyRows,
+    UnsupportedColumnError,
+)
 from pgmagic.results import decode
 from pgmagic.results.copyout import bound_values
 from pgmagic.results.frames import Column
@@ -294,29 +301,30 @@ async def run_statement(
         stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
         try:
             attributes = stmt.get_attributes()
-            copyable = bool(attributes) and _copyable(bound.sql)
-            short = bool(hints and hints.get(bound.sql))
-            if (
-                copy_ok
-                and copyable
-                and not short
-                and await decode.supports(conn, attributes, fetch.numeric_as_float)
-            ):
-                result = await _copy_path(conn, bound, fetch, categories, progress)
-                if result is not None and result.frame is not None:
-                    if hints is not None:
-                        _remember(hints, bound.sql, len(result.frame) <= _SHORT_ROWS)
-                    result.elapsed = time.perf_counter() - started
-                    return result
-            # A result known to be short needs no progress counting: one round trip.
-            if copyable and (max_rows or (progress is not None and not short)):
-                records = await _fetch_in_chunks(conn, stmt, bound.args, fetch, progress)
-                status = f"SELECT {len(records)}"
-            else:
-                records = await stmt.fetch(*bound.args, timeout=timeout)
-                status = stmt.get_statusmsg() or ""
-            if copyable and hints is not None:
-                _remember(hints, bound.sql, len(records) <= _SHORT_ROWS)
+            with _out_of_range(attributes):
+                copyable = bool(attributes) and _copyable(bound.sql)
+                short = bool(hints and hints.get(bound.sql))
+                if (
+                    copy_ok
+                    and copyable
+                    and not short
+                    and await decode.supports(conn, attributes, fetch.numeric_as_float)
+                ):
+                    result = await _copy_path(conn, bound, fetch, categories, progress)
+                    if result is not None and result.frame is not None:
+                        if hints is not None:
+                            _remember(hints, bound.sql, len(result.frame) <= _SHORT_ROWS)
+                        result.elapsed = time.perf_counter() - started
+                        return result
+                # A result known to be short needs no progress counting: one round trip.
+                if copyable and (max_rows or (progress is not None and not short)):
+                    records = await _fetch_in_chunks(conn, stmt, bound.args, fetch, progress)
+                    status = f"SELECT {len(records)}"
+                else:
+                    records = await stmt.fetch(*bound.args, timeout=timeout)
+                    status = stmt.get_statusmsg() or ""
+                if copyable and hints is not None:
+                    _remember(hints, bound.sql, len(records) <= _SHORT_ROWS)
             break
         except asyncpg.PostgresError as error:
             if attempt == 0 and use_cache and cache is not None and _is_stale(error):
@@ -328,6 +336,28 @@ async def run_statement(
     if attributes or records:
         columns = await categories.columns(conn, attributes)
     return StatementResult(status, columns, records, time.perf_counter() - started)
+
+
+_RANGE_RE = re.compile(r"out of range|ordinal must be")
+_TIME_TYPES = frozenset({"date", "timestamp", "timestamptz", "interval", "time", "timetz"})
+
+
+@contextlib.contextmanager
+def _out_of_range(attributes: Sequence[Any]) -> Iterator[None]:
+    """A value Python or pandas cannot hold becomes one line naming its column."""
+    try:
+        yield
+    except (OverflowError, ValueError) as error:
+        # "year 0 is out of range", "ordinal must be >= 1" (a date BC): Python's own words.
+        if isinstance(error, PgMagicError) or not _RANGE_RE.search(str(error)):
+            raise
+        names = [a.name for a in attributes if a.type.name in _TIME_TYPES]
+        names = names or [a.name for a in attributes]
+        raise ColumnTypeError(
+            ", ".join(names),
+            "holds a value Python and pandas cannot (a date before year 1 or after 9999); "
+            f"select it as text ({names[0]}::text) to see it as PostgreSQL writes it",
+        ) from None
 
 
 async def _copy_path(

@@ -1,0 +1,58 @@
+"""Values Python and pandas cannot hold: one line naming the column, on every path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import pgmagic
+from pgmagic.errors import ColumnTypeError
+from tests.shell import fails, run
+
+VALUES = [
+    "'0044-03-15 BC'::date",
+    "'10000-01-01'::date",
+    "'0001-01-01 BC'::timestamp",
+    "'0044-03-15 BC'::timestamptz",
+    "'12000-06-01 12:00'::timestamp",
+    "'12000-06-01 12:00+00'::timestamptz",
+]
+# The binary COPY path (a plain query), and the Records path (--one, --scalar,
+# max_rows, which fetches in chunks).
+FORMS = [
+    "%pg SELECT 1 AS n, {value} AS far",
+    "%pg --one SELECT 1 AS n, {value} AS far",
+    "%pg --scalar SELECT {value} AS far",
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+@pytest.mark.parametrize("form", FORMS)
+def test_a_value_out_of_pythons_range_names_its_column(ip: Any, form: str, value: str) -> None:
+    error, _ = fails(ip, form.format(value=value))
+    assert isinstance(error, ColumnTypeError), error
+    message = str(error)
+    assert "column 'far'" in message and "far::text" in message and "\n" not in message
+    # The text cast shows it, and the session goes on.
+    assert run(ip, f"%pg --scalar SELECT ({value})::text").strip()
+    assert run(ip, "%pg --scalar SELECT 1") == 1
+
+
+def test_max_rows_path_and_the_api_say_the_same(ip: Any) -> None:
+    run(ip, "%config PgMagics.max_rows = 1000")
+    error, _ = fails(ip, "%pg SELECT '0044-03-15 BC'::date AS far")
+    assert isinstance(error, ColumnTypeError)
+    run(ip, "%config PgMagics.max_rows = 0")
+    import asyncio
+
+    with pytest.raises(ColumnTypeError, match="column 'far'"):
+        asyncio.run(pgmagic.fetch("SELECT '0044-03-15 BC'::date AS far"))
+    with pytest.raises(ColumnTypeError, match="column 'far'"):
+        asyncio.run(pgmagic.fetchval("SELECT '10000-01-01'::date AS far"))
+
+
+def test_the_edges_that_python_holds_are_shown(ip: Any) -> None:
+    frame = run(ip, "%pg SELECT '0001-01-01'::date AS lo, '9999-12-31'::date AS hi")
+    assert str(frame["lo"][0].date()) == "0001-01-01"
+    assert str(frame["hi"][0].date()) == "9999-12-31"
