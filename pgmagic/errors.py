@@ -151,14 +151,14 @@ class ColumnTypeError(PgMagicError, ValueError):
     Parameters
     ----------
     column : str
-        The column's name.
+        The column's name (or names), or empty when it is not known.
     detail : str
         What did not fit.
     """
 
     def __init__(self, column: str, detail: str) -> None:
         self.column = column
-        super().__init__(f"column {column!r}: {detail}")
+        super().__init__(f"column {column!r}: {detail}" if column else detail)
 
 
 class ColumnMismatchError(Exception):

@@ -519,22 +519,24 @@ def export(
     except OSError as error:
         # Named after the file the user asked for, never the temporary one.
         raise OptionError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
-    try:
-        rows, size = _write(
-            runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
-        )
-    except DATABASE_ERRORS as error:
-        raise render(error) from None
-    except OSError as error:
-        raise OptionError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
-    except ColumnTypeError as error:
-        raise OptionError(
-            f"{error}; cast the column in SQL (e.g. ::numeric(20,6), ::text) or export as csv"
-        ) from None
-    except KeyboardInterrupt:
-        # Ctrl-C lands either in a wait on the server (cancelled there) or in
-        # our own writing; both end the same way.
-        raise QueryCancelled("export cancelled; no file was written") from None
+    # Outside the handlers below: its hint already says what to do.
+    with frames.in_python_range(()):
+        try:
+            rows, size = _write(
+                runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
+            )
+        except DATABASE_ERRORS as error:
+            raise render(error) from None
+        except OSError as error:
+            raise OptionError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
+        except ColumnTypeError as error:
+            raise OptionError(
+                f"{error}; cast the column in SQL (e.g. ::numeric(20,6), ::text) or export as csv"
+            ) from None
+        except KeyboardInterrupt:
+            # Ctrl-C lands either in a wait on the server (cancelled there) or in
+            # our own writing; both end the same way.
+            raise QueryCancelled("export cancelled; no file was written") from None
     return ExportResult(target, rows, size, time.perf_counter() - progress.started)
 
 

@@ -165,7 +165,9 @@ class Stream:
         if self.state is not StreamState.OPEN:
             return None
         try:
-            records: list[Any] = await self._cursor.cursor.fetch(self.chunksize)
+            names = [c.name for c in self._cursor.columns]
+            with frames.in_python_range(names):
+                records: list[Any] = await self._cursor.cursor.fetch(self.chunksize)
         except BaseException as error:
             self.state = StreamState.CLOSED
             await asyncio.shield(self._cursor.close(commit=False))

@@ -28,7 +28,9 @@ decodes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pgmagic import _oids as oids
+from pgmagic.errors import ColumnTypeError, PgMagicError
 
 __all__ = ["Column", "Kind", "kind_of", "records_to_frame", "to_frame"]
 
@@ -81,6 +84,46 @@ _BY_OID: dict[int, Kind] = {
 
 # pg_type.typcategory values whose columns hold plain text (enums, citext, ...).
 _STRING_CATEGORIES = frozenset({"S", "E"})
+
+
+#: Types whose values can fall outside what Python and pandas hold.
+TIME_TYPES = frozenset({"date", "timestamp", "timestamptz", "interval", "time", "timetz"})
+# Python's own words for such a value: "year 0 is out of range", "ordinal must
+# be >= 1" (a date BC), "hour must be in 0..23" (24:00:00).
+_RANGE_RE = re.compile(r"out of range|ordinal must be|must be in \d")
+
+
+@contextlib.contextmanager
+def in_python_range(names: Sequence[str]) -> Iterator[None]:
+    """Turn a value Python or pandas cannot hold into one line naming its column.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The columns that may hold it (the first is named in the ``::text`` hint).
+
+    Raises
+    ------
+    ColumnTypeError
+        Instead of the ``OverflowError`` or ``ValueError`` of the conversion.
+    """
+    try:
+        yield
+    except (OverflowError, ValueError) as error:
+        if isinstance(error, PgMagicError) or not _RANGE_RE.search(str(error)):
+            raise
+        what = "a date before year 1 or after 9999, a time of 24:00"
+        if not names:
+            raise ColumnTypeError(
+                "",
+                f"a column holds a value Python and pandas cannot ({what}): "
+                "cast it to text in SQL (::text), or export as csv",
+            ) from None
+        raise ColumnTypeError(
+            ", ".join(names),
+            f"holds a value Python and pandas cannot ({what}); select it as text "
+            f"({names[0]}::text) to see it as PostgreSQL writes it",
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +31,10 @@ import pandas as pd
 from pgmagic import _oids as oids
 from pgmagic.errors import (
     ColumnMismatchError,
-    ColumnTypeError,
-    PgMagicError,
     TooManyRows,
     UnsupportedColumnError,
 )
-from pgmagic.results import decode
+from pgmagic.results import decode, frames
 from pgmagic.results.copyout import bound_values
 from pgmagic.results.frames import Column
 from pgmagic.runtime.connect import caches_statements
@@ -301,7 +298,7 @@ async def run_statement(
         stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
         try:
             attributes = stmt.get_attributes()
-            with _out_of_range(attributes):
+            with frames.in_python_range(_time_columns(attributes)):
                 copyable = bool(attributes) and _copyable(bound.sql)
                 short = bool(hints and hints.get(bound.sql))
                 if (
@@ -338,26 +335,10 @@ async def run_statement(
     return StatementResult(status, columns, records, time.perf_counter() - started)
 
 
-_RANGE_RE = re.compile(r"out of range|ordinal must be")
-_TIME_TYPES = frozenset({"date", "timestamp", "timestamptz", "interval", "time", "timetz"})
-
-
-@contextlib.contextmanager
-def _out_of_range(attributes: Sequence[Any]) -> Iterator[None]:
-    """A value Python or pandas cannot hold becomes one line naming its column."""
-    try:
-        yield
-    except (OverflowError, ValueError) as error:
-        # "year 0 is out of range", "ordinal must be >= 1" (a date BC): Python's own words.
-        if isinstance(error, PgMagicError) or not _RANGE_RE.search(str(error)):
-            raise
-        names = [a.name for a in attributes if a.type.name in _TIME_TYPES]
-        names = names or [a.name for a in attributes]
-        raise ColumnTypeError(
-            ", ".join(names),
-            "holds a value Python and pandas cannot (a date before year 1 or after 9999); "
-            f"select it as text ({names[0]}::text) to see it as PostgreSQL writes it",
-        ) from None
+def _time_columns(attributes: Sequence[Any]) -> list[str]:
+    """The columns whose values may fall outside Python's range (all if none is a time)."""
+    times = [a.name for a in attributes if a.type.name in frames.TIME_TYPES]
+    return times or [a.name for a in attributes]
 
 
 async def _copy_path(

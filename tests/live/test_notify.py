@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +22,7 @@ from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.live.log import Gap, Notification, NotificationLog, check_channels
 from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime, default_runtime
+from tests.proxy import Proxy
 from tests.shell import fails, run
 
 
@@ -492,56 +490,6 @@ def test_refresh_option_errors(ip: Any, cell: str, message: str) -> None:
 
 
 # ---------------------------------------------------------------- dead peers
-class Proxy:
-    """A TCP front for the test server that can go silent, like a hung peer."""
-
-    def __init__(self, dsn: str) -> None:
-        parts = urllib.parse.urlsplit(dsn)
-        query = urllib.parse.parse_qs(parts.query)
-        self.unix = f"{query['host'][0]}/.s.PGSQL.{parts.port or 5432}" if "host" in query else None
-        self.upstream = (parts.hostname, parts.port or 5432)
-        self.frozen = threading.Event()
-        self.writers: list[asyncio.StreamWriter] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop
-        ).result()
-        self.port = self.server.sockets[0].getsockname()[1]
-        user = parts.username or "postgres"
-        self.dsn = f"postgresql://{user}@127.0.0.1:{self.port}{parts.path or '/postgres'}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.unix:
-            up_reader, up_writer = await asyncio.open_unix_connection(self.unix)
-        else:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        self.writers += [writer, up_writer]
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                while self.frozen.is_set():
-                    await asyncio.sleep(0.02)
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    def close(self) -> None:
-        async def shut() -> None:
-            self.server.close()
-            for writer in self.writers:
-                writer.close()
-            await asyncio.sleep(0.05)
-
-        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture
 def proxied(dsn: str) -> Iterator[tuple[Proxy, Runtime]]:
     proxy = Proxy(dsn)

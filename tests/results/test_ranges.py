@@ -11,6 +11,7 @@ from pgmagic.errors import ColumnTypeError
 from tests.shell import fails, run
 
 VALUES = [
+    "'24:00:00'::time",
     "'0044-03-15 BC'::date",
     "'10000-01-01'::date",
     "'0001-01-01 BC'::timestamp",
@@ -56,3 +57,16 @@ def test_the_edges_that_python_holds_are_shown(ip: Any) -> None:
     frame = run(ip, "%pg SELECT '0001-01-01'::date AS lo, '9999-12-31'::date AS hi")
     assert str(frame["lo"][0].date()) == "0001-01-01"
     assert str(frame["hi"][0].date()) == "9999-12-31"
+
+
+@pytest.mark.parametrize("value", ["'0044-03-15 BC'::date", "'24:00:00'::time"])
+def test_streams_and_exports_say_it_in_one_line_too(ip: Any, value: str, tmp_path: Any) -> None:
+    run(ip, f"%pg --stream -o far_stream SELECT {value} AS far")
+    error, _ = fails(ip, "next(iter(far_stream))")
+    assert isinstance(error, ColumnTypeError) and "column 'far'" in str(error)
+    for suffix in ("parquet", "jsonl"):
+        target = tmp_path / f"far.{suffix}"
+        error, _ = fails(ip, f"%pg --to {target} SELECT {value} AS far")
+        assert "cannot (" in str(error) and "::text" in str(error), error
+        assert str(error).count("::text") == 1 and not target.exists()
+    assert run(ip, "%pg --scalar SELECT 1") == 1
