@@ -220,6 +220,24 @@ async def is_pooler(conn: asyncpg.Connection, timeout: float) -> bool:
     return bool(pid != conn.get_server_pid())
 
 
+def server_version(conn: asyncpg.Connection) -> str:
+    """The server's version as it reports it: ``15.18``, ``18beta1``.
+
+    asyncpg's ``get_server_version()`` puts a 10+ release's minor number in
+    ``micro`` (15.18 is ``major=15, minor=0``), which reads as 15.0.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+
+    Returns
+    -------
+    str
+    """
+    reported = str(conn.get_settings().server_version or "")
+    return reported.split()[0] if reported.strip() else "unknown"
+
+
 def refused_check_interval(error: BaseException) -> bool:
     """Whether a server (before 14) or a pooler refused the check interval setting.
 

@@ -40,6 +40,7 @@ from pgmagic.runtime.connect import (
     opened_without_cache,
     refused_check_interval,
     server_settings,
+    server_version,
     statement_cache_size,
 )
 from pgmagic.runtime.messages import Message, MessageKind
@@ -351,9 +352,8 @@ class Runtime:
         server = connected.embedded_server
         if server is not None and server.first_in_process and not connected.announced:
             connected.announced = True
-            version = conn.get_server_version()
             self.note(
-                f"pgmagic: using embedded PostgreSQL {version.major}.{version.minor} "
+                f"pgmagic: using embedded PostgreSQL {server_version(conn)} "
                 f"(data in {server.data_dir}, started in {server.startup_seconds:.1f} s)"
             )
         return conn

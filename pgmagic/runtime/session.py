@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from pgmagic.errors import TransactionLost, blame
+from pgmagic.runtime.connect import server_version
 
 if TYPE_CHECKING:
     from pgmagic.runtime.loop import Runtime
@@ -253,10 +254,9 @@ class Session:
             pool size and idle count.
         """
         conn = await self.ensure_connected()
-        version = conn.get_server_version()
         info: dict[str, Any] = {
             "target": self._runtime.describe_target(),
-            "server": f"PostgreSQL {version.major}.{version.minor}",
+            "server": f"PostgreSQL {server_version(conn)}",
             "database": self._identity[0],
             "user": self._identity[1],
             "backend pid": conn.get_server_pid(),

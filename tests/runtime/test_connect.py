@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import pytest
 
 from pgmagic.errors import ConnectError
 from pgmagic.runtime.connect import CHECK_INTERVAL, Connected
@@ -42,3 +45,20 @@ def test_an_init_hook_that_raises_is_one_line(ip: Any, capsys: Any) -> None:
     assert "Traceback" not in out
     run(ip, "%config PgMagics.init = None")
     assert run(ip, "%pg --scalar SELECT 1") == 1
+
+
+@pytest.mark.parametrize("where", ["embedded", "pg15"])
+def test_status_and_banner_show_the_full_server_version(
+    ip: Any, capsys: Any, where: str, request: Any
+) -> None:
+    if where == "pg15":
+        ip.user_ns["version_dsn"] = request.getfixturevalue("pg15_dsn")
+        run(ip, "%pg connect $version_dsn")
+    exact = run(ip, "%pg --scalar SHOW server_version").split()[0]
+    assert re.fullmatch(r"\d+\.\d+|\d+(beta|rc)\d+", exact), exact
+    capsys.readouterr()
+    run(ip, "%pg status")
+    assert f"PostgreSQL {exact}\n" in capsys.readouterr().out
+    if where == "pg15":
+        run(ip, "%pg connect $version_dsn")
+        assert f"(PostgreSQL {exact}," in capsys.readouterr().out
