@@ -16,7 +16,7 @@ import pandas as pd
 from IPython import display as _display
 
 from pgmagic.bulk import load as loading
-from pgmagic.errors import OptionError, ParameterError
+from pgmagic.errors import ConnectError, OptionError, ParameterError
 from pgmagic.frontend import feed, progress
 from pgmagic.frontend.lines import Word, split
 from pgmagic.frontend.options import channel_name, no_arguments
@@ -105,7 +105,13 @@ def status(magics: PgMagics, rest: str) -> None:
     """``%pg status``: the session's facts, the pool's and the listener's."""
     no_arguments("status", rest)
     runtime = magics.runtime
-    info = runtime.run(_status(runtime), on_message=print_message)
+    try:
+        info = runtime.run(_status(runtime), on_message=print_message)
+    except ConnectError as error:
+        # What a user runs when things are broken: say what is known.
+        info = {"target": runtime.describe_target(), "server": f"unreachable: {error}"}
+        pool = runtime.pool_if_open()
+        info["pool"] = "not started" if pool is None else f"{pool.get_size()} open"
     listener = listener_for(runtime)
     state = listener.status
     if state.channels:

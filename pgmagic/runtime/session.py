@@ -262,6 +262,10 @@ class Session:
             "backend pid": conn.get_server_pid(),
             "transaction": self.state.value,
         }
+        if self._lost_transaction:
+            info["transaction"] = (
+                "lost with the old connection, nothing of it committed (the next cell says so)"
+            )
         if self._runtime.behind_pooler():
             info["backend pid"] = "one per transaction (a pooler chooses it)"
             info["pooler"] = (
