@@ -78,8 +78,12 @@ def connect(magics: PgMagics, rest: str) -> None:
         if not word.quoted and _VARIABLE_RE.fullmatch(dsn):
             dsn = str(_variable(magics, dsn))
     elif "://" in found[0].text or not all("=" in word.text for word in found):
-        extra = rest[found[1].start : found[-1].end]
-        raise OptionError(f"unexpected text after the DSN: {extra!r}")
+        # Counted, not quoted: the text may hold a password.
+        more = len(found) - 1
+        raise OptionError(
+            f"unexpected text after the DSN ({more} more word{'s' if more > 1 else ''}); "
+            'quote a libpq keyword string whose values have spaces: "host=h dbname=d"'
+        )
     else:
         # A libpq keyword string (host=... dbname=...), its quoting as libpq reads it.
         dsn = rest[found[0].start : found[-1].end]

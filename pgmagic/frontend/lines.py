@@ -76,11 +76,11 @@ def iter_words(line: str, start: int = 0) -> Iterator[Word]:
             if char == "'":
                 close = line.find("'", position + 1)
                 if close < 0:
-                    raise OptionError(f"no closing quote in {line[begin:].strip()!r}")
+                    raise _unclosed("'", position)
                 parts.append(line[position + 1 : close])
                 position, quoted = close + 1, True
             elif char == '"':
-                position, text = _double_quoted(line, position, begin)
+                position, text = _double_quoted(line, position)
                 parts.append(text)
                 quoted = True
             elif char == "\\":
@@ -94,8 +94,9 @@ def iter_words(line: str, start: int = 0) -> Iterator[Word]:
         yield Word("".join(parts), begin, position, quoted)
 
 
-def _double_quoted(line: str, position: int, begin: int) -> tuple[int, str]:
+def _double_quoted(line: str, position: int) -> tuple[int, str]:
     """Read ``"..."`` at ``position``; return where it ends and its text."""
+    opened = position
     parts: list[str] = []
     position += 1
     while position < len(line):
@@ -108,7 +109,12 @@ def _double_quoted(line: str, position: int, begin: int) -> tuple[int, str]:
         else:
             parts.append(char)
             position += 1
-    raise OptionError(f"no closing quote in {line[begin:].strip()!r}")
+    raise _unclosed('"', opened)
+
+
+def _unclosed(quote: str, position: int) -> OptionError:
+    # Where, not what: the line may hold a password (%pg connect).
+    return OptionError(f"no closing {quote} for the quote at character {position + 1}")
 
 
 def split(line: str) -> list[Word]:

@@ -185,9 +185,12 @@ def _split(line: str) -> tuple[list[str], str]:
             continue
         given = None if equals else next(words, None)
         if not equals:
-            if given is None:
+            # "--" and "--name" are never values: "-o -- comment" lacks the name.
+            if given is None or (not given.quoted and given.text.startswith("--")):
                 raise OptionError(f"option {word.text} needs a value")
             value = given.text
+        if value == "--":
+            raise OptionError(f"option {word.text.split('=', 1)[0]} needs a value, not --")
         if name == "--refresh-on":
             quoted = word.quoted or (given is not None and given.quoted)
             value = channel_name(value, quoted=quoted)

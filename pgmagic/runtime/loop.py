@@ -55,7 +55,13 @@ T = TypeVar("T")
 
 
 # What a failed connection attempt raises (besides ValueError for a bad DSN).
-_CONNECT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECT_ERRORS = (
+    TimeoutError,
+    OSError,
+    OverflowError,  # a port outside 0-65535 reaches the socket call as such
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 class Runtime:

@@ -145,12 +145,16 @@ def test_every_blackholed_cell_ends_within_about_its_command_timeout(
     run(ip, f"%config PgMagics.command_timeout = {TIMEOUT}")
     assert run(ip, "%pg --scalar SELECT 1") == 1
     with proxy.silent():
-        first, first_printed, first_seconds = timed_cell(ip, "%pg --scalar SELECT 2", capsys)
-        second, second_printed, second_seconds = timed_cell(ip, "%pg --scalar SELECT 3", capsys)
-    assert "PgMagics.command_timeout" in one_line(first, first_printed)
-    one_line(second, second_printed)
-    assert first_seconds < TIMEOUT + 2, first_seconds
-    assert second_seconds < TIMEOUT + 2, second_seconds
+        cells = [timed_cell(ip, f"%pg --scalar SELECT {n}", capsys) for n in (2, 3)]
+    problems = []
+    for n, (error, printed, seconds) in enumerate(cells, 1):
+        try:
+            assert "PgMagics.command_timeout" in one_line(error, printed)
+        except AssertionError as failed:
+            problems.append(f"cell {n}: {failed}")
+        if seconds > TIMEOUT + 2:
+            problems.append(f"cell {n}: ended after {seconds:.1f} s, timeout {TIMEOUT} s")
+    assert not problems, problems
 
 
 @pytest.mark.timeout(60)

@@ -44,7 +44,7 @@ def test_words(line: str, words: list[tuple[str, bool]]) -> None:
 
 @pytest.mark.parametrize("line", ["'open", '"open', 'a "b', "a 'b\" c"])
 def test_an_unclosed_quote_is_one_line(line: str) -> None:
-    with pytest.raises(OptionError, match="no closing quote"):
+    with pytest.raises(OptionError, match=r"no closing . for the quote at character"):
         split(line)
 
 
@@ -169,14 +169,17 @@ def test_sql_after_the_options_is_left_as_written(ip: Any) -> None:
         ("%pg help me", "%pg help takes no arguments"),
         ("%pg --quiet=yes SELECT 1", "option --quiet takes no value"),
         ("%pg -o", "option -o needs a value"),
+        ("%pg -o -- a comment", "option -o needs a value"),
+        ("%pg --out=-- SELECT 1", "option --out needs a value, not --"),
+        ('%pg -p "--" SELECT 1', "option -p needs a value, not --"),
         ("%pg connect --embedded postgresql://x/y", "--embedded takes no DSN"),
         ("%pg connect --bogus x", "unknown option --bogus for %pg connect"),
-        ("%pg connect postgresql://h/db extra", "unexpected text after the DSN: 'extra'"),
+        ("%pg connect postgresql://h/db extra", "unexpected text after the DSN (1 more word)"),
         ("%pg connect # nothing", "usage: %pg connect"),
         ("%pg listen --dsn", "usage: %pg listen"),
         ("%pg load df INTO", "usage: %pg load"),
         ("%pg load df INTO a;b", "not a table name"),
-        ("%pg -p '(1, 2 SELECT 1", "no closing quote"),
+        ("%pg -p '(1, 2 SELECT 1", "no closing ' for the quote at character 4"),
     ],
 )
 def test_usage_mistakes_are_one_line(ip: Any, line: str, message: str) -> None:

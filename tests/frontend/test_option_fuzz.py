@@ -106,7 +106,7 @@ def test_every_error_is_one_line_or_psqls(shell: Any, line: str) -> None:
         ),
         ("%pg --many rows INSERT INTO fuzzed VALUES ($a)", "OptionError: --many: row 1 has no key"),
         (f"%pg --to {FOLDER / 'z.parquet'} --chunksize 0 SELECT 1", "OptionError: --chunksize"),
-        ("%pg connect '", "OptionError: no closing quote"),
+        ("%pg connect '", "OptionError: no closing ' for the quote"),
     ],
 )
 def test_known_bad_lines_are_one_line(shell: Any, line: str, expected: str) -> None:
