@@ -10,7 +10,6 @@ Also here: the PostgreSQL type ``--create`` gives each pandas dtype.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from pgmagic import _oids as oids
 from pgmagic._oids import EncodeKind
+from pgmagic.runtime.connect import json_bytes
 
 __all__ = [
     "CHUNK_ROWS",
@@ -288,7 +287,7 @@ def binary_chunks(
             missing=(pd.NA, pd.NaT),
             uuid_type=uuid.UUID,
             decimal_type=Decimal,
-            json_dumps=orjson.dumps,
+            json_dumps=json_bytes,
             json_one=json_bytes,
         )
         columns = [frame.iloc[:, i] for i in range(frame.shape[1])]
@@ -381,22 +380,3 @@ def pg_type_for(series: pd.Series) -> str:
 def _all_midnight(series: pd.Series) -> bool:
     values = series.dropna().to_numpy(dtype="datetime64[s]").astype("int64")
     return bool(len(values)) and bool((values % 86400 == 0).all())
-
-
-def json_bytes(value: Any) -> bytes:
-    """A value as JSON text, as ``json`` and ``jsonb`` columns take it.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    bytes
-    """
-    # orjson is several times faster than json.dumps; it refuses what JSON
-    # cannot hold natively (Decimal, big ints), which json.dumps handles.
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, default=str).encode()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from pgmagic.errors import ConnectError
 from pgmagic.runtime import dsn as dsn_module
@@ -43,9 +46,62 @@ class Settings:
     connect_timeout: float = 10.0
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # The digits as given (1.10 stays 1.10), as a JSON number.
+        return orjson.Fragment(str(value)) if value.is_finite() else str(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()  # subclasses (pandas' Timestamp) orjson leaves to us
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_bytes(value: Any) -> bytes:
+    """A Python value as JSON, the one encoder of bound and loaded json/jsonb values.
+
+    Datetimes are ISO 8601 (a naive one stays naive, as the server reads a
+    naive literal), ``Decimal`` and integers of any size keep their digits,
+    numpy scalars and arrays are numbers and lists, tuples and sets lists.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    TypeError
+        A value JSON has no form for.
+    """
+    try:
+        return orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError as error:
+        if "Integer exceeds 64-bit range" not in str(error):
+            raise TypeError(str(error)) from None
+        return orjson.dumps(_big_ints(value), default=_json_default, option=_JSON_OPTIONS)
+
+
+def _big_ints(value: Any) -> Any:
+    """``value`` with integers beyond 64 bits as raw JSON numbers (orjson refuses them)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return orjson.Fragment(str(value)) if not -(2**63) <= value < 2**64 else value
+    if isinstance(value, dict):
+        return {k: _big_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_ints(v) for v in value]
+    return value
+
+
 def _encode_json(value: Any) -> str:
     # A str is taken as JSON text already, as asyncpg does without a codec.
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json_bytes(value).decode()
 
 
 async def install_codecs(conn: asyncpg.Connection) -> None:

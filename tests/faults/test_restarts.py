@@ -27,6 +27,7 @@ import pytest
 
 import pgmagic
 from pgmagic.errors import ConnectError, TransactionLost
+from tests.faults.shown import one_line
 from tests.servers import debian
 from tests.servers.fixtures import in_ci
 from tests.shell import fails, run
@@ -118,14 +119,6 @@ def wait_for_crash_restart(server: debian.Servers, before: int) -> float:
         if time.monotonic() > deadline:
             raise AssertionError(f"no crash restart within {RECOVERY_TIMEOUT} s\n{server.logs()}")
         time.sleep(0.02)
-
-
-def one_line(error: BaseException, printed: str) -> str:
-    """The single line the user sees of ``error``; fails if there is more, or a traceback."""
-    shown = error._render_traceback_()  # type: ignore[attr-defined]
-    assert len(shown) == 1 and "\n" not in shown[0], shown
-    assert "Traceback" not in printed, printed
-    return str(shown[0])
 
 
 def backend_pid(ip: Any) -> int:
