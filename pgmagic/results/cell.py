@@ -23,7 +23,7 @@ from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message, MessageKind
 from pgmagic.sql import params
-from pgmagic.sql.lexer import client_copy
+from pgmagic.sql.lexer import client_copy, first_word
 from pgmagic.sql.params import BoundStatement
 
 __all__ = [
@@ -115,6 +115,13 @@ def _refuse_client_side(sql: str) -> None:
         raise OptionError(
             f"{sql.split()[0]} is a psql meta-command, not SQL; query the catalog instead "
             "(e.g. SELECT * FROM information_schema.tables WHERE table_schema = 'public')"
+        )
+    if first_word(sql) in ("LISTEN", "UNLISTEN"):
+        # The session never reads notifications; the listener's connection does.
+        raise OptionError(
+            "LISTEN in SQL would listen on the session connection, where notifications "
+            "are never read: use %pg listen CHANNEL (a live feed) or "
+            "pgmagic.notifications(CHANNEL), and %pg unlisten"
         )
     direction = client_copy(sql)
     if direction == "from":

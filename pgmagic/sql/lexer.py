@@ -511,6 +511,27 @@ def _with_ok(code: list[Token], i: int) -> bool:
         return _query_at(code, i)
 
 
+def first_word(sql: str) -> str:
+    """The statement's first keyword, upper case, past comments ("" if none).
+
+    Parameters
+    ----------
+    sql : str
+        One statement.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> first_word("/* note */ listen orders"), first_word("'x'")
+    ('LISTEN', '')
+    """
+    tokens = scan(sql[:4096] if not sql.lstrip().startswith(("--", "/*")) else sql)
+    return _word(_code(tokens), 0) if tokens else ""
+
+
 def client_copy(sql: str) -> Literal["from", "to"] | None:
     """Whether a statement is a ``COPY`` that needs the client to send or take rows.
 

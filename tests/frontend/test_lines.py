@@ -220,3 +220,29 @@ def test_refresh_on_takes_a_comment_and_identifier_rules(ip: Any, sql: Any) -> N
     run(ip, "%pg stop")
     error, _ = fails(ip, "%%pg --refresh-on orders,\nSELECT 1")
     assert "not a channel name" in str(error)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%%pg\nLISTEN orders",
+        "%pg listen_x",  # not a subcommand: SQL, which the server rejects
+        "%%pg\nSELECT 1;\n/* then */ listen orders",
+        "%%pg\nUNLISTEN *",
+    ],
+)
+def test_listen_in_sql_points_to_the_listener(ip: Any, cell: str) -> None:
+    error, _ = fails(ip, cell)
+    if "listen_x" in cell:
+        assert "syntax error" in "".join(error._render_traceback_())  # type: ignore[attr-defined]
+        return
+    assert isinstance(error, OptionError)
+    assert "%pg listen CHANNEL" in str(error) and "\n" not in str(error)
+    assert _listening() == frozenset()
+
+
+def test_an_upper_case_listen_line_is_the_subcommand(ip: Any) -> None:
+    run(ip, "%pg LISTEN orders")
+    assert _listening() == {"orders"}
+    run(ip, "%pg UNLISTEN --all")
+    assert _listening() == frozenset()
