@@ -22,6 +22,7 @@ from pgmagic.results.progress import Progress
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message, MessageKind
+from pgmagic.runtime.session import TransactionState
 from pgmagic.sql import params
 from pgmagic.sql.lexer import client_copy, first_word
 from pgmagic.sql.params import BoundStatement
@@ -305,7 +306,46 @@ async def _run_on_session(
     async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
         return await run_statement(conn, bound, fetch, progress)
 
-    return await session.run(statements, step, None if quiet else _status_poster(runtime))
+    try:
+        return await session.run(statements, step, None if quiet else _status_poster(runtime))
+    except DATABASE_ERRORS as error:
+        # Read now, on the loop: whether what ran before the error is committed.
+        failed = session.state is TransactionState.FAILED
+        error.pgmagic_failed_transaction = failed  # type: ignore[union-attr]
+        raise
+
+
+def where_it_stopped(error: BaseException, statements: Sequence[BoundStatement]) -> str | None:
+    """For a cell of several statements: which one failed, what ran, what did not.
+
+    Parameters
+    ----------
+    error : BaseException
+        Raised by the session, with the statement :func:`pgmagic.errors.blame` recorded.
+    statements : sequence of BoundStatement
+        The cell's statements, in order.
+
+    Returns
+    -------
+    str or None
+        One line, or None for a single statement (or an error of no statement).
+    """
+    failed = getattr(error, "pgmagic_statement", None)
+    index = next((i for i, s in enumerate(statements) if s is failed), None)
+    total = len(statements)
+    if total < 2 or index is None:
+        return None
+    parts = [f"statement {index + 1} of {total} failed"]
+    if index:
+        before = "statement 1" if index == 1 else f"statements 1-{index}"
+        if getattr(error, "pgmagic_failed_transaction", False):
+            parts.append(f"{before} ran; the transaction is now aborted: ROLLBACK to end it")
+        else:
+            parts.append(f"{before} ran and {'is' if index == 1 else 'are'} committed")
+    if index + 1 < total:
+        after = f"statement {total}" if index + 2 == total else f"statements {index + 2}-{total}"
+        parts.append(f"{after} did not run")
+    return "; ".join(parts)
 
 
 def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: bool = False) -> Any:
@@ -427,7 +467,7 @@ def run_cell(
             on_tick=tick,
         )
     except DATABASE_ERRORS as error:
-        raise render(error, text) from None
+        raise render(error, text, hint=where_it_stopped(error, statements)) from None
     shown = next((r for r in reversed(results) if r.returns_rows), None)
     value = value_of(shown, mode, numeric_as_float=numeric_as_float)
     if isinstance(value, pd.DataFrame) and shown is not None:
