@@ -413,12 +413,18 @@ class Runtime:
         asyncpg.Connection
         """
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            self.attach_log(conn)
-            try:
-                yield conn
-            finally:
-                self.detach_log(conn)
+        try:
+            conn = await pool.acquire()
+        except _CONNECT_ERRORS as error:
+            # A new pool connection that could not open: connect_timeout, not
+            # the command timeout a TimeoutError would otherwise be taken for.
+            raise connect_error(await self.target(), error) from None
+        self.attach_log(conn)
+        try:
+            yield conn
+        finally:
+            self.detach_log(conn)
+            await pool.release(conn)
 
     async def _setup(self, conn: asyncpg.Connection) -> None:
         enable_keepalive(conn, *KEEPALIVE)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Session", "Step", "TransactionState"]
 
+# How long a cancelled statement may take to end before its connection is given up.
+_SETTLE_SECONDS = 10.0
+
 S = TypeVar("S")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -55,6 +58,9 @@ class Session:
         self._failed = False
         # Set when the connection died inside a transaction; the next cell is refused.
         self._lost_transaction = False
+        # Whether the user's transaction was open at the last statement boundary:
+        # the connection's own status may be pgmagic's BEGIN around a cursor.
+        self._user_transaction = False
         self._identity: tuple[str, str] = ("", "")
         # One statement at a time on the session: API calls with session=True
         # may be awaited while another is still running.
@@ -78,7 +84,8 @@ class Session:
             return self.conn
         lost = self.conn is not None
         if self.conn is not None:
-            self._lost_transaction |= _was_in_transaction(self.conn)
+            self._lost_transaction |= self._user_transaction
+        self._user_transaction = False
         conn = await self._runtime.connect()
         row = await conn.fetchrow("SELECT current_database(), session_user")
         self._identity = (row[0], row[1])
@@ -146,14 +153,16 @@ class Session:
                 else:
                     result = await step(conn, statement)
             except asyncpg.PostgresError as error:
-                self._failed = conn.is_in_transaction()
+                self._failed = self._user_transaction = _in_transaction(
+                    conn, self._user_transaction
+                )
                 blame(error, statement)
                 raise
             except (asyncio.CancelledError, TimeoutError):
-                self._failed = conn.is_in_transaction()
                 await asyncio.shield(self._settle(conn))
                 raise
             self._failed = False
+            self._user_transaction = _in_transaction(conn, self._user_transaction)
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -172,7 +181,7 @@ class Session:
             # there, unless a transaction died with it.
             if not (isinstance(error, asyncpg.InternalClientError) or conn.is_closed()):
                 raise
-            self._lost_transaction |= _was_in_transaction(conn)
+            self._lost_transaction |= self._user_transaction
             conn.terminate()
             conn = await self.ensure_connected()
             self._refuse_after_lost_transaction()
@@ -182,12 +191,17 @@ class Session:
         # After a cancel, asyncpg sends the cancel request in the background; the
         # next query waits until the server has acknowledged it, so the backend
         # is idle (or idle in a failed transaction, where this query fails
-        # harmlessly) when the cell ends.
-        with contextlib.suppress(
-            TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError
-        ):
-            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=10)
-        self._failed = conn.is_in_transaction()
+        # harmlessly) when the cell ends.  No answer within the command timeout
+        # (a dead network): the connection is given up, and the next cell opens
+        # a new one, or reports the transaction lost with it.
+        timeout = min(_SETTLE_SECONDS, self._runtime.settings.command_timeout or _SETTLE_SECONDS)
+        try:
+            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=timeout)
+        except asyncpg.PostgresError:
+            pass
+        except (TimeoutError, asyncpg.InterfaceError, OSError):
+            conn.terminate()
+        self._failed = self._user_transaction = _in_transaction(conn, self._user_transaction)
 
     async def carried_settings(self) -> list[tuple[str, str]]:
         """Settings that work on other connections should share with the session.
@@ -291,11 +305,16 @@ class Session:
                 conn.terminate()
 
 
-def _was_in_transaction(conn: asyncpg.Connection) -> bool:
-    # asyncpg keeps the last transaction status of a connection the server
-    # closed; a connection we terminated has no protocol left to ask, and
-    # was asked before.
+def _in_transaction(conn: asyncpg.Connection, unknown: bool = False) -> bool:
+    """Whether the server's last word on ``conn`` was "in a transaction".
+
+    After our own BEGIN (a cursor, a COPY with bound values) this is ours; read
+    it at statement boundaries only.  A connection asyncpg aborted has no
+    protocol left to ask: then ``unknown``.
+    """
+    if conn.is_closed():
+        return unknown
     try:
         return bool(conn.is_in_transaction())
     except AttributeError:
-        return False
+        return unknown

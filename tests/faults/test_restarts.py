@@ -271,15 +271,6 @@ STATEMENTS = {
     "records-path": "%pg SELECT pg_sleep(30)",
     "copy-path": "%pg SELECT g FROM generate_series(1, 3) g, pg_sleep($seconds) s",
 }
-OWN_TRANSACTION = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: pgmagic's own BEGIN around this statement (results/statement.py "
-        "_fetch_in_chunks; results/copyout.py settings) is taken for the user's "
-        "transaction when the connection dies mid-statement (runtime/session.py "
-        "_was_in_transaction), so the next cell is refused with TransactionLost"
-    ),
-)
 
 
 @pytest.mark.parametrize(
@@ -287,8 +278,8 @@ OWN_TRANSACTION = pytest.mark.xfail(
     [
         ("terminate", "do-block"),
         ("sigkill", "do-block"),
-        pytest.param("terminate", "records-path", marks=OWN_TRANSACTION),
-        pytest.param("terminate", "copy-path", marks=OWN_TRANSACTION),
+        ("terminate", "records-path"),
+        ("terminate", "copy-path"),
     ],
 )
 def test_the_cell_after_a_query_whose_backend_is_killed_runs(
