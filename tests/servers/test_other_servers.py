@@ -42,11 +42,6 @@ PG15_EXPECTED_FAILURES: dict[str, str] = {
     "[arrow-'infinity'::interval-OverflowError]": "'infinity'::interval needs PostgreSQL 17",
     "tests/results/test_decode.py::test_export_stops_at_values_asyncpg_refuses"
     "[jsonl-'infinity'::interval-OverflowError]": "'infinity'::interval needs PostgreSQL 17",
-    # Not the version: the test's Proxy rebuilds the DSN without its password, so a role with
-    # a password fails ("password authentication failed for user"); the embedded server trusts.
-    "tests/live/test_notify.py::test_tcp_listener_has_keepalives_and_a_health_check": (
-        "the test's Proxy drops the DSN's password"
-    ),
 }
 
 # Cannot pass through pgbouncer 1.18 in transaction pooling mode yet (issue 9); the list
@@ -77,6 +72,7 @@ PGBOUNCER_EXPECTED_FAILURES: dict[str, str] = {
                 "test_unlisten_unknown_channel_and_all",
                 "test_listen_again_replaces_the_earlier_widget",
                 "test_iterator_ends_when_the_listener_closes",
+                "test_tcp_listener_has_keepalives_and_a_health_check",
             )
         ],
         "LISTEN cannot work through transaction pooling; pgmagic refuses it (ConnectError)",
