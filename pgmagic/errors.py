@@ -56,6 +56,7 @@ __all__ = [
     "UnsupportedColumnError",
     "blame",
     "decorate",
+    "display_width",
     "format_postgres_error",
     "lines",
     "render",
@@ -181,8 +182,21 @@ _FIELDS = (
 _WINDOW = 60
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+def display_width(text: str) -> int:
+    """Terminal columns of ``text``: CJK and emoji take two, combining marks none.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    int
+    """
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
 
 
 def _caret_lines(text: str, index: int, first_line: int = 1) -> list[str]:
@@ -210,7 +224,7 @@ def _caret_lines(text: str, index: int, first_line: int = 1) -> list[str]:
         line = shown
     number = first_line + text.count("\n", 0, line_start)
     prefix = f"LINE {number}: "
-    return [prefix + line, " " * (_width(prefix) + _width(line[:column])) + "^"]
+    return [prefix + line, " " * (display_width(prefix) + display_width(line[:column])) + "^"]
 
 
 def format_postgres_error(

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from pgmagic.errors import display_width
 from pgmagic.results.text import format_value, is_null
 
 __all__ = ["ResultInfo", "footer", "html", "info_for", "remember", "text"]
@@ -123,6 +124,16 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.2f} s"
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes)} min {rest:.0f} s"
+
+
+def _pad(text: str, width: int, align: str) -> str:
+    """``text`` padded to ``width`` terminal columns (CJK and emoji count two)."""
+    room = max(0, width - display_width(text))
+    if align == "left":
+        return text + " " * room
+    if align == "right":
+        return " " * room + text
+    return " " * (room // 2) + text + " " * (room - room // 2)
 
 
 def _clip(value: str) -> str:
@@ -231,18 +242,17 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         [(_NULL if v is None else v).replace("\n", "↵") for v in values] for _, values in cells
     ]
     widths = [
-        max([len(name)] + [len(v) for v in column])
+        max([display_width(name)] + [display_width(v) for v in column])
         for name, column in zip(names, rendered, strict=True)
     ]
     lines = [
-        " " + " | ".join(name.center(w) for name, w in zip(names, widths, strict=True)),
+        " " + " | ".join(_pad(name, w, "center") for name, w in zip(names, widths, strict=True)),
         "-" + "-+-".join("-" * w for w in widths) + "-",
     ]
     for i in range(info.rows(frame)):
         parts = []
         for (numeric, _), column, width in zip(cells, rendered, widths, strict=True):
-            value = column[i]
-            parts.append(value.rjust(width) if numeric else value.ljust(width))
+            parts.append(_pad(column[i], width, "right" if numeric else "left"))
         lines.append(" " + " | ".join(parts).rstrip())
     lines.append(footer(frame, info))
     return "\n".join(lines)

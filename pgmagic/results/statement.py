@@ -286,11 +286,12 @@ async def run_statement(
     started = time.perf_counter()
     # Pool connections are proxies, which cannot be weakly referenced: they
     # start afresh each time, as their statements' types may differ per backend.
-    cached = fetch.cached and caches_statements(conn)
-    remembered = _cache_for(conn) if cached else _ConnectionCache()
+    remembered = _cache_for(conn) if fetch.cached else _ConnectionCache()
     categories = remembered.categories
-    cache = remembered.statements if cached else None
-    hints = remembered.hints if cached else None
+    # Behind a pooler no prepared statement is kept (runtime.connect); the
+    # short-result hints depend on the SQL alone and stay.
+    cache = remembered.statements if fetch.cached and caches_statements(conn) else None
+    hints = remembered.hints if fetch.cached else None
     timeout, max_rows = fetch.timeout, fetch.max_rows
     copy_ok = fetch.frame and not max_rows and decode.is_available()
     use_cache = cache is not None and not conn.is_in_transaction()

@@ -53,7 +53,7 @@ def format_value(value: Any, date_only: bool) -> str:
         return value
     if isinstance(value, pd.Timestamp):
         if date_only:
-            return value.strftime("%Y-%m-%d")
+            return value.date().isoformat()  # strftime("%Y") drops year 1's zeros
         return value.isoformat(sep=" ")
     if isinstance(value, pd.Timedelta | dt.timedelta):
         return str(value)
@@ -65,7 +65,10 @@ def format_value(value: Any, date_only: bool) -> str:
         if math.isinf(value):
             return "Infinity" if value > 0 else "-Infinity"
         return repr(value)
-    if isinstance(value, Decimal | int):
+    if isinstance(value, Decimal):
+        # Plain digits as psql shows them: 1000000000000000000000000000000, not 1.00E+30.
+        return format(value, "f") if value.is_finite() else str(value)
+    if isinstance(value, int):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)

@@ -1,0 +1,54 @@
+"""Values in result tables as psql shows them: plain numeric digits, padded years, aligned CJK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pgmagic.errors import display_width
+from pgmagic.frontend.tables import ResultInfo, text
+from tests.shell import run
+
+
+@pytest.mark.parametrize(
+    ("sql", "shown"),
+    [
+        ("1e30::numeric", "1000000000000000000000000000000"),
+        ("1e-10::numeric", "0.0000000001"),
+        ("123.4500::numeric", "123.4500"),
+        ("'NaN'::numeric", "NaN"),
+        ("-0.5::numeric", "-0.5"),
+        ("'0001-01-01'::date", "0001-01-01"),
+        ("'0099-12-31'::date", "0099-12-31"),
+        ("'0001-01-01 00:00:01'::timestamp", "0001-01-01 00:00:01"),
+    ],
+)
+def test_values_read_as_psql_prints_them(ip: Any, sql: str, shown: str) -> None:
+    frame = run(ip, f"%pg SELECT {sql} AS v")
+    table = text(frame, _info(frame))
+    assert table.splitlines()[2].strip() == shown
+    assert run(ip, f"%pg --scalar SELECT ({sql})::text") == shown
+
+
+def _info(frame: Any) -> ResultInfo:
+    return ResultInfo(0.001, 20)
+
+
+@pytest.mark.parametrize(
+    ("text", "width"),
+    [("abc", 3), ("日本語", 6), ("😀x", 3), ("é", 1), ("e\u0301", 1), ("", 0)],
+)
+def test_display_width(text: str, width: int) -> None:
+    assert display_width(text) == width
+
+
+def test_cjk_and_emoji_columns_line_up(ip: Any) -> None:
+    frame = run(
+        ip,
+        "%pg SELECT * FROM (VALUES ('日本語', 1), ('ab', 22), ('😀x', 3), ('e\u0301', 4)) v(名前, n)",
+    )
+    lines = text(frame, _info(frame)).splitlines()[:6]
+    # Every line of the table has its bar at the same terminal column.
+    bars = {display_width(line[: line.index("|")]) for line in lines if "|" in line}
+    assert len(bars) == 1, lines
