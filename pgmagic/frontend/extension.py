@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from pgmagic.frontend import feed, tables
+from pgmagic.frontend import complete, feed, tables
 from pgmagic.frontend.magics import PgMagics
 from pgmagic.runtime.loop import default_runtime
 
@@ -62,6 +62,7 @@ def register(shell: Any) -> None:
     html_formatter.for_type(pd.DataFrame, as_html)
     text_formatter.for_type(pd.DataFrame, as_text)
     _loaded[id(shell)] = (magics, previous_html, previous_text)
+    complete.register(shell)
     feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
 
 
@@ -82,6 +83,7 @@ def unregister(shell: Any) -> None:
         formatter.type_printers.pop(pd.DataFrame, None)
         if previous is not None:
             formatter.for_type(pd.DataFrame, previous)
+    complete.unregister(shell)
     feed.close_panel(magics.runtime)
     magics.runtime.close()
     # register_magics also made it a configurable of the shell; an unloaded

@@ -20,6 +20,7 @@ from pgmagic.frontend.lines import iter_words, split
 from pgmagic.results.cell import Mode
 
 __all__ = [
+    "FLAGS",
     "Options",
     "channel_name",
     "declare",
@@ -98,6 +99,8 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         },
     ),
 )
+#: Every option flag, short and long, as %pg? lists them.
+FLAGS = tuple(flag for flags, _ in _DECLARED for flag in flags)
 _FLAG_ACTIONS = ("store_true", "store_false")
 _TAKES_VALUE = {
     flag: spec.get("action") not in _FLAG_ACTIONS for flags, spec in _DECLARED for flag in flags
