@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pandas as pd
 
 from pgmagic.frontend import complete, feed, tables
@@ -61,9 +62,23 @@ def register(shell: Any) -> None:
 
     html_formatter.for_type(pd.DataFrame, as_html)
     text_formatter.for_type(pd.DataFrame, as_text)
+    # A row (%pg --one) reads as a one-row table, not <Record a=1 b=2>.
+    html_formatter.for_type(asyncpg.Record, _record_html)
+    text_formatter.for_type(asyncpg.Record, _record_text)
     _loaded[id(shell)] = (magics, previous_html, previous_text)
     complete.register(shell)
     feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
+
+
+_RECORD_INFO = tables.ResultInfo(None, None)
+
+
+def _record_html(record: Any) -> str:
+    return tables.html(tables.record_frame(record), _RECORD_INFO)
+
+
+def _record_text(record: Any, printer: Any, cycle: bool) -> None:
+    printer.text(tables.text(tables.record_frame(record), _RECORD_INFO))
 
 
 def unregister(shell: Any) -> None:
@@ -81,6 +96,7 @@ def unregister(shell: Any) -> None:
     for mime, previous in (("text/html", previous_html), ("text/plain", previous_text)):
         formatter = formatters[mime]
         formatter.type_printers.pop(pd.DataFrame, None)
+        formatter.type_printers.pop(asyncpg.Record, None)
         if previous is not None:
             formatter.for_type(pd.DataFrame, previous)
     complete.unregister(shell)

@@ -20,7 +20,7 @@ from pgmagic.errors import OptionError, ParameterError
 from pgmagic.frontend import commands, options, progress, tables, watch
 from pgmagic.frontend.config import Configuration
 from pgmagic.frontend.output import print_message
-from pgmagic.results.cell import bind_one, run_cell, run_many
+from pgmagic.results.cell import Mode, bind_one, run_cell, run_many
 
 __all__ = ["PgMagics"]
 
@@ -142,6 +142,10 @@ class PgMagics(Configuration):
                 on_progress=bar.update,
             )
         value = outcome.value
+        shown = outcome.shown
+        no_row = opts.mode is not Mode.FRAME and shown is not None and not shown.records
+        if no_row and not opts.quiet:
+            print("(0 rows)")  # psql's words; the value is None
         if isinstance(value, pd.DataFrame) and outcome.shown is not None:
             types = tuple((c.name, c.type_name) for c in outcome.shown.columns or ())
             tables.remember(value, tables.ResultInfo(outcome.elapsed, self.displaylimit, types))

@@ -34,8 +34,9 @@ class ResultInfo:
 
     Attributes
     ----------
-    elapsed : float
-        Seconds the cell spent running statements and fetching rows.
+    elapsed : float or None
+        Seconds the cell spent running statements and fetching rows (None:
+        not known, as for a record shown on its own).
     limit : int or None
         Largest number of rows to render (None: all).
     types : tuple of (str, str)
@@ -43,7 +44,7 @@ class ResultInfo:
         names while the frame still has exactly these columns.
     """
 
-    elapsed: float
+    elapsed: float | None
     limit: int | None
     types: tuple[tuple[str, str], ...] = ()
 
@@ -94,6 +95,21 @@ def info_for(frame: object) -> ResultInfo | None:
     return entry[1]
 
 
+def record_frame(record: Any) -> pd.DataFrame:
+    """A row (``%pg --one``'s asyncpg Record) as a one-row frame, to show as a table.
+
+    Parameters
+    ----------
+    record : asyncpg.Record
+
+    Returns
+    -------
+    pandas.DataFrame
+        Object columns: the values as they are, duplicate names kept.
+    """
+    return pd.DataFrame([list(record.values())], columns=list(record.keys()), dtype=object)
+
+
 def footer(frame: pd.DataFrame, info: ResultInfo) -> str:
     """``N rows × M columns · 12.3 ms``, plus what was left out.
 
@@ -107,10 +123,9 @@ def footer(frame: pd.DataFrame, info: ResultInfo) -> str:
     str
     """
     rows, cols = frame.shape
-    parts = [
-        f"{rows:,} row{'s' if rows != 1 else ''} × {cols} column{'s' if cols != 1 else ''}",
-        _duration(info.elapsed),
-    ]
+    parts = [f"{rows:,} row{'s' if rows != 1 else ''} × {cols} column{'s' if cols != 1 else ''}"]
+    if info.elapsed is not None:
+        parts.append(_duration(info.elapsed))
     text = " · ".join(parts)
     if rows > info.rows(frame):
         text += f" (first {info.rows(frame):,} shown; the DataFrame holds all)"

@@ -52,3 +52,29 @@ def test_cjk_and_emoji_columns_line_up(ip: Any) -> None:
     # Every line of the table has its bar at the same terminal column.
     bars = {display_width(line[: line.index("|")]) for line in lines if "|" in line}
     assert len(bars) == 1, lines
+
+
+def test_a_record_reads_as_a_one_row_table(ip: Any) -> None:
+    record = run(ip, "%pg --one SELECT 1 AS a, 'x' AS b, 2 AS a, NULL AS c")
+    assert record["b"] == "x"  # the value stays an asyncpg Record
+    data, _ = ip.display_formatter.format(record)
+    lines = data["text/plain"].splitlines()
+    assert [c.strip() for c in lines[0].split("|")] == ["a", "b", "a", "c"]
+    assert [c.strip() for c in lines[2].split("|")] == ["1", "x", "2", "NULL"]
+    assert lines[-1] == "1 row × 4 columns"
+    assert "<table" in data["text/html"] and "Record" not in data["text/html"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "printed"),
+    [
+        ("%pg --one SELECT 1 WHERE false", "(0 rows)\n"),
+        ("%pg --scalar SELECT 1 WHERE false", "(0 rows)\n"),
+        ("%pg --scalar SELECT NULL", ""),
+        ("%pg -q --one SELECT 1 WHERE false", ""),
+    ],
+)
+def test_no_row_says_so(ip: Any, capsys: Any, cell: str, printed: str) -> None:
+    capsys.readouterr()
+    assert run(ip, cell) is None
+    assert capsys.readouterr().out == printed
