@@ -172,13 +172,15 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
     # indexing costs more than the query for small results.
     shown = frame if len(frame) <= rows else frame.iloc[:rows]
     table = shown.to_numpy(dtype=object)
+    # One column (EXPLAIN's QUERY PLAN, a document) has the width to itself: whole lines.
+    clip = _clip if frame.shape[1] > 1 else str
     columns: list[tuple[bool, list[str | None]]] = []
     for j, dtype in enumerate(frame.dtypes):
         values = table[:, j].tolist()
         date_only = str(dtype) == "datetime64[s]"
         floats = pd.api.types.is_float_dtype(dtype)
         rendered = [
-            None if is_null(v, floats) else _clip(format_value(v, date_only)) for v in values
+            None if is_null(v, floats) else clip(format_value(v, date_only)) for v in values
         ]
         columns.append((_numeric(dtype, values), rendered))
     return columns
@@ -228,7 +230,9 @@ def html(frame: pd.DataFrame, info: ResultInfo) -> str:
         for numeric, values in cells:
             value = values[i]
             if value is None:
-                row.append(f'<td class="null{" num" if numeric else ""}">{_NULL}</td>')
+                # <em> survives an untrusted notebook's sanitizer, which drops
+                # the stylesheet: NULL stays distinct from the text 'NULL'.
+                row.append(f'<td class="null{" num" if numeric else ""}"><em>{_NULL}</em></td>')
             else:
                 row.append(f"<td{' class=num' if numeric else ''}>{escape(value)}</td>")
         body.append("<tr>" + "".join(row) + "</tr>")

@@ -78,3 +78,24 @@ def test_no_row_says_so(ip: Any, capsys: Any, cell: str, printed: str) -> None:
     capsys.readouterr()
     assert run(ip, cell) is None
     assert capsys.readouterr().out == printed
+
+
+def test_a_plan_shows_whole_lines(ip: Any) -> None:
+    long_name = "a_rather_long_literal_" * 8
+    frame = run(
+        ip, f"%pg EXPLAIN SELECT * FROM generate_series(1, 3) g WHERE g::text <> '{long_name}'"
+    )
+    assert any(long_name in line for line in text(frame, _info(frame)).splitlines())
+    data, _ = ip.display_formatter.format(frame)
+    assert long_name in data["text/html"]
+    # Several columns keep their cells short.
+    wide = run(ip, "%pg SELECT repeat('x', 300) AS a, 1 AS b")
+    assert "x" * 300 not in text(wide, _info(wide)) and "…" in text(wide, _info(wide))
+
+
+def test_null_stays_distinct_from_the_text_null_without_styles(ip: Any) -> None:
+    frame = run(ip, "%pg SELECT NULL::text AS a, 'NULL' AS b")
+    data, _ = ip.display_formatter.format(frame)
+    without_style = data["text/html"].split("</style>", 1)[1]
+    assert '<td class="null"><em>NULL</em></td>' in without_style
+    assert "<td>NULL</td>" in without_style
