@@ -8,6 +8,8 @@ all of it, so a reload starts clean.
 
 from __future__ import annotations
 
+import contextlib
+import html as html_module
 from typing import Any
 
 import asyncpg
@@ -43,6 +45,8 @@ def register(shell: Any) -> None:
     def as_html(frame: pd.DataFrame) -> str | None:
         info = tables.info_for(frame)
         if info is not None:
+            if tables.is_shown_above(frame):
+                return f"<pre>{html_module.escape(tables.shown_above(frame, info))}</pre>"
             return tables.html(frame, info)
         if previous_html is not None:
             chained: str | None = previous_html(frame)
@@ -54,7 +58,9 @@ def register(shell: Any) -> None:
     def as_text(frame: pd.DataFrame, printer: Any, cycle: bool) -> None:
         info = tables.info_for(frame)
         if info is not None:
-            printer.text(tables.text(frame, info))
+            above = tables.is_shown_above(frame)
+            shown = tables.shown_above(frame, info) if above else tables.text(frame, info)
+            printer.text(shown)
         elif previous_text is not None:
             previous_text(frame, printer, cycle)
         else:
@@ -67,10 +73,15 @@ def register(shell: Any) -> None:
     text_formatter.for_type(asyncpg.Record, _record_text)
     _loaded[id(shell)] = (magics, previous_html, previous_text)
     complete.register(shell)
+    shell.events.register("post_run_cell", _end_of_cell)
     feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
 
 
 _RECORD_INFO = tables.ResultInfo(None, None)
+
+
+def _end_of_cell(result: Any) -> None:
+    tables.end_of_cell()
 
 
 def _record_html(record: Any) -> str:
@@ -100,6 +111,8 @@ def unregister(shell: Any) -> None:
         if previous is not None:
             formatter.for_type(pd.DataFrame, previous)
     complete.unregister(shell)
+    with contextlib.suppress(ValueError):
+        shell.events.unregister("post_run_cell", _end_of_cell)
     feed.close_panel(magics.runtime)
     magics.runtime.close()
     # register_magics also made it a configurable of the shell; an unloaded

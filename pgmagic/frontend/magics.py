@@ -19,7 +19,7 @@ from pgmagic.bulk.stream import Stream
 from pgmagic.errors import OptionError, ParameterError
 from pgmagic.frontend import commands, options, progress, tables, watch
 from pgmagic.frontend.config import Configuration
-from pgmagic.frontend.output import print_message
+from pgmagic.frontend.output import CellOutput, print_message
 from pgmagic.results.cell import Mode, bind_one, run_cell, run_many
 
 __all__ = ["PgMagics"]
@@ -128,6 +128,7 @@ class PgMagics(Configuration):
             return None
         if opts.bulk:
             return self._bulk(opts, sql, positional)
+        shown = CellOutput(self.displaylimit, self.numeric_as_float)
         with progress.Bar("fetching", quiet=opts.quiet) as bar:
             outcome = run_cell(
                 self.runtime,
@@ -137,18 +138,16 @@ class PgMagics(Configuration):
                 mode=opts.mode,
                 numeric_as_float=self.numeric_as_float,
                 quiet=opts.quiet,
-                on_message=None if opts.quiet else print_message,
+                on_message=None if opts.quiet else shown,
                 max_rows=self.max_rows,
                 on_progress=bar.update,
             )
-        value = outcome.value
-        shown = outcome.shown
-        no_row = opts.mode is not Mode.FRAME and shown is not None and not shown.records
+        value, last = outcome.value, outcome.shown
+        no_row = opts.mode is not Mode.FRAME and last is not None and not last.records
         if no_row and not opts.quiet:
             print("(0 rows)")  # psql's words; the value is None
-        if isinstance(value, pd.DataFrame) and outcome.shown is not None:
-            types = tuple((c.name, c.type_name) for c in outcome.shown.columns or ())
-            tables.remember(value, tables.ResultInfo(outcome.elapsed, self.displaylimit, types))
+        if isinstance(value, pd.DataFrame) and last is not None:
+            tables.remember(value, shown.info(last, outcome.elapsed))
         if opts.out:
             self.namespace[opts.out] = value
         return value

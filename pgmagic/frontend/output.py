@@ -1,12 +1,20 @@
-"""Where a magic's lines go: notes, NOTICEs and command tags to stdout, warnings to stderr."""
+"""Where a cell's messages go: lines to stdout (warnings to stderr), earlier results as tables."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
+from IPython import display as _display
+
+from pgmagic.frontend import tables
+from pgmagic.results.cell import Mode, value_of
+from pgmagic.results.statement import StatementResult
 from pgmagic.runtime.messages import Message, MessageKind
 
-__all__ = ["print_message"]
+__all__ = ["CellOutput", "print_message"]
+
+show: Callable[..., None] = _display.display
 
 _QUIET_SEVERITIES = frozenset({"NOTICE", "INFO", "LOG", "DEBUG"})
 
@@ -22,3 +30,58 @@ def print_message(message: Message) -> None:
     if message.kind is MessageKind.SERVER and message.severity not in _QUIET_SEVERITIES:
         stream = sys.stderr
     print(message.text, file=stream)
+
+
+class CellOutput:
+    """One ``%%pg`` cell's messages, in the order its statements ran.
+
+    A statement's rows are shown as a table when it completes, as psql does,
+    unless it is the cell's last statement: that one is the cell's value.
+    When the cell's value was already shown so (a query followed by COMMIT),
+    its Out shows one line pointing up instead of the table again.
+
+    Parameters
+    ----------
+    limit : int or None
+        Rows to render per table (``PgMagics.displaylimit``).
+    numeric_as_float : bool
+    """
+
+    def __init__(self, limit: int | None, numeric_as_float: bool) -> None:
+        self._limit = limit
+        self._numeric_as_float = numeric_as_float
+
+    def __call__(self, message: Message) -> None:
+        """Show one message (called on the kernel's thread).
+
+        Parameters
+        ----------
+        message : Message
+        """
+        result = message.result
+        if message.kind is not MessageKind.RESULT or not isinstance(result, StatementResult):
+            print_message(message)
+            return
+        frame = value_of(result, Mode.FRAME, numeric_as_float=self._numeric_as_float)
+        # The cell's value, if this is its last query, is this very frame.
+        result.frame = frame
+        tables.remember(frame, self.info(result, result.elapsed))
+        show(frame)
+        tables.mark_shown_above(frame)
+
+    def info(self, result: StatementResult, elapsed: float) -> tables.ResultInfo:
+        """The footer facts for a result of this cell.
+
+        Parameters
+        ----------
+        result : StatementResult
+            The statement the table came from.
+        elapsed : float
+            Seconds, for the footer.
+
+        Returns
+        -------
+        tables.ResultInfo
+        """
+        types = tuple((c.name, c.type_name) for c in result.columns or ())
+        return tables.ResultInfo(elapsed, self._limit, types)

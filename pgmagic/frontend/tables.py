@@ -95,6 +95,58 @@ def info_for(frame: object) -> ResultInfo | None:
     return entry[1]
 
 
+# Frames the running cell's output already shows as tables (by id; the cell
+# holds them): its Out says so in one line.  Emptied when the cell ends.
+_above: set[int] = set()
+
+
+def mark_shown_above(frame: pd.DataFrame) -> None:
+    """Record that the running cell has shown ``frame`` above its Out.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    """
+    with _lock:
+        _above.add(id(frame))
+
+
+def is_shown_above(frame: object) -> bool:
+    """Whether the running cell already showed ``frame`` (see :func:`mark_shown_above`).
+
+    Parameters
+    ----------
+    frame : object
+
+    Returns
+    -------
+    bool
+    """
+    with _lock:
+        return id(frame) in _above
+
+
+def end_of_cell() -> None:
+    """Forget what the cell showed: later displays of its frames are whole tables."""
+    with _lock:
+        _above.clear()
+
+
+def shown_above(frame: pd.DataFrame, info: ResultInfo) -> str:
+    """The one line a cell's Out gives for a table its output already shows.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    str
+    """
+    return f"↑ the table above: {footer(frame, info)}"
+
+
 def record_frame(record: Any) -> pd.DataFrame:
     """A row (``%pg --one``'s asyncpg Record) as a one-row frame, to show as a table.
 

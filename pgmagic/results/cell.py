@@ -278,18 +278,19 @@ def run_many(
     )
 
 
-def _status_poster(runtime: Runtime) -> Callable[[StatementResult], None]:
-    # Row-returning statements are shown as a table unless a later one
-    # supersedes them; only then is their command tag worth a line.
-    pending: list[StatementResult] = []
+def _status_poster(runtime: Runtime, count: int) -> Callable[[StatementResult], None]:
+    # In order, as psql shows them: each statement's rows as it completes,
+    # except the last statement's, which is the cell's value; command tags
+    # of the others.
+    done = 0
 
     def on_result(result: StatementResult) -> None:
-        if result.returns_rows:
-            if pending:
-                runtime.post(Message(MessageKind.STATUS, pending.pop().status))
-            pending.append(result)
-        else:
+        nonlocal done
+        done += 1
+        if not result.returns_rows:
             runtime.post(Message(MessageKind.STATUS, result.status))
+        elif done < count:
+            runtime.post(Message(MessageKind.RESULT, result.status, result=result))
 
     return on_result
 
@@ -306,8 +307,9 @@ async def _run_on_session(
     async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
         return await run_statement(conn, bound, fetch, progress)
 
+    poster = None if quiet else _status_poster(runtime, len(statements))
     try:
-        return await session.run(statements, step, None if quiet else _status_poster(runtime))
+        return await session.run(statements, step, poster)
     except DATABASE_ERRORS as error:
         # Read now, on the loop: whether what ran before the error is committed.
         failed = session.state is TransactionState.FAILED

@@ -16,6 +16,7 @@ class MessageKind(enum.Enum):
     INFO = "info"
     SERVER = "server"
     STATUS = "status"
+    RESULT = "result"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +26,19 @@ class Message:
     Attributes
     ----------
     kind : MessageKind
-        Our own note, a server message (NOTICE, WARNING, ...), or a
-        statement's command tag.
+        Our own note, a server message (NOTICE, WARNING, ...), a statement's
+        command tag, or a statement's rows to show as they complete.
     text : str
-        The line as shown, e.g. ``NOTICE:  table created``.
+        The line as shown, e.g. ``NOTICE:  table created`` (for a result,
+        its command tag, for front ends that show no tables).
     severity : str
         Server severity (``NOTICE``, ``WARNING``...) or ``INFO`` for ours.
+    result : object, optional
+        For ``RESULT``: the statement's result (a
+        :class:`pgmagic.results.statement.StatementResult`).
     """
 
     kind: MessageKind
     text: str
     severity: str = "INFO"
+    result: object | None = None

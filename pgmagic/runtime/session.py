@@ -267,7 +267,14 @@ class Session:
             server version, database, user, backend pid, transaction state,
             pool size and idle count.
         """
-        conn = await self.ensure_connected()
+        async with self._busy:
+            conn = await self.ensure_connected()
+            # Ask the server: a backend killed since the last cell is noticed
+            # here, so the facts below are about the connection that is.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
+            if conn.is_closed():
+                conn = await self.ensure_connected()
         info: dict[str, Any] = {
             "target": self._runtime.describe_target(),
             "server": f"PostgreSQL {server_version(conn)}",

@@ -96,8 +96,10 @@ def test_status_lines_and_last_result(ip: Any, capsys: Any) -> None:
         "SELECT count(*) FROM s;\nUPDATE s SET x = x + 1;\nSELECT x FROM s ORDER BY x",
     )
     out = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("pgmagic:")]
-    # a query superseded by a later one reports its tag when that one arrives
-    assert out[:4] == ["CREATE TABLE", "INSERT 0 3", "UPDATE 3", "SELECT 1"]
+    # every result in the order it ran: an earlier query as its table
+    assert out[:2] == ["CREATE TABLE", "INSERT 0 3"]
+    assert [line.strip() for line in out[2:5]] == ["count", "-------", "3"]
+    assert out[6] == "UPDATE 3"
     assert frame["x"].tolist() == [2, 3, 4]
 
 
