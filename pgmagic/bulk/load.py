@@ -345,6 +345,8 @@ def load(
             stream = CsvFile(path).stream
         else:
             raise OptionError("load reads DataFrames, .csv, .csv.gz and .parquet files")
+    if not columns:
+        raise OptionError("nothing to load: the data has no columns")
     if len(set(columns)) != len(columns):
         raise OptionError("the data has duplicate column names")
     chunks: queue.Queue[Any] = queue.Queue(maxsize=4)

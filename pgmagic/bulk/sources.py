@@ -23,6 +23,7 @@ from pgmagic.bulk.encode import (
     pg_type_for,
     pgencode,
 )
+from pgmagic.errors import OptionError
 
 
 def _array_literal(value: Any) -> str:
@@ -181,10 +182,19 @@ def csv_file_columns(path: Path) -> tuple[list[str], list[str]]:
     -------
     (list of str, list of str)
     """
+    import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=FILE_CHUNK))
-    batch = reader.read_next_batch()
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=FILE_CHUNK))
+    except pa.ArrowInvalid as error:
+        # "Empty CSV file", or a first block pyarrow cannot parse.
+        raise OptionError(f"cannot read {path.name} as CSV: {error}") from None
+    try:
+        batch = reader.read_next_batch()
+    except StopIteration:
+        # A header and no rows: the columns, as text, and an empty table.
+        return list(reader.schema.names), ["text"] * len(reader.schema.names)
     sample = batch.to_pandas()
     return list(sample.columns), [pg_type_for(sample[c]) for c in sample.columns]
 
