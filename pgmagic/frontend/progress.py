@@ -2,16 +2,22 @@
 
 ``tqdm.auto`` renders a widget in Jupyter and text in a terminal.  Bars appear
 only when the work lasts longer than half a second, refresh at most five times
-a second, and never appear under ``--quiet``.
+a second, never appear under ``--quiet``, and leave nothing when done (a saved
+notebook shows the summary line, not a dead widget).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from IPython import display as _display
 
 from pgmagic.results.progress import Progress
 
 __all__ = ["Bar", "Progress"]
+
+show: Callable[..., Any] = _display.display
 
 
 class Bar:
@@ -34,6 +40,7 @@ class Bar:
         self._description = description
         self._quiet = quiet
         self._bar: Any = None
+        self._handle: Any = None
 
     def update(self, progress: Progress) -> None:
         """Move the bar to the rows counted so far.
@@ -49,22 +56,33 @@ class Bar:
             if rows == 0 or seconds < self.delay:
                 return
             from tqdm.auto import tqdm
+            from tqdm.notebook import tqdm as notebook_tqdm
 
-            self._bar = tqdm(
-                desc=self._description,
-                unit=" rows",
-                unit_scale=True,
-                mininterval=0.2,
-                leave=False,
-            )
+            options: dict[str, Any] = {
+                "desc": self._description,
+                "unit": " rows",
+                "unit_scale": True,
+                "mininterval": 0.2,
+                "leave": False,
+            }
+            if issubclass(tqdm, notebook_tqdm):
+                # Shown under a display id of ours, so that close() can empty
+                # the output: a saved notebook keeps no dead widget behind.
+                self._bar = tqdm(**options, display=False)
+                self._handle = show(self._bar.container, display_id=True)
+            else:
+                self._bar = tqdm(**options)
         self._bar.set_postfix_str(f"{size / 1e6:,.1f} MB" if size else "", refresh=False)
         self._bar.update(rows - self._bar.n)
 
     def close(self) -> None:
-        """Remove the bar."""
+        """Remove the bar, leaving nothing in the cell's output."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self._handle is not None:
+            self._handle.update({}, raw=True)
+            self._handle = None
 
     def __enter__(self) -> Bar:
         return self
