@@ -228,7 +228,26 @@ class Stream:
             raise render(error) from None
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        return self
+        return self._loop()
+
+    def _loop(self) -> Iterator[pd.DataFrame]:
+        """The chunks of a ``for`` loop; leaving the loop early ends the stream.
+
+        A ``break`` (the usual way to peek) would otherwise keep the cursor's
+        transaction, and its locks, until the idle timeout: ``ALTER TABLE`` on
+        the table would wait with no word.  ``next(stream)`` takes one chunk
+        at a time without ending it.
+        """
+        try:
+            while True:
+                try:
+                    frame = next(self)
+                except StopIteration:
+                    return
+                yield frame
+        finally:
+            if self.state in (StreamState.NEW, StreamState.OPEN):
+                self.close()
 
     def __next__(self) -> pd.DataFrame:
         records = self._wait(self._fetch())

@@ -85,6 +85,26 @@ def test_stream_closed_early_or_abandoned_ends_its_transaction(events: Any, sql:
     assert not stream_backends(sql)
 
 
+def test_leaving_a_for_loop_early_ends_the_stream(events: Any, sql: Any) -> None:
+    run(events, "%pg --stream --chunksize 100 -o peek SELECT * FROM events")
+    run(events, "for frame in peek:\n    break")
+    assert run(events, "len(frame)") == 100
+    assert not stream_backends(sql)
+    assert run(events, "peek.state.value") == "closed"
+    # Nothing holds the table: DDL on it goes through at once.
+    sql("DO $$BEGIN SET LOCAL lock_timeout = '2s'; ALTER TABLE events ADD COLUMN peeked int; END$$")
+    sql("ALTER TABLE events DROP COLUMN peeked")
+    # next() takes chunks one at a time and leaves the stream open.
+    run(events, "%pg --stream --chunksize 100 -o steps SELECT * FROM events")
+    run(events, "first, second = next(steps), next(steps)")
+    assert stream_backends(sql)
+    run(events, "steps.close()")
+    # A loop run to its end, and an exception in its body, end it too.
+    run(events, "%pg --stream --chunksize 100 -o failing SELECT * FROM events")
+    fails(events, "for frame in failing:\n    1 / 0")
+    assert not stream_backends(sql)
+
+
 def test_stream_errors_show_in_the_defining_cell(events: Any, capsys: Any) -> None:
     out = fails(events, "%pg --stream SELECT nope FROM events", capsys)[1]
     assert 'ERROR:  column "nope" does not exist' in out and "^" in out
