@@ -137,4 +137,9 @@ def start() -> EmbeddedServer:
             server.start()
         first = folder not in _started
         _started.add(folder)
-        return EmbeddedServer(str(server.get_uri()), folder, time.perf_counter() - began, first)
+        # Spelled out so that a work database's PG* variables (PGPORT,
+        # PGSSLMODE, PGTARGETSESSIONATTRS, ...) cannot reach the embedded server.
+        info = server.get_postmaster_info()
+        port = f"&port={info.port}" if info.port and "port=" not in server.get_uri() else ""
+        dsn = f"{server.get_uri()}{port}&sslmode=disable&target_session_attrs=any"
+        return EmbeddedServer(dsn, folder, time.perf_counter() - began, first)

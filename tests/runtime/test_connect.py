@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -62,3 +63,27 @@ def test_status_and_banner_show_the_full_server_version(
     if where == "pg15":
         run(ip, "%pg connect $version_dsn")
         assert f"(PostgreSQL {exact}," in capsys.readouterr().out
+
+
+# A work database's libpq variables, which must not reach the embedded server.
+WORK_ENVIRONMENT = [
+    ("PGTARGETSESSIONATTRS", "standby"),
+    ("PGSSLMODE", "require"),
+    ("PGOPTIONS", "-c search_path=nowhere"),
+    ("PGSERVICE", "no_such_service"),
+    ("PGSSLROOTCERT", "/nonexistent/root.crt"),
+    ("PGPASSFILE", "/nonexistent/pgpass"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), WORK_ENVIRONMENT)
+def test_the_embedded_server_ignores_the_libpq_environment(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    if os.environ.get("PGMAGIC_TEST_DSN"):
+        pytest.skip("this session runs against PGMAGIC_TEST_DSN, not the embedded server")
+    for base, setting in (("PGHOST", "10.9.9.9"), ("PGPORT", "6543"), ("PGUSER", "nobody")):
+        monkeypatch.setenv(base, setting)
+    monkeypatch.setenv(name, value)
+    run(ip, "%pg connect --embedded")
+    assert run(ip, "%pg --scalar SELECT current_setting('search_path')") == '"$user", public'
