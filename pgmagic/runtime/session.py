@@ -179,7 +179,11 @@ class Session:
             # before sending anything (its protocol refuses to start, or
             # reports the connection closed): reopen it and run the command
             # there, unless a transaction died with it.
-            if not (isinstance(error, asyncpg.InternalClientError) or conn.is_closed()):
+            died_idle = isinstance(error, asyncpg.InternalClientError) or conn.is_closed()
+            # Inside the user's transaction it is gone either way, also when
+            # asyncpg reports the death on this command before closing.
+            lost = self._user_transaction and isinstance(error, asyncpg.ConnectionDoesNotExistError)
+            if not (died_idle or lost):
                 raise
             self._lost_transaction |= self._user_transaction
             conn.terminate()
