@@ -275,8 +275,15 @@ class Session:
             conn = await self.ensure_connected()
             # Ask the server: a backend killed since the last cell is noticed
             # here, so the facts below are about the connection that is.
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            try:
                 await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
+            except asyncpg.PostgresError as error:
+                # A failed transaction answers with an error and is still there;
+                # a shutdown (57P) or connection error (08) means it is not.
+                if (error.sqlstate or "")[:3] in ("57P", "080", "08P"):
+                    conn.terminate()
+            except (asyncpg.InterfaceError, OSError):
+                conn.terminate()  # asyncpg may report the death before the close
             if conn.is_closed():
                 conn = await self.ensure_connected()
         info: dict[str, Any] = {
