@@ -11,10 +11,12 @@
  *
  *     -row [-gap]        data-seq, data-time
  *       -meta            -time, then -channelName and -pid, or -gapLabel
- *       -payload         text, or <details class="-json"> for JSON
+ *       -payload         the text as sent, or <details class="-json"> for a
+ *                        JSON object or array: summary as sent, pre re-indented
  */
 
 import { el } from './dom';
+import { reindentJson } from './payload';
 import type { FeedItem } from './protocol';
 
 export function renderRow(item: FeedItem, prefix: string): HTMLElement {
@@ -55,38 +57,21 @@ function gapText(item: {
   return `${item.message} (${formatTime(item.start)} → ${formatTime(item.end)})`;
 }
 
-/** JSON objects and arrays collapse to one line; anything else is text. */
+/**
+ * The payload as sent. A JSON object or array collapses to one line and
+ * opens onto a re-indented view of the same tokens; no value is re-serialized.
+ */
 function renderPayload(payload: string, prefix: string): HTMLElement {
-  const json = parseJsonContainer(payload);
-  if (json === undefined) {
+  const pretty = reindentJson(payload);
+  if (pretty === undefined) {
     if (payload === '') {
       return el('div', `${prefix}-payload ${prefix}-muted`, '(empty payload)');
     }
     return el('div', `${prefix}-payload`, payload);
   }
   const details = el('details', `${prefix}-payload ${prefix}-json`);
-  details.append(
-    el('summary', '', JSON.stringify(json)),
-    el('pre', '', JSON.stringify(json, null, 2))
-  );
+  details.append(el('summary', '', payload), el('pre', '', pretty));
   return details;
-}
-
-/**
- * The parsed payload when it is a JSON object or array, else undefined:
- * a bare number or string reads better as the text it was sent as.
- */
-export function parseJsonContainer(text: string): object | undefined {
-  const first = text.trimStart()[0];
-  if (first !== '{' && first !== '[') {
-    return undefined;
-  }
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null ? value : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Local wall-clock time with milliseconds: HH:MM:SS.mmm. */

@@ -67,6 +67,62 @@ function isNumber(value) {
   return typeof value === "number" && Number.isFinite(value);
 }
 
+// src/payload.ts
+function isJsonContainer(text) {
+  const first = text.trimStart()[0];
+  if (first !== "{" && first !== "[") {
+    return false;
+  }
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+var TOKEN = /\s+|"(?:[^"\\]|\\.)*"|[{}[\],:]|[^\s{}[\],:"]+/gy;
+function jsonTokens(text) {
+  const tokens = [];
+  TOKEN.lastIndex = 0;
+  for (let match = TOKEN.exec(text); match; match = TOKEN.exec(text)) {
+    if (!/^\s/.test(match[0])) {
+      tokens.push(match[0]);
+    }
+  }
+  return tokens;
+}
+var CLOSING = { "{": "}", "[": "]" };
+function reindentJson(text, indent = 2) {
+  if (!isJsonContainer(text)) {
+    return void 0;
+  }
+  const tokens = jsonTokens(text);
+  const parts = [];
+  let depth = 0;
+  const newline = () => "\n" + " ".repeat(depth * indent);
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i];
+    if (token === "{" || token === "[") {
+      if (tokens[i + 1] === CLOSING[token]) {
+        parts.push(token, tokens[++i]);
+      } else {
+        depth++;
+        parts.push(token, newline());
+      }
+    } else if (token === "}" || token === "]") {
+      depth--;
+      parts.push(newline(), token);
+    } else if (token === ",") {
+      parts.push(",", newline());
+    } else if (token === ":") {
+      parts.push(": ");
+    } else {
+      parts.push(token);
+    }
+  }
+  return parts.join("");
+}
+
 // src/rows.ts
 function renderRow(item, prefix) {
   const row = el("div", `${prefix}-row`);
@@ -95,31 +151,16 @@ function gapText(item) {
   return `${item.message} (${formatTime(item.start)} → ${formatTime(item.end)})`;
 }
 function renderPayload(payload, prefix) {
-  const json = parseJsonContainer(payload);
-  if (json === void 0) {
+  const pretty = reindentJson(payload);
+  if (pretty === void 0) {
     if (payload === "") {
       return el("div", `${prefix}-payload ${prefix}-muted`, "(empty payload)");
     }
     return el("div", `${prefix}-payload`, payload);
   }
   const details = el("details", `${prefix}-payload ${prefix}-json`);
-  details.append(
-    el("summary", "", JSON.stringify(json)),
-    el("pre", "", JSON.stringify(json, null, 2))
-  );
+  details.append(el("summary", "", payload), el("pre", "", pretty));
   return details;
-}
-function parseJsonContainer(text) {
-  const first = text.trimStart()[0];
-  if (first !== "{" && first !== "[") {
-    return void 0;
-  }
-  try {
-    const value = JSON.parse(text);
-    return typeof value === "object" && value !== null ? value : void 0;
-  } catch {
-    return void 0;
-  }
 }
 function formatTime(epochSeconds) {
   const date = new Date(epochSeconds * 1e3);

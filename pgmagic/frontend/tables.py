@@ -241,11 +241,14 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
 _STYLE = (
     "<style>"
     ".pgmagic-result table{border-collapse:collapse;font-size:12px}"
-    # "div ... table" outranks JupyterLab's own .jp-RenderedHTMLCommon td rules,
-    # which would otherwise right-align every column.
-    "div.pgmagic-result table th,div.pgmagic-result table td{padding:2px 8px;"
+    # JupyterLab 4.6 right-aligns HTML-output cells with
+    # ":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td" (0,2,1); the doubled
+    # class (0,2,3; td.num 0,3,3) outranks it (tests/browser, light and dark).
+    "div.pgmagic-result.pgmagic-result table th,"
+    "div.pgmagic-result.pgmagic-result table td{padding:2px 8px;"
     "border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:pre;text-align:left}"
-    "div.pgmagic-result table td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "div.pgmagic-result.pgmagic-result table td.num{text-align:right;"
+    "font-variant-numeric:tabular-nums}"
     ".pgmagic-result th small{font-weight:normal;opacity:.6}"
     ".pgmagic-result .null{opacity:.45;font-style:italic}"
     ".pgmagic-result .footer{opacity:.7;font-size:11px;margin-top:4px}"

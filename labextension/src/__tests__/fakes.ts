@@ -148,6 +148,15 @@ export function note(seq: number, payload = `n${seq}`): INotificationItem {
   };
 }
 
+/**
+ * A JSON payload whose values a parse and re-serialize would change: a 64-bit
+ * id past 2^53, a trailing zero, a number beyond a double, an escaped NUL, a
+ * duplicate key, a negative zero, an integer past a double's precision.
+ */
+export const LOSSY =
+  '{"id": 9007199254740993, "amount": 1.10, "n": 1e400, "s": "é\\u0000", ' +
+  '"s": "second", "neg": -0.0, "big": [123456789012345678901234567890, 1E+2]}';
+
 /** Let pending promise callbacks (comm discovery) run. */
 export function settle(): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, 0));

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { FeedWidgetModel, FeedWidgetTraits, render } from '../feedWidget';
-import { note, state } from './fakes';
+import { LOSSY, note, state } from './fakes';
 
 // anywidget types its event handlers this loosely.
 type Handler = (...args: any[]) => void;
@@ -92,6 +92,20 @@ describe('feed widget', () => {
       rows()[1].querySelector('.pgmagic-feed-channelName')?.textContent
     ).toBe('orders');
     expect(find('empty')?.hidden).toBe(true);
+  });
+
+  it('shows payloads as sent, JSON or not', () => {
+    const text = 'id 9007199254740993 paid 1.10 é';
+    const model = new FakeModel({ items: [note(1, LOSSY), note(2, text)] });
+    const { rows } = mount(model);
+    expect(rows()[0].querySelector('.pgmagic-feed-payload')?.textContent).toBe(
+      text
+    );
+    const json = rows()[1].querySelector('.pgmagic-feed-json');
+    expect(json?.querySelector('summary')?.textContent).toBe(LOSSY);
+    expect(json?.querySelector('pre')?.textContent).toContain(
+      '"id": 9007199254740993,\n  "amount": 1.10,\n  "n": 1e400,'
+    );
   });
 
   it('says so while there is nothing to show', () => {

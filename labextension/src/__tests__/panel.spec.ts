@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { KernelFeed } from '../feed';
 import { FeedPanel } from '../panel';
 import type { FeedItem } from '../protocol';
-import { FakeComm, FakeKernel, note, settle, state } from './fakes';
+import { FakeComm, FakeKernel, LOSSY, note, settle, state } from './fakes';
 
 let panel: FeedPanel;
 
@@ -129,6 +129,31 @@ describe('FeedPanel', () => {
     expect(find('empty').textContent).toBe(
       'No notifications match the filter.'
     );
+  });
+
+  it('shows payloads as sent and filters on that text', async () => {
+    const text = 'id 9007199254740993 paid 1.10';
+    await showing([note(1, LOSSY), note(2, text), note(3, '{"amount": 1.1}')]);
+    /** The one-line text of a row's payload: a JSON payload's summary. */
+    const payload = (seq: number) => {
+      const row = rows().find(row => row.dataset.seq === String(seq));
+      return (
+        row?.querySelector('summary') ??
+        row?.querySelector('.jp-PgFeed-payload')
+      )?.textContent;
+    };
+    expect(payload(1)).toBe(LOSSY);
+    expect(payload(2)).toBe(text);
+
+    typeFilter('1.10');
+    expect(seqs()).toEqual([2, 1]);
+    typeFilter('9007199254740993');
+    expect(seqs()).toEqual([2, 1]);
+    typeFilter('1e400');
+    expect(seqs()).toEqual([1]);
+    expect(payload(1)).toBe(LOSSY);
+    typeFilter('"amount": 1.1}');
+    expect(seqs()).toEqual([3]);
   });
 
   it('exports with the filter the rows on screen were chosen by', async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import type { IGapItem, INotificationItem } from '../protocol';
-import { formatTime, parseJsonContainer, renderRow } from '../rows';
+import { formatTime, renderRow } from '../rows';
+import { LOSSY } from './fakes';
 
 // 2023-11-14 22:13:20.250 UTC; vitest.config.mts pins TZ=UTC.
 const TIME = 1700000000.25;
@@ -62,17 +63,35 @@ describe('renderRow', () => {
     expect(classes.every(name => name.startsWith('jp-PgFeed-'))).toBe(true);
   });
 
-  it('collapses a JSON object to one line and pretty-prints it inside', () => {
-    const row = renderRow(note(' {"order": 42, "lines": [1, 2]}'), 'p');
+  it('collapses a JSON object to its text as sent and re-indents it inside', () => {
+    const payload = ' {"order": 42, "lines": [1, 2]}';
+    const row = renderRow(note(payload), 'p');
     const details = row.querySelector('details');
     expect(details?.className).toBe('p-payload p-json');
     expect(details?.open).toBe(false);
-    expect(details?.querySelector('summary')?.textContent).toBe(
-      '{"order":42,"lines":[1,2]}'
-    );
+    expect(details?.querySelector('summary')?.textContent).toBe(payload);
     expect(details?.querySelector('pre')?.textContent).toBe(
       JSON.stringify({ order: 42, lines: [1, 2] }, null, 2)
     );
+  });
+
+  it('shows JSON values exactly as sent, where a round trip would change them', () => {
+    const row = renderRow(note(LOSSY), 'p');
+    expect(row.querySelector('summary')?.textContent).toBe(LOSSY);
+    const pretty = row.querySelector('pre')?.textContent ?? '';
+    for (const value of [
+      '9007199254740993',
+      '1.10',
+      '1e400',
+      '"é\\u0000"',
+      '"second"',
+      '-0.0',
+      '123456789012345678901234567890',
+      '1E+2'
+    ]) {
+      expect(pretty).toContain(value);
+    }
+    expect(pretty.replace(/\s/g, '')).toBe(LOSSY.replace(/\s/g, ''));
   });
 
   it('treats a JSON array like an object', () => {
@@ -84,7 +103,11 @@ describe('renderRow', () => {
     ['a bare number', '42'],
     ['a JSON string', '"quoted"'],
     ['broken JSON', '{"order": 42'],
-    ['text that starts like JSON', '[draft] order 42']
+    ['text that starts like JSON', '[draft] order 42'],
+    ['numbers in text', 'id 9007199254740993 paid 1.10'],
+    ['non-ASCII and control characters', 'é\u0000\t ünïcode 🐘'],
+    ['JSON with trailing text', '{"id": 9007199254740993} and more'],
+    ['multi-line text', '  line 1\n\n    line 3  ']
   ])('shows %s as sent', (_case, payload) => {
     const row = renderRow(note(payload), 'p');
     expect(row.querySelector('details')).toBeNull();
@@ -133,21 +156,4 @@ describe('formatTime', () => {
   ])('formats %d as %s', (seconds, expected) => {
     expect(formatTime(seconds)).toBe(expected);
   });
-});
-
-describe('parseJsonContainer', () => {
-  it.each([
-    ['{}', {}],
-    ['  [null]', [null]],
-    ['{"a":{"b":[]}}', { a: { b: [] } }]
-  ])('parses %s', (input, expected) => {
-    expect(parseJsonContainer(input)).toEqual(expected);
-  });
-
-  it.each(['', 'null', '1', '"{}"', '{', '[1,]', 'true'])(
-    'leaves %j as text',
-    input => {
-      expect(parseJsonContainer(input)).toBeUndefined();
-    }
-  );
 });

@@ -8,30 +8,33 @@ import type { NotebookPanel } from '@jupyterlab/notebook';
 import type { Locator } from '@playwright/test';
 import * as path from 'path';
 
-/** NOTIFY from other connections, from the notebook (see the file). */
-const SENDER = path.resolve(__dirname, '..', 'sender.py');
-const ARTIFACTS = path.resolve(__dirname, '..', 'artifacts');
+import { ARTIFACTS, pythonString, SENDER, setCells } from './helpers';
+
 const PANEL = '#pgmagic-feed';
 const ROW = `${PANEL} .jp-PgFeed-row`;
 
 /**
- * Replace the notebook's cells through the shared model: typing into
- * CodeMirror auto-indents and has produced broken Python.
+ * JSON whose values a parse and re-serialize would change (a 64-bit id, a
+ * trailing zero, a number beyond a double, an escaped NUL, a duplicate key),
+ * text with such numbers, and JSON sent already indented.
  */
-async function setCells(page: IJupyterLabPageFixture, sources: string[]) {
-  await page.evaluate(sources => {
-    const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
-    const shared = panel.content.model!.sharedModel;
-    const old = shared.cells.length;
-    // Two steps: the notebook view mis-renders a single transaction that
-    // both inserts and deletes cells.
-    shared.insertCells(
-      old,
-      sources.map(source => ({ cell_type: 'code', source }))
-    );
-    shared.deleteCellRange(0, old);
-  }, sources);
-}
+const LOSSY =
+  '{"id": 9007199254740993, "amount": 1.10, "n": 1e400, "s": "é\\u0000", "s": "second"}';
+const INDENTED = '{\n    "price": 0.30,\n    "tags": [ ]\n}';
+const PAYLOADS = [LOSSY, 'id 9007199254740993 paid 1.10 · é 🐘', INDENTED];
+/** The expanded view of the JSON payloads: re-indented, values untouched. */
+const PRETTY: Record<string, string> = {
+  [LOSSY]: [
+    '{',
+    '  "id": 9007199254740993,',
+    '  "amount": 1.10,',
+    '  "n": 1e400,',
+    '  "s": "é\\u0000",',
+    '  "s": "second"',
+    '}'
+  ].join('\n'),
+  [INDENTED]: '{\n  "price": 0.30,\n  "tags": []\n}'
+};
 
 async function kernelStatus(page: IJupyterLabPageFixture): Promise<string> {
   return page.evaluate(() => {
@@ -198,7 +201,7 @@ test.describe('PostgreSQL panel', () => {
       /disconnected \d\d:\d\d:\d\d to \d\d:\d\d:\d\d: notifications sent in this window were not received/
     );
     await page
-      .locator(`${PANEL} .jp-PgFeed-json summary`, { hasText: '"order":42' })
+      .locator(`${PANEL} .jp-PgFeed-json summary`, { hasText: '"order": 42' })
       .click();
     await page
       .locator(PANEL)
@@ -211,7 +214,7 @@ test.describe('PostgreSQL panel', () => {
       expect(await widgetLatencyOf(page, row)).toBeLessThan(1);
     }
     await widget
-      .locator('.pgmagic-feed-json summary', { hasText: '"order":42' })
+      .locator('.pgmagic-feed-json summary', { hasText: '"order": 42' })
       .click();
     await page.screenshot({ path: path.join(ARTIFACTS, 'lab.png') });
     // Full notebook width for the widget on its own.
@@ -304,6 +307,77 @@ test.describe('PostgreSQL panel', () => {
     await expect(notice).toContainText(
       "Export failed: cannot export to 'not a name': not a Python variable name"
     );
+  });
+
+  test('shows payloads exactly as sent, in the panel and the widget', async ({
+    page
+  }) => {
+    test.slow();
+    await setCells(page, [
+      `%run ${SENDER}\n%load_ext pgmagic\n%pg listen payloads`,
+      PAYLOADS.map(
+        payload => `notify_later("payloads", ${pythonString(payload)})`
+      ).join('\n')
+    ]);
+    await page.notebook.runCell(0);
+    await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
+      'listening',
+      { timeout: 30000 }
+    );
+    await page.notebook.runCell(1);
+
+    const widgetRows = page.locator('.pgmagic-feed .pgmagic-feed-row');
+    for (const rows of [page.locator(ROW), widgetRows]) {
+      await expect(rows).toHaveCount(PAYLOADS.length, { timeout: 10000 });
+      const shown = await rows.evaluateAll(rows =>
+        rows.map(row => {
+          const json = row.querySelector('details');
+          return json
+            ? {
+                text: json.querySelector('summary')!.textContent,
+                pretty: json.querySelector('pre')!.textContent
+              }
+            : {
+                text: row.querySelector('[class$="-payload"]')!.textContent,
+                pretty: null
+              };
+        })
+      );
+      const byText = (
+        a: { text: string | null },
+        b: { text: string | null }
+      ) => (a.text! < b.text! ? -1 : 1);
+      expect(shown.sort(byText)).toEqual(
+        PAYLOADS.map(text => ({ text, pretty: PRETTY[text] ?? null })).sort(
+          byText
+        )
+      );
+    }
+
+    // The expanded view: what a user reads, values intact.
+    const lossy = page.locator(`${PANEL} .jp-PgFeed-json`, {
+      hasText: '9007199254740993'
+    });
+    await lossy.locator('summary').click();
+    expect(await lossy.locator('pre').innerText()).toBe(PRETTY[LOSSY]);
+    const widgetLossy = page.locator('.pgmagic-feed-json', {
+      hasText: '9007199254740993'
+    });
+    await widgetLossy.locator('summary').click();
+    expect(await widgetLossy.locator('pre').innerText()).toBe(PRETTY[LOSSY]);
+    await page
+      .locator(PANEL)
+      .screenshot({ path: path.join(ARTIFACTS, 'payloads.png') });
+
+    // The text filter searches the payload as sent.
+    const filter = page.locator(`${PANEL} .jp-PgFeed-text`);
+    await filter.fill('1.10');
+    await expect(page.locator(ROW)).toHaveCount(2);
+    await filter.fill('1e400');
+    await expect(page.locator(ROW)).toHaveCount(1);
+    await expect(page.locator(`${ROW} summary`)).toHaveText(LOSSY);
+    await filter.fill('');
+    await expect(page.locator(ROW)).toHaveCount(PAYLOADS.length);
   });
 
   test('re-attaches to the kernel comm after a page reload', async ({
