@@ -38,11 +38,14 @@ def _decimal_type(scale: int, int_digits: int) -> Any:
     raise ValueError(f"{digits} digits")
 
 
-def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -> Any:
+def _arrow_array(
+    kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any, zone: str = "UTC"
+) -> Any:
     """One column of a parser batch as an Arrow array, without copying its values.
 
     ``wanted`` is the column's type in the schema, or None for the first
     batch; only decimals (whose scale and width the data decides) use it.
+    ``zone`` annotates timestamptz values (UTC instants either way).
     """
     length, null_count, validity, values, data, scale, int_digits, levels, child = out
     valid = None if validity is None else pa.py_buffer(validity)
@@ -52,7 +55,7 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
         inner = wanted
         for _ in levels:
             inner = inner.value_type if inner is not None and pa.types.is_list(inner) else None
-        array = _arrow_array(elem_kind, 0, child, inner)
+        array = _arrow_array(elem_kind, 0, child, inner, zone)
         # innermost dimension first; only rows (level 0) can be NULL
         for depth in reversed(range(len(levels))):
             offsets = levels[depth]
@@ -65,6 +68,8 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
             )
         return array
     storage = _ARROW_TYPES[kind]
+    if kind == CopyKind.TIMESTAMPTZ and zone != "UTC":
+        storage = pa.timestamp("us", tz=zone)
     buffers = [valid, pa.py_buffer(values)]
     if data is not None:
         buffers.append(pa.py_buffer(data))
@@ -81,8 +86,9 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
 class _RecordBatches:
     """Parser batches to record batches under one schema, fixed by the first batch."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, zone: str = "UTC") -> None:
         self.plan = plan
+        self.zone = zone
         self._schema: Any = None
 
     def __call__(self, nrows: int, columns: list[tuple[Any, ...]]) -> Any:
@@ -91,7 +97,7 @@ class _RecordBatches:
         for i, out in enumerate(columns):
             wanted = None if schema is None else schema.field(i).type
             try:
-                array = _arrow_array(plan.kinds[i], plan.elem_kinds[i], out, wanted)
+                array = _arrow_array(plan.kinds[i], plan.elem_kinds[i], out, wanted, self.zone)
             except ValueError:  # pa.ArrowInvalid is one: a decimal cast lost digits
                 limit = "an Arrow decimal (76)" if wanted is None else f"the first rows' {wanted}"
                 raise ColumnTypeError(
@@ -180,6 +186,7 @@ async def copy_record_batches(
     batch_rows: int = 50_000,
     timeout: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    zone: str = "UTC",
 ) -> int:
     """Run ``sql`` through binary COPY and hand its rows to ``write`` as Arrow record batches.
 
@@ -195,7 +202,7 @@ async def copy_record_batches(
                                            ``numeric_as_float``)
     text, varchar, enums, ...              string
     bool                                   bool
-    timestamptz, timestamp                 timestamp[us, tz=UTC], timestamp[us]
+    timestamptz, timestamp                 timestamp[us, tz=zone], timestamp[us]
     date                                   date32
     interval                               duration[us] (a month is 30 days)
     time                                   time64[us]
@@ -233,6 +240,10 @@ async def copy_record_batches(
     on_progress : callable, optional
         Called on the loop thread after each chunk with the rows decoded and
         the bytes received so far.
+    zone : str, default "UTC"
+        The time zone timestamptz columns are annotated with (the session's,
+        as :func:`pgmagic.results.zones.zone_name` names it); the stored
+        values are UTC instants whatever the zone.
 
     Returns
     -------
@@ -254,7 +265,7 @@ async def copy_record_batches(
     >>> await copy_record_batches(conn, sql, columns, writer.write_batch)  # doctest: +SKIP
     """
     plan = await plan_columns(conn, columns, numeric_as_float, export=True)
-    batches = _RecordBatches(plan)
+    batches = _RecordBatches(plan, zone)
 
     def deliver(nrows: int, payload: list[tuple[Any, ...]]) -> None:
         write(batches(nrows, payload))

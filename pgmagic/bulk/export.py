@@ -54,7 +54,7 @@ from pgmagic.errors import (
     blame,
     render,
 )
-from pgmagic.results import decode, frames
+from pgmagic.results import decode, frames, zones
 from pgmagic.results.copyout import bound_values, copy_out
 from pgmagic.results.progress import Progress
 from pgmagic.results.text import as_text
@@ -295,7 +295,9 @@ async def _copy_export(
                 raise OptionError(
                     f"--to .{chosen} needs distinct column names; rename repeats with AS"
                 )
+            bound = zones.localize(bound, stmt.get_parameters(), conn)
             query = copy_query(bound, stmt.get_parameters())
+            zone = zones.result_zone(conn)
             try:
                 async with bound_values(conn, bound, query):
                     if parquet is not None:
@@ -308,6 +310,7 @@ async def _copy_export(
                             batch_rows=chunksize,
                             timeout=timeout,
                             on_progress=count,
+                            zone=zones.zone_name(zone),
                         )
                     return await arrow.copy_json_lines(
                         conn,
@@ -329,7 +332,7 @@ async def _copy_export(
             await asyncio.to_thread(parquet.close)
 
 
-def _arrow_type(column: frames.Column, numeric_as_float: bool) -> Any:
+def _arrow_type(column: frames.Column, numeric_as_float: bool, zone: str) -> Any:
     import pyarrow as pa
 
     kind = frames.kind_of(column)
@@ -341,7 +344,7 @@ def _arrow_type(column: frames.Column, numeric_as_float: bool) -> Any:
         frames.Kind.FLOAT32: pa.float32(),
         frames.Kind.FLOAT64: pa.float64(),
         frames.Kind.STRING: pa.string(),
-        frames.Kind.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+        frames.Kind.TIMESTAMPTZ: pa.timestamp("us", tz=zone),
         frames.Kind.TIMESTAMP: pa.timestamp("us"),
         frames.Kind.DATE: pa.date32(),
         frames.Kind.INTERVAL: pa.duration("us"),
@@ -419,7 +422,8 @@ def _write_parquet(
     try:
         for frame in stream:
             if schema is None:
-                types = [_arrow_type(c, numeric_as_float) for c in stream.columns]
+                zone = zones.zone_name(stream.zone)
+                types = [_arrow_type(c, numeric_as_float, zone) for c in stream.columns]
             arrays = [_arrow_column(frame.iloc[:, i], t) for i, t in enumerate(types)]
             if schema is None:
                 types = [a.type for a in arrays]
