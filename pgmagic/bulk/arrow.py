@@ -11,6 +11,7 @@ those two are held, so memory stays bounded whatever the size of the result.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -22,6 +23,7 @@ import pyarrow as pa
 from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.errors import ColumnMismatchError, ColumnTypeError
 from pgmagic.results.decode import Plan, new_parser, pace, pgcopy, plan_columns
+from pgmagic.results.zones import offset_table
 from pgmagic.sql.copytext import copy_statement
 
 # An export batch ends at this many bytes of COPY data even when it has
@@ -291,14 +293,18 @@ async def copy_json_lines(
     batch_rows: int = 50_000,
     timeout: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    zone: dt.tzinfo = dt.UTC,
 ) -> int:
     """Run ``sql`` through binary COPY and hand its rows to ``write`` as JSON lines.
 
     Each row is one JSON object, keys in column order, UTF-8, ending in a
     newline.  Numbers stay numbers (floats as Python's ``repr``, NaN and
     infinities null) except ``numeric``, which is its exact text as a
-    string (NaN null); timestamps are ISO 8601 with microseconds (``Z`` for
-    timestamptz), dates ``YYYY-MM-DD``, intervals as pandas writes them
+    string (NaN null); timestamps are ISO 8601 with microseconds
+    (timestamptz with the offset of ``zone``, as the server's CSV has it:
+    ``2024-01-01T12:00:00.000000+05:30``; ``Z`` in UTC, for the infinities
+    and where the local time would leave years 1-9999), dates
+    ``YYYY-MM-DD``, intervals as pandas writes them
     (``P1DT3H0M0S``), times ``isoformat()``, bytea PostgreSQL's hex form;
     json and jsonb are nested as the server wrote them; arrays are JSON
     arrays, nested by dimension.
@@ -319,6 +325,8 @@ async def copy_json_lines(
     on_progress : callable, optional
         Called on the loop thread with the rows decoded and the bytes
         received so far.
+    zone : datetime.tzinfo, default UTC
+        The session's zone (:func:`pgmagic.results.zones.result_zone`).
 
     Returns
     -------
@@ -349,7 +357,7 @@ async def copy_json_lines(
     return await _copy_batches(
         conn,
         sql,
-        new_parser(plan, CopyLayout.JSONL, keys),
+        new_parser(plan, CopyLayout.JSONL, keys, offset_table(zone)),
         deliver,
         batch_rows=batch_rows,
         timeout=timeout,

@@ -321,6 +321,7 @@ async def _copy_export(
                         batch_rows=chunksize,
                         timeout=timeout,
                         on_progress=count,
+                        zone=zone,
                     )
             except UnsupportedColumnError:
                 return None
@@ -438,6 +439,34 @@ def _write_parquet(
     return stream.rows
 
 
+# datetime's range in microseconds since 1970: 'infinity' is its max and min
+_DT_MAX_US = 253_402_300_799_999_999
+_DT_MIN_US = -62_135_596_800_000_000
+
+
+def _offsets_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Zoned columns as the C writer has them: ISO 8601 with the offset (pandas writes UTC)."""
+    out = None
+    for i in range(frame.shape[1]):
+        series = frame.iloc[:, i]
+        dtype = series.dtype
+        if not isinstance(dtype, pd.DatetimeTZDtype) or str(dtype.tz) == "UTC":
+            continue
+        utc = series.array.asi8
+        texts = [
+            None
+            if stamp is pd.NaT
+            else stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if micros in (_DT_MAX_US, _DT_MIN_US) or not 1 <= stamp.year <= 9999
+            else stamp.isoformat(timespec="microseconds")
+            for stamp, micros in zip(series, utc.tolist(), strict=True)
+        ]
+        if out is None:
+            out = frame.copy(deep=False)
+        out.isetitem(i, pd.array(texts, dtype=object))
+    return frame if out is None else out
+
+
 def _write_jsonl(
     stream: Stream,
     sink: _Sink,
@@ -446,6 +475,7 @@ def _write_jsonl(
     numeric_as_float: bool,
 ) -> int:
     for frame in stream:
+        frame = _offsets_as_text(frame)
         text = frame.to_json(
             orient="records",
             lines=True,

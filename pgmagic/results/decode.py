@@ -330,7 +330,10 @@ _gc_paused = _GcPause()
 
 
 def new_parser(
-    plan: Plan, layout: int = CopyLayout.PANDAS, keys: tuple[bytes, ...] | None = None
+    plan: Plan,
+    layout: int = CopyLayout.PANDAS,
+    keys: tuple[bytes, ...] | None = None,
+    zone: tuple[bytes, bytes, int] | None = None,
 ) -> pgcopy.Parser:
     """A C parser for a plan, filling pandas, Arrow or JSON-lines buffers.
 
@@ -341,6 +344,10 @@ def new_parser(
         ``CopyLayout.PANDAS``, ``CopyLayout.ARROW`` or ``CopyLayout.JSONL``.
     keys : tuple of bytes, optional
         JSON object keys, for JSON lines.
+    zone : tuple, optional
+        For JSON lines, the session's zone as
+        :func:`pgmagic.results.zones.offset_table` gives it: timestamptz
+        values are written with its offsets (``Z`` without one).
 
     Returns
     -------
@@ -356,6 +363,7 @@ def new_parser(
         json.loads,
         layout=layout,
         keys=keys,
+        zone=zone,
     )
 
 

@@ -18,10 +18,14 @@ results in UTC, and refuses naive values rather than guess.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import datetime as dt
 import functools
+import importlib.resources
+import os
 import re
+import struct
 import zoneinfo
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +37,7 @@ from pgmagic.sql.params import BoundStatement
 __all__ = [
     "localize",
     "localize_rows",
+    "offset_table",
     "python_zone",
     "read_naive",
     "result_zone",
@@ -328,3 +333,139 @@ def shown_in(value: Any, column: Any, zone: dt.tzinfo) -> Any:
     if column.oid == oids.TIMESTAMPTZ and isinstance(value, dt.datetime) and value.tzinfo:
         return value.astimezone(zone)
     return value
+
+
+# ----------------------------------------------------- offsets for the C writer
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# 400 Gregorian years: calendars and daylight-saving rules repeat with this period.
+_CYCLE_SECONDS = 146_097 * 86_400
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=16)
+def offset_table(zone: dt.tzinfo) -> tuple[bytes, bytes, int] | None:
+    """A zone's offsets for the C parser's JSON lines: every transition, then a 400-year cycle.
+
+    The transitions come from the zone's TZif file (as ``zoneinfo`` finds
+    it), those after its last listed one from ``zoneinfo`` itself (the
+    file's POSIX rule), for 400 years: after that the rule repeats.
+
+    Parameters
+    ----------
+    zone : datetime.tzinfo
+        From :func:`python_zone`.
+
+    Returns
+    -------
+    (bytes, bytes, int) or None
+        Transition instants (int64 microseconds since 1970, the first
+        ``INT64_MIN``), the offset from each on (int32 seconds east of UTC),
+        and the instant from which the cycle repeats; None for UTC.
+
+    Examples
+    --------
+    >>> at, offsets, end = offset_table(python_zone("Asia/Kolkata"))
+    >>> array.array("i", offsets)[-1], end == 2**63 - 1
+    (19800, True)
+    """
+    if zone is UTC:
+        return None
+    if not isinstance(zone, zoneinfo.ZoneInfo):
+        offset = zone.utcoffset(None) or dt.timedelta(0)
+        return _pack([(_INT64_MIN, int(offset.total_seconds()))], _INT64_MAX)
+    data = _tzif(zone.key)
+    parsed = _parse_tzif(data) if data is not None else None
+    if parsed is None:  # no file to read: ask zoneinfo, week by week, 1800 to 2440
+        start = int((dt.datetime(1800, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+        end = int((dt.datetime(2440, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds())
+        first = _offset_at(zone, start)
+        return _pack([(_INT64_MIN, first), *_probe(zone, start, end, 7 * 86_400)], end)
+    times, offsets, footer = parsed
+    table = list(zip(times, offsets, strict=True))
+    if "," not in footer:  # no daylight-saving rule after the last transition
+        return _pack(table, _INT64_MAX)
+    last = table[-1][0] if len(table) > 1 else 0
+    year = (_EPOCH + dt.timedelta(seconds=last)).year + 1
+    end = int((dt.datetime(year, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) + _CYCLE_SECONDS
+    return _pack(table + _probe(zone, last, end, 14 * 86_400), end)
+
+
+def _pack(table: list[tuple[int, int]], end: int) -> tuple[bytes, bytes, int]:
+    at = array.array("q", [t if t == _INT64_MIN else t * 1_000_000 for t, _ in table])
+    offsets = array.array("i", [o for _, o in table])
+    return at.tobytes(), offsets.tobytes(), end if end == _INT64_MAX else end * 1_000_000
+
+
+def _offset_at(zone: dt.tzinfo, seconds: int) -> int:
+    local = (_EPOCH + dt.timedelta(seconds=seconds)).astimezone(zone)
+    return int((local.utcoffset() or dt.timedelta(0)).total_seconds())
+
+
+def _probe(zone: dt.tzinfo, start: int, end: int, step: int) -> list[tuple[int, int]]:
+    """The transitions after ``start`` and before ``end``, found every ``step`` seconds."""
+    found = []
+    before, offset = start, _offset_at(zone, start)
+    while before < end:
+        after = min(before + step, end)
+        now = _offset_at(zone, after)
+        if now != offset:
+            low, high = before, after  # offset at low, now at high
+            while high - low > 1:
+                middle = (low + high) // 2
+                if _offset_at(zone, middle) == offset:
+                    low = middle
+                else:
+                    high = middle
+            found.append((high, _offset_at(zone, high)))
+            offset = found[-1][1]
+            after = high
+        before = after
+    return found
+
+
+def _tzif(key: str) -> bytes | None:
+    """The TZif file ``zoneinfo`` loads for ``key``: on its search path, else the tzdata package."""
+    for root in zoneinfo.TZPATH:
+        path = os.path.join(root, *key.split("/"))
+        if os.path.isfile(path):
+            with open(path, "rb") as file:
+                return file.read()
+    try:
+        resource = importlib.resources.files("tzdata").joinpath("zoneinfo", *key.split("/"))
+        return resource.read_bytes()
+    except (ImportError, OSError):
+        return None
+
+
+def _parse_tzif(data: bytes) -> tuple[list[int], list[int], str] | None:
+    """Transition times (seconds, the first ``INT64_MIN``), offsets and the POSIX footer.
+
+    RFC 8536: the version 2+ body, with 64-bit times, follows a version 1
+    body; before the first transition the first local time type holds.
+    """
+    try:
+        return _read_tzif(data)
+    except (struct.error, IndexError):
+        return None
+
+
+def _read_tzif(data: bytes) -> tuple[list[int], list[int], str] | None:
+    header = struct.Struct(">4sc15x6l")
+    if data[:4] != b"TZif":
+        return None
+    _, version, isut, isstd, leap, count, types, chars = header.unpack_from(data)
+    if version == b"\0":
+        return None
+    # skip the version 1 body, then read the second header
+    offset = header.size + count * 5 + types * 6 + chars + leap * 8 + isstd + isut
+    _, _, isut, isstd, leap, count, types, chars = header.unpack_from(data, offset)
+    offset += header.size
+    times = struct.unpack_from(f">{count}q", data, offset)
+    offset += count * 8
+    indexes = data[offset : offset + count]
+    offset += count
+    utoffs = [struct.unpack_from(">l", data, offset + 6 * i)[0] for i in range(types)]
+    offset += types * 6 + chars + leap * 12 + isstd + isut
+    footer = data[offset:].strip(b"\n").split(b"\n")[0].decode("ascii", "replace")
+    return [_INT64_MIN, *times], [utoffs[0], *(utoffs[i] for i in indexes)], footer
