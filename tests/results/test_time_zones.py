@@ -156,27 +156,31 @@ def test_a_naive_value_binds_as_the_naive_literal_reads(
     frame = run(ip, f"%pg SELECT $w::timestamptz AS b, {literal} AS l")
     assert frame["b"][0] == frame["l"][0]
     # --many, %pg load (binary from datetime64, CSV from objects) into a table
-    run(ip, "%pg CREATE TEMP TABLE t (src text, ts timestamptz)")
-    ip.user_ns["rows"] = [("many", value)]
-    run(ip, "%pg -q --many rows INSERT INTO t VALUES ($1, $2)")
-    ip.user_ns["df"] = pd.DataFrame({"src": ["binary"], "ts": [pd.Timestamp(value)]})
-    ip.user_ns["objects"] = pd.DataFrame({"src": ["csv"], "ts": pd.Series([value], dtype=object)})
-    run(ip, "%pg load df INTO t --append")
-    run(ip, "%pg load objects INTO t --append")
-    assert run(ip, f"%pg SELECT src FROM t WHERE ts = {literal} ORDER BY src")["src"].tolist() == [
-        "binary",
-        "csv",
-        "many",
-    ]
+    # (not a temp table: behind a transaction pooler it would not last)
+    table = f"tz_binds_{uuid.uuid4().hex[:12]}"
+    run(ip, f"%pg CREATE TABLE {table} (src text, ts timestamptz)")
+    try:
+        ip.user_ns["rows"] = [("many", value)]
+        run(ip, f"%pg -q --many rows INSERT INTO {table} VALUES ($1, $2)")
+        ip.user_ns["df"] = pd.DataFrame({"src": ["binary"], "ts": [pd.Timestamp(value)]})
+        objects = pd.DataFrame({"src": ["csv"], "ts": pd.Series([value], dtype=object)})
+        ip.user_ns["objects"] = objects
+        run(ip, f"%pg load df INTO {table} --append")
+        run(ip, f"%pg load objects INTO {table} --append")
+        found = run(ip, f"%pg SELECT src FROM {table} WHERE ts = {literal} ORDER BY src")
+        assert found["src"].tolist() == ["binary", "csv", "many"]
+    finally:
+        run(ip, f"%pg DROP TABLE {table}")
     # streams, exports and the API run on pool connections, with the session's zone
     chunks = run(ip, f"%pg --stream SELECT $w::timestamptz = {literal} AS same")
     assert bool(pd.concat(list(chunks))["same"].all())
     csv = tmp_path / "b.csv"
     run(ip, f"%pg -q --to {csv} SELECT $w::timestamptz AS b, {literal} AS l")
-    assert pd.read_csv(csv, dtype=str).iloc[0].tolist()[0] == pd.read_csv(csv, dtype=str)["l"][0]
+    row = pd.read_csv(csv, dtype=str).iloc[0]
+    assert row["b"] == row["l"]
     for session in (False, True):
-        same = asyncio.run(pgmagic.fetchval(f"SELECT $1::timestamptz = {literal}", value))
-        assert same is True, session
+        sql = f"SELECT $1::timestamptz = {literal}"
+        assert asyncio.run(pgmagic.fetchval(sql, value, session=session)) is True, session
 
 
 # Wall times every 15 minutes through the daylight-saving changes of these
