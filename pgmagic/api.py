@@ -69,6 +69,8 @@ async def _run_all(
         return await (await runtime.session()).run(statements, step)
     results = []
     async with runtime.acquire() as conn:
+        # A naive literal means the same here as in a %%pg cell.
+        await runtime.carry_time_zone(conn)
         for bound in statements:
             try:
                 results.append(await step(conn, bound))

@@ -226,6 +226,14 @@ typedef struct {
     Py_ssize_t out_len, out_cap, out_hint;
     char *keys;               /* CL_JSONL: '{"name":' or ',"name":' per column */
     Py_ssize_t *key_offs;     /* CL_JSONL: ncols + 1 offsets into keys */
+    /* CL_JSONL: the session's time zone for timestamptz (zone_n 0: UTC, 'Z').
+     * zone_off[i] seconds east of UTC hold from zone_at[i] (microseconds
+     * since 1970; zone_at[0] is INT64_MIN) on; from zone_end on, the rules
+     * repeat every 400 Gregorian years. */
+    int64_t *zone_at;
+    int32_t *zone_off;
+    Py_ssize_t zone_n, zone_last;  /* zone_last: the entry found last time */
+    int64_t zone_end;
 } ParserObject;
 
 /* pgproto.UUID stores its 16 bytes right after the object header; verified
@@ -1234,6 +1242,43 @@ static char *put_time(char *q, int64_t us, int always_fraction) {
     return q;
 }
 
+/* 400 Gregorian years, in microseconds: calendars and daylight-saving rules
+ * repeat with this period */
+#define ZONE_CYCLE_US (INT64_C(146097) * US_PER_DAY)
+
+/* The zone's offset in seconds east of UTC at an instant (microseconds
+ * since 1970); the parser has a zone table. */
+static int32_t zone_offset(ParserObject *p, int64_t us) {
+    if (us >= p->zone_end) us -= ((us - p->zone_end) / ZONE_CYCLE_US + 1) * ZONE_CYCLE_US;
+    Py_ssize_t lo = p->zone_last;  /* values come in runs: try last time's entry first */
+    if (p->zone_at[lo] <= us && (lo + 1 == p->zone_n || us < p->zone_at[lo + 1]))
+        return p->zone_off[lo];
+    lo = 0;
+    Py_ssize_t hi = p->zone_n - 1;  /* the last transition at or before us */
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo + 1) / 2;
+        if (p->zone_at[mid] <= us) lo = mid;
+        else hi = mid - 1;
+    }
+    p->zone_last = lo;
+    return p->zone_off[lo];
+}
+
+/* +HH:MM, or +HH:MM:SS for an offset with seconds (local mean times): as
+ * datetime.isoformat() writes it.  At most 9 bytes. */
+static char *put_offset(char *q, int32_t east) {
+    *q++ = east < 0 ? '-' : '+';
+    if (east < 0) east = -east;
+    q = put2(q, east / 3600);
+    *q++ = ':';
+    q = put2(q, east / 60 % 60);
+    if (east % 60) {
+        *q++ = ':';
+        q = put2(q, east % 60);
+    }
+    return q;
+}
+
 /* timetz as asyncpg's datetime.time(..., tzinfo).isoformat(); the caller
  * checked the time of day.  At most 21 bytes. */
 static char *put_timetz(char *q, const unsigned char *b) {
@@ -2069,14 +2114,22 @@ static int jsonl_decode(ParserObject *p, int kind, int elem_kind, uint32_t elem_
     case CK_TIMESTAMPTZ: {
         if (n != 8) goto badlen;
         if (timestamp_us(b, &v) < 0) return -1;
-        if ((q = out_reserve(p, 32)) == NULL) return -1;
-        int64_t days = floordiv64(v, US_PER_DAY);
+        if ((q = out_reserve(p, 40)) == NULL) return -1;
+        /* timestamptz in the session's zone, as CSV has it; in UTC where
+         * there is no zone, for the infinities (datetime's max and min),
+         * and where the local time would leave datetime's years */
+        int zoned = kind == CK_TIMESTAMPTZ && p->zone_n > 0 && v != DT_MAX_US && v != DT_MIN_US;
+        int32_t east = zoned ? zone_offset(p, v) : 0;
+        int64_t local = v + (int64_t)east * 1000000;
+        if (zoned && (local > DT_MAX_US || local < DT_MIN_US)) zoned = 0, local = v;
+        int64_t days = floordiv64(local, US_PER_DAY);
         char *e = q;
         *e++ = '"';
         e = put_date(e, days);
         *e++ = 'T';
-        e = put_time(e, v - days * US_PER_DAY, 1);
-        if (kind == CK_TIMESTAMPTZ) *e++ = 'Z';
+        e = put_time(e, local - days * US_PER_DAY, 1);
+        if (zoned) e = put_offset(e, east);
+        else if (kind == CK_TIMESTAMPTZ) *e++ = 'Z';
         *e++ = '"';
         p->out_len += e - q;
         return 0;
@@ -2299,6 +2352,8 @@ static void Parser_dealloc(ParserObject *p) {
     PyMem_RawFree(p->out);
     PyMem_Free(p->keys);
     PyMem_Free(p->key_offs);
+    PyMem_Free(p->zone_at);
+    PyMem_Free(p->zone_off);
     if (p->dec_cache != NULL) {
         for (int i = 0; i < DEC_CACHE_SIZE; i++) Py_XDECREF(p->dec_cache[i].value);
         PyMem_Free(p->dec_cache);
@@ -2322,15 +2377,15 @@ static void Parser_dealloc(ParserObject *p) {
 static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"kinds", "elem_kinds", "elem_oids", "decimal_type",
                              "uuid_type", "json_loads", "json_fallback", "layout",
-                             "keys", NULL};
+                             "keys", "zone", NULL};
     Py_buffer kinds, elem_kinds;
     PyObject *elem_oids, *decimal_type, *uuid_type, *json_loads, *json_fallback;
-    PyObject *keys = Py_None;
+    PyObject *keys = Py_None, *zone = Py_None;
     int layout = CL_PANDAS;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*O!OOOO|$iO", kwlist, &kinds,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*y*O!OOOO|$iOO", kwlist, &kinds,
                                      &elem_kinds, &PyTuple_Type, &elem_oids,
                                      &decimal_type, &uuid_type, &json_loads,
-                                     &json_fallback, &layout, &keys))
+                                     &json_fallback, &layout, &keys, &zone))
         return NULL;
     ParserObject *p = NULL;
     if (kinds.len != elem_kinds.len || kinds.len != PyTuple_GET_SIZE(elem_oids) ||
@@ -2409,6 +2464,37 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
             PyObject *key = PyTuple_GET_ITEM(keys, i);
             memcpy(p->keys + p->key_offs[i], PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
         }
+    }
+    if (zone != Py_None) {
+        /* (transitions: int64s, offsets: int32s, end: int), as
+         * pgmagic.results.zones.offset_table gives them */
+        Py_buffer at, off;
+        long long end;
+        if (!PyTuple_Check(zone)) {
+            PyErr_SetString(PyExc_TypeError, "zone is (bytes, bytes, int) or None");
+            goto fail;
+        }
+        if (!PyArg_ParseTuple(zone, "y*y*L;zone is (bytes, bytes, int)", &at, &off, &end))
+            goto fail;
+        Py_ssize_t n = at.len / 8;
+        int ok = n > 0 && at.len == n * 8 && off.len == n * 4;
+        if (ok) {
+            p->zone_at = PyMem_Malloc((size_t)at.len);
+            p->zone_off = PyMem_Malloc((size_t)off.len);
+            if (p->zone_at != NULL && p->zone_off != NULL) {
+                memcpy(p->zone_at, at.buf, (size_t)at.len);
+                memcpy(p->zone_off, off.buf, (size_t)off.len);
+                p->zone_n = n;
+                p->zone_end = (int64_t)end;
+            }
+        }
+        PyBuffer_Release(&at);
+        PyBuffer_Release(&off);
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "zone: n int64 transitions and n int32 offsets");
+            goto fail;
+        }
+        if (p->zone_n == 0) { PyErr_NoMemory(); goto fail; }
     }
     p->decimal_type = Py_NewRef(decimal_type);
     p->uuid_type = Py_NewRef(uuid_type);

@@ -11,6 +11,7 @@ those two are held, so memory stays bounded whatever the size of the result.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -22,6 +23,7 @@ import pyarrow as pa
 from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.errors import ColumnMismatchError, ColumnTypeError
 from pgmagic.results.decode import Plan, new_parser, pace, pgcopy, plan_columns
+from pgmagic.results.zones import offset_table
 from pgmagic.sql.copytext import copy_statement
 
 # An export batch ends at this many bytes of COPY data even when it has
@@ -38,11 +40,14 @@ def _decimal_type(scale: int, int_digits: int) -> Any:
     raise ValueError(f"{digits} digits")
 
 
-def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -> Any:
+def _arrow_array(
+    kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any, zone: str = "UTC"
+) -> Any:
     """One column of a parser batch as an Arrow array, without copying its values.
 
     ``wanted`` is the column's type in the schema, or None for the first
     batch; only decimals (whose scale and width the data decides) use it.
+    ``zone`` annotates timestamptz values (UTC instants either way).
     """
     length, null_count, validity, values, data, scale, int_digits, levels, child = out
     valid = None if validity is None else pa.py_buffer(validity)
@@ -52,7 +57,7 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
         inner = wanted
         for _ in levels:
             inner = inner.value_type if inner is not None and pa.types.is_list(inner) else None
-        array = _arrow_array(elem_kind, 0, child, inner)
+        array = _arrow_array(elem_kind, 0, child, inner, zone)
         # innermost dimension first; only rows (level 0) can be NULL
         for depth in reversed(range(len(levels))):
             offsets = levels[depth]
@@ -65,6 +70,8 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
             )
         return array
     storage = _ARROW_TYPES[kind]
+    if kind == CopyKind.TIMESTAMPTZ and zone != "UTC":
+        storage = pa.timestamp("us", tz=zone)
     buffers = [valid, pa.py_buffer(values)]
     if data is not None:
         buffers.append(pa.py_buffer(data))
@@ -81,8 +88,9 @@ def _arrow_array(kind: int, elem_kind: int, out: tuple[Any, ...], wanted: Any) -
 class _RecordBatches:
     """Parser batches to record batches under one schema, fixed by the first batch."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, zone: str = "UTC") -> None:
         self.plan = plan
+        self.zone = zone
         self._schema: Any = None
 
     def __call__(self, nrows: int, columns: list[tuple[Any, ...]]) -> Any:
@@ -91,7 +99,7 @@ class _RecordBatches:
         for i, out in enumerate(columns):
             wanted = None if schema is None else schema.field(i).type
             try:
-                array = _arrow_array(plan.kinds[i], plan.elem_kinds[i], out, wanted)
+                array = _arrow_array(plan.kinds[i], plan.elem_kinds[i], out, wanted, self.zone)
             except ValueError:  # pa.ArrowInvalid is one: a decimal cast lost digits
                 limit = "an Arrow decimal (76)" if wanted is None else f"the first rows' {wanted}"
                 raise ColumnTypeError(
@@ -180,6 +188,7 @@ async def copy_record_batches(
     batch_rows: int = 50_000,
     timeout: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    zone: str = "UTC",
 ) -> int:
     """Run ``sql`` through binary COPY and hand its rows to ``write`` as Arrow record batches.
 
@@ -195,7 +204,7 @@ async def copy_record_batches(
                                            ``numeric_as_float``)
     text, varchar, enums, ...              string
     bool                                   bool
-    timestamptz, timestamp                 timestamp[us, tz=UTC], timestamp[us]
+    timestamptz, timestamp                 timestamp[us, tz=zone], timestamp[us]
     date                                   date32
     interval                               duration[us] (a month is 30 days)
     time                                   time64[us]
@@ -233,6 +242,10 @@ async def copy_record_batches(
     on_progress : callable, optional
         Called on the loop thread after each chunk with the rows decoded and
         the bytes received so far.
+    zone : str, default "UTC"
+        The time zone timestamptz columns are annotated with (the session's,
+        as :func:`pgmagic.results.zones.zone_name` names it); the stored
+        values are UTC instants whatever the zone.
 
     Returns
     -------
@@ -254,7 +267,7 @@ async def copy_record_batches(
     >>> await copy_record_batches(conn, sql, columns, writer.write_batch)  # doctest: +SKIP
     """
     plan = await plan_columns(conn, columns, numeric_as_float, export=True)
-    batches = _RecordBatches(plan)
+    batches = _RecordBatches(plan, zone)
 
     def deliver(nrows: int, payload: list[tuple[Any, ...]]) -> None:
         write(batches(nrows, payload))
@@ -280,14 +293,18 @@ async def copy_json_lines(
     batch_rows: int = 50_000,
     timeout: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    zone: dt.tzinfo = dt.UTC,
 ) -> int:
     """Run ``sql`` through binary COPY and hand its rows to ``write`` as JSON lines.
 
     Each row is one JSON object, keys in column order, UTF-8, ending in a
     newline.  Numbers stay numbers (floats as Python's ``repr``, NaN and
     infinities null) except ``numeric``, which is its exact text as a
-    string (NaN null); timestamps are ISO 8601 with microseconds (``Z`` for
-    timestamptz), dates ``YYYY-MM-DD``, intervals as pandas writes them
+    string (NaN null); timestamps are ISO 8601 with microseconds
+    (timestamptz with the offset of ``zone``, as the server's CSV has it:
+    ``2024-01-01T12:00:00.000000+05:30``; ``Z`` in UTC, for the infinities
+    and where the local time would leave years 1-9999), dates
+    ``YYYY-MM-DD``, intervals as pandas writes them
     (``P1DT3H0M0S``), times ``isoformat()``, bytea PostgreSQL's hex form;
     json and jsonb are nested as the server wrote them; arrays are JSON
     arrays, nested by dimension.
@@ -308,6 +325,8 @@ async def copy_json_lines(
     on_progress : callable, optional
         Called on the loop thread with the rows decoded and the bytes
         received so far.
+    zone : datetime.tzinfo, default UTC
+        The session's zone (:func:`pgmagic.results.zones.result_zone`).
 
     Returns
     -------
@@ -338,7 +357,7 @@ async def copy_json_lines(
     return await _copy_batches(
         conn,
         sql,
-        new_parser(plan, CopyLayout.JSONL, keys),
+        new_parser(plan, CopyLayout.JSONL, keys, offset_table(zone)),
         deliver,
         batch_rows=batch_rows,
         timeout=timeout,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from pgmagic import _oids as oids
 from pgmagic._oids import EncodeKind
+from pgmagic.results import zones
 from pgmagic.runtime.connect import json_bytes
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "json_bytes",
     "pg_type_for",
     "pgencode",
+    "read_in_zone",
 ]
 
 try:
@@ -77,6 +79,86 @@ class Target:
 
     oid: int
     elem_oid: int  # arrays: the element type's OID; 0 otherwise
+    # timestamptz and its arrays: the session's TimeZone, which naive values are read in
+    zone: str | None = None
+
+
+def read_in_zone(frame: pd.DataFrame, targets: dict[str, Target]) -> pd.DataFrame:
+    """``frame`` with naive datetimes going into timestamptz read in the session's zone.
+
+    The server reads a naive time as a wall time in the session's
+    ``TimeZone``; a naive datetime column (or naive ``datetime`` and ``date``
+    objects) loaded into a timestamptz column means the same, whether it goes
+    in binary or as CSV.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    targets : dict
+        The table's columns by name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame`` itself when no column needed it.
+
+    Raises
+    ------
+    ParameterError
+        A naive value, and a ``TimeZone`` Python has no zone for.
+    """
+    out = None
+    for i, name in enumerate(frame.columns):
+        target = targets.get(str(name))
+        if target is None or target.zone is None:
+            continue
+        series = frame.iloc[:, i]
+        converted = _read_in_zone(series, target.zone, f"column {str(name)!r}")
+        if converted is not series:
+            if out is None:
+                out = frame.copy(deep=False)
+            out.isetitem(i, converted.array)
+    return frame if out is None else out
+
+
+def _read_in_zone(series: pd.Series, name: str, what: str) -> pd.Series:
+    dtype = series.dtype
+    if pd.api.types.is_object_dtype(dtype):
+        values = series.tolist()
+        zone = zones.python_zone(name)
+        converted = [None if _is_missing(v) else zones.read_naive(v, zone, what) for v in values]
+        if all(a is b for a, b in zip(converted, values, strict=True)):
+            return series
+        return pd.Series(converted, index=series.index, dtype=object, name=series.name)
+    if not pd.api.types.is_datetime64_dtype(dtype) or isinstance(dtype, pd.DatetimeTZDtype):
+        return series
+    zone = zones.python_zone(name)
+    if zone is None:
+        zones.read_naive(dt.datetime(2000, 1, 1), None, what)  # raises, naming the column
+    assert zone is not None
+    local = series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    odd = local.isna() & series.notna()
+    if odd.any():
+        # Skipped or repeated by a daylight-saving change: the server's choice
+        # of offset (zones.wall_time), applied to the exact value.
+        naive = series[odd]
+        shifts = [
+            w - zones.wall_time(w, zone).replace(tzinfo=None)
+            for w in naive.dt.floor("us").dt.to_pydatetime()
+        ]
+        instants = (naive - pd.to_timedelta(shifts)).dt.tz_localize("UTC").dt.tz_convert(zone)
+        local = local.where(~odd, instants)
+    zoned: pd.Series = local
+    return zoned
+
+
+def _is_missing(value: Any) -> bool:
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float) and value != value)
+    )
 
 
 @dataclass(frozen=True, slots=True)

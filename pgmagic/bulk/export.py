@@ -54,7 +54,7 @@ from pgmagic.errors import (
     blame,
     render,
 )
-from pgmagic.results import decode, frames
+from pgmagic.results import decode, frames, zones
 from pgmagic.results.copyout import bound_values, copy_out
 from pgmagic.results.progress import Progress
 from pgmagic.results.text import as_text
@@ -295,7 +295,9 @@ async def _copy_export(
                 raise OptionError(
                     f"--to .{chosen} needs distinct column names; rename repeats with AS"
                 )
+            bound = zones.localize(bound, stmt.get_parameters(), conn)
             query = copy_query(bound, stmt.get_parameters())
+            zone = zones.result_zone(conn)
             try:
                 async with bound_values(conn, bound, query):
                     if parquet is not None:
@@ -308,6 +310,7 @@ async def _copy_export(
                             batch_rows=chunksize,
                             timeout=timeout,
                             on_progress=count,
+                            zone=zones.zone_name(zone),
                         )
                     return await arrow.copy_json_lines(
                         conn,
@@ -318,6 +321,7 @@ async def _copy_export(
                         batch_rows=chunksize,
                         timeout=timeout,
                         on_progress=count,
+                        zone=zone,
                     )
             except UnsupportedColumnError:
                 return None
@@ -329,7 +333,7 @@ async def _copy_export(
             await asyncio.to_thread(parquet.close)
 
 
-def _arrow_type(column: frames.Column, numeric_as_float: bool) -> Any:
+def _arrow_type(column: frames.Column, numeric_as_float: bool, zone: str) -> Any:
     import pyarrow as pa
 
     kind = frames.kind_of(column)
@@ -341,7 +345,7 @@ def _arrow_type(column: frames.Column, numeric_as_float: bool) -> Any:
         frames.Kind.FLOAT32: pa.float32(),
         frames.Kind.FLOAT64: pa.float64(),
         frames.Kind.STRING: pa.string(),
-        frames.Kind.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),
+        frames.Kind.TIMESTAMPTZ: pa.timestamp("us", tz=zone),
         frames.Kind.TIMESTAMP: pa.timestamp("us"),
         frames.Kind.DATE: pa.date32(),
         frames.Kind.INTERVAL: pa.duration("us"),
@@ -419,7 +423,8 @@ def _write_parquet(
     try:
         for frame in stream:
             if schema is None:
-                types = [_arrow_type(c, numeric_as_float) for c in stream.columns]
+                zone = zones.zone_name(stream.zone)
+                types = [_arrow_type(c, numeric_as_float, zone) for c in stream.columns]
             arrays = [_arrow_column(frame.iloc[:, i], t) for i, t in enumerate(types)]
             if schema is None:
                 types = [a.type for a in arrays]
@@ -434,6 +439,34 @@ def _write_parquet(
     return stream.rows
 
 
+# datetime's range in microseconds since 1970: 'infinity' is its max and min
+_DT_MAX_US = 253_402_300_799_999_999
+_DT_MIN_US = -62_135_596_800_000_000
+
+
+def _offsets_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Zoned columns as the C writer has them: ISO 8601 with the offset (pandas writes UTC)."""
+    out = None
+    for i in range(frame.shape[1]):
+        series = frame.iloc[:, i]
+        dtype = series.dtype
+        if not isinstance(dtype, pd.DatetimeTZDtype) or str(dtype.tz) == "UTC":
+            continue
+        utc = series.array.asi8
+        texts = [
+            None
+            if stamp is pd.NaT
+            else stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if micros in (_DT_MAX_US, _DT_MIN_US) or not 1 <= stamp.year <= 9999
+            else stamp.isoformat(timespec="microseconds")
+            for stamp, micros in zip(series, utc.tolist(), strict=True)
+        ]
+        if out is None:
+            out = frame.copy(deep=False)
+        out.isetitem(i, pd.array(texts, dtype=object))
+    return frame if out is None else out
+
+
 def _write_jsonl(
     stream: Stream,
     sink: _Sink,
@@ -442,6 +475,7 @@ def _write_jsonl(
     numeric_as_float: bool,
 ) -> int:
     for frame in stream:
+        frame = _offsets_as_text(frame)
         text = frame.to_json(
             orient="records",
             lines=True,

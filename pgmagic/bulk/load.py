@@ -45,10 +45,12 @@ anything else                       ``text``
 ==================================  ====================
 
 Missing values (``None``, ``NaN``, ``pd.NA``, ``NaT``) are stored as NULL; in
-lists only ``None`` is.  Sent in binary, a ``Decimal`` keeps its own scale,
-``timedelta`` values become whole days plus time (asyncpg's convention), and
-nanosecond timestamps are rounded to microseconds, half to even, as the server
-rounds text.
+lists only ``None`` is.  Naive datetimes (and dates) appended to a
+``timestamptz`` column are wall times in the session's ``TimeZone``, as the
+server reads naive text (:func:`pgmagic.bulk.encode.read_in_zone`).  Sent in
+binary, a ``Decimal`` keeps its own scale, ``timedelta`` values become whole
+days plus time (asyncpg's convention), and nanosecond timestamps are rounded to
+microseconds, half to even, as the server rounds text.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from typing import Any
 import asyncpg
 import pandas as pd
 
+from pgmagic import _oids as oids
 from pgmagic.bulk.encode import Target, pg_type_for, pgencode
 from pgmagic.bulk.sources import (
     RESTART,
@@ -213,7 +216,13 @@ async def _table_columns(
         " WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
         _quote(schema, table),
     )
-    return {row[0]: Target(int(row[1]), int(row[2])) for row in rows}
+    # Naive values going into timestamptz are read in the session's zone.
+    zone = getattr(conn.get_settings(), "TimeZone", None) or "UTC"
+    zoned = (oids.TIMESTAMPTZ, oids.TIMESTAMPTZ_ARRAY)
+    return {
+        row[0]: Target(int(row[1]), int(row[2]), zone if int(row[1]) in zoned else None)
+        for row in rows
+    }
 
 
 def _copied(status: Any) -> int:

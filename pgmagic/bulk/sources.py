@@ -22,6 +22,7 @@ from pgmagic.bulk.encode import (
     json_bytes,
     pg_type_for,
     pgencode,
+    read_in_zone,
 )
 from pgmagic.errors import OptionError
 
@@ -209,16 +210,20 @@ class Frames:
 
     def stream(self, targets: dict[str, Target]) -> Iterator[tuple[Any, int]]:
         """The chunk queue's items: the format, then (chunk, rows) pairs."""
-        if binary_plan(self.first, targets) is not None:
+
+        def frames() -> Iterator[pd.DataFrame]:
+            return (read_in_zone(frame, targets) for frame in self.read())
+
+        if binary_plan(read_in_zone(self.first, targets), targets) is not None:
             yield Format.BINARY, 0
             try:
-                yield from binary_chunks(self.read(), targets)
+                yield from binary_chunks(frames(), targets)
                 return
             except pgencode.Unencodable:
                 yield RESTART, 0
         else:
             yield Format.CSV, 0
-        for frame in self.read():
+        for frame in frames():
             yield from _frame_chunks(frame, self.types)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +34,7 @@ from pgmagic.errors import (
     blame,
     render,
 )
-from pgmagic.results import frames
+from pgmagic.results import frames, zones
 from pgmagic.results.statement import TypeCategories
 from pgmagic.runtime.loop import Runtime
 from pgmagic.sql.params import BoundStatement
@@ -61,6 +62,8 @@ class _Cursor:
     conn: Any = None
     cursor: Any = None
     columns: list[frames.Column] = field(default_factory=list)
+    # The session's TimeZone, carried to the stream's connection.
+    zone: dt.tzinfo = zones.UTC
 
     async def close(self, commit: bool) -> None:
         conn, self.conn, self.cursor = self.conn, None, None
@@ -133,6 +136,11 @@ class Stream:
         """The result's columns (known once the stream is open)."""
         return self._cursor.columns
 
+    @property
+    def zone(self) -> dt.tzinfo:
+        """The zone timestamptz columns are shown in (the session's, once the stream is open)."""
+        return self._cursor.zone
+
     async def _open(self) -> None:
         state = self._cursor
         state.runtime = self._runtime
@@ -151,7 +159,9 @@ class Stream:
             if not stmt.get_attributes():
                 raise OptionError("streaming needs a statement that returns rows")
             state.columns = await TypeCategories().columns(state.conn, stmt.get_attributes())
-            state.cursor = await stmt.cursor(*self._bound.args)
+            state.zone = zones.result_zone(state.conn)
+            bound = zones.localize(self._bound, stmt.get_parameters(), state.conn)
+            state.cursor = await stmt.cursor(*bound.args)
         except BaseException as error:
             await asyncio.shield(state.close(commit=False))
             if isinstance(error, asyncpg.PostgresError):
@@ -201,7 +211,10 @@ class Stream:
         self.rows += len(records)
         self.chunks += 1
         return frames.records_to_frame(
-            self._cursor.columns, records, numeric_as_float=self._numeric_as_float
+            self._cursor.columns,
+            records,
+            numeric_as_float=self._numeric_as_float,
+            zone=self._cursor.zone,
         )
 
     def open(self) -> Stream:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pgmagic.frontend import complete, feed, tables
 from pgmagic.frontend.magics import PgMagics
+from pgmagic.results import zones
 from pgmagic.runtime.loop import default_runtime
 
 __all__ = ["register", "unregister"]
@@ -68,9 +69,19 @@ def register(shell: Any) -> None:
 
     html_formatter.for_type(pd.DataFrame, as_html)
     text_formatter.for_type(pd.DataFrame, as_text)
-    # A row (%pg --one) reads as a one-row table, not <Record a=1 b=2>.
-    html_formatter.for_type(asyncpg.Record, _record_html)
-    text_formatter.for_type(asyncpg.Record, _record_text)
+
+    # A row (%pg --one) reads as a one-row table, not <Record a=1 b=2>, with
+    # timestamptz in the session's zone, as result tables show it.
+    def record_html(record: Any) -> str:
+        zone = zones.python_zone(runtime.time_zone)
+        return tables.html(tables.record_frame(record, zone), _RECORD_INFO)
+
+    def record_text(record: Any, printer: Any, cycle: bool) -> None:
+        zone = zones.python_zone(runtime.time_zone)
+        printer.text(tables.text(tables.record_frame(record, zone), _RECORD_INFO))
+
+    html_formatter.for_type(asyncpg.Record, record_html)
+    text_formatter.for_type(asyncpg.Record, record_text)
     _loaded[id(shell)] = (magics, previous_html, previous_text)
     complete.register(shell)
     shell.events.register("post_run_cell", _end_of_cell)
@@ -82,14 +93,6 @@ _RECORD_INFO = tables.ResultInfo(None, None)
 
 def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
-
-
-def _record_html(record: Any) -> str:
-    return tables.html(tables.record_frame(record), _RECORD_INFO)
-
-
-def _record_text(record: Any, printer: Any, cycle: bool) -> None:
-    printer.text(tables.text(tables.record_frame(record), _RECORD_INFO))
 
 
 def unregister(shell: Any) -> None:

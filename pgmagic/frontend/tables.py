@@ -10,6 +10,7 @@ weak reference, so a derived frame (``df.head()``) displays the pandas way.
 
 from __future__ import annotations
 
+import datetime as dt
 import html as html_module
 import threading
 import weakref
@@ -147,19 +148,34 @@ def shown_above(frame: pd.DataFrame, info: ResultInfo) -> str:
     return f"↑ the table above: {footer(frame, info)}"
 
 
-def record_frame(record: Any) -> pd.DataFrame:
+def record_frame(record: Any, zone: dt.tzinfo | None = None) -> pd.DataFrame:
     """A row (``%pg --one``'s asyncpg Record) as a one-row frame, to show as a table.
 
     Parameters
     ----------
     record : asyncpg.Record
+    zone : datetime.tzinfo, optional
+        Show timestamptz values (asyncpg gives them in UTC) in this zone,
+        the session's, as result tables show them.
 
     Returns
     -------
     pandas.DataFrame
         Object columns: the values as they are, duplicate names kept.
     """
-    return pd.DataFrame([list(record.values())], columns=list(record.keys()), dtype=object)
+    values = list(record.values())
+    if zone is not None:
+        values = [_in_zone(v, zone) for v in values]
+    return pd.DataFrame([values], columns=list(record.keys()), dtype=object)
+
+
+def _in_zone(value: Any, zone: dt.tzinfo) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        try:
+            return value.astimezone(zone)
+        except OverflowError:  # pushed past year 9999: kept in UTC
+            return value
+    return value
 
 
 def footer(frame: pd.DataFrame, info: ResultInfo) -> str:

@@ -265,6 +265,7 @@ class Refresh:
         fetch = Fetch(timeout=self._runtime.settings.command_timeout)
         results: list[StatementResult] = []
         async with pool.acquire() as conn:
+            await self._runtime.carry_time_zone(conn)
             for bound in self._statements:
                 try:
                     results.append(await run_statement(conn, bound, fetch))

@@ -7,6 +7,7 @@ leaves half a cell run.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ import asyncpg
 import pandas as pd
 
 from pgmagic.errors import DATABASE_ERRORS, OptionError, ParameterError, blame, render
-from pgmagic.results import frames
+from pgmagic.results import frames, zones
 from pgmagic.results.progress import Progress
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime
@@ -226,10 +227,17 @@ async def _execute_many(
     runtime: Runtime, bound: BoundStatement, rows: list[tuple[Any, ...]]
 ) -> str:
     session = await runtime.session()
+    timeout = runtime.settings.command_timeout
     async with session.atomic() as conn:
         try:
             # asyncpg's executemany gives no command tag.
-            await conn.executemany(bound.sql, rows, timeout=runtime.settings.command_timeout)
+            if any(isinstance(v, dt.date | list | tuple) for row in rows for v in row):
+                # Naive datetimes bound to timestamptz read in the session's zone.
+                stmt = await conn.prepare(bound.sql, timeout=timeout)
+                rows = zones.localize_rows(rows, stmt.get_parameters(), conn)
+                await stmt.executemany(rows, timeout=timeout)
+            else:
+                await conn.executemany(bound.sql, rows, timeout=timeout)
             return ""
         except asyncpg.PostgresError as error:
             blame(error, bound)
@@ -379,7 +387,9 @@ def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: boo
     if mode is Mode.FRAME:
         if shown.frame is not None:
             return shown.frame
-        return frames.records_to_frame(shown.columns, records, numeric_as_float=numeric_as_float)
+        return frames.records_to_frame(
+            shown.columns, records, numeric_as_float=numeric_as_float, zone=shown.zone
+        )
     if len(records) > 1:
         raise OptionError(
             f"--{mode.value} expects at most one row; the query returned {len(records):,} "
@@ -389,7 +399,10 @@ def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: boo
         raise OptionError(f"--scalar expects one column; the query returned {len(shown.columns)}")
     if not records:
         return None
-    return records[0][0] if mode is Mode.SCALAR else records[0]
+    if mode is Mode.SCALAR:
+        with frames.in_python_range([shown.columns[0].name]):
+            return zones.shown_in(records[0][0], shown.columns[0], shown.zone)
+    return records[0]
 
 
 def run_cell(

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from pgmagic.errors import blame
+from pgmagic.results import zones
 from pgmagic.sql.copytext import CopyQuery, copy_query
 from pgmagic.sql.params import BoundStatement
 
@@ -94,6 +95,7 @@ async def copy_out(
         The command tag, e.g. ``COPY 1000``.
     """
     types = (await conn.prepare(bound.sql)).get_parameters() if bound.args else ()
+    bound = zones.localize(bound, types, conn)
     query = copy_query(bound, types)
     async with bound_values(conn, bound, query):
         return str(await conn.copy_from_query(query.sql, output=output, timeout=timeout, **options))

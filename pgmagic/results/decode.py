@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import decimal
 import gc
 import json
@@ -46,6 +47,7 @@ from asyncpg.pgproto import pgproto
 from pgmagic import _oids as oids
 from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.errors import ColumnMismatchError, UnsupportedColumnError
+from pgmagic.results.frames import in_python_range, in_zone
 from pgmagic.sql.copytext import copy_statement
 
 try:  # compiled by the hatch build hook; absent in a source checkout
@@ -328,7 +330,10 @@ _gc_paused = _GcPause()
 
 
 def new_parser(
-    plan: Plan, layout: int = CopyLayout.PANDAS, keys: tuple[bytes, ...] | None = None
+    plan: Plan,
+    layout: int = CopyLayout.PANDAS,
+    keys: tuple[bytes, ...] | None = None,
+    zone: tuple[bytes, bytes, int] | None = None,
 ) -> pgcopy.Parser:
     """A C parser for a plan, filling pandas, Arrow or JSON-lines buffers.
 
@@ -339,6 +344,10 @@ def new_parser(
         ``CopyLayout.PANDAS``, ``CopyLayout.ARROW`` or ``CopyLayout.JSONL``.
     keys : tuple of bytes, optional
         JSON object keys, for JSON lines.
+    zone : tuple, optional
+        For JSON lines, the session's zone as
+        :func:`pgmagic.results.zones.offset_table` gives it: timestamptz
+        values are written with its offsets (``Z`` without one).
 
     Returns
     -------
@@ -354,14 +363,16 @@ def new_parser(
         json.loads,
         layout=layout,
         keys=keys,
+        zone=zone,
     )
 
 
 class _FrameBuilder:
     """The parser, and the conversion of its buffers into a DataFrame."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, zone: dt.tzinfo | None = None) -> None:
         self.plan = plan
+        self.zone = zone
         self.new_parser = new_parser(plan)
         self.feed: Callable[[bytearray | bytes], None] = self.new_parser.feed
         self.parser = self.new_parser
@@ -405,7 +416,9 @@ class _FrameBuilder:
                 return pd.arrays.BooleanArray(np.frombuffer(values, bool), mask)
             return pd.arrays.IntegerArray(np.frombuffer(values, _INT_DTYPES[kind]), mask)
         if kind == CopyKind.TIMESTAMPTZ:
-            return pd.array(np.frombuffer(values, "M8[us]"), dtype=_UTC_DTYPE)
+            utc = pd.array(np.frombuffer(values, "M8[us]"), dtype=_UTC_DTYPE)
+            with in_python_range([self.plan.names[index]]):
+                return in_zone(utc, self.zone)
         return np.frombuffer(values, _NUMPY_DTYPES[kind])
 
 
@@ -441,6 +454,7 @@ async def copy_frame(
     numeric_as_float: bool = False,
     timeout: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    zone: dt.tzinfo | None = None,
 ) -> pd.DataFrame:
     """Run ``sql`` through binary COPY and return its rows as a DataFrame.
 
@@ -461,6 +475,8 @@ async def copy_frame(
     on_progress : callable, optional
         Called on the loop thread after each chunk with the rows decoded and
         the bytes received so far (progress bars).
+    zone : datetime.tzinfo, optional
+        Show ``timestamptz`` columns in this zone (the session's); UTC if None.
 
     Returns
     -------
@@ -483,7 +499,7 @@ async def copy_frame(
     >>> stmt = await conn.prepare("SELECT * FROM t")  # doctest: +SKIP
     >>> df = await copy_frame(conn, "SELECT * FROM t", stmt.get_attributes())  # doctest: +SKIP
     """
-    builder = _FrameBuilder(await plan_columns(conn, columns, numeric_as_float))
+    builder = _FrameBuilder(await plan_columns(conn, columns, numeric_as_float), zone)
     feed = builder.feed
     received = 0
 

@@ -8,7 +8,9 @@ bool                                       ``boolean`` (nullable)
 float4, float8                             ``float32``, ``float64`` (NULL is NaN)
 numeric                                    ``object`` of ``Decimal`` (or ``float64``)
 text, varchar, char(n), name, enums, ...   ``str`` (pandas' string dtype, NULL is NaN)
-timestamptz                                ``datetime64[us, UTC]``
+timestamptz                                ``datetime64[us, <zone>]``: the session's
+                                           ``TimeZone`` (UTC when Python has no
+                                           such zone), the instants unchanged
 timestamp                                  ``datetime64[us]``
 date                                       ``datetime64[s]``
 interval                                   ``timedelta64[us]`` (a month counts 30 days)
@@ -29,6 +31,7 @@ decodes them.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -235,11 +238,71 @@ _CONVERTERS: dict[Kind, Callable[[Sequence[Any]], Any]] = {
 }
 
 
+# datetime's range, in microseconds since 1970 ('infinity' decodes to its ends)
+_DT_MAX_US = 253_402_300_799_999_999
+_DT_MIN_US = -62_135_596_800_000_000
+_DAY_US = 86_400_000_000  # more than any zone's offset
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def in_zone(array: Any, zone: dt.tzinfo | None) -> Any:
+    """A ``datetime64[us, UTC]`` array shown in ``zone``: the same instants, no copy.
+
+    ``infinity`` and ``-infinity`` (datetime's largest and smallest values
+    in UTC) become the largest and smallest local times datetime holds when
+    the zone's offset would push them past its years.
+
+    Parameters
+    ----------
+    array : pandas.arrays.DatetimeArray
+    zone : datetime.tzinfo or None
+        None or UTC leave the array as it is.
+
+    Returns
+    -------
+    pandas.arrays.DatetimeArray
+
+    Raises
+    ------
+    OverflowError
+        A value whose local time in ``zone`` falls outside years 1-9999
+        (use :func:`in_python_range` to name its column).
+    """
+    if zone is None or zone is dt.UTC:
+        return array
+    micros = array.asi8
+    near = (micros > _DT_MAX_US - _DAY_US) | ((micros < _DT_MIN_US + _DAY_US) & ~array.isna())
+    if near.any():
+        micros = micros.copy()
+        for i in np.flatnonzero(near).tolist():
+            micros[i] = _inside(int(micros[i]), zone)
+        array = pd.array(micros.view("M8[us]"), dtype=_UTC)
+    return array.tz_convert(zone)
+
+
+_UTC = pd.DatetimeTZDtype(unit="us", tz="UTC")
+
+
+def _inside(micros: int, zone: dt.tzinfo) -> int:
+    """An instant at the ends of datetime's range, kept inside it once shown in ``zone``."""
+    top = micros > 0
+    # the offset a day inside the range: no zone changes on the first or last day
+    inside = _EPOCH + dt.timedelta(microseconds=micros + (-_DAY_US if top else _DAY_US))
+    offset = inside.astimezone(zone).utcoffset() or dt.timedelta(0)
+    local = micros + offset // dt.timedelta(microseconds=1)
+    if _DT_MIN_US <= local <= _DT_MAX_US:
+        return micros
+    if micros in (_DT_MAX_US, _DT_MIN_US):  # 'infinity': the local end of the range
+        return micros - (local - (_DT_MAX_US if top else _DT_MIN_US))
+    raise OverflowError(f"year {10000 if top else 0} is out of range")
+
+
 def to_frame(
     columns: Sequence[Column],
     values: Sequence[Sequence[Any]],
     *,
     numeric_as_float: bool = False,
+    zone: dt.tzinfo | None = None,
 ) -> pd.DataFrame:
     """Build a DataFrame from column-wise Python values.
 
@@ -251,6 +314,8 @@ def to_frame(
         One sequence of Python values per column, as asyncpg decodes them.
     numeric_as_float : bool
         Give ``numeric`` columns as ``float64`` instead of ``Decimal`` objects.
+    zone : datetime.tzinfo, optional
+        Show ``timestamptz`` columns in this zone (the session's); UTC if None.
 
     Returns
     -------
@@ -262,6 +327,9 @@ def to_frame(
         if kind is Kind.NUMERIC and numeric_as_float:
             kind = Kind.FLOAT64
         arrays[i] = _CONVERTERS[kind](column_values)
+        if kind is Kind.TIMESTAMPTZ:
+            with in_python_range([column.name]):
+                arrays[i] = in_zone(arrays[i], zone)
     frame = pd.DataFrame(arrays, copy=False)
     frame.columns = pd.Index([c.name for c in columns], dtype=object)
     return frame
@@ -272,6 +340,7 @@ def records_to_frame(
     records: Sequence[Sequence[Any]],
     *,
     numeric_as_float: bool = False,
+    zone: dt.tzinfo | None = None,
 ) -> pd.DataFrame:
     """Build a DataFrame from rows (asyncpg Records or tuples).
 
@@ -283,6 +352,8 @@ def records_to_frame(
         Rows as asyncpg returns them.
     numeric_as_float : bool
         Give ``numeric`` columns as ``float64`` instead of ``Decimal`` objects.
+    zone : datetime.tzinfo, optional
+        Show ``timestamptz`` columns in this zone (the session's); UTC if None.
 
     Returns
     -------
@@ -299,4 +370,4 @@ def records_to_frame(
         values: Sequence[Sequence[Any]] = list(zip(*records, strict=True))
     else:
         values = [() for _ in columns]
-    return to_frame(columns, values, numeric_as_float=numeric_as_float)
+    return to_frame(columns, values, numeric_as_float=numeric_as_float, zone=zone)

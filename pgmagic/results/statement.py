@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import time
 import weakref
@@ -34,7 +35,7 @@ from pgmagic.errors import (
     TooManyRows,
     UnsupportedColumnError,
 )
-from pgmagic.results import decode, frames
+from pgmagic.results import decode, frames, zones
 from pgmagic.results.copyout import bound_values
 from pgmagic.results.frames import Column
 from pgmagic.runtime.connect import caches_statements
@@ -73,6 +74,9 @@ class StatementResult:
         Seconds from sending the statement to receiving the last row.
     frame : pandas.DataFrame or None
         The rows, when they came through the binary COPY path.
+    zone : datetime.tzinfo
+        The connection's ``TimeZone`` when the statement ran: timestamptz
+        values are shown in it (:func:`pgmagic.results.zones.result_zone`).
     """
 
     status: str
@@ -80,6 +84,7 @@ class StatementResult:
     records: list[Any] = field(default_factory=list)
     elapsed: float = 0.0
     frame: pd.DataFrame | None = None
+    zone: dt.tzinfo = zones.UTC
 
     @property
     def returns_rows(self) -> bool:
@@ -297,6 +302,8 @@ async def run_statement(
     use_cache = cache is not None and not conn.is_in_transaction()
     for attempt in (0, 1):
         stmt = await _prepare(conn, bound.sql, timeout, cache if use_cache else None)
+        # Naive datetimes read in the session's zone, as the server reads naive literals.
+        bound = zones.localize(bound, stmt.get_parameters(), conn)
         try:
             attributes = stmt.get_attributes()
             with frames.in_python_range(_time_columns(attributes)):
@@ -333,7 +340,8 @@ async def run_statement(
     columns = None
     if attributes or records:
         columns = await categories.columns(conn, attributes)
-    return StatementResult(status, columns, records, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return StatementResult(status, columns, records, elapsed, zone=zones.result_zone(conn))
 
 
 def _time_columns(attributes: Sequence[Any]) -> list[str]:
@@ -359,6 +367,7 @@ async def _copy_path(
         return None
     query = copytext.copy_query(bound, stmt.get_parameters())
     seen = [0, 0]
+    zone = zones.result_zone(conn)
 
     def count(rows: int, size: int) -> None:
         if progress is not None:
@@ -374,8 +383,9 @@ async def _copy_path(
                 numeric_as_float=fetch.numeric_as_float,
                 timeout=fetch.timeout,
                 on_progress=count,
+                zone=zone,
             )
     except (UnsupportedColumnError, ColumnMismatchError):
         return None
     columns = await categories.columns(conn, attributes)
-    return StatementResult(f"SELECT {len(frame)}", columns, [], frame=frame)
+    return StatementResult(f"SELECT {len(frame)}", columns, [], frame=frame, zone=zone)

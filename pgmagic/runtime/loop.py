@@ -519,6 +519,29 @@ class Runtime:
         for name, value in await self.carried_settings():
             await conn.execute(f"SELECT set_config('{name}', $1, true)", value)
 
+    @property
+    def time_zone(self) -> str | None:
+        """The session's ``TimeZone``, as the server last reported it (None before a session)."""
+        return self._session.time_zone if self._session is not None else None
+
+    async def carry_time_zone(self, conn: asyncpg.Connection) -> None:
+        """Give a pool connection the session's time zone, for work outside a transaction.
+
+        The Python API and refreshes run statements that may not run inside a
+        transaction block (``VACUUM``), so the setting is the connection's
+        own, not a transaction's; the pool resets it (``RESET ALL``) when the
+        connection is released.  No round trip unless the zones differ: the
+        server reports each connection's zone.
+
+        Parameters
+        ----------
+        conn : asyncpg.Connection
+            A pool connection, just acquired.
+        """
+        zone = self.time_zone
+        if zone and getattr(conn.get_settings(), "TimeZone", None) != zone:
+            await conn.fetchval("SELECT set_config('TimeZone', $1, false)", zone)
+
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Register a coroutine function to run on the loop when the runtime closes.
 

@@ -207,26 +207,36 @@ class Session:
             conn.terminate()
         self._failed = self._user_transaction = _in_transaction(conn, self._user_transaction)
 
+    @property
+    def time_zone(self) -> str | None:
+        """The session's ``TimeZone`` as the server last reported it (no round trip)."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            return None
+        return getattr(conn.get_settings(), "TimeZone", None)
+
     async def carried_settings(self) -> list[tuple[str, str]]:
         """Settings that work on other connections should share with the session.
 
         Streams and exports run on pool connections; without the session's
         ``search_path`` and time zone, ``SET search_path`` in a cell would not
-        apply to them.
+        apply to them.  The time zone is known without asking (the server
+        reports each change); ``search_path`` is read from the session when
+        it is free to answer.
 
         Returns
         -------
         list of (name, value)
         """
+        zone = self.time_zone
+        carried = [("TimeZone", zone)] if zone else []
         conn = self.conn
         if conn is None or conn.is_closed() or self.state is TransactionState.FAILED:
-            return []
+            return carried
         if self._busy.locked():
-            return []
-        row = await conn.fetchrow(
-            "SELECT current_setting('search_path'), current_setting('TimeZone')"
-        )
-        return [("search_path", row[0]), ("TimeZone", row[1])]
+            return carried
+        path = await conn.fetchval("SELECT current_setting('search_path')")
+        return [("search_path", path), *carried]
 
     @contextlib.asynccontextmanager
     async def atomic(self) -> AsyncIterator[asyncpg.Connection]:
