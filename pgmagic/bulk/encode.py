@@ -29,6 +29,7 @@ __all__ = [
     "Target",
     "binary_chunks",
     "binary_plan",
+    "is_missing",
     "json_bytes",
     "pg_type_for",
     "pgencode",
@@ -126,7 +127,7 @@ def _read_in_zone(series: pd.Series, name: str, what: str) -> pd.Series:
     if pd.api.types.is_object_dtype(dtype):
         values = series.tolist()
         zone = zones.python_zone(name)
-        converted = [None if _is_missing(v) else zones.read_naive(v, zone, what) for v in values]
+        converted = [None if is_missing(v) else zones.read_naive(v, zone, what) for v in values]
         if all(a is b for a, b in zip(converted, values, strict=True)):
             return series
         return pd.Series(converted, index=series.index, dtype=object, name=series.name)
@@ -152,7 +153,17 @@ def _read_in_zone(series: pd.Series, name: str, what: str) -> pd.Series:
     return zoned
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """NULL in a load, in either format: None, ``pd.NA``, ``NaT`` or a float NaN.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
     return (
         value is None
         or value is pd.NA

@@ -19,6 +19,7 @@ from pgmagic.bulk.encode import (
     Target,
     binary_chunks,
     binary_plan,
+    is_missing,
     json_bytes,
     pg_type_for,
     pgencode,
@@ -38,16 +39,6 @@ def _array_literal(value: Any) -> str:
             text = ("true" if item else "false") if isinstance(item, bool) else str(item)
             items.append('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
     return "{" + ",".join(items) + "}"
-
-
-def _missing(value: Any) -> bool:
-    """NULL in the table, in either format: None, ``pd.NA``, ``NaT`` or a float NaN."""
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and value != value)
-    )
 
 
 def _text_of(value: Any, pg_type: str) -> str | None:
@@ -103,7 +94,7 @@ def _arrow_chunk(frame: pd.DataFrame, types: list[str]) -> Any:
         elif pg_type == "date" and pd.api.types.is_datetime64_dtype(dtype):
             arrays.append(pa.array(series.array, type=pa.timestamp("s")).cast(pa.date32()))
         elif pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
-            values = [None if _missing(v) else v for v in series.tolist()]
+            values = [None if is_missing(v) else v for v in series.tolist()]
             arrays.append(_objects_column(values, pg_type))
         else:
             arrays.append(pa.array(series, from_pandas=True))

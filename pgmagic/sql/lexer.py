@@ -528,8 +528,17 @@ def first_word(sql: str) -> str:
     >>> first_word("/* note */ listen orders"), first_word("'x'")
     ('LISTEN', '')
     """
-    tokens = scan(sql[:4096] if not sql.lstrip().startswith(("--", "/*")) else sql)
+    head = sql.lstrip()
+    if not head.startswith(("--", "/*")):
+        # No comment in front: the first word is plain text; no scan of what
+        # may be a large statement (this runs for every statement of a cell).
+        match = _LEADING_WORD.match(head)
+        return match.group(0).upper() if match else ""
+    tokens = scan(sql)
     return _word(_code(tokens), 0) if tokens else ""
+
+
+_LEADING_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
 def client_copy(sql: str) -> Literal["from", "to"] | None:
@@ -552,15 +561,12 @@ def client_copy(sql: str) -> Literal["from", "to"] | None:
     >>> client_copy("COPY t (a, b) FROM STDIN"), client_copy("COPY (SELECT 1) TO '/tmp/x'")
     ('from', None)
     """
-    head = sql.lstrip()
-    if head[:4].upper() != "COPY" and not head.startswith(("--", "/*")):
-        return None  # not worth a scan of what may be a large statement
+    if first_word(sql) != "COPY":
+        return None
     tokens = scan(sql)
     if tokens is None:
         return None
     code = _code(tokens)
-    if _word(code, 0) != "COPY":
-        return None
     depth = 0
     for i, token in enumerate(code):
         if token.kind is Kind.PUNCT:

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 
 import pgmagic
@@ -27,6 +26,7 @@ from pgmagic.live.log import Gap, Notification
 from pgmagic.runtime.loop import default_runtime
 from tests.faults.shown import one_line
 from tests.kernels import Kernel
+from tests.live.helpers import notify
 from tests.proxy import Proxy
 from tests.shell import fails, run
 
@@ -76,17 +76,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float) -> float:
             raise AssertionError(f"not within {timeout} s")
         time.sleep(0.05)
     return time.perf_counter() - started
-
-
-def notify(dsn: str, channel: str, payload: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
 
 
 # ---------------------------------------------------------------- command_timeout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -18,44 +17,17 @@ import pytest
 
 import pgmagic
 from pgmagic.errors import ConnectError, OptionError
-from pgmagic.live import listener as listening
 from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.loop import Runtime, default_runtime
+from tests.live.helpers import listener, notify, wait_until
 from tests.shell import fails, run
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
-
-
-def listener() -> Listener:
-    runtime = default_runtime(create=False)
-    assert runtime is not None
-    return listening.listener_for(runtime)
 
 
 def password(dsn: str) -> str:
     secret = urllib.parse.urlsplit(dsn).password
     assert secret, "the fixtures' DSNs carry a password"
     return urllib.parse.unquote(secret)
-
-
-def notify(dsn: str, channel: str, payload: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
 
 
 def received(channel: str) -> list[str]:

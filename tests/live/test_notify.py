@@ -6,7 +6,7 @@ import asyncio
 import gc
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -22,24 +22,9 @@ from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.live.log import Gap, Notification, NotificationLog, check_channels
 from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime, default_runtime
+from tests.live.helpers import listener, wait_until
 from tests.proxy import Proxy
 from tests.shell import fails, run
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
-
-
-def listener() -> Listener:
-    runtime = default_runtime(create=False)
-    assert runtime is not None
-    return listening.listener_for(runtime)
 
 
 def view_for(*channels: str) -> feed.FeedView:
