@@ -34,6 +34,7 @@ from pgmagic.errors import DATABASE_ERRORS, blame, render
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.waiting import awaited
 from pgmagic.sql.params import BoundStatement
 
 __all__ = ["execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"]
@@ -82,7 +83,7 @@ async def _run_all(
 
 async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T:
     try:
-        return await asyncio.wrap_future(runtime.submit(coro))
+        return await awaited(runtime, coro)
     except DATABASE_ERRORS as error:
         raise render(error, sql) from None
     finally:

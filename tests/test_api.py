@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from typing import Any
 
@@ -10,7 +12,7 @@ import asyncpg
 import pytest
 
 import pgmagic
-from pgmagic.errors import ParameterError
+from pgmagic.errors import ParameterError, QueryCancelled
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +118,41 @@ def test_init_hook_runs_on_every_connection(ip: Any) -> None:
 def test_unused_keyword_arguments_are_refused() -> None:
     with pytest.raises(ParameterError, match="not used by the SQL: y"):
         asyncio.run(pgmagic.fetch("SELECT $x::int", x=1, y=2))
+
+
+def _running(sql: Any, fragment: str) -> list[Any]:
+    return sql(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+        f"%{fragment}%",
+    )
+
+
+def test_a_timed_out_await_is_cancelled_on_the_server(sql: Any) -> None:
+    async def go() -> None:
+        await asyncio.wait_for(pgmagic.fetch("SELECT pg_sleep(30), 'api_timeout'"), 0.5)
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        asyncio.run(go())
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while _running(sql, "api_timeout") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running(sql, "api_timeout") == []
+    assert asyncio.run(pgmagic.fetchval("SELECT 1")) == 1
+
+
+def test_sigint_during_an_await_cancels_on_the_server(sql: Any) -> None:
+    async def go() -> None:
+        asyncio.get_running_loop().call_later(0.5, os.kill, os.getpid(), signal.SIGINT)
+        await pgmagic.fetch("SELECT pg_sleep(30), 'api_sigint'")
+
+    before = signal.getsignal(signal.SIGINT)
+    started = time.monotonic()
+    with pytest.raises(QueryCancelled) as caught:
+        asyncio.run(go())
+    assert time.monotonic() - started < 5
+    assert caught.value._render_traceback_() == ["query cancelled"]
+    assert _running(sql, "api_sigint") == []
+    assert signal.getsignal(signal.SIGINT) is before
+    assert asyncio.run(pgmagic.fetchval("SELECT 2")) == 2

@@ -9,15 +9,20 @@ all of it, so a reload starts clean.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import decimal
 import html as html_module
+import ipaddress
+import uuid
 from typing import Any
 
 import asyncpg
 import pandas as pd
+from asyncpg.pgproto import pgproto
 
 from pgmagic.frontend import complete, feed, tables
 from pgmagic.frontend.magics import PgMagics
-from pgmagic.results import zones
+from pgmagic.results import text, zones
 from pgmagic.runtime.loop import default_runtime
 
 __all__ = ["register", "unregister"]
@@ -82,6 +87,7 @@ def register(shell: Any) -> None:
 
     html_formatter.for_type(asyncpg.Record, record_html)
     text_formatter.for_type(asyncpg.Record, record_text)
+    _register_scalars(text_formatter)
     _loaded[id(shell)] = (magics, previous_html, previous_text)
     complete.register(shell)
     shell.events.register("post_run_cell", _end_of_cell)
@@ -89,6 +95,47 @@ def register(shell: Any) -> None:
 
 
 _RECORD_INFO = tables.ResultInfo(None, None)
+
+# Types whose Python repr is a constructor call: a --scalar value of these
+# shows as psql prints it.  str, int, float and bool read well as they are.
+_SCALAR_TYPES: tuple[type, ...] = (
+    decimal.Decimal,
+    dt.datetime,
+    dt.date,
+    dt.time,
+    dt.timedelta,
+    uuid.UUID,
+    # asyncpg's own UUID defines __repr__, which IPython takes before a
+    # printer registered for its base class.
+    pgproto.UUID,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+    asyncpg.Range,
+    asyncpg.BitString,
+)
+
+
+def _register_scalars(text_formatter: Any) -> None:
+    for kind in _SCALAR_TYPES:
+        previous = text_formatter.type_printers.get(kind)
+
+        def scalar_text(value: Any, printer: Any, cycle: bool, previous: Any = previous) -> None:
+            if tables.is_scalar(value):
+                printer.text(text.as_text(value))
+            elif previous is not None:
+                previous(value, printer, cycle)
+            else:
+                printer.text(repr(value))
+
+        text_formatter.for_type(kind, scalar_text)
+        _previous_scalars[kind] = previous
+
+
+_previous_scalars: dict[type, Any] = {}
 
 
 def _end_of_cell(result: Any) -> None:
@@ -113,6 +160,10 @@ def unregister(shell: Any) -> None:
         formatter.type_printers.pop(asyncpg.Record, None)
         if previous is not None:
             formatter.for_type(pd.DataFrame, previous)
+    for kind, printer in _previous_scalars.items():
+        formatters["text/plain"].type_printers.pop(kind, None)
+        if printer is not None:
+            formatters["text/plain"].for_type(kind, printer)
     complete.unregister(shell)
     with contextlib.suppress(ValueError):
         shell.events.unregister("post_run_cell", _end_of_cell)

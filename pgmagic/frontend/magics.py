@@ -148,6 +148,8 @@ class PgMagics(Configuration):
             print("(0 rows)")  # psql's words; the value is None
         if isinstance(value, pd.DataFrame) and last is not None:
             tables.remember(value, shown.info(last, outcome.elapsed))
+        elif opts.mode is Mode.SCALAR:
+            tables.mark_scalar(value)
         if opts.out:
             self.namespace[opts.out] = value
         return value

@@ -127,10 +127,43 @@ def is_shown_above(frame: object) -> bool:
         return id(frame) in _above
 
 
+# The running cell's --scalar value (by id; its Out holds it): shown as psql
+# prints it (431.43, not Decimal('431.43')).  Any other object of its type,
+# and the same value in a later cell, keeps Python's repr.
+_scalars: set[int] = set()
+
+
+def mark_scalar(value: object) -> None:
+    """Record that ``value`` is the running cell's ``--scalar`` result.
+
+    Parameters
+    ----------
+    value : object
+    """
+    with _lock:
+        _scalars.add(id(value))
+
+
+def is_scalar(value: object) -> bool:
+    """Whether ``value`` is the running cell's ``--scalar`` result.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    with _lock:
+        return id(value) in _scalars
+
+
 def end_of_cell() -> None:
     """Forget what the cell showed: later displays of its frames are whole tables."""
     with _lock:
         _above.clear()
+        _scalars.clear()
 
 
 def shown_above(frame: pd.DataFrame, info: ResultInfo) -> str:

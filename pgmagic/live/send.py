@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from pgmagic.errors import OptionError
 from pgmagic.live.log import check_channels
 from pgmagic.results.cell import Mode, run_cell
+from pgmagic.runtime.connect import json_bytes
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message
 
@@ -20,7 +20,8 @@ def payload_text(value: Any) -> str:
     ----------
     value : object
         A str is sent as is, None as an empty payload, and anything else as
-        JSON (dicts, lists, numbers).
+        JSON (dicts, lists, numbers), encoded as bound json values are:
+        datetimes in ISO 8601, ``Decimal`` and big integers with every digit.
 
     Returns
     -------
@@ -31,8 +32,8 @@ def payload_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as error:
+        return json_bytes(value).decode()
+    except TypeError as error:
         raise OptionError(f"cannot send a {type(value).__name__} as a payload: {error}") from None
 
 

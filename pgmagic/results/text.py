@@ -84,6 +84,8 @@ def format_value(value: Any, date_only: bool) -> str:
         return "(" + ",".join(_composite_item(v) for v in items) + ")"
     if isinstance(value, asyncpg.Range):
         return _range(value)
+    if isinstance(value, asyncpg.BitString):
+        return str(value.as_string())
     return str(value)
 
 

@@ -4,6 +4,13 @@ The kernel delivers ``KeyboardInterrupt`` to the main thread, which is blocked
 in :meth:`Running.wait`; asyncio would not cancel the task by itself, so the
 wait cancels it explicitly and waits, bounded, until the server has
 acknowledged the cancel.  Then the cell shows one line, ``query cancelled``.
+
+The Python API awaits from another event loop instead (:func:`awaited`).
+There no ``KeyboardInterrupt`` arrives while the kernel's loop sleeps:
+ipykernel only cancels an awaiting cell once what it awaits has finished
+(ipykernel issue 881), so a ``pg_sleep(30)`` ran its 30 s.  While an API
+call is in flight on the main thread, a SIGINT handler of ours cancels it
+on the server at once, then hands the signal to the handler it replaced.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import signal
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -50,6 +59,10 @@ class Running(Generic[T]):
     def _cancel(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    def cancel_soon(self) -> None:
+        """Ask the loop to cancel the coroutine; do not wait (any thread, signal handlers)."""
+        self._runtime.loop.call_soon_threadsafe(self._cancel)
 
     def done(self) -> bool:
         """Whether the coroutine has finished."""
@@ -100,6 +113,82 @@ class Running(Generic[T]):
             raise QueryCancelled() from None
         finally:
             self._runtime.drain(on_message)
+
+
+async def awaited(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
+    """Await a coroutine of the runtime loop from another event loop (the Python API).
+
+    Ctrl-C (SIGINT on the main thread) cancels it on the server at once; so
+    does cancelling the awaiting task.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    coro : coroutine
+
+    Returns
+    -------
+    The coroutine's result.
+
+    Raises
+    ------
+    QueryCancelled
+        The user interrupted; the operation was cancelled on the server.
+    """
+    running = runtime.start(coro)
+    with _interrupts.watching(running):
+        try:
+            return await asyncio.wrap_future(running.result)
+        except asyncio.CancelledError:
+            if _interrupts.interrupted(running):
+                raise QueryCancelled() from None
+            # Cancelled from the awaiting side (a timeout, task.cancel()):
+            # wrap_future cancels only the result, not the work behind it.
+            running.cancel_soon()
+            raise
+
+
+class _Interrupts:
+    """The SIGINT handler installed while API calls are in flight on the main thread."""
+
+    def __init__(self) -> None:
+        self._running: set[Running[Any]] = set()
+        self._interrupted: set[Running[Any]] = set()
+        self._previous: Any = None
+
+    @contextlib.contextmanager
+    def watching(self, running: Running[Any]) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only
+            return
+        if not self._running:
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        self._running.add(running)
+        try:
+            yield
+        finally:
+            self._running.discard(running)
+            self._interrupted.discard(running)
+            # Restore only our own handler: ipykernel puts its saved one back
+            # when a cell ends, and a task outliving its cell must not undo that.
+            if not self._running and signal.getsignal(signal.SIGINT) == self._on_sigint:
+                signal.signal(signal.SIGINT, self._previous)
+
+    def interrupted(self, running: Running[Any]) -> bool:
+        return running in self._interrupted
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        for running in self._running:
+            self._interrupted.add(running)
+            running.cancel_soon()
+        previous = self._previous
+        # The default handler would raise KeyboardInterrupt out of the event
+        # loop; the cancelled await raises QueryCancelled in its place.
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+
+
+_interrupts = _Interrupts()
 
 
 def _transfer(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None:

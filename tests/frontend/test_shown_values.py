@@ -22,6 +22,8 @@ from tests.shell import run
         ("'0001-01-01'::date", "0001-01-01"),
         ("'0099-12-31'::date", "0099-12-31"),
         ("'0001-01-01 00:00:01'::timestamp", "0001-01-01 00:00:01"),
+        ("B'101'", "101"),
+        ("'101'::varbit", "101"),
     ],
 )
 def test_values_read_as_psql_prints_them(ip: Any, sql: str, shown: str) -> None:
@@ -99,3 +101,36 @@ def test_null_stays_distinct_from_the_text_null_without_styles(ip: Any) -> None:
     without_style = data["text/html"].split("</style>", 1)[1]
     assert '<td class="null"><em>NULL</em></td>' in without_style
     assert "<td>NULL</td>" in without_style
+
+
+@pytest.mark.parametrize(
+    ("sql", "out"),
+    [
+        ("431.43::numeric", "431.43"),
+        ("1e30::numeric", "1000000000000000000000000000000"),
+        ("'2026-01-02'::date", "2026-01-02"),
+        ("'2026-01-02 03:04:05'::timestamp", "2026-01-02 03:04:05"),
+        ("'12:30'::time", "12:30:00"),
+        ("'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+        ("'192.168.0.1'::inet", "192.168.0.1"),
+        ("'10.0.0.0/8'::cidr", "10.0.0.0/8"),
+        ("int4range(1, 5)", "[1,5)"),
+        ("B'101'", "101"),
+        ("42", "42"),
+        ("'text'", "'text'"),
+    ],
+)
+def test_a_scalar_reads_as_psql_prints_it(ip: Any, capsys: Any, sql: str, out: str) -> None:
+    capsys.readouterr()
+    ip.run_cell(f"%pg --scalar SELECT {sql}", store_history=True)
+    printed = capsys.readouterr().out
+    assert printed.split(": ", 1)[1].strip() == out, printed
+
+
+def test_a_scalar_keeps_its_python_repr_elsewhere(ip: Any, capsys: Any) -> None:
+    ip.run_cell("n = %pg --scalar SELECT 431.43::numeric", store_history=True)
+    capsys.readouterr()
+    ip.run_cell("n", store_history=True)
+    assert "Decimal('431.43')" in capsys.readouterr().out
+    ip.run_cell("import decimal; decimal.Decimal('1.5')", store_history=True)
+    assert "Decimal('1.5')" in capsys.readouterr().out

@@ -55,6 +55,30 @@ def test_ctrl_c_cancels_on_the_server(kernel: Kernel, sql: Any) -> None:
     assert after.status == "ok" and scalar(after) == pid
 
 
+def test_ctrl_c_cancels_an_awaited_api_call(kernel: Kernel, sql: Any) -> None:
+    msg = kernel.send(
+        "import pgmagic\nawait pgmagic.fetch('SELECT pg_sleep(30), 1 AS awaited_sleep')"
+    )
+    deadline = time.monotonic() + 10
+    while not active_queries(sql, "awaited_sleep") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.perf_counter()
+    kernel.interrupt()
+    reply = kernel.collect(msg, timeout=20)
+    # ipykernel alone would wait for the full 30 s, then show a CancelledError.
+    assert time.perf_counter() - started < 5
+    assert reply.error is not None and reply.error["traceback"] == ["query cancelled"]
+    assert active_queries(sql, "awaited_sleep") == []
+    after = kernel.run("await pgmagic.fetchval('SELECT 40 + 2')")
+    assert after.status == "ok" and scalar(after) == 42
+    # Ctrl-C still interrupts plain Python afterwards: the kernel's handler is back.
+    msg = kernel.send("import time; time.sleep(30)")
+    time.sleep(1)
+    kernel.interrupt()
+    reply = kernel.collect(msg, timeout=10)
+    assert reply.error is not None and reply.error["ename"] == "KeyboardInterrupt"
+
+
 def test_ctrl_c_in_a_transaction_leaves_it_failed(kernel: Kernel, sql: Any) -> None:
     pid = scalar(kernel.run("%pg --scalar SELECT pg_backend_pid()"))
     assert kernel.run("%pg BEGIN").status == "ok"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import decimal
 import gc
 import socket
 import time
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,7 +20,7 @@ import pgmagic
 from pgmagic.errors import OptionError, ParameterError
 from pgmagic.frontend import feed, watch
 from pgmagic.live import listener as listening
-from pgmagic.live import refresh
+from pgmagic.live import refresh, send
 from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.live.log import Gap, Notification, NotificationLog, check_channels
 from pgmagic.runtime.connect import enable_keepalive
@@ -55,7 +58,7 @@ def test_listen_notify_shows_in_widget_and_log(ip: Any, sql: Any) -> None:
     items = wait_until(lambda: len(view.widget.items) == 3 and view.widget.items)
     assert [i["payload"] for i in items] == [
         '{"id": 42}',
-        '{"sku": "A-1", "qty": 2}',
+        '{"sku":"A-1","qty":2}',
         "from another connection",
     ]
     assert [i["channel"] for i in items] == ["orders", "inventory", "orders"]
@@ -100,6 +103,34 @@ def test_notify_inside_a_transaction_waits_for_commit(ip: Any, capsys: Any) -> N
     assert payloads(pgmagic.notification_log()) == []
     run(ip, "%pg COMMIT")
     wait_until(lambda: payloads(pgmagic.notification_log()) == ["queued"])
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({"at": dt.datetime(2026, 1, 2, 3, 4, 5)}, '{"at":"2026-01-02T03:04:05"}'),
+        (
+            {"at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)},
+            '{"at":"2026-01-02T03:04:05+00:00"}',
+        ),
+        ({"price": decimal.Decimal("1.10")}, '{"price":1.10}'),
+        ({"id": 2**70}, '{"id":1180591620717411303424}'),
+        ({"n": np.int64(7), "x": np.float64(0.5)}, '{"n":7,"x":0.5}'),
+        ([1, (2, 3)], "[1,[2,3]]"),
+        (12, "12"),
+        (None, ""),
+        ("as is: {not json", "as is: {not json"),
+    ],
+)
+def test_notify_payload_is_json_as_bound_values_are(value: Any, text: str) -> None:
+    assert send.payload_text(value) == text
+
+
+def test_notify_payload_without_a_json_form_is_one_line(ip: Any) -> None:
+    ip.user_ns["thing"] = {"f": object()}
+    error = fails(ip, "%pg notify orders $thing")[0]
+    assert isinstance(error, OptionError)
+    assert str(error).startswith("cannot send a dict as a payload")
 
 
 def test_notify_with_a_missing_variable_sends_nothing(ip: Any) -> None:
