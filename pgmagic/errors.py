@@ -375,12 +375,22 @@ def lines(error: BaseException, text: str | None = None) -> list[str]:
             )
         return shown
     message = _ARGUMENT_RE.sub(name_of, str(error))
-    if isinstance(
-        error,
-        asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.InternalClientError,
-    ):
+    if _lost_connection(error):
         message += " (the connection was lost; the next cell reconnects)"
     return [f"{type(error).__name__}: {message}"]
+
+
+def _lost_connection(error: BaseException) -> bool:
+    # asyncpg raises InterfaceError for misuse too (a wrong argument count):
+    # only these say the connection itself is gone.
+    if isinstance(
+        error,
+        asyncpg.PostgresConnectionError
+        | asyncpg.ConnectionDoesNotExistError
+        | asyncpg.InternalClientError,
+    ):
+        return True
+    return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
 
 
 def render(

@@ -197,3 +197,27 @@ def test_blame_keeps_the_first_statement_and_maps_positions() -> None:
     errors.blame(error, "outer", 9)
     assert error.pgmagic_statement == "inner"  # type: ignore[attr-defined]
     assert error.position == "5"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (
+            asyncpg.InterfaceError("the server expects 0 arguments for this query, 1 was passed"),
+            False,
+        ),
+        (
+            asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+            False,
+        ),
+        (asyncpg.InterfaceError("connection is closed"), True),
+        (
+            asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+            True,
+        ),
+        (asyncpg.InternalClientError("unexpected message"), True),
+    ],
+)
+def test_only_a_lost_connection_says_it_was_lost(error: BaseException, lost: bool) -> None:
+    (line,) = errors.render(error)._render_traceback_()  # type: ignore[attr-defined]
+    assert ("(the connection was lost; the next cell reconnects)" in line) is lost, line

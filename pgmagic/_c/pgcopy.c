@@ -149,6 +149,12 @@ typedef struct {
     Py_ssize_t data_len, data_cap;
     Py_ssize_t null_count;
     PyObject **objs;    /* S_OBJECT */
+    /* What the pandas value loses, for a display that shows the server's
+     * value (zero for NULL rows): CK_INTERVAL the 16 wire bytes (micros,
+     * days, months: a month is not 30 days), CK_JSON/JSONB 1 where the
+     * value is JSON null (which pandas holds as None, like SQL NULL) */
+    uint8_t *aux;
+    int aux_width;
     /* CK_JSON/CK_JSONB: values waiting to be decoded together as one JSON
      * array "[v1,v2,...]" (one orjson call per batch instead of per value);
      * their objs[] slots stay NULL until the batch is flushed */
@@ -258,6 +264,10 @@ static int storage_of(int kind, int *width) {
     }
 }
 
+static int aux_width_of(int kind) {
+    return kind == CK_INTERVAL ? 16 : (kind == CK_JSON || kind == CK_JSONB) ? 1 : 0;
+}
+
 static int has_mask(int kind) {
     return kind == CK_BOOL || kind == CK_INT2 || kind == CK_INT4 ||
            kind == CK_INT8 || kind == CK_OID;
@@ -308,6 +318,13 @@ static int grow_rows(ParserObject *p) {
             if (v == NULL) goto nomem;
             if (c->storage == S_TEXT && p->cap == 0) ((int64_t *)v)[0] = 0;
             c->values = v;
+        }
+        if (c->aux_width) {
+            size_t w = (size_t)c->aux_width;
+            uint8_t *a = PyMem_RawRealloc(c->aux, (size_t)ncap * w);
+            if (a == NULL) goto nomem;
+            memset(a + (size_t)p->cap * w, 0, (size_t)(ncap - p->cap) * w);
+            c->aux = a;
         }
         if (c->storage == S_FIXED && has_mask(c->kind)) {
             uint8_t *m = PyMem_RawRealloc(c->mask, (size_t)ncap);
@@ -818,6 +835,13 @@ static int json_flush(ParserObject *p, Column *c) {
     return 0;
 }
 
+/* Whether a json/jsonb text is the JSON null (json keeps the spaces typed). */
+static uint8_t json_is_null(const unsigned char *b, Py_ssize_t n) {
+    while (n > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r')) { b++; n--; }
+    while (n > 0 && (b[n - 1] == ' ' || b[n - 1] == '\t' || b[n - 1] == '\n' || b[n - 1] == '\r')) n--;
+    return n == 4 && memcmp(b, "null", 4) == 0;
+}
+
 /* Queue one JSON value of row r (already known not risky). */
 static int json_queue(ParserObject *p, Column *c, Py_ssize_t r,
                       const unsigned char *b, Py_ssize_t n) {
@@ -1106,6 +1130,7 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
     case CK_INTERVAL: {
         if (n != 16) goto badlen;
         int64_t days, us, total;
+        memcpy(c->aux + r * 16, b, 16);
         interval_parts(b, &days, &us);
         /* the record path goes through datetime.timedelta, then to
          * timedelta64[us]: both ranges must hold */
@@ -1169,6 +1194,7 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
             b++;
             n--;
         }
+        c->aux[r] = json_is_null(b, n);
         if (p->json_loads != NULL && !json_risky(b, n)) return json_queue(p, c, r, b, n);
         o = make_json(p, b, n);
         break;
@@ -2339,6 +2365,7 @@ static void Parser_dealloc(ParserObject *p) {
         }
         PyMem_RawFree(c->values);
         PyMem_RawFree(c->mask);
+        PyMem_RawFree(c->aux);
         PyMem_RawFree(c->validity);
         PyMem_RawFree(c->data);
         PyMem_Free(c->jbuf);
@@ -2422,6 +2449,7 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         }
         int unsupported;
         if (layout == CL_PANDAS) {
+            c->aux_width = aux_width_of(c->kind);
             c->storage = storage_of(c->kind, &c->width);
             unsupported = c->storage == 0 ||
                           (c->kind == CK_ARRAY && (c->elem_kind == CK_ARRAY ||
@@ -2632,10 +2660,24 @@ fail:
     return NULL;
 }
 
+/* item + (aux,): the column's aux buffer appended to its finish() tuple
+ * (steals item) */
+static PyObject *with_aux(PyObject *item, Column *c, Py_ssize_t n) {
+    PyObject *aux = c->aux ? buffer_adopt((char **)&c->aux, n * c->aux_width)
+                           : PyBytes_FromStringAndSize("", 0);
+    PyObject *tail = aux ? PyTuple_Pack(1, aux) : NULL;
+    PyObject *r = tail ? PySequence_Concat(item, tail) : NULL;
+    Py_XDECREF(aux);
+    Py_XDECREF(tail);
+    Py_DECREF(item);
+    return r;
+}
+
 /* finish() -> list with one tuple per column:
- *   fixed:  ("fixed", values, mask_or_None)
+ *   fixed:  ("fixed", values, mask_or_None[, aux])
  *   text:   ("text", validity_or_None, offsets, data, null_count)
- *   object: ("object", None)   -- move them out with take_objects()
+ *   object: ("object", None[, aux])   -- move them out with take_objects()
+ * aux: intervals' wire bytes, or json null flags (see Column.aux)
  * and for the export layouts the last batch, as take_batch() gives it.
  * Raises the first deferred value error, if any. */
 static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
@@ -2672,6 +2714,7 @@ static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
             if (vals && mask) item = Py_BuildValue("(sOO)", "fixed", vals, mask);
             Py_XDECREF(vals);
             Py_XDECREF(mask);
+            if (item && c->aux_width) item = with_aux(item, c, n);
         } else if (c->storage == S_TEXT) {
             if (c->values == NULL) {  /* zero rows */
                 c->values = PyMem_RawCalloc(1, 8);
@@ -2689,6 +2732,7 @@ static PyObject *Parser_finish(ParserObject *p, PyObject *Py_UNUSED(ignored)) {
             Py_XDECREF(data);
         } else {
             item = Py_BuildValue("(sO)", "object", Py_None);
+            if (item && c->aux_width) item = with_aux(item, c, n);
         }
         if (item == NULL) { Py_DECREF(out); return NULL; }
         PyList_SET_ITEM(out, i, item);

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from pgmagic.errors import display_width
+from pgmagic.results.shown import texts_for as server_texts
 from pgmagic.results.text import format_value, is_null
 
 __all__ = ["ResultInfo", "footer", "html", "info_for", "remember", "text"]
@@ -275,6 +276,7 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
     table = shown.to_numpy(dtype=object)
     # One column (EXPLAIN's QUERY PLAN, a document) has the width to itself: whole lines.
     clip = _clip if frame.shape[1] > 1 else str
+    kept = server_texts(frame)
     columns: list[tuple[bool, list[str | None]]] = []
     for j, dtype in enumerate(frame.dtypes):
         values = table[:, j].tolist()
@@ -283,6 +285,12 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
         rendered = [
             None if is_null(v, floats) else clip(format_value(v, date_only)) for v in values
         ]
+        exact = kept.get(j)
+        if exact is not None:
+            for i, value in enumerate(values):
+                server = exact(value, i)
+                if server is not None:
+                    rendered[i] = clip(server)
         columns.append((_numeric(dtype, values), rendered))
     return columns
 

@@ -186,6 +186,11 @@ def _rows_for(
     statement: params.Statement, rows: Any
 ) -> tuple[BoundStatement, list[tuple[Any, ...]]]:
     spans = params.placeholders(statement.text)
+    if not spans:
+        raise OptionError(
+            "--many runs the statement once per row with its values: "
+            "use $name (a column or key) or $1, $2 (positions) in it"
+        )
     names = list(dict.fromkeys(name for _, _, name in spans if not name.isdigit()))
     if isinstance(rows, pd.DataFrame):
         if names:
@@ -215,6 +220,11 @@ def _rows_for(
                 values.append(tuple(row) if isinstance(row, list | tuple) else (row,))
     first = dict(zip(names, values[0], strict=True)) if names and values else dict.fromkeys(names)
     width = max((int(n) for _, _, n in spans if n.isdigit()), default=0)
+    short = next((i for i, row in enumerate(values) if len(row) < width), None)
+    if short is not None:
+        raise OptionError(
+            f"--many: row {short} has {len(values[short])} value(s); the statement uses ${width}"
+        )
     bound = params.bind(
         statement, first, values[0][:width] if values and width else (None,) * width
     )

@@ -47,6 +47,7 @@ from asyncpg.pgproto import pgproto
 from pgmagic import _oids as oids
 from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.errors import ColumnMismatchError, UnsupportedColumnError
+from pgmagic.results import shown
 from pgmagic.results.frames import in_python_range, in_zone
 from pgmagic.sql.copytext import copy_statement
 
@@ -370,9 +371,14 @@ def new_parser(
 class _FrameBuilder:
     """The parser, and the conversion of its buffers into a DataFrame."""
 
-    def __init__(self, plan: Plan, zone: dt.tzinfo | None = None) -> None:
+    def __init__(
+        self, plan: Plan, zone: dt.tzinfo | None = None, interval_style: str = "postgres"
+    ) -> None:
         self.plan = plan
         self.zone = zone
+        self.interval_style = interval_style
+        # What the frame cannot hold, per column (see results.shown).
+        self.aux: dict[int, Any] = {}
         self.new_parser = new_parser(plan)
         self.feed: Callable[[bytearray | bytes], None] = self.new_parser.feed
         self.parser = self.new_parser
@@ -388,10 +394,14 @@ class _FrameBuilder:
         }
         frame = pd.DataFrame(arrays, copy=False)
         frame.columns = pd.Index(self.plan.names, dtype=object)
+        shown.keep(frame, self.aux, self.interval_style)
         return frame
 
     def _array(self, index: int, kind: int, out: tuple[Any, ...], n: int) -> Any:
         tag = out[0]
+        if len(out) == (4 if tag == "fixed" else 3):
+            self.aux[index] = out[-1]
+            out = out[:-1]
         if tag == "object":
             objects = np.empty(n, dtype=object)
             self.new_parser.take_objects(index, objects)
@@ -499,7 +509,9 @@ async def copy_frame(
     >>> stmt = await conn.prepare("SELECT * FROM t")  # doctest: +SKIP
     >>> df = await copy_frame(conn, "SELECT * FROM t", stmt.get_attributes())  # doctest: +SKIP
     """
-    builder = _FrameBuilder(await plan_columns(conn, columns, numeric_as_float), zone)
+    # Reported by the server on every change; a pooler may not pass it on.
+    style = getattr(conn.get_settings(), "IntervalStyle", "postgres")
+    builder = _FrameBuilder(await plan_columns(conn, columns, numeric_as_float), zone, style)
     feed = builder.feed
     received = 0
 

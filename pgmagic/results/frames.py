@@ -93,7 +93,7 @@ _STRING_CATEGORIES = frozenset({"S", "E"})
 TIME_TYPES = frozenset({"date", "timestamp", "timestamptz", "interval", "time", "timetz"})
 # Python's own words for such a value: "year 0 is out of range", "ordinal must
 # be >= 1" (a date BC), "hour must be in 0..23" (24:00:00).
-_RANGE_RE = re.compile(r"out of range|ordinal must be|must be in \d")
+_RANGE_RE = re.compile(r"out of range|ordinal must be|must be in \d|must have magnitude")
 
 
 @contextlib.contextmanager
@@ -115,7 +115,10 @@ def in_python_range(names: Sequence[str]) -> Iterator[None]:
     except (OverflowError, ValueError) as error:
         if isinstance(error, PgMagicError) or not _RANGE_RE.search(str(error)):
             raise
-        what = "a date before year 1 or after 9999, a time of 24:00"
+        what = (
+            "a date before year 1 or after 9999, a time of 24:00, "
+            "an infinite interval or one beyond 292,000 years"
+        )
         if not names:
             raise ColumnTypeError(
                 "",

@@ -15,6 +15,8 @@ import asyncpg
 import numpy as np
 import pandas as pd
 
+from pgmagic.results.shown import timedelta_text
+
 
 def is_null(value: Any, floats: bool = False) -> bool:
     """Whether a cell shows NULL.
@@ -56,7 +58,7 @@ def format_value(value: Any, date_only: bool) -> str:
             return value.date().isoformat()  # strftime("%Y") drops year 1's zeros
         return value.isoformat(sep=" ")
     if isinstance(value, pd.Timedelta | dt.timedelta):
-        return str(value)
+        return timedelta_text(value)
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, float):

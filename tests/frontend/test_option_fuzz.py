@@ -105,6 +105,15 @@ def test_every_error_is_one_line_or_psqls(shell: Any, line: str) -> None:
             "OptionError: --many needs a DataFrame",
         ),
         ("%pg --many rows INSERT INTO fuzzed VALUES ($a)", "OptionError: --many: row 1 has no key"),
+        ("%pg --many rows SELECT * FROM fuzzed", "OptionError: --many runs the statement once"),
+        (
+            "%pg --many frame INSERT INTO fuzzed VALUES (1)",
+            "OptionError: --many runs the statement",
+        ),
+        (
+            "%pg --many [(1,),(2,3)] INSERT INTO fuzzed VALUES ($1 + $2)",
+            "OptionError: --many: row 0 has 1 value(s); the statement uses $2",
+        ),
         (f"%pg --to {FOLDER / 'z.parquet'} --chunksize 0 SELECT 1", "OptionError: --chunksize"),
         ("%pg connect '", "OptionError: no closing ' for the quote"),
     ],

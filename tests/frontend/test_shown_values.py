@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from pgmagic.errors import display_width
@@ -134,3 +135,73 @@ def test_a_scalar_keeps_its_python_repr_elsewhere(ip: Any, capsys: Any) -> None:
     assert "Decimal('431.43')" in capsys.readouterr().out
     ip.run_cell("import decimal; decimal.Decimal('1.5')", store_history=True)
     assert "Decimal('1.5')" in capsys.readouterr().out
+
+
+_INTERVALS = [
+    "1 year 2 mons 3 days 04:05:06.789",
+    "1 mon",
+    "30 days",
+    "720:00:00",
+    "25:00:00",
+    "-02:00:00",
+    "-1 days +02:00:00",
+    "1 day -00:00:01",
+    "-1 year -2 mons +3 days -04:05:06",
+    "00:00:00.000001",
+    "00:00:00",
+    "-5000 years",
+    "100 years 00:00:00.5",
+    "3 days",
+    "-1 mons -3 days",
+]
+
+
+@pytest.mark.parametrize("style", ["postgres", "iso_8601"])
+def test_intervals_read_as_the_server_writes_them(ip: Any, style: str) -> None:
+    run(ip, f"%pg SET intervalstyle = {style}")
+    try:
+        values = ", ".join(f"('{v}'::interval)" for v in _INTERVALS)
+        frame = run(ip, f"%pg SELECT v, v::text AS server FROM (VALUES {values}) t(v)")
+        lines = text(frame, ResultInfo(0.001, None)).splitlines()[2:-1]
+        shown = [[c.strip() for c in line.split("|")] for line in lines]
+        assert [row[0] for row in shown] == [row[1] for row in shown]
+        assert str(frame.dtypes["v"]) == "timedelta64[us]"  # the value stays a duration
+    finally:
+        run(ip, "%pg RESET intervalstyle")
+
+
+def test_an_interval_changed_in_the_frame_shows_the_new_value(ip: Any) -> None:
+    frame = run(ip, "%pg SELECT '1 mon'::interval AS v, 1 AS n")
+    assert text(frame, _info(frame)).splitlines()[2].split("|")[0].strip() == "1 mon"
+    frame.loc[0, "v"] = pd.Timedelta(hours=2)
+    assert text(frame, _info(frame)).splitlines()[2].split("|")[0].strip() == "02:00:00"
+
+
+@pytest.mark.parametrize(
+    ("sql", "shown"),
+    [
+        ("'-2 hours'::interval", "-02:00:00"),
+        ("'1 day 2 hours'::interval", "1 day 02:00:00"),
+        ("'0'::interval", "00:00:00"),
+    ],
+)
+def test_a_record_or_scalar_interval_reads_as_a_duration(ip: Any, sql: str, shown: str) -> None:
+    record = run(ip, f"%pg --one SELECT {sql} AS v")
+    data, _ = ip.display_formatter.format(record)
+    assert data["text/plain"].splitlines()[2].strip() == shown
+
+
+def test_json_null_is_not_sql_null(ip: Any) -> None:
+    frame = run(
+        ip,
+        "%pg SELECT * FROM (VALUES ('null'::jsonb, ' null '::json), (NULL, NULL),"
+        " ('{\"a\": null}', '[null]')) t(b, j)",
+    )
+    assert frame["b"].tolist() == [None, None, {"a": None}]
+    rows = [
+        [c.strip() for c in line.split("|")] for line in text(frame, _info(frame)).splitlines()[2:5]
+    ]
+    assert rows == [["null", "null"], ["NULL", "NULL"], ['{"a": null}', "[null]"]]
+    data, _ = ip.display_formatter.format(frame)
+    assert "<td>null</td>" in data["text/html"]
+    assert '<td class="null"><em>NULL</em></td>' in data["text/html"]

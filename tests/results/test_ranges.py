@@ -40,6 +40,24 @@ def test_a_value_out_of_pythons_range_names_its_column(ip: Any, form: str, value
     assert run(ip, "%pg --scalar SELECT 1") == 1
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_an_infinite_interval_names_its_column(ip: Any, form: str) -> None:
+    if run(ip, "%pg --scalar SELECT current_setting('server_version_num')::int") < 170000:
+        pytest.skip("infinite intervals came with PostgreSQL 17")
+    for value in ("'infinity'::interval", "'-infinity'::interval"):
+        error, _ = fails(ip, form.format(value=value))
+        assert isinstance(error, ColumnTypeError), error
+        assert "column 'far'" in str(error) and "infinite interval" in str(error)
+    assert run(ip, "%pg --scalar SELECT 1") == 1
+
+
+def test_an_interval_beyond_timedelta64_names_its_column(ip: Any) -> None:
+    # A Python timedelta holds it (--one, --scalar); a DataFrame column cannot.
+    error, _ = fails(ip, "%pg SELECT 1 AS n, '300000 years'::interval AS far")
+    assert isinstance(error, ColumnTypeError) and "column 'far'" in str(error)
+    assert run(ip, "%pg --scalar SELECT '300000 years'::interval").days == 300000 * 365
+
+
 def test_max_rows_path_and_the_api_say_the_same(ip: Any) -> None:
     run(ip, "%config PgMagics.max_rows = 1000")
     error, _ = fails(ip, "%pg SELECT '0044-03-15 BC'::date AS far")
