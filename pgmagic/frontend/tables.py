@@ -295,17 +295,19 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
     return columns
 
 
+_ALIGN = {False: ' style="text-align:left"', True: ' style="text-align:right"'}
+
 _STYLE = (
     "<style>"
     ".pgmagic-result table{border-collapse:collapse;font-size:12px}"
-    # JupyterLab 4.6 right-aligns HTML-output cells with
-    # ":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td" (0,2,1); the doubled
-    # class (0,2,3; td.num 0,3,3) outranks it (tests/browser, light and dark).
+    # JupyterLab 4.6 pads and aligns HTML-output cells with
+    # ":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td" (0,2,1): the doubled
+    # class (0,2,3) outranks it.  Alignment is inline on each cell (_ALIGN):
+    # an untrusted notebook strips this stylesheet but keeps text-align styles.
     "div.pgmagic-result.pgmagic-result table th,"
     "div.pgmagic-result.pgmagic-result table td{padding:2px 8px;"
-    "border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:pre;text-align:left}"
-    "div.pgmagic-result.pgmagic-result table td.num{text-align:right;"
-    "font-variant-numeric:tabular-nums}"
+    "border-bottom:1px solid var(--jp-border-color2,#ddd);white-space:pre}"
+    "div.pgmagic-result.pgmagic-result table td.num{font-variant-numeric:tabular-nums}"
     ".pgmagic-result th small{font-weight:normal;opacity:.6}"
     ".pgmagic-result .null{opacity:.45;font-style:italic}"
     ".pgmagic-result .footer{opacity:.7;font-size:11px;margin-top:4px}"
@@ -331,7 +333,7 @@ def html(frame: pd.DataFrame, info: ResultInfo) -> str:
     # user added, dropped or renamed some).
     same = [name for name, _ in info.types] == [str(c) for c in frame.columns]
     head = "".join(
-        f"<th>{escape(str(name))}"
+        f"<th{_ALIGN[False]}>{escape(str(name))}"
         + (f"<br><small>{escape(info.types[j][1])}</small>" if same else "")
         + "</th>"
         for j, name in enumerate(frame.columns)
@@ -344,9 +346,14 @@ def html(frame: pd.DataFrame, info: ResultInfo) -> str:
             if value is None:
                 # <em> survives an untrusted notebook's sanitizer, which drops
                 # the stylesheet: NULL stays distinct from the text 'NULL'.
-                row.append(f'<td class="null{" num" if numeric else ""}"><em>{_NULL}</em></td>')
+                row.append(
+                    f'<td class="null{" num" if numeric else ""}"{_ALIGN[numeric]}>'
+                    f"<em>{_NULL}</em></td>"
+                )
             else:
-                row.append(f"<td{' class=num' if numeric else ''}>{escape(value)}</td>")
+                row.append(
+                    f"<td{' class=num' if numeric else ''}{_ALIGN[numeric]}>{escape(value)}</td>"
+                )
         body.append("<tr>" + "".join(row) + "</tr>")
     return (
         f'<div class="pgmagic-result">{_STYLE}<table><thead><tr>{head}</tr></thead>'

@@ -426,7 +426,7 @@ def test_display_details(ip: Any) -> None:
     )
     html, text = (ip.display_formatter.format(frame)[0][m] for m in ("text/html", "text/plain"))
     # NULL becomes NaN in a float64 column, as in any pandas frame: both show NaN
-    assert html.count("<td class=num>NaN</td>") == 2
+    assert html.count('<td class=num style="text-align:right">NaN</td>') == 2
     assert '(1,"a b")' in text and "[1,5)" in text
     assert "<small>float8</small>" in html
     del frame["f"]  # types no longer line up: not shown

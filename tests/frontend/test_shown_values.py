@@ -100,8 +100,8 @@ def test_null_stays_distinct_from_the_text_null_without_styles(ip: Any) -> None:
     frame = run(ip, "%pg SELECT NULL::text AS a, 'NULL' AS b")
     data, _ = ip.display_formatter.format(frame)
     without_style = data["text/html"].split("</style>", 1)[1]
-    assert '<td class="null"><em>NULL</em></td>' in without_style
-    assert "<td>NULL</td>" in without_style
+    assert '<td class="null" style="text-align:left"><em>NULL</em></td>' in without_style
+    assert '<td style="text-align:left">NULL</td>' in without_style
 
 
 @pytest.mark.parametrize(
@@ -203,5 +203,5 @@ def test_json_null_is_not_sql_null(ip: Any) -> None:
     ]
     assert rows == [["null", "null"], ["NULL", "NULL"], ['{"a": null}', "[null]"]]
     data, _ = ip.display_formatter.format(frame)
-    assert "<td>null</td>" in data["text/html"]
-    assert '<td class="null"><em>NULL</em></td>' in data["text/html"]
+    assert '<td style="text-align:left">null</td>' in data["text/html"]
+    assert '<td class="null" style="text-align:left"><em>NULL</em></td>' in data["text/html"]
