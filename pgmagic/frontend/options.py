@@ -59,7 +59,6 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         ("--chunksize",),
         {
             "type": int,
-            "default": 50_000,
             "metavar": "ROWS",
             "help": "Rows per DataFrame with --stream, per Parquet row group / batch with --to.",
         },
@@ -127,6 +126,10 @@ def declare(func: F) -> F:
     return magic_arguments()(func)
 
 
+#: Rows per chunk when --chunksize is not given.
+CHUNKSIZE = 50_000
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """The options of one ``%pg`` / ``%%pg`` run, checked.
@@ -140,7 +143,7 @@ class Options:
     mode: Mode = Mode.FRAME
     quiet: bool = False
     stream: bool = False
-    chunksize: int = 50_000
+    chunksize: int = CHUNKSIZE
     to: str | None = None
     format: str | None = None
     many: str | None = None
@@ -233,7 +236,7 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         mode=mode,
         quiet=args.quiet,
         stream=args.stream,
-        chunksize=args.chunksize,
+        chunksize=CHUNKSIZE if args.chunksize is None else args.chunksize,
         to=args.to,
         format=args.format,
         many=args.many,
@@ -242,6 +245,11 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
     )
     if options.chunksize < 1:
         raise OptionError(f"--chunksize must be at least 1, got {options.chunksize}")
+    # Options that only shape --stream or --to would otherwise be ignored silently.
+    if args.chunksize is not None and not (options.stream or options.to):
+        raise OptionError("--chunksize goes with --stream or --to")
+    if options.format is not None and not options.to:
+        raise OptionError("--format goes with --to FILE")
     if options.live and (options.out or mode is not Mode.FRAME):
         raise OptionError("--refresh-on and --watch cannot be combined with -o, --one, --scalar")
     if options.bulk:

@@ -116,6 +116,9 @@ def test_every_error_is_one_line_or_psqls(shell: Any, line: str) -> None:
         ),
         (f"%pg --to {FOLDER / 'z.parquet'} --chunksize 0 SELECT 1", "OptionError: --chunksize"),
         ("%pg connect '", "OptionError: no closing ' for the quote"),
+        ("%pg --format csv SELECT 1", "OptionError: --format goes with --to FILE"),
+        ("%pg --chunksize 10 SELECT 1", "OptionError: --chunksize goes with --stream or --to"),
+        ("%%pg --chunksize 10\nSELECT 1", "OptionError: --chunksize goes with --stream or --to"),
     ],
 )
 def test_known_bad_lines_are_one_line(shell: Any, line: str, expected: str) -> None:
