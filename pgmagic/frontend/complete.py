@@ -1,23 +1,41 @@
-"""Tab completion of ``%pg`` subcommands and options, by IPython's own completer.
+"""Tab completion in ``%pg`` lines and ``%%pg`` cells, by IPython's own completer.
 
 This is the kernel-side completer, which front ends without pgmagic's
 JupyterLab extension use (terminal IPython, VS Code, Notebook 7) while the
-kernel is idle.  It completes what ``%pg?`` lists: subcommands in the first
-word, and the options of the cell or of the subcommand after a ``-``.
+kernel is idle.  It completes what ``%pg?`` lists (subcommands in the first
+word, the options of the cell or of the subcommand after a ``-``), and in the
+SQL: tables, columns, join conditions, functions and keywords from a catalog
+snapshot (:mod:`pgmagic.catalog.suggest`), and ``$name`` from the notebook's
+variables.  The snapshot is read on first use, dropped after a cell that ran
+DDL or ``SET`` (:func:`forget_after`), and kept at most 30 s besides.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from IPython import get_ipython
 from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
 
+from pgmagic.catalog import snapshot as catalog
+from pgmagic.catalog.suggest import Suggestion, needed, suggest
 from pgmagic.frontend.commands import COMMANDS
-from pgmagic.frontend.options import FLAGS
+from pgmagic.frontend.options import FLAGS, sql_offset
+from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.sql import params
+from pgmagic.sql.scope import Clause, context_at
 
-__all__ = ["register", "unregister"]
+__all__ = ["forget_after", "register", "sql_suggestions", "unregister"]
+
+# How long a snapshot serves without a reload (DDL elsewhere, other sessions).
+_FRESH_SECONDS = 30.0
+# The completer runs on the kernel's thread: never wait long for the catalog.
+_CATALOG_TIMEOUT = 2.0
+_snapshots: dict[int, catalog.Snapshot] = {}
 
 # The options each subcommand takes (the cell options are FLAGS).
 _SUBCOMMAND_FLAGS: dict[str, tuple[str, ...]] = {
@@ -62,8 +80,140 @@ def candidates(line: str, symbol: str) -> list[str]:
 _LINE_RE = re.compile(r"^(?:\s*[A-Za-z_]\w*\s*=)?\s*(%%?pg)(\s.*)?$")
 
 
+def _snapshot(runtime: Runtime) -> catalog.Snapshot:
+    kept = _snapshots.get(id(runtime))
+    if kept is None or time.monotonic() - kept.loaded > _FRESH_SECONDS:
+        kept = runtime.run(_bounded(catalog.load(runtime)))
+        _snapshots[id(runtime)] = kept
+    return kept
+
+
+async def _bounded(coro: Any) -> Any:
+    return await asyncio.wait_for(coro, _CATALOG_TIMEOUT)
+
+
+def sql_suggestions(
+    runtime: Runtime, sql: str, pos: int, namespace: Mapping[str, Any]
+) -> tuple[str, list[Suggestion]]:
+    """The completions at ``pos`` in a cell's SQL, and the word they replace.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    sql : str
+    pos : int
+    namespace : mapping
+        The notebook's variables, for ``$name``.
+
+    Returns
+    -------
+    (str, list of Suggestion)
+    """
+    context = context_at(sql, pos)
+    if context is None:
+        return "", []
+    if context.clause is Clause.VARIABLE:
+        return context.prefix, [
+            Suggestion(name, "variable", type(value).__name__)
+            for name, value in namespace.items()
+            if name.isidentifier()
+            and not name.startswith("_")
+            and name.startswith(context.prefix)
+            and not callable(value)
+            and type(value).__name__ != "module"
+        ]
+    if not runtime.has_connected:
+        # Before the first cell: keywords only, rather than start a server
+        # (and print its notes) from a Tab press.
+        return context.prefix, suggest(context, catalog.Snapshot([], [], [], []))
+    snapshot = _snapshot(runtime)
+    wanted = needed(context, snapshot)
+    if wanted:
+        runtime.run(_bounded(catalog.load_columns(runtime, snapshot, wanted)))
+    return context.prefix, suggest(context, snapshot)
+
+
+def forget_after(cell: str) -> None:
+    """Drop the catalog snapshots when a cell may have changed the catalog.
+
+    Parameters
+    ----------
+    cell : str
+        The raw cell text (``post_run_cell``).
+    """
+    lines = cell.lstrip().splitlines()
+    if not lines:
+        return
+    if lines[0].startswith("%%pg"):
+        statements = [s.text for s in params.split("\n".join(lines[1:]))]
+    else:
+        statements = [_line_sql(m.group(2) or "") for m in map(_LINE_RE.match, lines) if m]
+    connects = any(s.split()[:1] == ["connect"] for s in statements)
+    if connects or catalog.changes_catalog(statements):
+        _snapshots.clear()
+
+
+def _line_sql(rest: str) -> str:
+    """A %pg line past its options (a subcommand stays as it is)."""
+    rest = rest.strip()
+    offset = sql_offset(rest)
+    return rest[offset:] if offset is not None else rest
+
+
+def _sql_matcher(context: CompletionContext) -> dict[str, Any] | None:
+    """SQL completion in a %%pg cell's body or after a %pg line's options."""
+    full = context.full_text
+    lines = full.split("\n")
+    row = min(context.cursor_line, len(lines) - 1)
+    before = "\n".join([*lines[:row], lines[row][: context.cursor_position]])
+    runtime = default_runtime()
+    if runtime is None:
+        return None
+    first, newline, _ = full.partition("\n")
+    if re.match(r"\s*%%pg\b", first) and newline and row > 0:
+        sql, pos = full[len(first) + 1 :], len(before) - len(first) - 1
+    else:
+        line, cursor = lines[row], context.cursor_position
+        match = re.match(r"^(?:\s*[A-Za-z_]\w*\s*=)?\s*%pg\s", line)
+        if match is None or cursor < match.end():
+            return None
+        rest = line[match.end() : cursor]
+        offset = sql_offset(rest)
+        if offset is None:
+            return None
+        head, *more = rest[offset:].split(None, 1)
+        # Still typing the first word: a subcommand or an option, if one fits.
+        if head.lower() in COMMANDS or (
+            not more
+            and not rest[offset:].endswith((" ", "\t"))
+            and (head.startswith("-") or any(c.startswith(head.lower()) for c in COMMANDS))
+        ):
+            return None
+        sql, pos = line[match.end() + offset :], len(rest) - offset
+    try:
+        prefix, found = sql_suggestions(runtime, sql, pos, _namespace())
+    except Exception:
+        return None
+    return {
+        "completions": [
+            SimpleCompletion(s.text, type=s.kind + (f": {s.detail}" if s.detail else ""))
+            for s in found
+        ],
+        "suppress": True,
+        "matched_fragment": prefix,
+    }
+
+
+def _namespace() -> Mapping[str, Any]:
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else {}
+
+
 @context_matcher()  # type: ignore[untyped-decorator]
 def _matcher(context: CompletionContext) -> dict[str, Any]:
+    in_sql = _sql_matcher(context)
+    if in_sql is not None:
+        return in_sql
     # The line under the cursor: in a cell, the %%pg line; after "df = " too.
     line = context.text_until_cursor.rsplit("\n", 1)[-1]
     match = _LINE_RE.match(line)

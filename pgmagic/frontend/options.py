@@ -164,6 +164,25 @@ class Options:
 _LONG = {flags[0]: flags[-1] for flags, _ in _DECLARED}
 
 
+def sql_offset(line: str) -> int | None:
+    """Where the SQL of a ``%pg`` line (without ``%pg``) starts, for completion.
+
+    Parameters
+    ----------
+    line : str
+
+    Returns
+    -------
+    int or None
+        None while the line holds only options, or wrong ones.
+    """
+    try:
+        _, rest = _split(line)
+    except OptionError:
+        return None
+    return len(line) - len(rest) if rest else None
+
+
 def _split(line: str) -> tuple[list[str], str]:
     """Leading options, as ``--name=value`` for argparse, and the rest of the line verbatim.
 

@@ -107,6 +107,11 @@ class Runtime:
         return self._loop
 
     @property
+    def has_connected(self) -> bool:
+        """Whether a database target has been reached (completion never starts one)."""
+        return self._connected is not None
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` has run."""
         return self._closed

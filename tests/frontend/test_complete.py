@@ -50,3 +50,65 @@ def test_unload_removes_the_completer(ip: Any) -> None:
         assert "--scalar" not in completions(ip, "%pg --sc")
     finally:
         ip.run_line_magic("load_ext", "pgmagic")
+
+
+def at_cursor(ip: Any, text: str) -> list[str]:
+    position = text.index("|")
+    with warnings.catch_warnings(), provisionalcompleter():
+        warnings.simplefilter("ignore")
+        return [c.text for c in ip.Completer.completions(text.replace("|", ""), position)]
+
+
+@pytest.fixture
+def shop(ip: Any) -> Any:
+    ip.run_cell(
+        "%%pg -q\nCREATE SCHEMA cshop;\n"
+        'CREATE TABLE cshop.customers (id int PRIMARY KEY, name text, "Signup Date" date);\n'
+        "CREATE TABLE cshop.orders (id int PRIMARY KEY,"
+        " customer_id int REFERENCES cshop.customers (id), total numeric);\n"
+        "CREATE VIEW cshop.big_orders AS SELECT * FROM cshop.orders WHERE total > 100;\n"
+        "SET search_path = cshop, public"
+    )
+    ip.user_ns.update(min_total=5, cutoff_day="2024-01-01")
+    yield ip
+    ip.run_cell("%%pg -q\nRESET search_path;\nDROP SCHEMA cshop CASCADE")
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted", "unwanted"),
+    [
+        ("%%pg\nSELECT * FROM cu|", ["customers"], ["orders"]),
+        ("%%pg\nSELECT * FROM b|", ["big_orders"], []),
+        ("%%pg\nSELECT * FROM cshop.|", ["customers", "orders", "big_orders"], ["pg_class"]),
+        ("%%pg\nSELECT c.| FROM customers c", ["id", "name", '"Signup Date"'], ["total"]),
+        ("%%pg\nSELECT o.to| FROM orders o JOIN customers c ON true", ["total"], ["name"]),
+        ("%%pg\nSELECT na| FROM customers", ["name"], []),
+        (
+            "%%pg\nSELECT * FROM orders o JOIN customers c ON |",
+            ["o.customer_id = c.id", "id", "total"],
+            [],
+        ),
+        ("%%pg\nSELECT * FROM orders WHERE total > $min|", ["min_total"], ["cutoff_day"]),
+        ("%%pg\nWITH w AS (SELECT id, total AS t FROM orders) SELECT w.| FROM w", ["id", "t"], []),
+        ("%%pg\nSELECT 1;\nSELECT to| FROM orders", ["total"], []),
+        ("%pg SELECT * FROM ord|", ["orders"], []),
+        ("%pg -o x SELECT na| FROM customers", ["name"], []),
+        ("%%pg -o x\nSEL|", ["SELECT"], []),
+        ("%%pg\nSELECT 'ord|'", [], ["orders"]),
+        ("%pg con|", ["connect"], []),
+    ],
+)
+def test_sql_completes_from_the_catalog(
+    shop: Any, text: str, wanted: list[str], unwanted: list[str]
+) -> None:
+    found = at_cursor(shop, text)
+    assert all(w in found for w in wanted), found
+    assert not any(u in found for u in unwanted), found
+
+
+def test_ddl_in_a_cell_refreshes_what_completion_knows(shop: Any) -> None:
+    assert "fresh_table" not in at_cursor(shop, "%%pg\nSELECT * FROM fre|")
+    shop.run_cell("%pg -q CREATE TABLE cshop.fresh_table (a int)")
+    assert at_cursor(shop, "%%pg\nSELECT * FROM fre|") == ["fresh_table"]
+    shop.run_cell("%pg -q DROP TABLE cshop.fresh_table")
+    assert at_cursor(shop, "%%pg\nSELECT * FROM fre|") == []

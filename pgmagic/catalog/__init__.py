@@ -1,0 +1,22 @@
+r"""psql's describe commands (``\d``, ``\dt``, ``\df+`` ...) as queries of ``pg_catalog``.
+
+:mod:`~pgmagic.catalog.meta` reads a backslash command and its arguments;
+:mod:`~pgmagic.catalog.patterns` turns psql's patterns (``public.ord*``,
+``"Mixed Case"``) into anchored regular expressions bound as parameters;
+:mod:`~pgmagic.catalog.listings` holds the listing commands (``\dt``,
+``\dn``, ``\df``, ``\l`` ...) and :mod:`~pgmagic.catalog.describe` the
+layouts of ``\d NAME`` (tables, views, indexes, sequences);
+:mod:`~pgmagic.catalog.run` runs a command on the session connection.
+
+Results are plain rows of text, titled and footed as psql prints them; the
+front turns them into DataFrames and tables.  Catalog queries read
+``pg_catalog`` only (never ``information_schema``), and names reach the
+server as bound values, never pasted into the SQL.  No pandas, no IPython.
+
+For completion, :mod:`~pgmagic.catalog.snapshot` reads what is in the
+database (relations and functions at once, columns on demand, on a pool
+connection) and :mod:`~pgmagic.catalog.suggest` ranks what fits the cursor's
+context (:mod:`pgmagic.sql.scope`).
+
+May import: errors, runtime, sql
+"""

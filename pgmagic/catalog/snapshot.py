@@ -1,0 +1,213 @@
+"""A snapshot of the catalog for completion: relations, search_path, functions; columns on demand.
+
+One round trip per query, on a pool connection with the session's
+``search_path`` (never the session connection, which a cell may be using).
+The relations and functions are read at once (about 0.1 s for 20,000 tables);
+the columns and foreign keys of a relation only when a completion needs them,
+then kept.  The front drops the snapshot after DDL (:func:`changes_catalog`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pgmagic.runtime.loop import Runtime
+from pgmagic.sql.lexer import first_word
+
+__all__ = [
+    "Column",
+    "ForeignKey",
+    "RelationInfo",
+    "Snapshot",
+    "changes_catalog",
+    "load",
+    "load_columns",
+]
+
+_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind::text, c.oid::int8
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname !~ '^pg_toast' AND (n.nspname !~ '^pg_temp_' OR n.oid = pg_my_temp_schema())
+ORDER BY n.nspname, c.relname
+"""
+_FUNCTIONS = """
+SELECT DISTINCT n.nspname, p.proname, p.proretset
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prokind IN ('f', 'a', 'w') AND p.proname !~ '^_'
+  AND p.prorettype NOT IN ('pg_catalog.trigger'::regtype,
+                           'pg_catalog.event_trigger'::regtype,
+                           'pg_catalog.internal'::regtype, 'pg_catalog.cstring'::regtype,
+                           'pg_catalog.language_handler'::regtype,
+                           'pg_catalog.fdw_handler'::regtype)
+  AND NOT p.proargtypes::oid[] && ARRAY['pg_catalog.internal'::regtype,
+                                        'pg_catalog.cstring'::regtype]::oid[]
+"""
+_SCHEMAS = """
+SELECT nspname FROM pg_catalog.pg_namespace
+WHERE nspname !~ '^pg_(toast|temp_)' ORDER BY nspname
+"""
+_COLUMNS = """
+SELECT a.attrelid::int8, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+_FOREIGN_KEYS = """
+SELECT c.conrelid::int8, c.confrelid::int8,
+       ARRAY(SELECT attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_catalog.pg_attribute ON attrelid = c.conrelid AND attnum = k.n ORDER BY i),
+       ARRAY(SELECT attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_catalog.pg_attribute ON attrelid = c.confrelid AND attnum = k.n ORDER BY i)
+FROM pg_catalog.pg_constraint c
+WHERE c.contype = 'f' AND (c.conrelid = ANY($1::oid[]) OR c.confrelid = ANY($1::oid[]))
+"""
+
+# Statements after which the snapshot is out of date.
+_DDL = frozenset({"CREATE", "ALTER", "DROP", "COMMENT", "TRUNCATE", "IMPORT", "SET", "RESET"})
+
+
+@dataclass(frozen=True)
+class RelationInfo:
+    """A table, view, materialized view or foreign table."""
+
+    schema: str
+    name: str
+    kind: str
+    oid: int
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column and its type as ``format_type`` writes it."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """``source(columns) REFERENCES target(referenced)``."""
+
+    source: int
+    target: int
+    columns: tuple[str, ...]
+    referenced: tuple[str, ...]
+
+
+@dataclass
+class Snapshot:
+    """What completion knows of one database.
+
+    Attributes
+    ----------
+    relations : list of RelationInfo
+    schemas : list of str
+    search_path : list of str
+        ``current_schemas(true)`` with the session's ``search_path``.
+    functions : list of (schema, name, returns a set)
+    columns : dict of int to list of Column
+        Per relation OID, filled by :func:`load_columns`.
+    foreign_keys : dict of int to list of ForeignKey
+        Per relation OID (both ends), filled by :func:`load_columns`.
+    loaded : float
+        ``time.monotonic()`` of the load.
+    """
+
+    relations: list[RelationInfo]
+    schemas: list[str]
+    search_path: list[str]
+    functions: list[tuple[str, str, bool]]
+    columns: dict[int, list[Column]] = field(default_factory=dict)
+    foreign_keys: dict[int, list[ForeignKey]] = field(default_factory=dict)
+    loaded: float = field(default_factory=time.monotonic)
+
+    def resolve(self, schema: str | None, name: str) -> RelationInfo | None:
+        """The relation a name means: schema-qualified, or the first on the search_path.
+
+        Parameters
+        ----------
+        schema : str or None
+        name : str
+
+        Returns
+        -------
+        RelationInfo or None
+        """
+        found = [r for r in self.relations if r.name == name]
+        if schema is not None:
+            return next((r for r in found if r.schema == schema), None)
+        for path in self.search_path:
+            hit = next((r for r in found if r.schema == path), None)
+            if hit is not None:
+                return hit
+        return None
+
+
+async def load(runtime: Runtime) -> Snapshot:
+    """Read a snapshot on a pool connection, with the session's search_path.
+
+    Parameters
+    ----------
+    runtime : Runtime
+
+    Returns
+    -------
+    Snapshot
+    """
+    async with runtime.acquire() as conn, conn.transaction(readonly=True):
+        await runtime.apply_carried_settings(conn)
+        path = await conn.fetchval("SELECT current_schemas(true)")
+        relations = await conn.fetch(_RELATIONS)
+        schemas = await conn.fetch(_SCHEMAS)
+        functions = await conn.fetch(_FUNCTIONS)
+    return Snapshot(
+        relations=[RelationInfo(*r) for r in relations],
+        schemas=[r[0] for r in schemas],
+        search_path=list(path),
+        functions=[(r[0], r[1], r[2]) for r in functions],
+    )
+
+
+async def load_columns(runtime: Runtime, snapshot: Snapshot, oids: Iterable[int]) -> None:
+    """Add the columns and foreign keys of relations the snapshot lacks.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    snapshot : Snapshot
+    oids : iterable of int
+    """
+    missing = sorted({oid for oid in oids if oid not in snapshot.columns})
+    if not missing:
+        return
+    async with runtime.acquire() as conn:
+        columns = await conn.fetch(_COLUMNS, missing)
+        keys = await conn.fetch(_FOREIGN_KEYS, missing)
+    for oid in missing:
+        snapshot.columns[oid] = []
+        snapshot.foreign_keys.setdefault(oid, [])
+    for relid, name, type_name in columns:
+        snapshot.columns[relid].append(Column(name, type_name))
+    for source, target, cols, refs in keys:
+        key = ForeignKey(source, target, tuple(cols), tuple(refs))
+        for end in {source, target} & set(missing):
+            snapshot.foreign_keys[end].append(key)
+
+
+def changes_catalog(statements: Iterable[str]) -> bool:
+    """Whether any of the statements may change what completion knows (DDL, SET).
+
+    Parameters
+    ----------
+    statements : iterable of str
+
+    Returns
+    -------
+    bool
+    """
+    return any(first_word(text) in _DDL for text in statements)
