@@ -17,7 +17,6 @@ queries you may need to stop.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -34,7 +33,7 @@ from pgmagic.errors import DATABASE_ERRORS, blame, render
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.loop import Runtime, default_runtime
-from pgmagic.runtime.waiting import awaited
+from pgmagic.runtime.waiting import awaited, in_worker
 from pgmagic.sql.params import BoundStatement
 
 __all__ = ["execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"]
@@ -287,7 +286,7 @@ async def to_file(
     >>> await pgmagic.to_file("SELECT * FROM events", "events.parquet")  # doctest: +SKIP
     """
     bound = bind_one(sql, params, args, from_keywords=True)
-    return await asyncio.to_thread(export.export, _runtime(), bound, path, fmt=format)
+    return await in_worker(export.export, _runtime(), bound, path, fmt=format)
 
 
 async def load_table(
@@ -310,4 +309,4 @@ async def load_table(
     --------
     >>> await pgmagic.load_table(df, "events", mode="append")  # doctest: +SKIP
     """
-    return await asyncio.to_thread(loading.load, _runtime(), source, table, mode=mode)
+    return await in_worker(loading.load, _runtime(), source, table, mode=mode)

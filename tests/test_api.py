@@ -156,3 +156,24 @@ def test_sigint_during_an_await_cancels_on_the_server(sql: Any) -> None:
     assert _running(sql, "api_sigint") == []
     assert signal.getsignal(signal.SIGINT) is before
     assert asyncio.run(pgmagic.fetchval("SELECT 2")) == 2
+
+
+def test_sigint_during_an_awaited_export_cancels_it(sql: Any, tmp_path: Any) -> None:
+    target = tmp_path / "slow.parquet"
+
+    async def go() -> None:
+        asyncio.get_running_loop().call_later(1.0, os.kill, os.getpid(), signal.SIGINT)
+        await pgmagic.to_file(
+            "SELECT g, pg_sleep(0.01) AS api_export FROM generate_series(1, 100000) g", target
+        )
+
+    started = time.monotonic()
+    with pytest.raises(QueryCancelled, match="export cancelled; no file was written"):
+        asyncio.run(go())
+    assert time.monotonic() - started < 10
+    assert list(tmp_path.iterdir()) == []
+    deadline = time.monotonic() + 5
+    while _running(sql, "api_export") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running(sql, "api_export") == []
+    assert asyncio.run(pgmagic.fetchval("SELECT 3")) == 3

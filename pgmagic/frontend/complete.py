@@ -192,7 +192,7 @@ def _sql_matcher(context: CompletionContext) -> dict[str, Any] | None:
         sql, pos = line[match.end() + offset :], len(rest) - offset
     try:
         prefix, found = sql_suggestions(runtime, sql, pos, _namespace())
-    except Exception:
+    except Exception:  # completion must never raise into the editor
         return None
     return {
         "completions": [

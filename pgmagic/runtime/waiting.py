@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
+import functools
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -148,16 +150,80 @@ async def awaited(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
             raise
 
 
+async def in_worker(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking pgmagic work (an export, a load) in a worker thread and await it.
+
+    Ctrl-C on the main thread raises ``KeyboardInterrupt`` in the worker, as
+    it would in a magic's thread: the work cancels on the server and ends
+    with its own ``QueryCancelled`` line.
+
+    Parameters
+    ----------
+    func : callable
+    *args, **kwargs
+        Passed to ``func``.
+
+    Returns
+    -------
+    What ``func`` returns.
+    """
+    worker = _Worker()
+    done = asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(worker.call, func, *args, **kwargs)
+    )
+    with _interrupts.watching(worker):
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # Cancelled from the awaiting side (a timeout; asyncio.run's own
+            # Ctrl-C handler): the thread would go on alone.  Stop it, let it
+            # wind down, and after Ctrl-C end with its own line.
+            worker.cancel_soon()
+            try:
+                await asyncio.wait_for(asyncio.shield(done), _CANCEL_GRACE)
+            except QueryCancelled as stopped:
+                if _interrupts.interrupted(worker):
+                    raise stopped from None
+            except BaseException:
+                pass  # whatever the thread ended with, the cancellation is what counts
+            raise
+
+
+class _Worker:
+    """One blocking call in a worker thread, interruptible like a magic's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: int | None = None
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            self._thread = threading.get_ident()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            # After this, no interrupt may land in the executor's own loop.
+            with self._lock:
+                self._thread = None
+
+    def cancel_soon(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._thread), ctypes.py_object(KeyboardInterrupt)
+                )
+
+
 class _Interrupts:
     """The SIGINT handler installed while API calls are in flight on the main thread."""
 
     def __init__(self) -> None:
-        self._running: set[Running[Any]] = set()
-        self._interrupted: set[Running[Any]] = set()
+        self._running: set[Running[Any] | _Worker] = set()
+        self._interrupted: set[Running[Any] | _Worker] = set()
         self._previous: Any = None
 
     @contextlib.contextmanager
-    def watching(self, running: Running[Any]) -> Any:
+    def watching(self, running: Running[Any] | _Worker) -> Any:
         if threading.current_thread() is not threading.main_thread():
             yield  # signals reach the main thread only
             return
@@ -174,7 +240,7 @@ class _Interrupts:
             if not self._running and signal.getsignal(signal.SIGINT) == self._on_sigint:
                 signal.signal(signal.SIGINT, self._previous)
 
-    def interrupted(self, running: Running[Any]) -> bool:
+    def interrupted(self, running: Running[Any] | _Worker) -> bool:
         return running in self._interrupted
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
