@@ -160,48 +160,58 @@ def _line_sql(rest: str) -> str:
     return rest[offset:] if offset is not None else rest
 
 
-def _sql_matcher(context: CompletionContext) -> dict[str, Any] | None:
-    """SQL completion in a %%pg cell's body or after a %pg line's options."""
-    full = context.full_text
-    lines = full.split("\n")
-    row = min(context.cursor_line, len(lines) - 1)
-    before = "\n".join([*lines[:row], lines[row][: context.cursor_position]])
-    runtime = default_runtime()
+def complete_code(
+    code: str, pos: int, namespace: Mapping[str, Any], runtime: Runtime | None = None
+) -> tuple[int, list[Suggestion]] | None:
+    """What completes the word at ``pos`` of a cell's code, and where that word starts.
+
+    The kernel's completer and the JupyterLab extension (over pgmagic's comm,
+    while a cell runs) both ask this.
+
+    Parameters
+    ----------
+    code : str
+        The whole cell.
+    pos : int
+        The cursor's offset into ``code``.
+    namespace : mapping
+        The notebook's variables, for ``$name``.
+    runtime : Runtime, optional
+        The default runtime if None.
+
+    Returns
+    -------
+    (int, list of Suggestion) or None
+        None where pgmagic has nothing to say (Python code, no runtime).
+    """
+    runtime = runtime or default_runtime()
     if runtime is None:
         return None
-    first, newline, _ = full.partition("\n")
-    if re.match(r"\s*%%pg\b", first) and newline and row > 0:
-        sql, pos = full[len(first) + 1 :], len(before) - len(first) - 1
-    else:
-        line, cursor = lines[row], context.cursor_position
-        match = re.match(r"^(?:\s*[A-Za-z_]\w*\s*=)?\s*%pg\s", line)
-        if match is None or cursor < match.end():
-            return None
-        rest = line[match.end() : cursor]
-        offset = sql_offset(rest)
-        if offset is None:
-            return None
-        head, *more = rest[offset:].split(None, 1)
-        # Still typing the first word: a subcommand or an option, if one fits.
-        if head.lower() in COMMANDS or (
-            not more
-            and not rest[offset:].endswith((" ", "\t"))
-            and (head.startswith("-") or any(c.startswith(head.lower()) for c in COMMANDS))
-        ):
-            return None
-        sql, pos = line[match.end() + offset :], len(rest) - offset
-    try:
-        prefix, found = sql_suggestions(runtime, sql, pos, _namespace())
-    except Exception:  # completion must never raise into the editor
+    line_start = code.rfind("\n", 0, pos) + 1
+    line_end = code.find("\n", pos)
+    line = code[line_start : len(code) if line_end < 0 else line_end]
+    first = code.split("\n", 1)[0]
+    if re.match(r"\s*%%pg\b", first) and line_start > 0:
+        body = len(first) + 1
+        prefix, found = sql_suggestions(runtime, code[body:], pos - body, namespace)
+        return pos - len(prefix), found
+    before = code[line_start:pos]
+    match = _LINE_RE.match(before)
+    if match is None or not match.group(2):
         return None
-    return {
-        "completions": [
-            SimpleCompletion(s.text, type=s.kind + (f": {s.detail}" if s.detail else ""))
-            for s in found
-        ],
-        "suppress": True,
-        "matched_fragment": prefix,
-    }
+    symbol = "" if before.endswith((" ", "\t")) else before.split()[-1]
+    options = candidates(match.group(1) + match.group(2), symbol)
+    if options or match.group(1) == "%%pg":
+        return pos - len(symbol), [Suggestion(o, "pgmagic") for o in options]
+    rest = before[match.start(2) :]
+    offset = sql_offset(rest)
+    if offset is None or rest[offset:].split(None, 1)[0].lower() in COMMANDS:
+        return None
+    sql_start = line_start + match.start(2) + offset
+    prefix, found = sql_suggestions(
+        runtime, line[sql_start - line_start :], pos - sql_start, namespace
+    )
+    return pos - len(prefix), found
 
 
 def _namespace() -> Mapping[str, Any]:
@@ -211,22 +221,25 @@ def _namespace() -> Mapping[str, Any]:
 
 @context_matcher()  # type: ignore[untyped-decorator]
 def _matcher(context: CompletionContext) -> dict[str, Any]:
-    in_sql = _sql_matcher(context)
-    if in_sql is not None:
-        return in_sql
-    # The line under the cursor: in a cell, the %%pg line; after "df = " too.
-    line = context.text_until_cursor.rsplit("\n", 1)[-1]
-    match = _LINE_RE.match(line)
-    if match is None:
+    lines = context.full_text.split("\n")
+    row = min(context.cursor_line, len(lines) - 1)
+    pos = sum(len(line) + 1 for line in lines[:row]) + context.cursor_position
+    try:
+        found = complete_code(context.full_text, pos, _namespace())
+    except Exception:  # completion must never raise into the editor
+        found = None
+    if found is None:
         return {"completions": []}
-    symbol = "" if line.endswith((" ", "\t")) else line.split()[-1]
-    found = candidates(match.group(1) + (match.group(2) or ""), symbol) if match.group(2) else []
-    # Ours alone when we have something (Python names are no %pg option);
-    # otherwise IPython's own completers answer (file names, variables).
+    start, suggestions = found
+    # Ours alone when we have something (Python names are no SQL and no
+    # %pg option); otherwise IPython's own completers answer (file names).
     return {
-        "completions": [SimpleCompletion(text, type="pgmagic") for text in found],
-        "suppress": bool(found),
-        "matched_fragment": symbol,
+        "completions": [
+            SimpleCompletion(s.text, type=s.kind + (f": {s.detail}" if s.detail else ""))
+            for s in suggestions
+        ],
+        "suppress": bool(suggestions),
+        "matched_fragment": context.full_text[start:pos],
     }
 
 
