@@ -81,8 +81,21 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
       restorer.add(panel, PANEL_ID);
     } else {
       rememberOpenState(panel);
+      // Reopen with a notebook, not on Notebook 7's file browser page
+      // (where the plugin runs too, with nothing to show).
+      const reopen = () => {
+        tracker.widgetAdded.disconnect(reopen);
+        app.shell.activateById(PANEL_ID);
+      };
       if (readOpenState()) {
-        void app.restored.then(() => app.shell.activateById(PANEL_ID));
+        // Before the shell has restored its own layout, it would close it.
+        void app.restored.then(() => {
+          if (tracker.size > 0) {
+            reopen();
+          } else {
+            tracker.widgetAdded.connect(reopen);
+          }
+        });
       }
     }
 
