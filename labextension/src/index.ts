@@ -88,7 +88,8 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
         app.shell.activateById(PANEL_ID);
       };
       if (readOpenState()) {
-        // Before the shell has restored its own layout, it would close it.
+        // Activated before the shell restored its own layout, the panel
+        // ended up closed (Notebook 7.6).
         void app.restored.then(() => {
           if (tracker.size > 0) {
             reopen();
@@ -99,9 +100,9 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
       }
     }
 
-    // Feeds are made for the notebook on show only: each attempt at a kernel
+    // Feeds are made for the active notebook only: each attempt at a kernel
     // without pgmagic costs it a refused comm_open, so background kernels
-    // are left alone until the panel shows them.
+    // are left alone until their notebook becomes active.
     const showCurrent = () => {
       const notebook = tracker.currentWidget;
       if (notebook === null) {

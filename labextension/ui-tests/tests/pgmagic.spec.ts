@@ -457,6 +457,11 @@ test.describe('PostgreSQL panel command', () => {
       .locator('.lm-CommandPalette-item', { hasText: 'Show PostgreSQL panel' })
       .click();
     await expect(page.locator(PANEL)).toBeVisible();
+
+    // The layout restorer reopens it after a reload.
+    await (page as unknown as JupyterLabPage).reload({ waitForIsReady: false });
+    await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+    await expect(page.locator(PANEL)).toBeVisible();
   });
 });
 
