@@ -6,14 +6,21 @@ only be checked in a kernel process of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import signal
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_client.manager import KernelManager
+
+#: The side panel's comm target (``pgmagic.frontend.feed.PANEL_TARGET``).
+PANEL = "pgmagic.panel"
 
 
 @dataclass
@@ -107,3 +114,107 @@ class Kernel:
         """Ask the kernel to shut down gracefully and wait for it."""
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=False)
+
+
+class Recorder:
+    """A kernel whose iopub messages are all kept, and a way to talk to its comms."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.client = kernel.client
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = self.client.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            with self._lock:
+                self.messages.append((time.time(), msg))
+        # The blocking client runs an event loop per thread; this one ends here.
+        asyncio.get_event_loop_policy().get_event_loop().close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def since(self, mark: int) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return self.messages[mark:]
+
+    def wait_for(
+        self, mark: int, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for arrived, msg in self.since(mark):
+                if predicate(msg):
+                    return arrived, msg
+            time.sleep(0.01)
+        raise AssertionError(f"no matching iopub message within {timeout} s")
+
+    def send(self, code: str) -> str:
+        msg_id: str = self.client.execute(code, allow_stdin=False)
+        return msg_id
+
+    def idle(self, mark: int, msg_id: str, timeout: float = 30) -> float:
+        arrived, _ = self.wait_for(
+            mark,
+            lambda m: (
+                m["msg_type"] == "status"
+                and m["parent_header"].get("msg_id") == msg_id
+                and m["content"]["execution_state"] == "idle"
+            ),
+            timeout,
+        )
+        return arrived
+
+    def run(self, code: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Execute code, wait for it, and give its own iopub messages; fail on error."""
+        mark = self.mark()
+        msg_id = self.send(code)
+        self.idle(mark, msg_id, timeout)
+        own = [m for _, m in self.since(mark) if m["parent_header"].get("msg_id") == msg_id]
+        errors = [m["content"] for m in own if m["msg_type"] == "error"]
+        assert not errors, errors[0]["traceback"]
+        return own
+
+    def stdout(self, code: str) -> str:
+        return "".join(
+            m["content"]["text"]
+            for m in self.run(code)
+            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+        )
+
+    def comm_send(self, comm_id: str, data: dict[str, Any]) -> None:
+        msg = self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        self.client.shell_channel.send(msg)
+
+    def comm_open(self, target: str = PANEL) -> str:
+        """Open a comm as a front end does; return its id."""
+        comm_id = uuid.uuid4().hex
+        content = {"comm_id": comm_id, "target_name": target, "data": {}}
+        self.client.shell_channel.send(self.client.session.msg("comm_open", content))
+        return comm_id
+
+    def comm_close(self, comm_id: str) -> None:
+        """Close a comm from the front end's side."""
+        msg = self.client.session.msg("comm_close", {"comm_id": comm_id, "data": {}})
+        self.client.shell_channel.send(msg)
+
+
+def comm_msg(comm_id: str, test: Callable[[dict[str, Any]], bool]) -> Callable[[Any], bool]:
+    return lambda m: (
+        m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] == comm_id
+        and test(m["content"]["data"])
+    )

@@ -1,6 +1,11 @@
 /**
  * One notification feed per kernel: the comm to the kernel side of pgmagic
  * and the bounded history the side panel renders.
+ *
+ * The frontend opens the `pgmagic.panel` comm; the kernel only registers its
+ * target on `%load_ext pgmagic` (front ends without this extension must not
+ * be sent comms they cannot handle). Before that, the kernel answers an
+ * open with a close, and the feed tries again after the next cell.
  */
 
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
@@ -24,8 +29,9 @@ export const MAX_ITEMS = 2000;
 /**
  * Where the feed stands with respect to the kernel side.
  *
- * - `not-loaded`: the kernel holds no `pgmagic.panel` comm.
- * - `connecting`: attached to a comm, waiting for the first snapshot.
+ * - `not-loaded`: no comm; the kernel refused the last one (pgmagic is not
+ *   loaded) or closed it (`%unload_ext`, restart).
+ * - `connecting`: a comm is open or being opened, no snapshot yet.
  * - `attached`: the kernel has sent its state at least once.
  */
 export type FeedStatus = 'not-loaded' | 'connecting' | 'attached';
@@ -45,12 +51,11 @@ export interface IExportResult {
 
 export class KernelFeed implements IDisposable {
   constructor(readonly kernel: Kernel.IKernelConnection) {
-    kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
     kernel.statusChanged.connect(this._onStatusChanged, this);
     kernel.connectionStatusChanged.connect(this._onConnectionStatus, this);
     kernel.iopubMessage.connect(this._onIOPubMessage, this);
     kernel.disposed.connect(this.dispose, this);
-    void this._discover();
+    void this._attach();
   }
 
   get changed(): ISignal<this, FeedChange> {
@@ -140,69 +145,64 @@ export class KernelFeed implements IDisposable {
     // The comm is left open on purpose: it belongs to the kernel session,
     // and a reloaded page re-attaches to it by id.
     this._comm = null;
-    if (!this.kernel.isDisposed) {
-      this.kernel.removeCommTarget(COMM_TARGET, this._onCommOpen);
-    }
     this._disposed.emit();
     Signal.clearData(this);
   }
 
-  /** The kernel opened a comm, e.g. on `%load_ext pgmagic`. */
-  private _onCommOpen = (
-    comm: Kernel.IComm,
-    msg: KernelMessage.ICommOpenMsg
-  ): void => {
-    // A comm opened by the kernel starts a new sequence space.
-    this._clearedThroughSeq = -Infinity;
-    this._adopt(comm);
-    this._handleData(msg.content.data);
-    if (this._status !== 'attached') {
-      // The open carried no snapshot: ask for one.
-      this._send({ type: 'hello' });
-    }
-  };
-
   /**
-   * Re-attach to a comm the kernel already holds (page reload, a feed
-   * created after `%load_ext` ran), the way ipywidgets restores widgets.
+   * Attach to the kernel side: re-attach to a comm the kernel already holds
+   * (page reload, another tab), else open one. Re-attaching first keeps one
+   * bridge per kernel instead of one more per page load.
    */
-  private async _discover(): Promise<void> {
-    if (this._comm || this._discovering || this._isDisposed) {
+  private async _attach(): Promise<void> {
+    if (this._comm || this._attaching || this._isDisposed) {
       return;
     }
-    this._discovering = true;
+    this._attaching = true;
     try {
-      const reply = await this.kernel.requestCommInfo({
-        target_name: COMM_TARGET
-      });
-      if (this._comm || this._isDisposed || reply.content.status !== 'ok') {
+      const commId = await this._findKernelComm();
+      if (this._comm || this._isDisposed) {
         return;
       }
-      const comms = reply.content.comms;
-      // Old kernels ignore target_name and list every comm.
-      const commId = Object.keys(comms).find(
-        id => comms[id].target_name === COMM_TARGET
-      );
-      if (commId === undefined || this.kernel.hasComm(commId)) {
-        this._setStatus('not-loaded');
-        return;
+      if (commId !== null) {
+        this._adopt(this.kernel.createComm(COMM_TARGET, commId));
+        this._send({ type: 'hello' });
+      } else {
+        const comm = this.kernel.createComm(COMM_TARGET);
+        this._adopt(comm);
+        // Answered by a snapshot, or by a close while pgmagic is not loaded.
+        void comm.open({});
       }
-      this._adopt(this.kernel.createComm(COMM_TARGET, commId));
-      this._send({ type: 'hello' });
     } catch (reason) {
       // The kernel went away mid-request; the next status change retries.
-      console.debug('pgmagic: comm discovery failed', reason);
+      console.debug('pgmagic: attaching to the kernel failed', reason);
     } finally {
-      this._discovering = false;
+      this._attaching = false;
     }
   }
 
+  /** A `pgmagic.panel` comm the kernel holds and this connection does not. */
+  private async _findKernelComm(): Promise<string | null> {
+    const reply = await this.kernel.requestCommInfo({
+      target_name: COMM_TARGET
+    });
+    if (reply.content.status !== 'ok') {
+      return null;
+    }
+    const comms = reply.content.comms;
+    // Old kernels ignore target_name and list every comm.
+    const commId = Object.keys(comms).find(
+      id => comms[id].target_name === COMM_TARGET && !this.kernel.hasComm(id)
+    );
+    return commId ?? null;
+  }
+
   private _adopt(comm: Kernel.IComm): void {
-    const previous = this._comm;
     this._comm = comm;
-    if (previous && previous.commId !== comm.commId && !previous.isDisposed) {
-      // Keep one live comm per kernel: the kernel replaced the old one.
-      previous.close();
+    if (comm.commId !== this._lastCommId) {
+      // Another comm may come from another `%load_ext`: a new sequence space.
+      this._clearedThroughSeq = -Infinity;
+      this._lastCommId = comm.commId;
     }
     comm.onMsg = msg => {
       if (this._comm === comm) {
@@ -210,6 +210,9 @@ export class KernelFeed implements IDisposable {
       }
     };
     comm.onClose = () => {
+      // A refused open leaves a handler behind (listening to the kernel's
+      // status, holding a subshell reference): one per attempt otherwise.
+      comm.dispose();
       if (this._comm === comm) {
         this._comm = null;
         this._setStatus('not-loaded');
@@ -279,9 +282,8 @@ export class KernelFeed implements IDisposable {
       status === 'dead'
     ) {
       // The connection disposes its comms on restart without calling
-      // onClose, and the restarted kernel numbers items from scratch.
+      // onClose; the restarted kernel's comm starts a new sequence space.
       this._comm = null;
-      this._clearedThroughSeq = -Infinity;
       this._setStatus('not-loaded');
     }
   }
@@ -297,14 +299,16 @@ export class KernelFeed implements IDisposable {
       // Messages sent while the websocket was down are lost: resync.
       this._send({ type: 'hello' });
     } else {
-      void this._discover();
+      // Also the end of a restart: the connection reconnects after one.
+      void this._attach();
     }
   }
 
   /**
-   * Retry discovery each time a cell finishes: cheap, and it catches a
-   * comm opened while no frontend listened (status messages caused by our
-   * own comm_info requests do not match, so this cannot loop).
+   * While detached, try again each time a cell finishes: that is when
+   * `%load_ext pgmagic` may just have run. One attempt per busy→idle at
+   * most, none while one is pending, and the status messages our own
+   * comm_info and comm_open cause do not match, so this cannot loop.
    */
   private _onIOPubMessage(
     _kernel: Kernel.IKernelConnection,
@@ -316,7 +320,7 @@ export class KernelFeed implements IDisposable {
       (msg as KernelMessage.IStatusMsg).content.execution_state === 'idle' &&
       msg.parent_header.msg_type === 'execute_request'
     ) {
-      void this._discover();
+      void this._attach();
     }
   }
 
@@ -331,7 +335,9 @@ export class KernelFeed implements IDisposable {
   }
 
   private _comm: Kernel.IComm | null = null;
-  private _discovering = false;
+  /** The comm adopted last, to tell a new sequence space from a resync. */
+  private _lastCommId: string | null = null;
+  private _attaching = false;
   private _status: FeedStatus = 'not-loaded';
   private _state: IFeedState | null = null;
   private _items: FeedItem[] = [];

@@ -3,15 +3,18 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
 import {
   IEditorExtensionRegistry,
   IEditorLanguageRegistry
 } from '@jupyterlab/codemirror';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { Message, MessageLoop } from '@lumino/messaging';
+import type { Widget } from '@lumino/widgets';
 
 // Activation needs both at once: the panel joins the sidebar at startup, and
-// every kernel needs its feed before `%load_ext pgmagic` opens the comm.
+// the active notebook's kernel gets its feed (which opens the comm) at once.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { FeedRegistry } from './feed';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
@@ -19,6 +22,10 @@ import { FeedPanel } from './panel';
 import { PGSQL_MIME, pgCellLanguageFactory } from './sqlHighlight';
 
 const PANEL_ID = 'pgmagic-feed';
+/** Also in the View menu, through schema/feed-panel.json. */
+const SHOW_COMMAND = 'pgmagic:show-panel';
+/** Where the panel's open state survives a reload without a layout restorer. */
+const OPEN_KEY = 'pgmagic-labextension:feed-panel-open';
 
 /** A database with a broadcast wave: LISTEN/NOTIFY. */
 const pgIcon = new LabIcon({
@@ -36,6 +43,11 @@ const pgIcon = new LabIcon({
 
 /**
  * The "PostgreSQL" side panel, following the active notebook's kernel.
+ *
+ * JupyterLab and Notebook 7 alike: "Show PostgreSQL panel" in the command
+ * palette and the View menu opens it; it reopens after a reload through the
+ * layout restorer (JupyterLab) or, where there is none (Notebook 7), through
+ * localStorage.
  */
 const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
   id: 'pgmagic-labextension:feed-panel',
@@ -43,11 +55,12 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     'Side panel with the LISTEN/NOTIFY feed of the active notebook kernel.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ILayoutRestorer],
+  optional: [ILayoutRestorer, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    palette: ICommandPalette | null
   ) => {
     const feeds = new FeedRegistry();
     const panel = new FeedPanel();
@@ -55,8 +68,41 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     panel.title.icon = pgIcon;
     panel.title.caption = 'PostgreSQL';
     app.shell.add(panel, 'right', { rank: 900 });
-    restorer?.add(panel, PANEL_ID);
 
+    app.commands.addCommand(SHOW_COMMAND, {
+      label: 'Show PostgreSQL panel',
+      caption: 'LISTEN/NOTIFY notifications of the active notebook kernel',
+      describedBy: { args: { type: 'object', properties: {} } },
+      execute: () => app.shell.activateById(PANEL_ID)
+    });
+    palette?.addItem({ command: SHOW_COMMAND, category: 'PostgreSQL' });
+
+    if (restorer) {
+      restorer.add(panel, PANEL_ID);
+    } else {
+      rememberOpenState(panel);
+      // Reopen with a notebook, not on Notebook 7's file browser page
+      // (where the plugin runs too, with nothing to show).
+      const reopen = () => {
+        tracker.widgetAdded.disconnect(reopen);
+        app.shell.activateById(PANEL_ID);
+      };
+      if (readOpenState()) {
+        // Activated before the shell restored its own layout, the panel
+        // ended up closed (Notebook 7.6).
+        void app.restored.then(() => {
+          if (tracker.size > 0) {
+            reopen();
+          } else {
+            tracker.widgetAdded.connect(reopen);
+          }
+        });
+      }
+    }
+
+    // Feeds are made for the active notebook only: each attempt at a kernel
+    // without pgmagic costs it a refused comm_open, so background kernels
+    // are left alone until their notebook becomes active.
     const showCurrent = () => {
       const notebook = tracker.currentWidget;
       if (notebook === null) {
@@ -70,22 +116,14 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
       });
     };
 
-    // Every notebook kernel gets a feed, not only the active one: a kernel
-    // connection without the comm target closes comms the kernel opens, so
-    // `%load_ext pgmagic` in a background notebook would otherwise be lost.
     const watch = (notebook: NotebookPanel) => {
       const update = () => {
-        const kernel = notebook.sessionContext.session?.kernel;
-        if (kernel) {
-          feeds.feedFor(kernel);
-        }
         if (notebook === tracker.currentWidget) {
           showCurrent();
         }
       };
       notebook.sessionContext.kernelChanged.connect(update);
       notebook.title.changed.connect(update);
-      update();
     };
     tracker.forEach(watch);
     tracker.widgetAdded.connect((_tracker, notebook) => watch(notebook));
@@ -93,6 +131,32 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     showCurrent();
   }
 };
+
+function readOpenState(): boolean {
+  try {
+    return window.localStorage.getItem(OPEN_KEY) === 'true';
+  } catch {
+    // Storage can be disabled (privacy settings): then nothing reopens.
+    return false;
+  }
+}
+
+/** Record in localStorage whether the panel is shown, as the user leaves it. */
+function rememberOpenState(panel: Widget): void {
+  MessageLoop.installMessageHook(panel, (_handler, msg: Message) => {
+    if (msg.type === 'after-show' || msg.type === 'before-hide') {
+      try {
+        window.localStorage.setItem(
+          OPEN_KEY,
+          String(msg.type === 'after-show')
+        );
+      } catch {
+        // As in readOpenState: no storage, no memory of the panel.
+      }
+    }
+    return true;
+  });
+}
 
 /**
  * PostgreSQL highlighting for notebook cells starting with `%%pg`.

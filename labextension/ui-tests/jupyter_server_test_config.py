@@ -14,6 +14,9 @@ c.ServerApp.port = int(os.environ.get("PGMAGIC_UI_PORT", "8891"))  # noqa: F821
 c.ServerApp.allow_root = True  # noqa: F821
 # Kernels inherit this: their embedded PostgreSQL must not touch the user's data.
 os.environ.setdefault("PGMAGIC_DATA_DIR", mkdtemp(prefix="pgmagic-ui-tests-"))
+# Notebook 7 pages (notebook7.spec.ts) are served by the same server: let
+# the specs reach its app as galata reaches JupyterLab's.
+c.JupyterNotebookApp.expose_app_in_browser = True  # noqa: F821
 # The tests run offline: no update checks or news toasts.
 c.LabApp.news_url = None  # noqa: F821
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"  # noqa: F821

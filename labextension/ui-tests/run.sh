@@ -66,7 +66,7 @@ log "Extension build"
 cd "$labext"
 jlpm install
 build="$repo/pgmagic/labextension/package.json"
-if [ ! -f "$build" ] || [ -n "$(find src style package.json tsconfig.json -newer "$build" -print -quit)" ]; then
+if [ ! -f "$build" ] || [ -n "$(find src style schema package.json tsconfig.json -newer "$build" -print -quit)" ]; then
   jlpm build:prod
 else
   echo "up to date: $build"

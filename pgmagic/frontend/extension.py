@@ -1,9 +1,10 @@
 """``%load_ext pgmagic`` and ``%unload_ext pgmagic``: magics, result formatters, the panel.
 
-Loading registers the magics on the shell and teaches its formatters to draw
+Loading registers the magics on the shell, teaches its formatters to draw
 the DataFrames a cell returned with their footer (every other DataFrame
-displays as pandas draws it).  Unloading closes every connection and undoes
-all of it, so a reload starts clean.
+displays as pandas draws it) and, in a kernel, registers the panel's comm
+target (front ends open the comm).  Unloading closes every connection and
+undoes all of it, so a reload starts clean.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pgmagic.runtime.loop import default_runtime
 
 __all__ = ["register", "unregister"]
 
-# Per shell: the magics, and the DataFrame printers found before ours.
-_loaded: dict[int, tuple[PgMagics, Any, Any]] = {}
+# Per shell: the magics, the DataFrame printers found before ours, the panel's target.
+_loaded: dict[int, tuple[PgMagics, Any, Any, feed.PanelServer | None]] = {}
 
 
 def register(shell: Any) -> None:
@@ -88,10 +89,10 @@ def register(shell: Any) -> None:
     html_formatter.for_type(asyncpg.Record, record_html)
     text_formatter.for_type(asyncpg.Record, record_text)
     _register_scalars(text_formatter)
-    _loaded[id(shell)] = (magics, previous_html, previous_text)
+    panel = feed.serve_panel(shell, runtime, shell.user_ns, history=magics.notify_history)
+    _loaded[id(shell)] = (magics, previous_html, previous_text, panel)
     complete.register(shell)
     shell.events.register("post_run_cell", _end_of_cell)
-    feed.open_panel(runtime, shell.user_ns, history=magics.notify_history)
 
 
 _RECORD_INFO = tables.ResultInfo(None, None)
@@ -153,7 +154,7 @@ def unregister(shell: Any) -> None:
     entry = _loaded.pop(id(shell), None)
     if entry is None:
         return
-    magics, previous_html, previous_text = entry
+    magics, previous_html, previous_text, panel = entry
     formatters = shell.display_formatter.formatters
     for mime, previous in (("text/html", previous_html), ("text/plain", previous_text)):
         formatter = formatters[mime]
@@ -168,7 +169,8 @@ def unregister(shell: Any) -> None:
     complete.unregister(shell)
     with contextlib.suppress(ValueError):
         shell.events.unregister("post_run_cell", _end_of_cell)
-    feed.close_panel(magics.runtime)
+    if panel is not None:
+        panel.close()
     magics.runtime.close()
     # register_magics also made it a configurable of the shell; an unloaded
     # instance must not keep answering %config.

@@ -6,10 +6,11 @@ what is new from the notification log.  Frontend messages (Clear, Pause,
 ``hello``, ``export``) arrive on the kernel's main thread, so every trait write
 and every comm send takes the view's lock.
 
-The panel protocol is ``labextension/INTEGRATION.md`` section 6: one
-``pgmagic.panel`` comm per kernel, opened on ``%load_ext``; ``snapshot`` on open
-and on ``hello``; ``batch`` updates whose ``seq`` only grows; ``export``
-answered by ``exported`` or ``error``.
+The panel protocol is ``labextension/INTEGRATION.md`` section 6: ``%load_ext``
+registers the ``pgmagic.panel`` comm target and the front end opens the comm
+(the kernel never does, so front ends without the extension see nothing);
+``snapshot`` on open and on ``hello``; ``batch`` updates whose ``seq`` only
+grows; ``export`` answered by ``exported`` or ``error``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import anywidget
 import comm
 import traitlets
+from comm.base_comm import BaseComm
 
 from pgmagic.errors import OptionError
 from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
@@ -37,9 +39,9 @@ __all__ = [
     "FeedView",
     "FeedWidget",
     "PanelBridge",
-    "close_panel",
+    "PanelServer",
     "listen",
-    "open_panel",
+    "serve_panel",
 ]
 
 _STATIC = pathlib.Path(__file__).parents[1] / "_static"
@@ -223,16 +225,22 @@ def _export_request(data: dict[str, Any]) -> tuple[str, str | None, str | None, 
 
 
 class PanelBridge:
-    """The kernel side of the ``pgmagic.panel`` comm.
+    """The kernel side of one ``pgmagic.panel`` comm, which a front end opened.
+
+    Sends the snapshot at once, then batches until either side closes the comm.
 
     Parameters
     ----------
     listener : Listener
     namespace : mutable mapping
         Where ``export`` assigns its DataFrame (the notebook's namespace).
+    channel : comm.base_comm.BaseComm
+        The comm the front end opened.
     """
 
-    def __init__(self, listener: Listener, namespace: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self, listener: Listener, namespace: MutableMapping[str, Any], channel: BaseComm
+    ) -> None:
         self._listener = listener
         self._namespace = namespace
         self._lock = threading.Lock()
@@ -240,11 +248,13 @@ class PanelBridge:
         self._seq = 0
         self._sent_state: dict[str, Any] | None = None
         self._closed = False
+        self._comm = channel
+        channel.on_msg(self._on_msg)
+        channel.on_close(self._on_close)
         # A snapshot and the batches after it must leave in seq order: both
         # are built and sent under the lock.
         with self._lock:
-            self._comm = comm.create_comm(target_name=PANEL_TARGET, data=self._snapshot())
-        self._comm.on_msg(self._on_msg)
+            channel.send(self._snapshot())
         listener.add_sink(self)
 
     def _state(self, status: Status) -> dict[str, Any]:
@@ -308,6 +318,12 @@ class PanelBridge:
         self._namespace[variable] = frame
         self._comm.send({"type": "exported", "variable": variable, "rows": len(frame)})
 
+    def _on_close(self, msg: dict[str, Any]) -> None:
+        # The front end closed the comm: nobody reads the batches any more.
+        self._listener.remove_sink(self)
+        with self._lock:
+            self._closed = True
+
     def close(self) -> None:
         """Close the comm (the panel then says "pgmagic not loaded")."""
         self._listener.remove_sink(self)
@@ -317,13 +333,49 @@ class PanelBridge:
                 self._comm.close()
 
 
-def open_panel(
-    runtime: Runtime, namespace: MutableMapping[str, Any], *, history: int
-) -> PanelBridge:
-    """Open the panel comm for a runtime, replacing any earlier one (``%load_ext``).
+class PanelServer:
+    """The ``pgmagic.panel`` comm target of a kernel: a bridge per comm a front end opens.
+
+    The kernel never opens the comm itself, so front ends without the
+    extension (``nbconvert --execute``, papermill, a plain notebook) see
+    nothing of the panel.  Each opened comm gets its own :class:`PanelBridge`;
+    the JupyterLab extension re-attaches to a comm the kernel already holds
+    before opening one, so page reloads do not pile bridges up.
 
     Parameters
     ----------
+    runtime : Runtime
+    namespace : mutable mapping
+        The notebook's namespace, for ``export``.
+    """
+
+    def __init__(self, runtime: Runtime, namespace: MutableMapping[str, Any]) -> None:
+        self._runtime = runtime
+        self._namespace = namespace
+        comm.get_comm_manager().register_target(PANEL_TARGET, self._attach)
+
+    def _attach(self, channel: BaseComm, msg: dict[str, Any]) -> None:
+        PanelBridge(listener_for(self._runtime), self._namespace, channel)
+
+    def close(self) -> None:
+        """Unregister the target and close every open bridge's comm."""
+        manager = comm.get_comm_manager()
+        # A later load may have registered its own server meanwhile: leave that one.
+        if manager.targets.get(PANEL_TARGET) == self._attach:
+            manager.unregister_target(PANEL_TARGET, self._attach)
+        for sink in listener_for(self._runtime).sinks:
+            if isinstance(sink, PanelBridge):
+                sink.close()
+
+
+def serve_panel(
+    shell: Any, runtime: Runtime, namespace: MutableMapping[str, Any], *, history: int
+) -> PanelServer | None:
+    """Register the panel's comm target on the shell's kernel (``%load_ext``).
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell
     runtime : Runtime
     namespace : mutable mapping
         The notebook's namespace, for ``export``.
@@ -332,24 +384,18 @@ def open_panel(
 
     Returns
     -------
-    PanelBridge
+    PanelServer or None
+        None without a kernel (terminal IPython): no front end can open a comm.
+
+    Examples
+    --------
+    >>> server = serve_panel(shell, runtime, shell.user_ns, history=10_000)  # doctest: +SKIP
+    >>> server.close()  # doctest: +SKIP
     """
-    listener = listener_for(runtime)
-    listener.log.resize(history)
-    close_panel(runtime)
-    return PanelBridge(listener, namespace)
-
-
-def close_panel(runtime: Runtime) -> None:
-    """Close the runtime's panel comm, if open (``%unload_ext``).
-
-    Parameters
-    ----------
-    runtime : Runtime
-    """
-    for sink in listener_for(runtime).sinks:
-        if isinstance(sink, PanelBridge):
-            sink.close()
+    listener_for(runtime).log.resize(history)
+    if getattr(shell, "kernel", None) is None:
+        return None
+    return PanelServer(runtime, namespace)
 
 
 class TextFeed:

@@ -1,116 +1,20 @@
 """LISTEN/NOTIFY in a real kernel: what leaves it on iopub, also while a cell is busy.
 
-Every iopub message is recorded (with its arrival time) by a thread, whatever
-its parent: updates sent from pgmagic's runtime thread carry the parent of
-whichever request the kernel handled last.
+Every iopub message is recorded (with its arrival time) by a
+:class:`~tests.kernels.Recorder`, whatever its parent: updates sent from
+pgmagic's runtime thread carry the parent of whichever request the kernel
+handled last.
 """
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.kernels import Kernel
-
-PANEL = "pgmagic.panel"
-
-
-class Recorder:
-    """A kernel whose iopub messages are all kept, and a way to talk to its comms."""
-
-    def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
-        self.client = kernel.client
-        self.messages: list[tuple[float, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                msg = self.client.get_iopub_msg(timeout=0.1)
-            except queue.Empty:
-                continue
-            with self._lock:
-                self.messages.append((time.time(), msg))
-        # The blocking client runs an event loop per thread; this one ends here.
-        asyncio.get_event_loop_policy().get_event_loop().close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-
-    def mark(self) -> int:
-        with self._lock:
-            return len(self.messages)
-
-    def since(self, mark: int) -> list[tuple[float, dict[str, Any]]]:
-        with self._lock:
-            return self.messages[mark:]
-
-    def wait_for(
-        self, mark: int, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10
-    ) -> tuple[float, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for arrived, msg in self.since(mark):
-                if predicate(msg):
-                    return arrived, msg
-            time.sleep(0.01)
-        raise AssertionError(f"no matching iopub message within {timeout} s")
-
-    def send(self, code: str) -> str:
-        msg_id: str = self.client.execute(code, allow_stdin=False)
-        return msg_id
-
-    def idle(self, mark: int, msg_id: str, timeout: float = 30) -> float:
-        arrived, _ = self.wait_for(
-            mark,
-            lambda m: (
-                m["msg_type"] == "status"
-                and m["parent_header"].get("msg_id") == msg_id
-                and m["content"]["execution_state"] == "idle"
-            ),
-            timeout,
-        )
-        return arrived
-
-    def run(self, code: str, timeout: float = 30) -> list[dict[str, Any]]:
-        """Execute code, wait for it, and give its own iopub messages; fail on error."""
-        mark = self.mark()
-        msg_id = self.send(code)
-        self.idle(mark, msg_id, timeout)
-        own = [m for _, m in self.since(mark) if m["parent_header"].get("msg_id") == msg_id]
-        errors = [m["content"] for m in own if m["msg_type"] == "error"]
-        assert not errors, errors[0]["traceback"]
-        return own
-
-    def stdout(self, code: str) -> str:
-        return "".join(
-            m["content"]["text"]
-            for m in self.run(code)
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
-        )
-
-    def comm_send(self, comm_id: str, data: dict[str, Any]) -> None:
-        msg = self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
-        self.client.shell_channel.send(msg)
-
-
-def comm_msg(comm_id: str, test: Callable[[dict[str, Any]], bool]) -> Callable[[Any], bool]:
-    return lambda m: (
-        m["msg_type"] == "comm_msg"
-        and m["content"]["comm_id"] == comm_id
-        and test(m["content"]["data"])
-    )
+from tests.kernels import Kernel, Recorder, comm_msg
 
 
 def widget_items(data: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -132,10 +36,13 @@ def kernel() -> Iterator[tuple[Recorder, str]]:
     with Kernel() as k:
         recorder = Recorder(k)
         own = recorder.run("%load_ext pgmagic")
-        panel = open_comm(own, lambda c: c["target_name"] == PANEL)
-        snapshot = next(m for m in own if m["msg_type"] == "comm_open")["content"]["data"]
-        assert snapshot["type"] == "snapshot" and snapshot["items"] == []
-        assert snapshot["state"]["listener"] == "stopped"
+        # The kernel opens no comm itself: the panel's front end does.
+        assert not [m for m in own if m["msg_type"] == "comm_open"]
+        mark = recorder.mark()
+        panel = recorder.comm_open()
+        _, opened = recorder.wait_for(mark, comm_msg(panel, lambda d: d["type"] == "snapshot"))
+        snapshot = opened["content"]["data"]
+        assert snapshot["items"] == [] and snapshot["state"]["listener"] == "stopped"
         yield recorder, panel
         recorder.stop()
 
@@ -285,12 +192,15 @@ def test_refresh_updates_the_output_in_place(kernel: tuple[Recorder, str], sql: 
     assert recorder.stdout("%pg stop") == "stopped 1 refresh\n"
 
 
-def test_unload_closes_the_panel_comm_and_load_opens_a_new_one(
+def test_unload_closes_the_panel_comm_and_load_serves_a_new_one(
     kernel: tuple[Recorder, str],
 ) -> None:
     recorder, panel = kernel
     own = recorder.run("%unload_ext pgmagic")
     closed = [m["content"]["comm_id"] for m in own if m["msg_type"] == "comm_close"]
-    assert panel in closed
+    assert closed == [panel]
     own = recorder.run("%load_ext pgmagic")
-    assert open_comm(own, lambda c: c["target_name"] == PANEL) != panel
+    assert not [m for m in own if m["msg_type"] == "comm_open"]
+    mark = recorder.mark()
+    again = recorder.comm_open()
+    recorder.wait_for(mark, comm_msg(again, lambda d: d["type"] == "snapshot"))

@@ -9,11 +9,6 @@ import { Signal } from '@lumino/signaling';
 
 import { COMM_TARGET, IFeedState, INotificationItem } from '../protocol';
 
-type CommOpenHandler = (
-  comm: Kernel.IComm,
-  msg: KernelMessage.ICommOpenMsg
-) => void;
-
 export class FakeComm {
   constructor(
     readonly commId: string,
@@ -22,9 +17,15 @@ export class FakeComm {
 
   /** What the frontend sent, oldest first. */
   readonly sent: JSONObject[] = [];
+  /** The data of the frontend's `comm_open`, or null if it never opened it. */
+  opened: JSONObject | null = null;
   isDisposed = false;
   onMsg: (msg: KernelMessage.ICommMsgMsg) => void = () => undefined;
   onClose: (msg: KernelMessage.ICommCloseMsg) => void = () => undefined;
+
+  open(data: JSONObject): void {
+    this.opened = data;
+  }
 
   send(data: JSONObject): void {
     this.sent.push(data);
@@ -32,6 +33,10 @@ export class FakeComm {
 
   /** Closed by the frontend. */
   close(): void {
+    this.isDisposed = true;
+  }
+
+  dispose(): void {
     this.isDisposed = true;
   }
 
@@ -68,19 +73,8 @@ export class FakeKernel {
   readonly commInfoRequests: (string | undefined)[] = [];
   /** Comm ids this connection already has open. */
   readonly openHere = new Set<string>();
-  /** Comms the frontend created to re-attach to kernel comms. */
+  /** Comms the frontend created: to open them, or to re-attach by id. */
   readonly created: FakeComm[] = [];
-  readonly targets = new Map<string, CommOpenHandler>();
-
-  registerCommTarget(name: string, handler: CommOpenHandler): void {
-    this.targets.set(name, handler);
-  }
-
-  removeCommTarget(name: string, handler: CommOpenHandler): void {
-    if (this.targets.get(name) === handler) {
-      this.targets.delete(name);
-    }
-  }
 
   async requestCommInfo(content: { target_name?: string }): Promise<unknown> {
     this.commInfoRequests.push(content.target_name);
@@ -93,23 +87,18 @@ export class FakeKernel {
     return this.openHere.has(commId);
   }
 
-  createComm(target: string, commId: string): Kernel.IComm {
+  createComm(
+    target: string,
+    commId = `new-${this.created.length + 1}`
+  ): Kernel.IComm {
     const comm = new FakeComm(commId, target);
     this.created.push(comm);
     return comm.asComm();
   }
 
-  /** The kernel opens a comm, as `%load_ext pgmagic` does. */
-  openComm(commId: string, data: unknown = {}): FakeComm {
-    const handler = this.targets.get(COMM_TARGET);
-    if (handler === undefined) {
-      throw new Error('no comm target registered');
-    }
-    const comm = new FakeComm(commId);
-    handler(comm.asComm(), {
-      content: { comm_id: commId, target_name: COMM_TARGET, data }
-    } as never);
-    return comm;
+  /** The comm the frontend created last. */
+  get lastComm(): FakeComm {
+    return this.created[this.created.length - 1];
   }
 
   /** An iopub status message caused by a request of type `parent`. */

@@ -16,16 +16,20 @@ async function setup(kernel = new FakeKernel()) {
   return { kernel, feed, changes };
 }
 
-/** A feed attached to a comm the kernel opened with a snapshot. */
+/** A feed that opened its comm and got the kernel's snapshot. */
 async function attached(items = [note(1), note(2)], dropped = 0) {
   const ctx = await setup();
-  const comm = ctx.kernel.openComm('c1', {
-    type: 'snapshot',
-    items,
-    state: state({ dropped })
-  });
+  const comm = ctx.kernel.lastComm;
+  comm.receive({ type: 'snapshot', items, state: state({ dropped }) });
   ctx.changes.length = 0;
   return { ...ctx, comm };
+}
+
+/** The kernel refuses the open: pgmagic is not loaded there. */
+async function refused() {
+  const ctx = await setup();
+  ctx.kernel.lastComm.closeFromKernel();
+  return ctx;
 }
 
 const seqs = (feed: KernelFeed) => feed.items.map(item => item.seq);
@@ -36,12 +40,67 @@ afterEach(() => {
 });
 
 describe('KernelFeed attaching', () => {
-  it('asks the kernel for its comm and reports pgmagic missing', async () => {
-    const { kernel, feed } = await setup();
-    expect(kernel.targets.has(COMM_TARGET)).toBe(true);
+  it('opens a comm when the kernel holds none and takes its snapshot', async () => {
+    const { kernel, feed, changes } = await setup();
     expect(kernel.commInfoRequests).toEqual([COMM_TARGET]);
+    expect(kernel.created.map(c => [c.target, c.opened])).toEqual([
+      [COMM_TARGET, {}]
+    ]);
+    expect(feed.status).toBe('connecting');
+
+    kernel.lastComm.receive({
+      type: 'snapshot',
+      items: [note(3), note(1), note(2)],
+      state: state({ count: 3 })
+    });
+    // The kernel sends its snapshot on open: no hello needed.
+    expect(kernel.lastComm.sent).toEqual([]);
+    expect(feed.status).toBe('attached');
+    expect(seqs(feed)).toEqual([1, 2, 3]);
+    expect(feed.state?.count).toBe(3);
+    expect(changes).toEqual(['state', 'reset']);
+  });
+
+  it('says pgmagic is not loaded when the kernel refuses the comm', async () => {
+    const { kernel, feed } = await refused();
     expect(feed.status).toBe('not-loaded');
     expect(feed.state).toBeNull();
+    expect(kernel.lastComm.isDisposed).toBe(true);
+    expect(feed.requestExport({ channel: null, text: null })).toBe(false);
+  });
+
+  it('tries again once per finished cell, not on other idles', async () => {
+    const { kernel, feed } = await refused();
+    kernel.emitStatus('idle', 'comm_open');
+    kernel.emitStatus('idle', 'comm_info_request');
+    kernel.emitStatus('busy', 'execute_request');
+    await settle();
+    expect(kernel.created).toHaveLength(1);
+
+    kernel.emitStatus('idle', 'execute_request');
+    await settle();
+    expect(kernel.commInfoRequests).toHaveLength(2);
+    expect(kernel.created).toHaveLength(2);
+    expect(kernel.lastComm.opened).toEqual({});
+    expect(feed.status).toBe('connecting');
+
+    // While that open is unanswered, more finished cells send nothing.
+    kernel.emitStatus('idle', 'execute_request');
+    kernel.emitStatus('idle', 'execute_request');
+    await settle();
+    expect(kernel.created).toHaveLength(2);
+
+    // %load_ext ran meanwhile: the kernel answers with its snapshot.
+    kernel.lastComm.receive({ type: 'snapshot', items: [], state: state() });
+    expect(feed.status).toBe('attached');
+  });
+
+  it('sends nothing more once attached', async () => {
+    const { kernel } = await attached();
+    kernel.emitStatus('idle', 'execute_request');
+    await settle();
+    expect(kernel.commInfoRequests).toHaveLength(1);
+    expect(kernel.created).toHaveLength(1);
   });
 
   it('re-attaches to a comm the kernel already holds and says hello', async () => {
@@ -52,90 +111,50 @@ describe('KernelFeed attaching', () => {
       c9: { target_name: COMM_TARGET }
     };
     const { feed } = await setup(kernel);
-    expect(kernel.created.map(c => [c.commId, c.target])).toEqual([
-      ['c9', COMM_TARGET]
+    expect(kernel.created.map(c => [c.commId, c.target, c.opened])).toEqual([
+      ['c9', COMM_TARGET, null]
     ]);
     expect(kernel.created[0].sent).toEqual([{ type: 'hello' }]);
     expect(feed.status).toBe('connecting');
 
     kernel.created[0].receive({
       type: 'snapshot',
-      items: [note(3), note(1), note(2)],
-      state: state({ count: 3 })
-    });
-    expect(feed.status).toBe('attached');
-    expect(seqs(feed)).toEqual([1, 2, 3]);
-    expect(feed.state?.count).toBe(3);
-  });
-
-  it('leaves a comm this connection already has alone', async () => {
-    const kernel = new FakeKernel();
-    kernel.commInfo = { c9: { target_name: COMM_TARGET } };
-    kernel.openHere.add('c9');
-    const { feed } = await setup(kernel);
-    expect(kernel.created).toEqual([]);
-    expect(feed.status).toBe('not-loaded');
-  });
-
-  it('stays detached when the kernel refuses comm_info', async () => {
-    const kernel = new FakeKernel();
-    kernel.commInfo = { c9: { target_name: COMM_TARGET } };
-    kernel.commInfoStatus = 'error';
-    const { feed } = await setup(kernel);
-    expect(kernel.created).toEqual([]);
-    expect(feed.status).toBe('not-loaded');
-  });
-
-  it('takes the snapshot a kernel-opened comm carries without a hello', async () => {
-    const { feed, comm, changes } = await attached([note(1)]);
-    expect(comm.sent).toEqual([]);
-    expect(feed.status).toBe('attached');
-    expect(changes).toEqual([]);
-    expect(seqs(feed)).toEqual([1]);
-  });
-
-  it('asks for a snapshot when the opening comm carries none', async () => {
-    const { kernel, feed } = await setup();
-    const comm = kernel.openComm('c1');
-    expect(comm.sent).toEqual([{ type: 'hello' }]);
-    expect(feed.status).toBe('connecting');
-  });
-
-  it('closes the previous comm when the kernel opens a new one', async () => {
-    const { kernel, feed, comm } = await attached();
-    const next = kernel.openComm('c2', {
-      type: 'snapshot',
       items: [note(1)],
       state: state()
     });
-    expect(comm.isDisposed).toBe(true);
-    // The old comm can no longer change the feed.
-    comm.receive({ type: 'batch', items: [note(50)], state: state() });
-    expect(seqs(feed)).toEqual([1]);
-    next.receive({ type: 'batch', items: [note(2)], state: state() });
-    expect(seqs(feed)).toEqual([1, 2]);
+    expect(feed.status).toBe('attached');
   });
 
-  it('goes back to not-loaded when the kernel closes the comm', async () => {
-    const { feed, comm, changes } = await attached();
+  it('opens its own comm beside one this connection already has', async () => {
+    const kernel = new FakeKernel();
+    kernel.commInfo = { c9: { target_name: COMM_TARGET } };
+    kernel.openHere.add('c9');
+    await setup(kernel);
+    expect(kernel.created.map(c => [c.commId, c.opened])).toEqual([
+      ['new-1', {}]
+    ]);
+  });
+
+  it('opens a comm when the kernel refuses comm_info', async () => {
+    const kernel = new FakeKernel();
+    kernel.commInfo = { c9: { target_name: COMM_TARGET } };
+    kernel.commInfoStatus = 'error';
+    await setup(kernel);
+    expect(kernel.created.map(c => [c.commId, c.opened])).toEqual([
+      ['new-1', {}]
+    ]);
+  });
+
+  it('goes back to not-loaded when the kernel closes the comm, then retries', async () => {
+    const { kernel, feed, comm, changes } = await attached();
     comm.closeFromKernel();
     expect(feed.status).toBe('not-loaded');
     expect(changes).toEqual(['state']);
     expect(feed.requestExport({ channel: null, text: null })).toBe(false);
-  });
 
-  it('retries discovery when a cell finishes, not on other idles', async () => {
-    const { kernel, feed } = await setup();
-    kernel.emitStatus('idle', 'comm_info_request');
-    kernel.emitStatus('busy', 'execute_request');
-    await settle();
-    expect(kernel.commInfoRequests).toHaveLength(1);
-
-    kernel.commInfo = { c5: { target_name: COMM_TARGET } };
     kernel.emitStatus('idle', 'execute_request');
     await settle();
-    expect(kernel.commInfoRequests).toHaveLength(2);
-    expect(feed.status).toBe('connecting');
+    expect(kernel.created.map(c => c.commId)).toEqual(['new-1', 'new-2']);
   });
 
   it('resyncs with a hello after the websocket reconnects', async () => {
@@ -143,13 +162,22 @@ describe('KernelFeed attaching', () => {
     kernel.connectionStatusChanged.emit('connecting');
     kernel.connectionStatusChanged.emit('connected');
     expect(comm.sent).toEqual([{ type: 'hello' }]);
+    expect(kernel.created).toHaveLength(1);
   });
 
-  it('forgets the comm when the kernel restarts', async () => {
+  it('forgets the comm on a restart and opens a new one on reconnect', async () => {
     const { kernel, feed } = await attached();
     kernel.statusChanged.emit('restarting');
     expect(feed.status).toBe('not-loaded');
     expect(feed.requestExport({ channel: null, text: null })).toBe(false);
+    // The connection reconnects after every restart.
+    kernel.connectionStatusChanged.emit('connected');
+    await settle();
+    expect(kernel.created.map(c => [c.commId, c.opened])).toEqual([
+      ['new-1', {}],
+      ['new-2', {}]
+    ]);
+    expect(feed.status).toBe('connecting');
   });
 });
 
@@ -258,17 +286,26 @@ describe('KernelFeed clear and export', () => {
     expect(lastSent(comm)).toMatchObject({ after_seq: 5 });
   });
 
-  it('starts a new sequence space with a new kernel-opened comm', async () => {
-    const { kernel, feed } = await attached([note(5)]);
+  it('starts a new sequence space with a new comm', async () => {
+    const { kernel, feed, comm } = await attached([note(5)]);
     feed.clear();
-    const next = kernel.openComm('c2', {
-      type: 'snapshot',
-      items: [note(1)],
-      state: state()
-    });
+    // %reload_ext: the old comm closes, the next one numbers from scratch.
+    comm.closeFromKernel();
+    kernel.emitStatus('idle', 'execute_request');
+    await settle();
+    const next = kernel.lastComm;
+    next.receive({ type: 'snapshot', items: [note(1)], state: state() });
     expect(seqs(feed)).toEqual([1]);
     feed.requestExport({ channel: null, text: null });
     expect(lastSent(next)).not.toHaveProperty('after_seq');
+  });
+
+  it('keeps the clear mark when the same comm resyncs', async () => {
+    const { kernel, feed, comm } = await attached([note(5)]);
+    feed.clear();
+    kernel.connectionStatusChanged.emit('connected');
+    comm.receive({ type: 'snapshot', items: [note(5)], state: state() });
+    expect(seqs(feed)).toEqual([]);
   });
 
   it('forgets the clear mark on a kernel restart', async () => {
@@ -278,7 +315,8 @@ describe('KernelFeed clear and export', () => {
     kernel.commInfo = { c3: { target_name: COMM_TARGET } };
     kernel.connectionStatusChanged.emit('connected');
     await settle();
-    const comm: FakeComm = kernel.created[0];
+    const comm: FakeComm = kernel.lastComm;
+    expect(comm.commId).toBe('c3');
     comm.receive({ type: 'snapshot', items: [note(1)], state: state() });
     expect(seqs(feed)).toEqual([1]);
   });
@@ -298,15 +336,14 @@ describe('KernelFeed clear and export', () => {
 });
 
 describe('KernelFeed disposal', () => {
-  it('unregisters its target and keeps the kernel comm open', async () => {
-    const { kernel, feed, comm } = await attached();
+  it('keeps the kernel comm open', async () => {
+    const { feed, comm } = await attached();
     let disposed = 0;
     feed.disposed.connect(() => disposed++);
     feed.dispose();
     feed.dispose();
     expect(disposed).toBe(1);
     expect(feed.isDisposed).toBe(true);
-    expect(kernel.targets.has(COMM_TARGET)).toBe(false);
     // A reloaded page re-attaches to it by id.
     expect(comm.isDisposed).toBe(false);
   });

@@ -37,7 +37,8 @@ async function showing(items: FeedItem[]) {
   const kernel = new FakeKernel();
   const feed = new KernelFeed(kernel.asConnection());
   await settle();
-  const comm: FakeComm = kernel.openComm('c1', {
+  const comm: FakeComm = kernel.lastComm;
+  comm.receive({
     type: 'snapshot',
     items,
     state: state({ channels: ['orders', 'payments'], count: items.length })
@@ -86,10 +87,14 @@ describe('FeedPanel', () => {
     );
   });
 
-  it('tells the user to load pgmagic when the kernel has no comm', async () => {
-    const feed = new KernelFeed(new FakeKernel().asConnection());
+  it('tells the user to load pgmagic when the kernel refuses the comm', async () => {
+    const kernel = new FakeKernel();
+    const feed = new KernelFeed(kernel.asConnection());
     await settle();
     panel.setSource({ label: 'a.ipynb', feed });
+    frame();
+    expect(find('badge').textContent).toBe('connecting…');
+    kernel.lastComm.closeFromKernel();
     frame();
     expect(find('badge').textContent).toBe('pgmagic not loaded');
     expect(find('empty').textContent).toContain('%load_ext pgmagic');

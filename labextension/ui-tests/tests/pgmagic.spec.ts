@@ -221,6 +221,12 @@ test.describe('PostgreSQL panel', () => {
     await page.sidebar.close('right');
     await widget.screenshot({ path: path.join(ARTIFACTS, 'widget.png') });
     await page.notebook.waitForRun(1);
+    // The kernel refused the panel's comm before %load_ext and said so on
+    // stderr, on behalf of the comm_open: no cell shows it.
+    await expect(page.locator('.jp-OutputArea-output').first()).toBeVisible();
+    await expect(
+      page.locator('.jp-OutputArea-output', { hasText: 'comm target' })
+    ).toHaveCount(0);
   });
 
   test('filters, pauses, clears and exports', async ({ page }) => {
@@ -415,6 +421,47 @@ test.describe('PostgreSQL panel', () => {
       'listening'
     );
     await expect(page.locator(ROW).nth(2)).toBeVisible();
+    // The reloaded page took over the comm it had opened: the kernel
+    // serves one bridge, not one per page load.
+    await setCells(page, [
+      'from pgmagic.frontend import feed\n' +
+        'from pgmagic.live.listener import listener_for\n' +
+        'from pgmagic.runtime.loop import default_runtime\n' +
+        'print("bridges", sum(isinstance(s, feed.PanelBridge) for s in listener_for(default_runtime()).sinks))'
+    ]);
+    await page.notebook.runCell(0);
+    expect((await page.notebook.getCellTextOutput(0))!.join('')).toContain(
+      'bridges 1'
+    );
+  });
+});
+
+test.describe('PostgreSQL panel command', () => {
+  test('opens the panel from the View menu and the command palette', async ({
+    page
+  }) => {
+    await page.notebook.createNew();
+    await expect(page.locator(PANEL)).toBeHidden();
+    await page.menu.clickMenuItem('View>Show PostgreSQL panel');
+    await expect(page.locator(PANEL)).toBeVisible();
+    await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
+      'pgmagic not loaded'
+    );
+
+    await page.sidebar.close('right');
+    await expect(page.locator(PANEL)).toBeHidden();
+    await page.keyboard.press('Control+Shift+C');
+    const palette = page.locator('#command-palette');
+    await palette.locator('.lm-CommandPalette-input').fill('Show PostgreSQL');
+    await palette
+      .locator('.lm-CommandPalette-item', { hasText: 'Show PostgreSQL panel' })
+      .click();
+    await expect(page.locator(PANEL)).toBeVisible();
+
+    // The layout restorer reopens it after a reload.
+    await (page as unknown as JupyterLabPage).reload({ waitForIsReady: false });
+    await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+    await expect(page.locator(PANEL)).toBeVisible();
   });
 });
 
