@@ -93,6 +93,7 @@ _RECORD_INFO = tables.ResultInfo(None, None)
 
 def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
+    feed.end_of_cell()
 
 
 def unregister(shell: Any) -> None:

@@ -1,0 +1,116 @@
+"""What a notebook run headless saves of a ``%pg listen`` feed, and what nbconvert makes of it.
+
+nbclient keeps only the messages whose parent is the cell it is running, and
+the feed's live updates come from the runtime's thread with the ``%pg listen``
+cell as parent: the saved feed must still say what arrived, in the widget
+state and in the static HTML and text beside the widget view.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+# Verbatim: a 64-bit integer and a decimal that parsing would change, HTML
+# that must stay text, and a line break.
+PAYLOADS = ["9223372036854775807", "1.10", "<b>&", "two\nlines"]
+
+
+def sent(payloads: list[str]) -> str:
+    array = ", ".join("'" + p.replace("'", "''") + "'" for p in payloads)
+    return f"%%pg -q\nSELECT pg_notify('saved_feed', p) FROM unnest(ARRAY[{array}]) AS p"
+
+
+CELLS = [
+    "%load_ext pgmagic",
+    "%pg listen saved_feed",
+    sent(PAYLOADS),
+    # Wait until the kernel has them: the next cell then has news to record.
+    "import time, pgmagic\n"
+    "deadline = time.monotonic() + 30\n"
+    f"while len(pgmagic.notification_log()) < {len(PAYLOADS)} and time.monotonic() < deadline:\n"
+    "    time.sleep(0.05)\n"
+    "time.sleep(0.3)  # the feed takes what the log holds within 40 ms",
+    "print('after')",
+]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("saved_feed")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(code) for code in CELLS]
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    path = folder / "feed.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def listen_output(path: Path) -> dict[str, Any]:
+    notebook = nbformat.read(path, as_version=4)
+    # The first %pg also prints where the embedded server lives.
+    outputs = [o for o in notebook.cells[1].outputs if o.output_type != "stream"]
+    assert [o.output_type for o in outputs] == ["display_data"], outputs
+    data: dict[str, Any] = outputs[0].data
+    return data
+
+
+def test_the_saved_output_has_static_html_and_text_with_what_arrived(saved: Path) -> None:
+    data = listen_output(saved)
+    assert set(data) == {WIDGET_VIEW, "text/html", "text/plain"}
+    text, page = data["text/plain"], data["text/html"]
+    assert text.startswith("LISTEN saved_feed · listening · 4 received")
+    assert "object at 0x" not in text and "FeedWidget" not in text
+    # Newest first; the second line of a payload under the payload column.
+    rows = text.splitlines()[2:-1]
+    assert [r.split()[-1] for r in rows] == ["two", "lines", "<b>&", "1.10", "9223372036854775807"]
+    assert rows[1].index("lines") == rows[0].index("two") == rows[2].index("<b>&")
+    for payload in ["9223372036854775807", "1.10", "&lt;b&gt;&amp;", "two\nlines"]:
+        assert f"<code>{payload}</code>" in page
+    assert "<b>&" not in page
+    assert "No notifications yet" not in text + page
+
+
+def test_the_saved_widget_state_has_what_arrived(saved: Path) -> None:
+    notebook = nbformat.read(saved, as_version=4)
+    model_id = listen_output(saved)[WIDGET_VIEW]["model_id"]
+    state = notebook.metadata.widgets[WIDGET_STATE]["state"][model_id]["state"]
+    assert state["state"]["count"] == len(PAYLOADS)
+    assert state["state"]["listener"] == "listening"
+    assert [i["payload"] for i in state["items"]] == PAYLOADS
+
+
+def test_nbconvert_html_shows_the_feed_and_no_repr(saved: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(saved)]
+    subprocess.run(
+        [*command, "--output-dir", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    page = (tmp_path / "feed.html").read_text()
+    assert "object at 0x" not in page
+    # The widget view is drawn from the saved state, which holds every payload.
+    states = re.findall(
+        r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page, re.S
+    )
+    assert len(states) == 1
+    items = [
+        m["state"]["items"]
+        for m in json.loads(states[0])["state"].values()
+        if "items" in m["state"]
+    ]
+    assert [i["payload"] for i in items[0]] == PAYLOADS
