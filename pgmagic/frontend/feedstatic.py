@@ -59,12 +59,13 @@ def _headline(state: Mapping[str, Any]) -> str:
 
 
 def _note(state: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> str:
-    shown = len(_newest(items))
-    count = state.get("count", 0)
-    if shown == 0:
+    rows = _newest(items)
+    if not rows:
         return "No notifications yet."
-    held = f"the newest {shown}" if isinstance(count, int) and count > shown else f"all {shown}"
-    return f"{held}, newest first; a saved view: the live feed needs the kernel"
+    shown = sum(1 for i in rows if i.get("kind") != "gap")
+    count = state.get("count", 0)
+    part = f"{shown:,} of {count:,} shown, " if isinstance(count, int) and count > shown else ""
+    return f"{part}newest first · a saved view: the live feed needs the kernel"
 
 
 def _row(item: Mapping[str, Any]) -> tuple[str, str, str, str]:
