@@ -60,6 +60,11 @@ PANEL_TARGET = "pgmagic.panel"
 # The widget resends its whole list on each update: keep it short.
 _WIDGET_ITEMS = 200
 
+#: Marks the feed's display bundle for the labextension, which shows the
+#: widget view while its model lives and the bundle's HTML once it does not
+#: (``labextension/src/savedFeed.ts``); other front ends ignore the type.
+FEED_MIME = "application/vnd.pgmagic.feed+json"
+
 show: Callable[..., Any] = _display.display
 update_display: Callable[..., Any] = _display.update_display
 
@@ -92,6 +97,7 @@ class FeedWidget(anywidget.AnyWidget):
         state, items = self.state, self.items
         return {
             **data,
+            FEED_MIME: {},
             "text/plain": feedstatic.text(state, items),
             "text/html": feedstatic.html(state, items),
         }, metadata

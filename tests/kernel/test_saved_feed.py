@@ -21,6 +21,7 @@ from nbclient import NotebookClient
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+FEED = "application/vnd.pgmagic.feed+json"
 
 # Verbatim: a 64-bit integer and a decimal that parsing would change, HTML
 # that must stay text, and a line break.
@@ -70,7 +71,7 @@ def listen_output(path: Path) -> dict[str, Any]:
 
 def test_the_saved_output_has_static_html_and_text_with_what_arrived(saved: Path) -> None:
     data = listen_output(saved)
-    assert set(data) == {WIDGET_VIEW, "text/html", "text/plain"}
+    assert set(data) == {WIDGET_VIEW, FEED, "text/html", "text/plain"}
     text, page = data["text/plain"], data["text/html"]
     assert text.startswith("LISTEN saved_feed · listening · 4 received")
     assert "object at 0x" not in text and "FeedWidget" not in text
