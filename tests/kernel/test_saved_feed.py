@@ -94,17 +94,22 @@ def test_the_saved_widget_state_has_what_arrived(saved: Path) -> None:
     assert [i["payload"] for i in state["items"]] == PAYLOADS
 
 
-def test_nbconvert_html_shows_the_feed_and_no_repr(saved: Path, tmp_path: Path) -> None:
+def nbconvert_html(saved: Path, folder: Path, *options: str) -> str:
     command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(saved)]
     subprocess.run(
-        [*command, "--output-dir", str(tmp_path)],
+        [*command, *options, "--output-dir", str(folder)],
         check=True,
         capture_output=True,
         timeout=120,
     )
-    page = (tmp_path / "feed.html").read_text()
+    return (folder / "feed.html").read_text()
+
+
+def test_nbconvert_html_draws_the_widget_from_its_saved_state(saved: Path, tmp_path: Path) -> None:
+    page = nbconvert_html(saved, tmp_path)
     assert "object at 0x" not in page
-    # The widget view is drawn from the saved state, which holds every payload.
+    # nbconvert prefers the widget view when the notebook saved its state:
+    # the page's widget script draws it from that state, which holds every payload.
     states = re.findall(
         r'<script type="application/vnd.jupyter.widget-state\+json">(.*?)</script>', page, re.S
     )
@@ -115,3 +120,13 @@ def test_nbconvert_html_shows_the_feed_and_no_repr(saved: Path, tmp_path: Path) 
         if "items" in m["state"]
     ]
     assert [i["payload"] for i in items[0]] == PAYLOADS
+
+
+def test_nbconvert_html_without_widget_state_shows_the_static_table(
+    saved: Path, tmp_path: Path
+) -> None:
+    page = nbconvert_html(saved, tmp_path, "--ClearMetadataPreprocessor.enabled=True")
+    assert "widget-state+json" not in page and "object at 0x" not in page
+    assert "LISTEN saved_feed · listening · 4 received" in page
+    for payload in ["9223372036854775807", "1.10", "&lt;b&gt;&amp;", "two\nlines"]:
+        assert f"<code>{payload}</code>" in page
