@@ -69,11 +69,19 @@ function bundle(modelId: string, html: string): IRenderMime.IMimeModel {
 }
 
 describe('FeedOutput', () => {
+  const outputs: FeedOutput[] = [];
+  const feedOutput = (source: FakeSource) => {
+    const output = new FeedOutput(source);
+    outputs.push(output);
+    return output;
+  };
+
   beforeEach(() => {
     vi.useFakeTimers();
   });
   afterEach(() => {
     vi.useRealTimers();
+    outputs.splice(0).forEach(output => output.dispose());
   });
 
   it.each<[ViewOutcome, string]>([
@@ -83,7 +91,7 @@ describe('FeedOutput', () => {
   ])(
     'with a widget renderer that gives %s, shows %s',
     async (outcome, shown) => {
-      const output = new FeedOutput(new FakeSource(outcome));
+      const output = feedOutput(new FakeSource(outcome));
       const done = output.renderModel(
         bundle('m1', 'LISTEN orders · 3 received')
       );
@@ -95,7 +103,7 @@ describe('FeedOutput', () => {
 
   it('keeps its live view when the display is updated', async () => {
     const source = new FakeSource('view');
-    const output = new FeedOutput(source);
+    const output = feedOutput(source);
     await output.renderModel(bundle('m1', 'LISTEN orders · 1 received'));
     const view = output.widgets[0];
     await output.renderModel(bundle('m1', 'LISTEN orders · 2 received'));
@@ -105,7 +113,7 @@ describe('FeedOutput', () => {
 
   it('updates the saved HTML while there is no view', async () => {
     const source = new FakeSource('not found');
-    const output = new FeedOutput(source);
+    const output = feedOutput(source);
     await output.renderModel(bundle('m1', 'one'));
     const second = output.renderModel(bundle('m1', 'two'));
     await vi.advanceTimersByTimeAsync(VIEW_WAIT_MS);
