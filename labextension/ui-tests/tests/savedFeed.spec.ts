@@ -102,4 +102,44 @@ test.describe('saved feed widget', () => {
     await expect(page.getByText('Loading widget')).toHaveCount(0);
     await expect(output.locator('td', { hasText: '<b>&' })).toHaveCount(1);
   });
+
+  test('a feed widget run headless and opened later shows what it received', async ({
+    page
+  }) => {
+    // nbclient signs nothing, so JupyterLab opens the notebook untrusted
+    // and draws the bundle's sanitized HTML, not the widget view.
+    await page.notebook.createNew();
+    await setCells(page, [
+      [
+        'import nbformat, time',
+        'from nbclient import NotebookClient',
+        'nb = nbformat.v4.new_notebook()',
+        'nb.cells = [nbformat.v4.new_code_cell(c) for c in [',
+        '    "%load_ext pgmagic", "%pg listen headless",',
+        '    "%pg notify headless \'<b>&\'\\n%pg notify headless 1.10\\nimport time; time.sleep(0.5)",',
+        '    "1"]]',
+        'NotebookClient(nb, kernel_name="python3").execute()',
+        'nbformat.write(nb, "headless.ipynb")'
+      ].join('\n')
+    ]);
+    await page.notebook.runCell(0);
+    const path = await page.evaluate(async () => {
+      const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
+      const folder = panel.context.path.split('/').slice(0, -1).join('/');
+      await panel.sessionContext.shutdown();
+      panel.dispose();
+      return `${folder}/headless.ipynb`;
+    });
+    await page.evaluate(async path => {
+      await window.jupyterapp.commands.execute('docmanager:open', { path });
+    }, path);
+    const output = page.locator('.jp-OutputArea-output', {
+      hasText: 'LISTEN headless'
+    });
+    await expect(output).toContainText('2 received', { timeout: 20000 });
+    await expect(output.locator('td', { hasText: '<b>&' })).toHaveCount(1);
+    await expect(output.locator('td', { hasText: '1.10' })).toHaveCount(1);
+    await expect(page.locator(WIDGET)).toHaveCount(0);
+    await expect(page.getByText('model not found')).toHaveCount(0);
+  });
 });
