@@ -19,6 +19,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.kernel.test_notify_kernel import Recorder, widget_items
+from tests.kernels import Kernel
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 FEED = "application/vnd.pgmagic.feed+json"
@@ -130,3 +133,38 @@ def test_nbconvert_html_without_widget_state_shows_the_static_table(
     assert "LISTEN saved_feed · listening · 4 received" in page
     for payload in ["9223372036854775807", "1.10", "&lt;b&gt;&amp;", "two\nlines"]:
         assert f"<code>{payload}</code>" in page
+
+
+# Cell by cell: the display updates that cell's end sends, and what the last says.
+RECORDS = [
+    ("1", 0, None),
+    ("%pg notify quiet_feed hello\nimport time; time.sleep(0.5)", 1, "· 1 received"),
+    ("1", 0, None),
+    ("time.sleep(0.5)", 0, None),
+    ("%pg unlisten quiet_feed", 1, "· stopped · 1 received"),
+    ("1", 0, None),
+]
+
+
+def test_a_cell_records_the_feed_only_when_what_it_shows_changed() -> None:
+    with Kernel() as kernel:
+        recorder = Recorder(kernel)
+        try:
+            recorder.run("%load_ext pgmagic")
+            own = recorder.run("%pg listen quiet_feed")
+            shown = [m for m in own if m["msg_type"] == "display_data"]
+            display_id = shown[0]["content"]["transient"]["display_id"]
+            for code, count, text in RECORDS:
+                own = recorder.run(code)
+                updates = [m["content"] for m in own if m["msg_type"] == "update_display_data"]
+                states = [
+                    m
+                    for m in own
+                    if m["msg_type"] == "comm_msg" and widget_items(m["content"]["data"])
+                ]
+                assert (len(updates), len(states)) == (count, count), code
+                if text is not None:
+                    assert updates[0]["transient"]["display_id"] == display_id
+                    assert text in updates[0]["data"]["text/plain"]
+        finally:
+            recorder.stop()
