@@ -72,6 +72,9 @@ update_display: Callable[..., Any] = _display.update_display
 class FeedWidget(anywidget.AnyWidget):
     """The live notification feed shown by ``%pg listen`` (front end: ``_static/feed.js``).
 
+    Its display bundle also holds static HTML and text of the same state and
+    newest items, for viewers without the widget's model.
+
     Attributes
     ----------
     items : list of dict

@@ -28,7 +28,9 @@ _STYLE = (
     ".pgmagic-feed-static table{border-collapse:collapse;font-size:12px}"
     ".pgmagic-feed-static th,.pgmagic-feed-static td{padding:2px 8px;text-align:left;"
     "vertical-align:top;border-bottom:1px solid var(--jp-border-color2,#ddd)}"
-    ".pgmagic-feed-static td code{white-space:pre-wrap}"
+    # <pre> keeps a payload's spaces and line breaks even where a sanitizer
+    # drops this stylesheet (GitHub, an untrusted notebook).
+    ".pgmagic-feed-static td pre{margin:0;padding:0;background:none;white-space:pre-wrap}"
     ".pgmagic-feed-static .note{opacity:.7;font-size:11px;margin-top:4px}"
     "</style>"
 )
@@ -105,7 +107,7 @@ def html(state: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> str:
     if rows:
         body = "".join(
             f"<tr><td>{escape(when)}</td><td>{escape(channel)}</td><td>{escape(pid)}</td>"
-            f"<td><code>{escape(payload)}</code></td></tr>"
+            f"<td><pre>{escape(payload)}</pre></td></tr>"
             for when, channel, pid, payload in rows
         )
         table = (

@@ -105,12 +105,12 @@ def test_text_and_html_show_the_newest_rows_and_what_was_dropped() -> None:
 @pytest.mark.parametrize(
     ("payload", "shown"),
     [
-        ("<b>&", "<code>&lt;b&gt;&amp;</code>"),
-        ("<script>alert(1)</script>", "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>"),
-        ("\"quoted\" 'single'", "<code>&quot;quoted&quot; &#x27;single&#x27;</code>"),
-        ("9223372036854775807", "<code>9223372036854775807</code>"),
-        ("1.10", "<code>1.10</code>"),
-        ("  two\nlines  ", "<code>  two\nlines  </code>"),
+        ("<b>&", "<pre>&lt;b&gt;&amp;</pre>"),
+        ("<script>alert(1)</script>", "<pre>&lt;script&gt;alert(1)&lt;/script&gt;</pre>"),
+        ("\"quoted\" 'single'", "<pre>&quot;quoted&quot; &#x27;single&#x27;</pre>"),
+        ("9223372036854775807", "<pre>9223372036854775807</pre>"),
+        ("1.10", "<pre>1.10</pre>"),
+        ("  two\nlines  ", "<pre>  two\nlines  </pre>"),
     ],
 )
 def test_html_shows_payloads_verbatim_and_escaped(payload: str, shown: str) -> None:

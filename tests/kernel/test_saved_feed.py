@@ -83,7 +83,7 @@ def test_the_saved_output_has_static_html_and_text_with_what_arrived(saved: Path
     assert [r.split()[-1] for r in rows] == ["two", "lines", "<b>&", "1.10", "9223372036854775807"]
     assert rows[1].index("lines") == rows[0].index("two") == rows[2].index("<b>&")
     for payload in ["9223372036854775807", "1.10", "&lt;b&gt;&amp;", "two\nlines"]:
-        assert f"<code>{payload}</code>" in page
+        assert f"<pre>{payload}</pre>" in page
     assert "<b>&" not in page
     assert "No notifications yet" not in text + page
 
@@ -132,7 +132,7 @@ def test_nbconvert_html_without_widget_state_shows_the_static_table(
     assert "widget-state+json" not in page and "object at 0x" not in page
     assert "LISTEN saved_feed · listening · 4 received" in page
     for payload in ["9223372036854775807", "1.10", "&lt;b&gt;&amp;", "two\nlines"]:
-        assert f"<code>{payload}</code>" in page
+        assert f"<pre>{payload}</pre>" in page
 
 
 # Cell by cell: the display updates that cell's end sends, and what the last says.
