@@ -19,6 +19,7 @@ import type { Widget } from '@lumino/widgets';
 import { FeedRegistry } from './feed';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { FeedPanel } from './panel';
+import { addFeedRenderer } from './savedFeed';
 import { PGSQL_MIME, pgCellLanguageFactory } from './sqlHighlight';
 
 const PANEL_ID = 'pgmagic-feed';
@@ -187,4 +188,22 @@ const sqlHighlightPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [feedPanelPlugin, sqlHighlightPlugin];
+/**
+ * The `%pg listen` output: the live widget, or its saved HTML once the
+ * kernel that made it is gone (see `savedFeed.ts`).
+ */
+const savedFeedPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'pgmagic-labextension:saved-feed',
+  description:
+    'Shows a saved %pg listen feed as HTML when its widget model is gone.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    const add = (notebook: NotebookPanel) =>
+      addFeedRenderer(notebook.content.rendermime);
+    tracker.forEach(add);
+    tracker.widgetAdded.connect((_tracker, notebook) => add(notebook));
+  }
+};
+
+export default [feedPanelPlugin, sqlHighlightPlugin, savedFeedPlugin];

@@ -6,7 +6,8 @@ or tqdm.  :mod:`~pgmagic.frontend.magics` parses and dispatches (options in
 subcommands in :mod:`~pgmagic.frontend.commands`);
 :mod:`~pgmagic.frontend.extension` loads and unloads; :mod:`~pgmagic.frontend.tables`
 draws results, :mod:`~pgmagic.frontend.feed` is the feed widget and the
-panel's kernel side.
+panel's kernel side, :mod:`~pgmagic.frontend.feedstatic` the feed as static
+HTML and text for saved notebooks.
 
 May import: errors, runtime, sql, results, bulk, live, catalog
 """

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from IPython import display as _display
 
 from pgmagic.bulk import load as loading
 from pgmagic.errors import ConnectError, OptionError, ParameterError
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     from pgmagic.frontend.magics import PgMagics
 
 __all__ = ["COMMANDS"]
-
-show: Callable[..., None] = _display.display
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_\u0080-\U0010ffff][\w$]*)'
 _TABLE_RE = re.compile(rf"{_NAME}(?:\.{_NAME})?")
@@ -235,7 +232,7 @@ def listen(magics: PgMagics, rest: str) -> None:
         # Terminal IPython shows no widgets: print the notifications instead.
         feed.listen_as_text(magics.runtime, channels, on_message=print_message, dsn=dsn)
         return
-    show(feed.listen(magics.runtime, channels, on_message=print_message, dsn=dsn))
+    feed.listen(magics.runtime, channels, on_message=print_message, dsn=dsn).display()
 
 
 def unlisten_(magics: PgMagics, rest: str) -> None:

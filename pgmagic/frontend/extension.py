@@ -141,6 +141,7 @@ _previous_scalars: dict[type, Any] = {}
 
 def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
+    feed.end_of_cell()
     complete.forget_after(getattr(result.info, "raw_cell", None) or "")
 
 

@@ -6,6 +6,13 @@ what is new from the notification log.  Frontend messages (Clear, Pause,
 ``hello``, ``export``) arrive on the kernel's main thread, so every trait write
 and every comm send takes the view's lock.
 
+A feed outlives its kernel in the saved notebook, so its display bundle holds
+static HTML and text (:mod:`~pgmagic.frontend.feedstatic`) beside the widget
+view, and :func:`end_of_cell` records each feed's latest state in the cell that
+just ran: headless runners (nbclient, papermill, nbval) keep only messages
+whose parent is the running cell, and the loop thread's updates carry the
+``%pg listen`` cell's.
+
 The panel protocol is ``labextension/INTEGRATION.md`` section 6: ``%load_ext``
 registers the ``pgmagic.panel`` comm target and the front end opens the comm
 (the kernel never does, so front ends without the extension see nothing);
@@ -20,6 +27,8 @@ import keyword
 import pathlib
 import threading
 import time
+import uuid
+import weakref
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -27,8 +36,10 @@ import anywidget
 import comm
 import traitlets
 from comm.base_comm import BaseComm
+from IPython import display as _display
 
 from pgmagic.errors import OptionError
+from pgmagic.frontend import feedstatic
 from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
 from pgmagic.live.log import Gap, NotificationLog, RateMeter, check_channels
 from pgmagic.runtime.loop import Runtime
@@ -40,6 +51,7 @@ __all__ = [
     "FeedWidget",
     "PanelBridge",
     "PanelServer",
+    "end_of_cell",
     "listen",
     "serve_panel",
 ]
@@ -50,9 +62,20 @@ PANEL_TARGET = "pgmagic.panel"
 # The widget resends its whole list on each update: keep it short.
 _WIDGET_ITEMS = 200
 
+#: Marks the feed's display bundle for the labextension, which shows the
+#: widget view while its model lives and the bundle's HTML once it does not
+#: (``labextension/src/savedFeed.ts``); other front ends ignore the type.
+FEED_MIME = "application/vnd.pgmagic.feed+json"
+
+show: Callable[..., Any] = _display.display
+update_display: Callable[..., Any] = _display.update_display
+
 
 class FeedWidget(anywidget.AnyWidget):
     """The live notification feed shown by ``%pg listen`` (front end: ``_static/feed.js``).
+
+    Its display bundle also holds static HTML and text of the same state and
+    newest items, for viewers without the widget's model.
 
     Attributes
     ----------
@@ -70,6 +93,23 @@ class FeedWidget(anywidget.AnyWidget):
     items: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     state = traitlets.Dict().tag(sync=True)
     paused = traitlets.Bool(False).tag(sync=True)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The widget view, with static HTML and text of the same state for other viewers."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        assert bundle is not None
+        data, metadata = bundle
+        state, items = self.state, self.items
+        return {
+            **data,
+            FEED_MIME: {},
+            "text/plain": feedstatic.text(state, items),
+            "text/html": feedstatic.html(state, items),
+        }, metadata
+
+
+# Feeds shown and not yet recorded as stopped; end_of_cell() records them.
+_shown: weakref.WeakSet[FeedView] = weakref.WeakSet()
 
 
 class FeedView:
@@ -93,6 +133,9 @@ class FeedView:
         self.widget = FeedWidget(state=self._state(listener.status))
         self.widget.on_msg(self._on_msg)
         self.widget.observe(self._on_paused, names="paused")
+        #: Ties later updates of the saved output to the cell that showed it.
+        self.display_id = uuid.uuid4().hex
+        self._recorded: tuple[Any, ...] | None = None
 
     def _state(self, status: Status) -> dict[str, Any]:
         received, dropped = self._listener.log.counts(self.channels)
@@ -149,6 +192,43 @@ class FeedView:
         with self._lock:
             self.widget.state = {**self.widget.state, "listener": "stopped"}
 
+    def _shows(self) -> tuple[Any, ...]:
+        """What a saved notebook shows of the widget (the rate is left out: it moves alone)."""
+        state = {k: v for k, v in self.widget.state.items() if k != "rate"}
+        items = self.widget.items
+        return (sorted(state.items()), self.widget.paused, len(items), items[-1] if items else None)
+
+    def display(self) -> None:
+        """Show the widget, with its static fallback, under the running cell (main thread)."""
+        with self._lock:
+            self._recorded = self._shows()
+            show(self.widget, display_id=self.display_id)
+        _shown.add(self)
+
+    def record(self) -> None:
+        """Put the widget's current state in the running cell's messages (main thread).
+
+        Sends the traits again (a headless runner saves them as the widget
+        state) and updates the display (it saves that as the static fallback),
+        only when what they show changed: a live front end would otherwise
+        redraw the widget after every cell.
+        """
+        with self._lock:
+            shows = self._shows()
+            if shows == self._recorded:
+                return
+            self._recorded = shows
+            self.widget.send_state(["state", "items", "paused"])
+            update_display(self.widget, display_id=self.display_id)
+        if self.widget.state.get("listener") == ListenerState.STOPPED.value:
+            _shown.discard(self)
+
+
+def end_of_cell() -> None:
+    """Record every shown feed's latest state in the cell that just ran (``post_run_cell``)."""
+    for view in list(_shown):
+        view.record()
+
 
 def listen(
     runtime: Runtime,
@@ -156,7 +236,7 @@ def listen(
     *,
     on_message: Callable[[Message], None] | None = None,
     dsn: str | None = None,
-) -> FeedWidget:
+) -> FeedView:
     """LISTEN on channels and give a live feed widget for them (``%pg listen``).
 
     A previous widget for the same channels stops updating (re-running a
@@ -174,7 +254,8 @@ def listen(
 
     Returns
     -------
-    FeedWidget
+    FeedView
+        Its :meth:`FeedView.display` shows the widget.
 
     Raises
     ------
@@ -194,7 +275,7 @@ def listen(
             sink.detach()
     view = FeedView(listener, names)
     listener.add_sink(view)
-    return view.widget
+    return view
 
 
 def _start_listening(
