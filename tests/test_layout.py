@@ -13,13 +13,14 @@ import pgmagic
 
 PACKAGE = pathlib.Path(pgmagic.__file__).parent
 ROOT = PACKAGE.parent
-PACKAGES = ("runtime", "sql", "results", "bulk", "live", "frontend")
+PACKAGES = ("runtime", "sql", "results", "bulk", "live", "catalog", "frontend")
 # Front-end libraries: only pgmagic.frontend may import them.
 FRONT_LIBRARIES = {"IPython", "traitlets", "comm", "anywidget", "ipywidgets", "tqdm"}
 # What each package may not import from outside pgmagic, beyond the front-end libraries.
 FORBIDDEN = {
     "runtime": {"pandas", "numpy", "pyarrow"},
     "sql": {"asyncpg", "pandas", "numpy", "pyarrow"},
+    "catalog": {"pandas", "numpy", "pyarrow"},
 }
 
 

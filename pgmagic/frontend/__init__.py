@@ -8,5 +8,5 @@ subcommands in :mod:`~pgmagic.frontend.commands`);
 draws results, :mod:`~pgmagic.frontend.feed` is the feed widget and the
 panel's kernel side.
 
-May import: errors, runtime, sql, results, bulk, live
+May import: errors, runtime, sql, results, bulk, live, catalog
 """
