@@ -22,7 +22,7 @@ RELATION_LETTERS = "tvmisE"
 # \df's letters choose kinds of routine: aggregates, normal, procedures, trigger, window.
 FUNCTION_LETTERS = "anptw"
 
-_NAME = re.compile(r"\\([A-Za-z?!]+[A-Za-z+]*|[?!])")
+_NAME = re.compile(r"\\([A-Za-z_]+\+?|[?!])")
 
 
 @dataclass(frozen=True, slots=True)
