@@ -341,6 +341,8 @@ def lines(error: BaseException, text: str | None = None) -> list[str]:
     if isinstance(error, PgMagicError | QueryCancelled):
         return list(error._render_traceback_())
     bound: BoundStatement | None = getattr(error, "pgmagic_statement", None)
+    if not hasattr(bound, "source_position"):
+        bound = None  # a psql command's catalog query: nothing the user wrote to point into
     if isinstance(error, TimeoutError):
         return [
             "TimeoutError: statement cancelled on the server after the command timeout "

@@ -21,7 +21,7 @@ import asyncpg
 from pgmagic.catalog.meta import MetaCommand, parts
 from pgmagic.catalog.patterns import Query, resolve
 
-__all__ = ["LISTINGS", "Listing", "list_relations"]
+__all__ = ["LISTINGS", "Listing", "extension_objects", "list_relations"]
 
 _ACL = (
     "CASE WHEN pg_catalog.array_length({0}, 1) = 0 THEN '(none)' "
@@ -34,7 +34,7 @@ _NOT_SYSTEM = (
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A listing as psql shows it: a title over a table.
+    r"""A listing as psql shows it: a title over a table.
 
     Attributes
     ----------
@@ -46,12 +46,16 @@ class Listing:
     missing : str or None
         What psql says instead of an empty table (``Did not find any
         tables.``); None: an empty table is shown.
+    name : str
+        What the listing is of, when it is one of several (``\dx+``: the
+        extension).
     """
 
     title: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
     missing: str | None = None
+    name: str = ""
 
 
 async def _fetch(conn: asyncpg.Connection, sql: str, query: Query) -> list[tuple[Any, ...]]:
@@ -261,6 +265,51 @@ async def _extensions(conn: asyncpg.Connection, command: MetaCommand) -> Listing
         ("Name", "Version", "Default version", "Schema", "Description"),
         await _fetch(conn, sql, query),
     )
+
+
+async def extension_objects(conn: asyncpg.Connection, command: MetaCommand) -> list[Listing] | str:
+    r"""``\dx+``: the objects of each extension, one listing per extension.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    command : MetaCommand
+
+    Returns
+    -------
+    list of Listing, or str
+        psql's words when no extension matches.
+    """
+    query = Query()
+    if command.pattern is not None:
+        found = await resolve(conn, command.pattern, parts=parts(command.kind))
+        query.pattern(found, "e.extname")
+    extensions = await conn.fetch(
+        "SELECT e.extname, e.oid FROM pg_catalog.pg_extension e\n" + query.where() + "\nORDER BY 1",
+        *query.args,
+    )
+    if not extensions:
+        if command.pattern is None:
+            return "Did not find any extensions."
+        return f'Did not find any extension named "{command.pattern}".'
+    listings = []
+    for extension in extensions:
+        objects = await conn.fetch(
+            "SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0)"
+            " FROM pg_catalog.pg_depend d"
+            " WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
+            " AND d.refobjid = $1 AND d.deptype = 'e' ORDER BY 1",
+            extension["oid"],
+        )
+        listings.append(
+            Listing(
+                f'Objects in extension "{extension["extname"]}"',
+                ("Object description",),
+                [tuple(row.values()) for row in objects],
+                name=extension["extname"],
+            )
+        )
+    return listings
 
 
 # pg_roles flag -> the word psql shows for it, in psql's order.

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncpg
 
 from pgmagic.catalog.describe import Description, describe
-from pgmagic.catalog.listings import LISTINGS, Listing, list_relations
+from pgmagic.catalog.listings import LISTINGS, Listing, extension_objects, list_relations
 from pgmagic.catalog.meta import MetaCommand
 from pgmagic.runtime.loop import Runtime
 
 __all__ = ["Outcome", "fetch", "run"]
 
-Outcome = Listing | list[Description] | str
-"""A listing, the descriptions of ``\\d NAME``, or what psql says when nothing matched."""
+Outcome = Listing | list[Listing] | list[Description] | str
+"""A listing (several for ``\\dx+``), the descriptions of ``\\d NAME``, or what
+psql says when nothing matched."""
 
 
 async def fetch(conn: asyncpg.Connection, command: MetaCommand) -> Outcome:
@@ -30,12 +31,14 @@ async def fetch(conn: asyncpg.Connection, command: MetaCommand) -> Outcome:
 
     Returns
     -------
-    Listing, list of Description, or str
+    Listing, list of Listing, list of Description, or str
     """
     if command.kind == "d":
         if command.pattern is None:
             return await list_relations(conn, command)
         return await describe(conn, command)
+    if command.kind == "dx" and command.verbose:
+        return await extension_objects(conn, command)
     return await LISTINGS[command.kind](conn, command)
 
 

@@ -21,7 +21,7 @@ from pgmagic.catalog import run as catalog
 from pgmagic.catalog.describe import Description
 from pgmagic.catalog.listings import Listing
 from pgmagic.catalog.meta import MetaCommand, command_name, parse
-from pgmagic.errors import MetaCommandError, OptionError
+from pgmagic.errors import DATABASE_ERRORS, MetaCommandError, OptionError, render
 from pgmagic.frontend import tables
 from pgmagic.frontend.output import CellOutput
 from pgmagic.results.cell import Mode, bind_cell, run_cell
@@ -169,31 +169,45 @@ class Layout:
         return tables.aligned(d.title, d.columns, d.rows, d.footers, d.right)
 
 
-def _present(magics: PgMagics, outcome: catalog.Outcome, elapsed: float, last: bool) -> Any:
-    """Show what a command found; return its value."""
+def _listing(listing: Listing, info: tables.ResultInfo, last: bool) -> pd.DataFrame | None:
+    """Print a listing's title and show it, unless it is the cell's value; return its frame."""
+    if listing.missing is not None:
+        print(listing.missing)
+        return None
+    frame = pd.DataFrame(listing.rows, columns=list(listing.columns), dtype=object)
+    print(listing.title)
+    tables.remember(frame, info)
+    if not last:
+        show(frame)
+        tables.mark_shown_above(frame)
+    return frame
+
+
+def _run(magics: PgMagics, found: MetaCommand, last: bool) -> Any:
+    """Run a command on the session, show what it found, return its value."""
+    started = time.perf_counter()
+    try:
+        outcome = catalog.run(magics.runtime, found)
+    except DATABASE_ERRORS as error:
+        # As psql shows them: a bad regular expression, a failed transaction.
+        raise render(error) from None
+    info = tables.ResultInfo(time.perf_counter() - started, magics.displaylimit)
     if isinstance(outcome, str):
         print(outcome)
         return None
-    info = tables.ResultInfo(elapsed, magics.displaylimit)
     if isinstance(outcome, Listing):
-        if outcome.missing is not None:
-            print(outcome.missing)
-            return None
-        frame = pd.DataFrame(outcome.rows, columns=list(outcome.columns), dtype=object)
-        print(outcome.title)
-        tables.remember(frame, info)
-        if not last:
-            show(frame)
-            tables.mark_shown_above(frame)
-        return frame
-    frames = {}
-    for description in outcome:
-        layout = Layout(description)
+        return _listing(outcome, info, last)
+    frames: dict[str, pd.DataFrame | None] = {}
+    for item in outcome:
+        if isinstance(item, Listing):  # \dx+: one per extension
+            frames[item.name] = _listing(item, info, last=False)
+            continue
+        layout = Layout(item)
         show(layout)
-        frames[description.name] = frame = layout.frame()
+        frames[item.name] = frame = layout.frame()
         tables.remember(frame, info)
         tables.mark_shown_above(frame)
-    return frame if len(frames) == 1 else frames
+    return next(iter(frames.values())) if len(frames) == 1 else frames
 
 
 def in_cell(cell: str) -> bool:
@@ -222,10 +236,7 @@ def run_line(magics: PgMagics, line: str) -> Any:
     -------
     DataFrame, dict of DataFrame, or None
     """
-    found = command(line)
-    started = time.perf_counter()
-    outcome = catalog.run(magics.runtime, found)
-    return _present(magics, outcome, time.perf_counter() - started, last=True)
+    return _run(magics, command(line), last=True)
 
 
 def run_cell_with_commands(
@@ -259,10 +270,8 @@ def run_cell_with_commands(
     value: Any = None
     for i in range(len(pieces)):
         last = i == len(pieces) - 1
-        started = time.perf_counter()
         if i in commands:
-            outcome = catalog.run(magics.runtime, commands[i])
-            value = _present(magics, outcome, time.perf_counter() - started, last)
+            value = _run(magics, commands[i], last)
             continue
         result = run_cell(
             magics.runtime,

@@ -47,7 +47,12 @@ def as_text(found: Outcome) -> str:
         cells = [tuple("" if v is None else str(v) for v in row) for row in found.rows]
         count = f"({len(cells)} row{'' if len(cells) == 1 else 's'})"
         return aligned(found.title, found.columns, cells, [count]) + "\n\n"
-    return "".join(aligned(d.title, d.columns, d.rows, d.footers, d.right) + "\n\n" for d in found)
+    return "".join(
+        as_text(d)
+        if isinstance(d, Listing)
+        else aligned(d.title, d.columns, d.rows, d.footers, d.right) + "\n\n"
+        for d in found
+    )
 
 
 DESCRIBED = [
@@ -71,6 +76,7 @@ DESCRIBED = [
     r"\d *.orders",
     r"\d ord*",
     r"\d {a}.invoice?",
+    r"\dx+ plpgsql",
 ]
 
 
@@ -118,13 +124,14 @@ NOT_FOUND = [
     (r"\dtv nothing", 'Did not find any relations named "nothing".'),
     (r"\d ORDERS_X", 'Did not find any relation named "ORDERS_X".'),
     (r'\d "ORDERS"', 'Did not find any relation named ""ORDERS"".'),
+    (r"\dx+ nope", 'Did not find any extension named "nope".'),
 ]
 
 
 @pytest.mark.parametrize(("command", "words"), NOT_FOUND)
 def test_no_match_says_what_psql_says(shop: Shop, command: str, words: str) -> None:
     found = outcome(shop, command)
-    message = found if isinstance(found, str) else found.missing  # type: ignore[union-attr]
+    message = found.missing if isinstance(found, Listing) else found
     assert message == words.format(a=shop.a)
 
 

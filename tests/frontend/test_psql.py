@@ -164,3 +164,26 @@ def test_options_that_do_not_fit_a_cell_of_commands_are_refused(
 def test_a_command_after_options_is_refused_with_the_way(ip: Any, capsys: Any) -> None:
     _error, out = fails(ip, r"%pg -q \dt", capsys)
     assert "a %pg line of its own" in out
+
+
+def test_server_errors_read_like_psql(ip: Any, at_shop: Shop, capsys: Any) -> None:
+    _error, out = fails(ip, r"%pg \dt (", capsys)
+    assert out.startswith("ERROR:  invalid regular expression") and "Traceback" not in out
+
+
+def test_a_failed_transaction_fails_the_command_and_says_rollback(
+    ip: Any, at_shop: Shop, capsys: Any
+) -> None:
+    run(ip, "%pg BEGIN")
+    fails(ip, "%pg SELECT 1/0", capsys)
+    _error, out = fails(ip, r"%pg \dt", capsys)
+    assert "current transaction is aborted" in out and "ROLLBACK" in out
+    run(ip, "%pg ROLLBACK")
+    assert isinstance(run(ip, r"%pg \dt"), pd.DataFrame)
+
+
+def test_extension_objects_give_a_frame_per_extension(ip: Any, capsys: Any) -> None:
+    capsys.readouterr()
+    value = run(ip, r"%pg \dx+ plpgsql")
+    assert 'Objects in extension "plpgsql"' in capsys.readouterr().out
+    assert "language plpgsql" in value["Object description"].tolist()
