@@ -68,15 +68,6 @@ class Description:
     right: tuple[bool, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class _Relation:
-    oid: int
-    schema: str
-    name: str
-    kind: str
-    facts: Any  # the pg_class row read by _RELATION_SQL
-
-
 async def describe(conn: asyncpg.Connection, command: MetaCommand) -> list[Description] | str:
     r"""Describe every relation ``command.pattern`` names.
 
@@ -115,8 +106,8 @@ async def describe(conn: asyncpg.Connection, command: MetaCommand) -> list[Descr
 
 
 _RELATION_SQL = """
-SELECT c.relkind::text, c.relpersistence::text, c.relhasindex, c.relhastriggers, c.relispartition,
-       c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text, c.relam,
+SELECT c.relkind::text, c.relpersistence::text, c.relhasindex, c.relhastriggers,
+       c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text,
        n.nspname, c.relname, am.amname,
        pg_catalog.array_to_string(c.reloptions || array(
            SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x), ', ') AS options,
@@ -137,20 +128,19 @@ WHERE c.oid = $1
 
 async def _one(conn: asyncpg.Connection, oid: int, verbose: bool) -> Description:
     facts = await conn.fetchrow(_RELATION_SQL, oid)
-    relation = _Relation(oid, facts["nspname"], facts["relname"], facts["relkind"], facts)
-    kind = relation.kind
+    kind = facts["relkind"]
     title = _TITLES.get(kind, "Relation")
     if facts["relpersistence"] == "u":
         title = "Unlogged " + title[0].lower() + title[1:]
-    name = f"{relation.schema}.{relation.name}"
+    name = f"{facts['nspname']}.{facts['relname']}"
     title = f'{title} "{name}"'
     if kind == "S":
-        return await _sequence(conn, relation, name, title)
-    description = await _columns(conn, relation, name, title, verbose)
+        return await _sequence(conn, oid, name, title)
+    description = await _columns(conn, oid, kind, name, title, verbose)
     if kind in "iI":
-        description.footers = await _index_footers(conn, relation)
+        description.footers = await _index_footers(conn, oid, facts)
     else:
-        description.footers = await table_footers(conn, relation.oid, relation.facts, verbose)
+        description.footers = await table_footers(conn, oid, facts, verbose)
     return description
 
 
@@ -189,10 +179,9 @@ def _default(row: Any) -> str:
 
 
 async def _columns(
-    conn: asyncpg.Connection, relation: _Relation, name: str, title: str, verbose: bool
+    conn: asyncpg.Connection, oid: int, kind: str, name: str, title: str, verbose: bool
 ) -> Description:
-    kind = relation.kind
-    rows = await conn.fetch(_COLUMNS_SQL, relation.oid)
+    rows = await conn.fetch(_COLUMNS_SQL, oid)
     index = kind in "iI"
     headers = ["Column", "Type"]
     headers += ["Key?", "Definition"] if index else ["Collation", "Nullable", "Default"]
@@ -245,17 +234,17 @@ WHERE i.indexrelid = $1
 """
 
 
-async def _index_footers(conn: asyncpg.Connection, relation: _Relation) -> list[str]:
+async def _index_footers(conn: asyncpg.Connection, oid: int, facts: Any) -> list[str]:
     version = conn.get_server_version().major
     sql = _INDEX_SQL.format(nulls="i.indnullsnotdistinct" if version >= 15 else "false")
-    row = await conn.fetchrow(sql, relation.oid)
+    row = await conn.fetchrow(sql, oid)
     text = ""
     if row["indisprimary"]:
         text = "primary key, "
     elif row["indisunique"]:
         text = "unique nulls not distinct, " if row["nullsnotdistinct"] else "unique, "
     # psql assumes the table lives in the index's schema.
-    text += f'{row["amname"]}, for table "{relation.schema}.{row["tablename"]}"'
+    text += f'{row["amname"]}, for table "{facts["nspname"]}.{row["tablename"]}"'
     if row["predicate"]:
         text += f", predicate ({row['predicate']})"
     flags = (
@@ -267,17 +256,17 @@ async def _index_footers(conn: asyncpg.Connection, relation: _Relation) -> list[
     if not row["indisvalid"]:
         text += ", invalid"
     text += "".join(words for name, words in flags if row[name])
+    if facts["spcname"]:
+        return [text, f'Tablespace: "{facts["spcname"]}"']
     return [text]
 
 
-async def _sequence(
-    conn: asyncpg.Connection, relation: _Relation, name: str, title: str
-) -> Description:
+async def _sequence(conn: asyncpg.Connection, oid: int, name: str, title: str) -> Description:
     row = await conn.fetchrow(
         "SELECT pg_catalog.format_type(s.seqtypid, NULL) AS type, s.seqstart, s.seqmin,"
         " s.seqmax, s.seqincrement, CASE WHEN s.seqcycle THEN 'yes' ELSE 'no' END AS cycles,"
         " s.seqcache FROM pg_catalog.pg_sequence s WHERE s.seqrelid = $1",
-        relation.oid,
+        oid,
     )
     owner = await conn.fetchrow(
         "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
@@ -289,7 +278,7 @@ async def _sequence(
         " WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
         " AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
         " AND d.objid = $1 AND d.deptype IN ('a', 'i')",
-        relation.oid,
+        oid,
     )
     cells = tuple(
         str(row[k])

@@ -17,9 +17,10 @@ _INDEXES = """
 SELECT c2.relname, i.indisprimary, i.indisunique, i.indisclustered, i.indisvalid,
        pg_catalog.pg_get_indexdef(i.indexrelid, 0, true) AS indexdef,
        pg_catalog.pg_get_constraintdef(con.oid, true) AS condef, con.contype::text,
-       con.condeferrable, con.condeferred, i.indisreplident
+       con.condeferrable, con.condeferred, i.indisreplident, ts.spcname
 FROM pg_catalog.pg_index i
   JOIN pg_catalog.pg_class c2 ON c2.oid = i.indexrelid
+  LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = c2.reltablespace
   LEFT JOIN pg_catalog.pg_constraint con
     ON con.conrelid = i.indrelid AND con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
 WHERE i.indrelid = $1
@@ -176,7 +177,7 @@ def _index_line(row: Any) -> str:
     line += " CLUSTER" if row["indisclustered"] else ""
     line += "" if row["indisvalid"] else " INVALID"
     line += " REPLICA IDENTITY" if row["indisreplident"] else ""
-    return line
+    return line + (f', tablespace "{row["spcname"]}"' if row["spcname"] else "")
 
 
 def _policy_lines(facts: Any, rows: list[Any]) -> list[str]:
@@ -327,6 +328,8 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
         footers.append(
             "Replica Identity: " + ("FULL" if facts["relreplident"] == "f" else "NOTHING")
         )
+    if facts["spcname"] and kind in "rmp":
+        footers.append(f'Tablespace: "{facts["spcname"]}"')
     if verbose and facts["amname"] is not None and kind in "rmp":
         footers.append(f"Access method: {facts['amname']}")
     if verbose and facts["options"]:

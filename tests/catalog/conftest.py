@@ -3,7 +3,8 @@
 The objects live in two schemas of their own, named per test session, so
 that listings see only them: ``shop`` (a table with every kind of footer,
 the table referencing it, a view, a materialized view, a sequence, a
-function, a trigger, a mixed-case name) and ``shop_b`` (a second schema).
+function, a trigger, a mixed-case name) and ``shop_b`` (a second schema); ``customers`` also has a child table, a policy,
+a statistics object, a publication and options, and ``parts`` partitions.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ CREATE MATERIALIZED VIEW order_totals AS
 CREATE SEQUENCE invoice_seq START 100 INCREMENT 5;
 CREATE TABLE "Mixed Case" ("Col A" int);
 CREATE FUNCTION add_one(x integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT x + 1';
+CREATE PUBLICATION {a}_pub FOR TABLE customers;
+CREATE TABLE vip (level int) INHERITS (customers);
+ALTER TABLE customers SET (fillfactor = 70);
+ALTER TABLE customers REPLICA IDENTITY FULL;
+CREATE STATISTICS customers_stats (ndistinct) ON email, name FROM customers;
+ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON customers FOR SELECT USING (email = current_user);
+CREATE TABLE parts (id int, k text) PARTITION BY LIST (k);
+CREATE TABLE parts_a PARTITION OF parts FOR VALUES IN ('a');
 CREATE TABLE {b}.orders (id int);
 CREATE VIEW {b}.order_view AS SELECT 1 AS one;
 """
@@ -92,6 +102,8 @@ def _create(dsn: str) -> Shop:
 
 
 def _drop(shop: Shop) -> None:
+    # A publication lives outside schemas.
+    run_sql(shop.dsn, f"DROP PUBLICATION {shop.a}_pub")
     run_sql(shop.dsn, f"DROP SCHEMA {shop.a}, {shop.b} CASCADE")
 
 

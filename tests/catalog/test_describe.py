@@ -61,6 +61,11 @@ DESCRIBED = [
     r"\d customers",
     r"\d+ customers",
     r"\d invoices",
+    r"\d vip",
+    r"\d+ vip",
+    r"\d parts",
+    r"\d+ parts",
+    r"\d+ parts_a",
     r"\d big_orders",
     r"\d+ big_orders",
     r"\d order_totals",
@@ -207,7 +212,15 @@ def rows(found: Outcome) -> list[tuple[Any, ...]]:
 def test_listings(shop: Shop) -> None:
     a = shop.a
     tables = [(r[0], r[1]) for r in rows(outcome(shop, r"\dt {a}.*"))]
-    assert tables == [(a, "Mixed Case"), (a, "customers"), (a, "invoices"), (a, "orders")]
+    assert tables == [
+        (a, "Mixed Case"),
+        (a, "customers"),
+        (a, "invoices"),
+        (a, "orders"),
+        (a, "parts"),
+        (a, "parts_a"),
+        (a, "vip"),
+    ]
     assert [r[1] for r in rows(outcome(shop, r"\dv {a}.*"))] == ["big_orders"]
     assert [r[1] for r in rows(outcome(shop, r"\dm {a}.*"))] == ["order_totals"]
     sequences = [r[1] for r in rows(outcome(shop, r"\ds {a}.*"))]
