@@ -106,7 +106,7 @@ async def describe(conn: asyncpg.Connection, command: MetaCommand) -> list[Descr
 
 
 _RELATION_SQL = """
-SELECT c.relkind::text, c.relpersistence::text, c.relhasindex, c.relhastriggers,
+SELECT c.relkind::text, c.relpersistence::text, c.relhasindex, c.relhastriggers, c.relhasrules,
        c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text,
        n.nspname, c.relname, am.amname,
        pg_catalog.array_to_string(c.reloptions || array(

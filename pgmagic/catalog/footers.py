@@ -78,6 +78,12 @@ FROM pg_catalog.pg_statistic_ext s
 WHERE s.stxrelid = $1
 ORDER BY nsp, s.stxname
 """
+_RULES = """
+SELECT r.rulename, pg_catalog.pg_get_ruledef(r.oid, true) AS ruledef, r.ev_enabled::text
+FROM pg_catalog.pg_rewrite r
+WHERE r.ev_class = $1 AND r.rulename <> '_RETURN'
+ORDER BY 1
+"""
 _PUBLICATIONS_15 = """
 SELECT p.pubname, NULL AS qual, NULL AS columns
 FROM pg_catalog.pg_publication p
@@ -149,6 +155,13 @@ WHERE c.oid = i.inhrelid AND i.inhparent = $1
 ORDER BY pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
          c.oid::pg_catalog.regclass::pg_catalog.text
 """
+# psql's sections of rules: title, pg_rewrite.ev_enabled.
+_RULE_SECTIONS = (
+    ("Rules:", "O"),
+    ("Disabled rules:", "D"),
+    ("Rules firing always:", "A"),
+    ("Rules firing on replica only:", "R"),
+)
 # psql's sections of triggers: title, pg_trigger.tgenabled, internal or not (None: either).
 _TRIGGER_SECTIONS: tuple[tuple[str, str, bool | None], ...] = (
     ("Triggers:", "O", None),
@@ -226,6 +239,16 @@ def _not_null_line(row: Any) -> str:
     return line + ("" if row["convalidated"] else " NOT VALID")
 
 
+def _rule_lines(rows: list[Any], enabled: str, indent: str = "    ") -> list[str]:
+    # psql shows the definition without its "CREATE RULE ", and without its ';'.
+    lines: list[str] = []
+    for row in rows:
+        if row["ev_enabled"] == enabled:
+            definition = row["ruledef"].rstrip(";")
+            lines += (indent + definition.removeprefix("CREATE RULE ")).split("\n")
+    return lines
+
+
 def _listed(label: str, items: list[str]) -> list[str]:
     """``Inherits: a,`` then the others under the first, as psql lines them up."""
     indent = " " * (len(label) + 2)
@@ -266,6 +289,9 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
     if kind in "vm" and verbose:
         definition = await conn.fetchval("SELECT pg_catalog.pg_get_viewdef($1::oid, true)", oid)
         footers += ["View definition:", *definition.split("\n")]
+        if kind == "v" and facts["relhasrules"]:
+            # psql indents a view's rules by one space, a table's by four.
+            footers += _section("Rules:", _rule_lines(await rows(_RULES), "O", " "))
     if facts["bound"] is not None:
         parents = await rows(_PARENTS)
         footers.append(f"Partition of: {parents[0]['name']} {facts['bound']}")
@@ -298,6 +324,10 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
     if kind in "rpmf":
         statistics = [_statistics_line(r) for r in await rows(_STATISTICS)]
         footers += _section("Statistics objects:", statistics)
+    if kind in "rp" and facts["relhasrules"]:
+        rules = await rows(_RULES)
+        for title, enabled in _RULE_SECTIONS:
+            footers += _section(title, _rule_lines(rules, enabled))
     if kind in "rp":
         publications = [
             f'    "{r["pubname"]}"'

@@ -66,6 +66,16 @@ DESCRIBED = [
     r"\d parts",
     r"\d+ parts",
     r"\d+ parts_a",
+    r"\d slots",
+    r"\d+ slots",
+    r"\d slots_ticket",
+    r"\d+ slots_ticket_key",
+    r"\d slots_during_excl",
+    r"\d slots_id_seq",
+    r"\d one_row",
+    r"\d+ one_row",
+    r"\d pair",
+    r"\d+ pair",
     r"\d big_orders",
     r"\d+ big_orders",
     r"\d order_totals",
@@ -175,7 +185,7 @@ def test_table_layout_reads_every_footer(shop: Shop) -> None:
         "Referenced by:",
         "Triggers:",
     ]
-    assert '    "orders_pkey" PRIMARY KEY, btree (id)' in orders.footers
+    assert '    "orders_pkey" PRIMARY KEY, btree (id) CLUSTER' in orders.footers
 
 
 def test_verbose_adds_columns_and_footers(shop: Shop) -> None:
@@ -219,21 +229,23 @@ def test_listings(shop: Shop) -> None:
         (a, "orders"),
         (a, "parts"),
         (a, "parts_a"),
+        (a, "slots"),
         (a, "vip"),
     ]
-    assert [r[1] for r in rows(outcome(shop, r"\dv {a}.*"))] == ["big_orders"]
+    assert [r[1] for r in rows(outcome(shop, r"\dv {a}.*"))] == ["big_orders", "one_row"]
     assert [r[1] for r in rows(outcome(shop, r"\dm {a}.*"))] == ["order_totals"]
     sequences = [r[1] for r in rows(outcome(shop, r"\ds {a}.*"))]
-    assert sequences == ["customers_id_seq", "invoice_seq", "orders_id_seq"]
+    assert sequences == ["customers_id_seq", "invoice_seq", "orders_id_seq", "slots_id_seq"]
     indexes = {r[1]: r[4] for r in rows(outcome(shop, r"\di {a}.*"))}
     assert indexes["orders_placed_idx"] == "orders"
     assert [r[0] for r in rows(outcome(shop, r"\dn {a}*"))] == [shop.a, shop.b]
     functions = rows(outcome(shop, r"\df {a}.*"))
     assert [(r[1], r[2], r[3]) for r in functions] == [
         ("add_one", "integer", "x integer"),
+        ("ignore_row", "trigger", ""),
         ("touch", "trigger", ""),
     ]
-    assert [r[1] for r in rows(outcome(shop, r"\dft {a}.*"))] == ["touch"]
+    assert [r[1] for r in rows(outcome(shop, r"\dft {a}.*"))] == ["ignore_row", "touch"]
     assert "plpgsql" in [r[0] for r in rows(outcome(shop, r"\dx"))]
     assert rows(outcome(shop, r"\du nobody_here")) == []
     current = rows(outcome(shop, r"\conninfo"))[0]

@@ -29,7 +29,7 @@ def test_a_listing_is_a_titled_dataframe(ip: Any, at_shop: Shop, capsys: Any) ->
     assert value["Name"].tolist()[:4] == ["Mixed Case", "customers", "invoices", "orders"]
     out = capsys.readouterr().out
     assert out.startswith("List of tables\n")
-    assert "7 rows × 4 columns" in out
+    assert "8 rows × 4 columns" in out
 
 
 def test_describe_shows_psql_layout_and_gives_the_columns(
@@ -129,7 +129,7 @@ def test_a_cell_runs_sql_and_commands_in_order(ip: Any, at_shop: Shop, capsys: A
 
 def test_a_cell_ending_with_a_command_gives_its_value(ip: Any, at_shop: Shop) -> None:
     value = run(ip, f"%%pg -o listed\nSELECT 1 AS one;\n\\dv {at_shop.a}.*")
-    assert value["Name"].tolist() == ["big_orders"]
+    assert value["Name"].tolist() == ["big_orders", "one_row"]
     assert ip.user_ns["listed"] is value
 
 
