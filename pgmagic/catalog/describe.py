@@ -158,7 +158,11 @@ SELECT a.attname,
        pg_catalog.col_description(a.attrelid, a.attnum) AS comment,
        CASE WHEN i.indexrelid IS NOT NULL
             THEN pg_catalog.pg_get_indexdef(a.attrelid, a.attnum, true) END AS indexdef,
-       a.attnum <= i.indnkeyatts AS iskey
+       a.attnum <= i.indnkeyatts AS iskey,
+       CASE WHEN a.attfdwoptions IS NOT NULL THEN '(' || pg_catalog.array_to_string(ARRAY(
+           SELECT pg_catalog.quote_ident(option_name) || ' '
+                  || pg_catalog.quote_literal(option_value)
+           FROM pg_catalog.pg_options_to_table(a.attfdwoptions)), ', ') || ')' END AS fdwoptions
 FROM pg_catalog.pg_attribute a
   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = a.attrelid
@@ -185,6 +189,8 @@ async def _columns(
     index = kind in "iI"
     headers = ["Column", "Type"]
     headers += ["Key?", "Definition"] if index else ["Collation", "Nullable", "Default"]
+    if kind == "f":
+        headers.append("FDW options")
     # psql's verbose columns, by relation kind.
     storage = verbose
     compression = verbose and kind in "rpm"
@@ -206,6 +212,8 @@ async def _columns(
         else:
             nullable = "not null" if row["attnotnull"] else ""
             cells += [row["collation"] or "", nullable, _default(row)]
+        if kind == "f":
+            cells.append(row["fdwoptions"] or "")
         if storage:
             cells.append(_STORAGE.get(row["attstorage"], ""))
         if compression:

@@ -140,6 +140,15 @@ FROM pg_catalog.pg_trigger t
 WHERE t.tgrelid = $1 AND (NOT t.tgisinternal OR (t.tgisinternal AND t.tgenabled = 'D'))
 ORDER BY 1
 """
+_SERVER = """
+SELECT s.srvname, pg_catalog.array_to_string(ARRAY(
+           SELECT pg_catalog.quote_ident(option_name) || ' '
+                  || pg_catalog.quote_literal(option_value)
+           FROM pg_catalog.pg_options_to_table(f.ftoptions)), ', ') AS options
+FROM pg_catalog.pg_foreign_table f
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver
+WHERE f.ftrelid = $1
+"""
 _PARENTS = """
 SELECT c.oid::pg_catalog.regclass::pg_catalog.text AS name
 FROM pg_catalog.pg_class c, pg_catalog.pg_inherits i
@@ -350,6 +359,11 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
                     line = "    " + (definition[start + 9 :] if start >= 0 else definition)
                     lines.append(line + (f", ON TABLE {t['parent']}" if t["parent"] else ""))
             footers += _section(title, lines)
+    if kind == "f":
+        server = await conn.fetchrow(_SERVER, oid)
+        footers.append(f"Server: {server['srvname']}")
+        if server["options"]:
+            footers.append(f"FDW options: ({server['options']})")
     if kind in "rpmf":
         footers += await _inheritance(conn, oid, facts, verbose)
     if facts["oftype"]:

@@ -10,6 +10,7 @@ layouts end before it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from pgmagic.catalog.meta import parse
 from pgmagic.catalog.run import Outcome, fetch
 from pgmagic.frontend.tables import aligned
 from tests.catalog.conftest import Shop, psql
+from tests.conftest import run_sql
 
 
 def outcome(shop: Shop, command: str) -> Outcome:
@@ -272,3 +274,28 @@ def test_databases_listing_on_each_server(any_shop: Shop) -> None:
 def test_regular_expression_errors_come_from_the_server(shop: Shop) -> None:
     with pytest.raises(asyncpg.InvalidRegularExpressionError):
         outcome(shop, r"\dt (")
+
+
+@pytest.fixture
+def foreign_table(shop: Shop) -> Iterator[str]:
+    """A foreign table of a wrapper with no handler (creating one needs a superuser)."""
+    rows_ = run_sql(
+        shop.dsn, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+    )
+    if not rows_[0][0]:
+        pytest.skip("creating a foreign-data wrapper needs a superuser")
+    tag = shop.a
+    for statement in (
+        f"CREATE FOREIGN DATA WRAPPER {tag}_fdw",
+        f"CREATE SERVER {tag}_srv FOREIGN DATA WRAPPER {tag}_fdw",
+        f"CREATE FOREIGN TABLE {tag}.remote (a int OPTIONS (column_name 'x'), b text)"
+        f" SERVER {tag}_srv OPTIONS (schema_name 'r', table_name 't')",
+    ):
+        run_sql(shop.dsn, statement)
+    yield "remote"
+    run_sql(shop.dsn, f"DROP FOREIGN DATA WRAPPER {tag}_fdw CASCADE")
+
+
+@pytest.mark.parametrize("command", [r"\d remote", r"\d+ remote", r"\dE"])
+def test_foreign_tables_match_psql(shop: Shop, foreign_table: str, command: str) -> None:
+    assert as_text(outcome(shop, command)) == psql(shop, command)
