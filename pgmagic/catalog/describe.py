@@ -3,12 +3,15 @@ r"""``\d NAME``: the layouts psql prints for one relation (table, view, index, s
 One query finds the relations the pattern names (visible ones only when it
 names no schema), then each is read from ``pg_catalog``: its columns, and
 the footers psql prints under them, in psql's order (Indexes, Check
-constraints, Foreign-key constraints, Referenced by, Not-null constraints,
-Triggers, Publications, Inherits, Access method ...).  Definitions come from
-the server's own ``pg_get_*def`` functions, so they read as that server
-writes them.  Where catalogs differ by version (``attstattarget`` is NULL
-for "default" from 17 on, -1 before; named NOT NULL constraints from 18;
-publications of schemas from 15) the queries ask ``server_version_num``.
+constraints, Foreign-key constraints, Referenced by, Policies, Statistics
+objects, Rules, Publications, Not-null constraints, Triggers, Inherits,
+Access method ...; see :mod:`~pgmagic.catalog.footers`).  Definitions come
+from the server's own ``pg_get_*def`` functions, so they read as that
+server writes them.  Where catalogs differ by version the queries follow
+the server's version, which it reports when the connection opens: named
+NOT NULL constraints from 18, ``indnullsnotdistinct`` and publications of
+schemas from 15; ``attstattarget`` (NULL for "default" from 17 on, -1
+before) is read so that both mean the same.
 """
 
 from __future__ import annotations

@@ -265,6 +265,7 @@ def run_cell_with_commands(
     commands = {i: command(p.text) for i, p in enumerate(pieces) if p.command}
     texts = {i: script.only(cell, p) for i, p in enumerate(pieces) if not p.command}
     for text in texts.values():
+        # Only to fail before any I/O: run_cell binds each piece again when it runs.
         bind_cell(text, magics.namespace, positional)
     shown = CellOutput(magics.displaylimit, magics.numeric_as_float)
     value: Any = None
