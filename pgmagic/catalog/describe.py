@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from pgmagic.catalog.footers import table_footers
+from pgmagic.catalog.footers import inheritance, partition_of, table_footers
 from pgmagic.catalog.meta import MetaCommand, parts
 from pgmagic.catalog.patterns import Query, resolve
 
@@ -110,6 +110,7 @@ async def describe(conn: asyncpg.Connection, command: MetaCommand) -> list[Descr
 
 _RELATION_SQL = """
 SELECT c.relkind::text, c.relpersistence::text, c.relhasindex, c.relhastriggers, c.relhasrules,
+       c.relispartition,
        c.relrowsecurity, c.relforcerowsecurity, c.relreplident::text,
        n.nspname, c.relname, am.amname,
        pg_catalog.array_to_string(c.reloptions || array(
@@ -141,7 +142,12 @@ async def _one(conn: asyncpg.Connection, oid: int, verbose: bool) -> Description
         return await _sequence(conn, oid, name, title)
     description = await _columns(conn, oid, kind, name, title, verbose)
     if kind in "iI":
-        description.footers = await _index_footers(conn, oid, facts)
+        description.footers = await partition_of(conn, oid, facts, verbose)
+        description.footers += await _index_footers(conn, oid, facts)
+        if kind == "I":
+            description.footers += await inheritance(conn, oid, facts, verbose)
+            if verbose:
+                description.footers.append(f"Access method: {facts['amname']}")
     else:
         description.footers = await table_footers(conn, oid, facts, verbose)
     return description

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["table_footers"]
+__all__ = ["inheritance", "partition_of", "table_footers"]
 
 _INDEXES = """
 SELECT c2.relname, i.indisprimary, i.indisunique, i.indisclustered, i.indisvalid,
@@ -301,14 +301,7 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
         if kind == "v" and facts["relhasrules"]:
             # psql indents a view's rules by one space, a table's by four.
             footers += _section("Rules:", _rule_lines(await rows(_RULES), "O", " "))
-    if facts["bound"] is not None:
-        parents = await rows(_PARENTS)
-        footers.append(f"Partition of: {parents[0]['name']} {facts['bound']}")
-        if verbose:
-            constraint = await conn.fetchval(
-                "SELECT pg_catalog.pg_get_partition_constraintdef($1::oid)", oid
-            )
-            footers.append(f"Partition constraint: {constraint or '(none)'}")
+    footers += await partition_of(conn, oid, facts, verbose)
     if facts["partkey"] is not None:
         footers.append(f"Partition key: {facts['partkey']}")
     if (kind in "rpmf" and facts["relhasindex"]) or kind == "p":
@@ -365,7 +358,7 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
         if server["options"]:
             footers.append(f"FDW options: ({server['options']})")
     if kind in "rpmf":
-        footers += await _inheritance(conn, oid, facts, verbose)
+        footers += await inheritance(conn, oid, facts, verbose)
     if facts["oftype"]:
         footers.append(f"Typed table of type: {facts['oftype']}")
     if verbose and kind in "rm" and facts["relreplident"] in "fn":
@@ -381,13 +374,58 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
     return footers
 
 
-async def _inheritance(conn: asyncpg.Connection, oid: int, facts: Any, verbose: bool) -> list[str]:
+async def partition_of(conn: asyncpg.Connection, oid: int, facts: Any, verbose: bool) -> list[str]:
+    r"""``Partition of: parent bound`` for a partition (table or index); its constraint with ``+``.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    oid : int
+    facts : asyncpg.Record
+        The relation's ``pg_class`` facts.
+    verbose : bool
+
+    Returns
+    -------
+    list of str
+        Empty for a relation that is no partition.
+    """
+    if not facts["relispartition"]:
+        return []
+    parents = await conn.fetch(_PARENTS, oid)
+    # An index partition has no bound: psql still prints the space before it.
+    lines = [f"Partition of: {parents[0]['name']} {facts['bound'] or ''}"]
+    if verbose:
+        constraint = await conn.fetchval(
+            "SELECT pg_catalog.pg_get_partition_constraintdef($1::oid)", oid
+        )
+        lines.append(
+            f"Partition constraint: {constraint}" if constraint else "No partition constraint"
+        )
+    return lines
+
+
+async def inheritance(conn: asyncpg.Connection, oid: int, facts: Any, verbose: bool) -> list[str]:
+    r"""What a relation inherits, and its children or partitions (listed with ``\d+``).
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    oid : int
+    facts : asyncpg.Record
+        The relation's ``pg_class`` facts.
+    verbose : bool
+
+    Returns
+    -------
+    list of str
+    """
     footers: list[str] = []
-    if facts["bound"] is None:
+    if not facts["relispartition"]:
         parents = [r["name"] for r in await conn.fetch(_PARENTS, oid)]
         footers += _listed("Inherits", parents) if parents else []
     children = await conn.fetch(_CHILDREN, oid)
-    partitioned = facts["relkind"] == "p"
+    partitioned = facts["relkind"] in "pI"
     if not verbose:
         if children:
             noun = "partitions" if partitioned else "child tables"
@@ -398,7 +436,7 @@ async def _inheritance(conn: asyncpg.Connection, oid: int, facts: Any, verbose: 
     items = []
     for child in children:
         item = child["name"]
-        if partitioned:
+        if facts["relkind"] == "p":
             item += f" {child['bound']}"
             item += ", PARTITIONED" if child["relkind"] == "p" else ""
             item += ", FOREIGN" if child["relkind"] == "f" else ""
