@@ -197,7 +197,12 @@ async def _columns(
     rows = await conn.fetch(_COLUMNS_SQL, oid)
     index = kind in "iI"
     headers = ["Column", "Type"]
-    headers += ["Key?", "Definition"] if index else ["Collation", "Nullable", "Default"]
+    # A TOAST table's columns are fixed: psql shows their names and types only.
+    details = kind != "t"
+    if index:
+        headers += ["Key?", "Definition"]
+    elif details:
+        headers += ["Collation", "Nullable", "Default"]
     if kind == "f":
         headers.append("FDW options")
     # psql's verbose columns, by relation kind.
@@ -218,7 +223,7 @@ async def _columns(
         cells = [row["attname"], row["type"]]
         if index:
             cells += ["yes" if row["iskey"] else "no", row["indexdef"] or ""]
-        else:
+        elif details:
             nullable = "not null" if row["attnotnull"] else ""
             cells += [row["collation"] or "", nullable, _default(row)]
         if kind == "f":

@@ -149,6 +149,11 @@ FROM pg_catalog.pg_foreign_table f
   JOIN pg_catalog.pg_foreign_server s ON s.oid = f.ftserver
 WHERE f.ftrelid = $1
 """
+_OWNER = """
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.reltoastrelid = $1
+"""
 _PARENTS = """
 SELECT c.oid::pg_catalog.regclass::pg_catalog.text AS name
 FROM pg_catalog.pg_class c, pg_catalog.pg_inherits i
@@ -304,7 +309,11 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
     footers += await partition_of(conn, oid, facts, verbose)
     if facts["partkey"] is not None:
         footers.append(f"Partition key: {facts['partkey']}")
-    if (kind in "rpmf" and facts["relhasindex"]) or kind == "p":
+    if kind == "t":
+        owner = await conn.fetchrow(_OWNER, oid)
+        if owner is not None:
+            footers.append(f'Owning table: "{owner["nspname"]}.{owner["relname"]}"')
+    if (kind in "rpmft" and facts["relhasindex"]) or kind == "p":
         footers += _section("Indexes:", [_index_line(r) for r in await rows(_INDEXES)])
     if kind in "rpf":
         checks = await rows(_CHECKS)
@@ -361,13 +370,16 @@ async def table_footers(conn: asyncpg.Connection, oid: int, facts: Any, verbose:
         footers += await inheritance(conn, oid, facts, verbose)
     if facts["oftype"]:
         footers.append(f"Typed table of type: {facts['oftype']}")
-    if verbose and kind in "rm" and facts["relreplident"] in "fn":
-        footers.append(
-            "Replica Identity: " + ("FULL" if facts["relreplident"] == "f" else "NOTHING")
-        )
+    # psql names a replica identity when it is not the schema's usual one
+    # (NOTHING for the system catalogs, DEFAULT elsewhere); an index's is on its line.
+    usual = "n" if facts["nspname"] == "pg_catalog" else "d"
+    identity = facts["relreplident"]
+    if verbose and kind in "rm" and identity not in (usual, "i"):
+        words = {"d": "DEFAULT", "f": "FULL", "n": "NOTHING"}[identity]
+        footers.append(f"Replica Identity: {words}")
     if facts["spcname"] and kind in "rmp":
         footers.append(f'Tablespace: "{facts["spcname"]}"')
-    if verbose and facts["amname"] is not None and kind in "rmp":
+    if verbose and facts["amname"] is not None and kind in "rmpt":
         footers.append(f"Access method: {facts['amname']}")
     if verbose and facts["options"]:
         footers.append(f"Options: {facts['options']}")

@@ -104,6 +104,14 @@ DESCRIBED = [
     r"\d ord*",
     r"\d {a}.invoice?",
     r"\dx+ plpgsql",
+    # System catalogs: their replica identity, TOAST tables, views of the server's.
+    r"\d+ pg_class",
+    r"\d pg_class_oid_index",
+    r"\d pg_toast.pg_toast_2619",
+    r"\d+ pg_toast.pg_toast_2619",
+    r"\d pg_stat_activity",
+    r"\d information_schema.tables",
+    r"\d pg_catalog.pg_am*",
 ]
 
 
