@@ -3,7 +3,9 @@
 This is the kernel-side completer, which front ends without pgmagic's
 JupyterLab extension use (terminal IPython, VS Code, Notebook 7) while the
 kernel is idle.  It completes what ``%pg?`` lists: subcommands in the first
-word, and the options of the cell or of the subcommand after a ``-``.
+word, and the options of the cell or of the subcommand after a ``-``; psql's
+describe commands after a backslash (instead of IPython's LaTeX names), on
+a ``%pg`` line or a line of a ``%%pg`` cell.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, context_
 
 from pgmagic.frontend.commands import COMMANDS
 from pgmagic.frontend.options import FLAGS
+from pgmagic.frontend.psql import DESCRIBE_COMMANDS
 
 __all__ = ["register", "unregister"]
 
@@ -52,6 +55,8 @@ def candidates(line: str, symbol: str) -> list[str]:
         offered = _SUBCOMMAND_FLAGS.get(command, ()) if symbol.startswith("-") else ()
     elif symbol.startswith("-"):
         offered = FLAGS
+    elif not before and not cell and symbol.startswith("\\"):
+        offered = DESCRIBE_COMMANDS
     elif not before and not cell:
         offered = tuple(COMMANDS)
     else:
@@ -67,6 +72,9 @@ def _matcher(context: CompletionContext) -> dict[str, Any]:
     # The line under the cursor: in a cell, the %%pg line; after "df = " too.
     line = context.text_until_cursor.rsplit("\n", 1)[-1]
     match = _LINE_RE.match(line)
+    if match is None and context.full_text.lstrip().startswith("%%pg"):
+        # A backslash line of a %%pg cell is a command, as on a %pg line.
+        match = _LINE_RE.match("%pg " + line.lstrip()) if line.lstrip()[:1] == "\\" else None
     if match is None:
         return {"completions": []}
     symbol = "" if line.endswith((" ", "\t")) else line.split()[-1]

@@ -31,10 +31,35 @@ if TYPE_CHECKING:
     from pgmagic.frontend.magics import PgMagics
     from pgmagic.frontend.options import Options
 
-__all__ = ["ANSWERS", "Layout", "command", "in_cell", "run_cell_with_commands", "run_line"]
+__all__ = [
+    "ANSWERS",
+    "DESCRIBE_COMMANDS",
+    "Layout",
+    "command",
+    "in_cell",
+    "run_cell_with_commands",
+    "run_line",
+]
 
 show: Callable[..., None] = _display.display
 
+# What Tab offers after a backslash.
+DESCRIBE_COMMANDS = (
+    r"\conninfo",
+    r"\d",
+    r"\dE",
+    r"\df",
+    r"\dg",
+    r"\di",
+    r"\dm",
+    r"\dn",
+    r"\ds",
+    r"\dt",
+    r"\du",
+    r"\dv",
+    r"\dx",
+    r"\l",
+)
 SUPPORTED = (
     r"\d [NAME], \dt, \dv, \dm, \di, \ds, \dE, \dn, \df, \dx, \du (\dg), \l, \conninfo; "
     "S adds system objects, + more columns"

@@ -30,6 +30,11 @@ def completions(ip: Any, line: str) -> list[str]:
         ("%pg unlisten --a", ["--all"]),
         ("%pg load df INTO t --re", ["--replace"]),
         ("%pg listen --d", ["--dsn"]),
+        # psql's describe commands, not IPython's LaTeX names (\\delta).
+        ("%pg \\dt", ["\\dt"]),
+        ("%pg \\co", ["\\conninfo"]),
+        ("%%pg\n\\l", ["\\l"]),
+        ("%%pg\nSELECT 1;\n  \\dn", ["\\dn"]),
     ],
 )
 def test_options_and_subcommands_complete(ip: Any, line: str, expected: list[str]) -> None:
