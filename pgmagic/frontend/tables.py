@@ -385,8 +385,9 @@ def aligned(
     -------
     str
     """
+    split = [[cell.split("\n") for cell in row] for row in rows]
     widths = [
-        max([display_width(name)] + [display_width(row[j]) for row in rows])
+        max([display_width(name)] + [display_width(line) for row in split for line in row[j]])
         for j, name in enumerate(columns)
     ]
     total = sum(widths) + 3 * (len(widths) - 1) + 2
@@ -397,13 +398,18 @@ def aligned(
     )
     lines.append("-" + "-+-".join("-" * w for w in widths) + "-")
     last = len(columns) - 1
-    for row in rows:
-        cells = [
-            _pad(cell, width, "right" if j < len(right) and right[j] else "left")
-            if j < last or (j < len(right) and right[j])
-            else cell
-            for j, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append(" " + " | ".join(cells))
+    aligns = ["right" if j < len(right) and right[j] else "left" for j in range(len(columns))]
+    for row in split:
+        # A cell of several lines takes several lines; psql marks each line
+        # that goes on with "+" where the space after the cell would be.
+        for k in range(max(len(cell) for cell in row)):
+            parts = []
+            for j, (cell, width) in enumerate(zip(row, widths, strict=True)):
+                text = cell[k] if k < len(cell) else ""
+                more = k < len(cell) - 1
+                if j < last or more or aligns[j] == "right":
+                    text = _pad(text, width, aligns[j])
+                parts.append(text + ("+" if more else " " if j < last else ""))
+            lines.append(" " + "| ".join(parts))
     lines.extend(footers)
     return "\n".join(lines)

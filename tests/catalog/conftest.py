@@ -7,7 +7,8 @@ function, a trigger, a mixed-case name) and ``shop_b`` (a second schema); ``cust
 a statistics object, a publication and options, ``parts`` and ``events``
 partitions (with keys, a trigger and an index handed down to them),
 ``slots`` the rarer footers (rules, disabled triggers, exclusion and deferred
-constraints) and ``one_row`` a view's rule and trigger.
+constraints) and ``one_row`` a view's rule and trigger; values of several
+lines and wide characters in ``orders`` and ``shop_b."表"``.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ CREATE RULE one_row_update AS ON UPDATE TO one_row DO INSTEAD NOTHING;
 ALTER TABLE orders ALTER COLUMN note SET STATISTICS 500;
 ALTER TABLE orders ALTER COLUMN note SET COMPRESSION pglz;
 CLUSTER orders USING orders_pkey;
+COMMENT ON COLUMN orders.total IS E'two\nlines';
 CREATE TABLE {b}.orders (id int);
+CREATE TABLE {b}."表" ("列" text DEFAULT E'x\ny', b int);
 CREATE VIEW {b}.order_view AS SELECT 1 AS one;
 """
 

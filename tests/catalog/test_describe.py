@@ -100,6 +100,8 @@ DESCRIBED = [
     r"\d customers_id_seq",
     r'\d "Mixed Case"',
     r"\d+ {b}.orders",
+    r'\d {b}."表"',
+    r'\d+ {b}."表"',
     r"\d *.orders",
     r"\d ord*",
     r"\d {a}.invoice?",
