@@ -14,7 +14,6 @@ query asks for what the server has.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -41,8 +40,8 @@ class Listing:
     title : str
         ``List of tables``.
     columns : tuple of str
-    rows : list of tuple
-        One tuple of values per row (text, numbers, None).
+    rows : list of tuple of str
+        One tuple of text per row, empty where psql shows nothing.
     missing : str or None
         What psql says instead of an empty table (``Did not find any
         tables.``); None: an empty table is shown.
@@ -53,13 +52,16 @@ class Listing:
 
     title: str
     columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
+    rows: list[tuple[str, ...]]
     missing: str | None = None
     name: str = ""
 
 
-async def _fetch(conn: asyncpg.Connection, sql: str, query: Query) -> list[tuple[Any, ...]]:
-    return [tuple(r.values()) for r in await conn.fetch(sql, *query.args)]
+async def _fetch(conn: asyncpg.Connection, sql: str, query: Query) -> list[tuple[str, ...]]:
+    # Text as psql prints it: nothing where a value is missing (a listing of
+    # NULLs reads badly, and \d's columns are text the same way).
+    rows = await conn.fetch(sql, *query.args)
+    return [tuple("" if v is None else str(v) for v in r.values()) for r in rows]
 
 
 # Letter -> (relkinds, singular, plural) for \dt \di \dv \dm \ds \dE.
@@ -305,7 +307,7 @@ async def extension_objects(conn: asyncpg.Connection, command: MetaCommand) -> l
             Listing(
                 f'Objects in extension "{extension["extname"]}"',
                 ("Object description",),
-                [tuple(row.values()) for row in objects],
+                [(row[0],) for row in objects],
                 name=extension["extname"],
             )
         )
