@@ -1,4 +1,4 @@
-"""Every pgmagic error, and the one place that turns an error into what the user sees.
+r"""Every pgmagic error, and the one place that turns an error into what the user sees.
 
 The tree::
 
@@ -9,6 +9,8 @@ The tree::
     │                            of it was committed, and the cell did not run
     ├── OptionError              a magic option, subcommand or setting is wrong
     │   ├── TooManyRows          a result is larger than PgMagics.max_rows
+    │   ├── MetaCommandError     a psql backslash command pgmagic does not run,
+    │   │                        or one with a bad argument (``\foo``, ``a.b.c.d``)
     │   └── StreamExpired        a --stream's connection closed before its end
     └── ColumnTypeError          (also a ValueError) a value does not fit its
                                  column's Arrow type, or what Python holds
@@ -46,6 +48,7 @@ __all__ = [
     "ColumnMismatchError",
     "ColumnTypeError",
     "ConnectError",
+    "MetaCommandError",
     "OptionError",
     "ParameterError",
     "PgMagicError",
@@ -111,6 +114,15 @@ class QueryCancelled(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [str(self.args[0])]
+
+
+class MetaCommandError(OptionError):
+    r"""A psql backslash command that pgmagic does not run, or a bad argument of one.
+
+    The message is psql's words where psql has some (``invalid command \foo``,
+    ``improper qualified name (too many dotted names): a.b.c.d``), else what
+    to use instead (``\c``: ``%pg connect``).
+    """
 
 
 class TooManyRows(OptionError):
@@ -329,6 +341,8 @@ def lines(error: BaseException, text: str | None = None) -> list[str]:
     if isinstance(error, PgMagicError | QueryCancelled):
         return list(error._render_traceback_())
     bound: BoundStatement | None = getattr(error, "pgmagic_statement", None)
+    if not hasattr(bound, "source_position"):
+        bound = None  # a psql command's catalog query: nothing the user wrote to point into
     if isinstance(error, TimeoutError):
         return [
             "TimeoutError: statement cancelled on the server after the command timeout "

@@ -2,7 +2,8 @@
 
 Each takes the magics object (for the shell's namespace and the runtime) and
 the rest of the line, and prints what psql would print.  :data:`COMMANDS`
-maps a subcommand's name to its function.
+maps a subcommand's name to its function; :func:`find` also sends a line
+starting with a backslash to psql's commands (:mod:`pgmagic.frontend.psql`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 from pgmagic.bulk import load as loading
 from pgmagic.errors import ConnectError, OptionError, ParameterError
-from pgmagic.frontend import feed, progress
+from pgmagic.frontend import feed, progress, psql
 from pgmagic.frontend.lines import Word, split
 from pgmagic.frontend.options import channel_name, no_arguments
 from pgmagic.frontend.output import print_message
@@ -28,7 +29,7 @@ from pgmagic.runtime.loop import Runtime
 if TYPE_CHECKING:
     from pgmagic.frontend.magics import PgMagics
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "find"]
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_\u0080-\U0010ffff][\w$]*)'
 _TABLE_RE = re.compile(rf"{_NAME}(?:\.{_NAME})?")
@@ -283,3 +284,25 @@ COMMANDS: dict[str, Callable[[PgMagics, str], None]] = {
     "stop": stop,
     "load": load,
 }
+
+
+def find(line: str) -> Callable[[PgMagics], Any] | None:
+    r"""The subcommand a ``%pg`` line runs, or None when the line is SQL (or options).
+
+    Parameters
+    ----------
+    line : str
+        ``status``, ``load df INTO t``, ``\dt public.*``.
+
+    Returns
+    -------
+    callable or None
+        Takes the magics object.
+    """
+    if line.lstrip().startswith("\\"):
+        return lambda magics: psql.run_line(magics, line)
+    first = line.strip().split(None, 1)
+    if not first or first[0].lower() not in COMMANDS:
+        return None
+    run, rest = COMMANDS[first[0].lower()], first[1] if len(first) > 1 else ""
+    return lambda magics: run(magics, rest)

@@ -3,11 +3,14 @@
 This is the kernel-side completer, which front ends without pgmagic's
 JupyterLab extension use (terminal IPython, VS Code, Notebook 7) while the
 kernel is idle.  It completes what ``%pg?`` lists (subcommands in the first
-word, the options of the cell or of the subcommand after a ``-``), and in the
-SQL: tables, columns, join conditions, functions and keywords from a catalog
-snapshot (:mod:`pgmagic.catalog.suggest`), and ``$name`` from the notebook's
-variables.  The snapshot is read on first use, dropped after a cell that ran
-DDL or ``SET`` (:func:`forget_after`), and kept at most 30 s besides.
+word, the options of the cell or of the subcommand after a ``-``); psql's
+describe commands after a backslash (instead of IPython's LaTeX names) and the
+relation names they take, on a ``%pg`` line or a line of a ``%%pg`` cell; and
+in the SQL: tables, columns, join conditions, functions and keywords from a
+catalog snapshot (:mod:`pgmagic.catalog.suggest`), and ``$name`` from the
+notebook's variables.  The snapshot is read on first use, dropped after a
+cell that ran DDL or ``SET`` (:func:`forget_after`), and kept at most 30 s
+besides.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pgmagic.catalog import snapshot as catalog
 from pgmagic.catalog.suggest import Suggestion, needed, suggest
 from pgmagic.frontend.commands import COMMANDS
 from pgmagic.frontend.options import FLAGS, sql_offset
+from pgmagic.frontend.psql import DESCRIBE_COMMANDS
 from pgmagic.runtime.loop import Runtime, default_runtime
 from pgmagic.sql import params
 from pgmagic.sql.scope import Clause, context_at
@@ -70,6 +74,8 @@ def candidates(line: str, symbol: str) -> list[str]:
         offered = _SUBCOMMAND_FLAGS.get(command, ()) if symbol.startswith("-") else ()
     elif symbol.startswith("-"):
         offered = FLAGS
+    elif not before and not cell and symbol.startswith("\\"):
+        offered = DESCRIBE_COMMANDS
     elif not before and not cell:
         offered = tuple(COMMANDS)
     else:
@@ -191,14 +197,19 @@ def complete_code(
     line_end = code.find("\n", pos)
     line = code[line_start : len(code) if line_end < 0 else line_end]
     first = code.split("\n", 1)[0]
+    before = code[line_start:pos]
     if re.match(r"\s*%%pg\b", first) and line_start > 0:
+        if before.lstrip().startswith("\\"):
+            # A backslash line of a %%pg cell is a command, as on a %pg line.
+            return _backslash(runtime, before.lstrip(), pos)
         body = len(first) + 1
         prefix, found = sql_suggestions(runtime, code[body:], pos - body, namespace)
         return pos - len(prefix), found
-    before = code[line_start:pos]
     match = _LINE_RE.match(before)
     if match is None or not match.group(2):
         return None
+    if match.group(2).lstrip().startswith("\\"):
+        return _backslash(runtime, match.group(2).lstrip(), pos)
     symbol = "" if before.endswith((" ", "\t")) else before.split()[-1]
     options = candidates(match.group(1) + match.group(2), symbol)
     if options or match.group(1) == "%%pg":
@@ -211,6 +222,17 @@ def complete_code(
     prefix, found = sql_suggestions(
         runtime, line[sql_start - line_start :], pos - sql_start, namespace
     )
+    return pos - len(prefix), found
+
+
+def _backslash(runtime: Runtime, command: str, pos: int) -> tuple[int, list[Suggestion]]:
+    r"""``\d ord|``: the command's name first, then the relation it takes."""
+    symbol = "" if command.endswith((" ", "\t")) else command.split()[-1]
+    if len(command.split()) <= 1 and symbol:
+        names = sorted(c for c in DESCRIBE_COMMANDS if c.startswith(symbol))
+        return pos - len(symbol), [Suggestion(c, "psql") for c in names]
+    # A pattern names relations, as after FROM (psql completes it the same way).
+    prefix, found = sql_suggestions(runtime, "TABLE " + symbol, 6 + len(symbol), {})
     return pos - len(prefix), found
 
 

@@ -17,7 +17,7 @@ from IPython.core.magic import magics_class, no_var_expand
 from pgmagic.bulk import export
 from pgmagic.bulk.stream import Stream
 from pgmagic.errors import OptionError, ParameterError
-from pgmagic.frontend import commands, options, progress, tables, watch
+from pgmagic.frontend import commands, options, progress, psql, tables, watch
 from pgmagic.frontend.config import Configuration
 from pgmagic.frontend.output import CellOutput, print_message
 from pgmagic.results.cell import Mode, bind_one, run_cell, run_many
@@ -56,7 +56,7 @@ class PgMagics(Configuration):
     @options.declare
     @line_cell_magic
     def pg(self, line: str, cell: str | None = None) -> Any:
-        """Run SQL on PostgreSQL; ``$name`` binds the notebook variable ``name``.
+        r"""Run SQL on PostgreSQL; ``$name`` binds the notebook variable ``name``.
 
         Forms ([optional], a | b: one of them)
 
@@ -71,6 +71,7 @@ class PgMagics(Configuration):
             %%pg --refresh-on CHANNEL | --watch SECONDS        live output; %pg stop ends it
             %pg listen [--dsn DSN] CHANNEL ... | unlisten CHANNEL ... | unlisten --all
             %pg notify CHANNEL [PAYLOAD | $variable]
+            %pg \d [NAME] | \dt | \df+ PATTERN | \l | ...      psql's describe commands
 
         Examples::
 
@@ -100,10 +101,9 @@ class PgMagics(Configuration):
         DataFrame (dtypes follow the column types).  Values are sent as
         server-side parameters, never pasted into the SQL.
         """
-        first = line.strip().split(None, 1)
-        if cell is None and first and first[0].lower() in commands.COMMANDS:
+        if cell is None and (subcommand := commands.find(line)) is not None:
             self.runtime.printer = print_message
-            return commands.COMMANDS[first[0].lower()](self, first[1] if len(first) > 1 else "")
+            return subcommand(self)
         opts, tokens, rest = options.parse(line, vars(PgMagics.pg)["parser"])
         self.runtime.printer = None if opts.quiet else print_message
         if cell is None:
@@ -123,6 +123,8 @@ class PgMagics(Configuration):
         if opts.params is not None:
             values = self.evaluate(opts.params)
             positional = tuple(values) if isinstance(values, list | tuple) else (values,)
+        if cell is not None and psql.in_cell(cell):
+            return psql.run_cell_with_commands(self, opts, cell, positional)
         if opts.live:
             watch.start(self, opts, sql, positional)
             return None

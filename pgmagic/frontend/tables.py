@@ -14,6 +14,7 @@ import datetime as dt
 import html as html_module
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,7 @@ from pgmagic.errors import display_width
 from pgmagic.results.shown import texts_for as server_texts
 from pgmagic.results.text import format_value, is_null
 
-__all__ = ["ResultInfo", "footer", "html", "info_for", "remember", "text"]
+__all__ = ["ResultInfo", "aligned", "footer", "html", "info_for", "remember", "text"]
 
 _MAX_CELL = 120
 _NULL = "NULL"
@@ -315,13 +316,19 @@ _STYLE = (
 )
 
 
-def html(frame: pd.DataFrame, info: ResultInfo) -> str:
+def html(
+    frame: pd.DataFrame, info: ResultInfo, *, title: str = "", notes: Sequence[str] | None = None
+) -> str:
     """An HTML table of at most ``info.limit`` rows and the footer.
 
     Parameters
     ----------
     frame : pandas.DataFrame
     info : ResultInfo
+    title : str, optional
+        A line above the table (``Table "public.orders"``).
+    notes : sequence of str, optional
+        Lines under the table in place of the footer (psql's ``Indexes:`` ...).
 
     Returns
     -------
@@ -355,10 +362,14 @@ def html(frame: pd.DataFrame, info: ResultInfo) -> str:
                     f"<td{' class=num' if numeric else ''}{_ALIGN[numeric]}>{escape(value)}</td>"
                 )
         body.append("<tr>" + "".join(row) + "</tr>")
+    top = f'<div class="title"><b>{escape(title)}</b></div>' if title else ""
+    if notes is None:
+        bottom = f'<div class="footer">{escape(footer(frame, info))}</div>'
+    else:
+        bottom = f'<pre class="notes">{escape(chr(10).join(notes))}</pre>' if notes else ""
     return (
-        f'<div class="pgmagic-result">{_STYLE}<table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-        f'<div class="footer">{escape(footer(frame, info))}</div></div>'
+        f'<div class="pgmagic-result">{_STYLE}{top}<table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>{bottom}</div>"
     )
 
 
@@ -393,4 +404,60 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
             parts.append(_pad(column[i], width, "right" if numeric else "left"))
         lines.append(" " + " | ".join(parts).rstrip())
     lines.append(footer(frame, info))
+    return "\n".join(lines)
+
+
+def aligned(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    footers: Sequence[str] = (),
+    right: Sequence[bool] = (),
+) -> str:
+    """Text as psql's aligned format prints it: a centred title, a table, footer lines.
+
+    The same bytes as psql's (border 1), without the empty line psql
+    prints after them: headers centred and padded to their width, cells
+    left-aligned (right where ``right`` says so), the last column unpadded.
+
+    Parameters
+    ----------
+    title : str
+    columns : sequence of str
+    rows : sequence of sequence of str
+    footers : sequence of str
+    right : sequence of bool, optional
+        Per column, whether to align to the right (numbers).
+
+    Returns
+    -------
+    str
+    """
+    split = [[cell.split("\n") for cell in row] for row in rows]
+    widths = [
+        max([display_width(name)] + [display_width(line) for row in split for line in row[j]])
+        for j, name in enumerate(columns)
+    ]
+    total = sum(widths) + 3 * (len(widths) - 1) + 2
+    room = total - display_width(title)
+    lines = [(" " * (room // 2) if room > 0 else "") + title]
+    lines.append(
+        " " + " | ".join(_pad(n, w, "center") for n, w in zip(columns, widths, strict=True)) + " "
+    )
+    lines.append("-" + "-+-".join("-" * w for w in widths) + "-")
+    last = len(columns) - 1
+    aligns = ["right" if j < len(right) and right[j] else "left" for j in range(len(columns))]
+    for row in split:
+        # A cell of several lines takes several lines; psql marks each line
+        # that goes on with "+" where the space after the cell would be.
+        for k in range(max(len(cell) for cell in row)):
+            parts = []
+            for j, (cell, width) in enumerate(zip(row, widths, strict=True)):
+                text = cell[k] if k < len(cell) else ""
+                more = k < len(cell) - 1
+                if j < last or more or aligns[j] == "right":
+                    text = _pad(text, width, aligns[j])
+                parts.append(text + ("+" if more else " " if j < last else ""))
+            lines.append(" " + "| ".join(parts))
+    lines.extend(footers)
     return "\n".join(lines)

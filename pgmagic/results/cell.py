@@ -114,9 +114,11 @@ def bind_cell(
 def _refuse_client_side(sql: str) -> None:
     """Refuse, before any I/O, what needs a psql-like client to take part."""
     if sql.startswith("\\"):
+        # A %%pg cell runs its backslash lines itself; this is the API, or a
+        # command after %pg's options.
         raise OptionError(
-            f"{sql.split()[0]} is a psql meta-command, not SQL; query the catalog instead "
-            "(e.g. SELECT * FROM information_schema.tables WHERE table_schema = 'public')"
+            f"{sql.split()[0]} is a psql command, not SQL: run it as a %pg line of its own "
+            f"(%pg {sql.split()[0]}) or a line of a %%pg cell"
         )
     if first_word(sql) in ("LISTEN", "UNLISTEN"):
         # The session never reads notifications; the listener's connection does.

@@ -30,6 +30,11 @@ def completions(ip: Any, line: str) -> list[str]:
         ("%pg unlisten --a", ["--all"]),
         ("%pg load df INTO t --re", ["--replace"]),
         ("%pg listen --d", ["--dsn"]),
+        # psql's describe commands, not IPython's LaTeX names (\\delta).
+        ("%pg \\dt", ["\\dt"]),
+        ("%pg \\co", ["\\conninfo"]),
+        ("%%pg\n\\l", ["\\l"]),
+        ("%%pg\nSELECT 1;\n  \\dn", ["\\dn"]),
     ],
 )
 def test_options_and_subcommands_complete(ip: Any, line: str, expected: list[str]) -> None:
@@ -112,3 +117,17 @@ def test_ddl_in_a_cell_refreshes_what_completion_knows(shop: Any) -> None:
     assert at_cursor(shop, "%%pg\nSELECT * FROM fre|") == ["fresh_table"]
     shop.run_cell("%pg -q DROP TABLE cshop.fresh_table")
     assert at_cursor(shop, "%%pg\nSELECT * FROM fre|") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("%pg \\d cust|", ["customers"]),
+        ("%%pg\nSELECT 1;\n\\d big|", ["big_orders"]),
+        ("%%pg\n\\dt|", ["\\dt"]),
+        ("%%pg\n\\d|", ["\\d", "\\df", "\\dt"]),
+    ],
+)
+def test_describe_commands_complete_relation_names(shop: Any, text: str, wanted: list[str]) -> None:
+    found = at_cursor(shop, text)
+    assert all(w in found for w in wanted), found

@@ -202,7 +202,7 @@ def test_bad_options_are_one_line(ip: Any, capsys: Any, line: str) -> None:
         ("%pg COPY t FROM STDIN", "%pg load"),
         ("%pg copy t from stdin with (format csv)", "%pg load"),
         ("%pg COPY (SELECT 1) TO STDOUT WITH CSV HEADER", "--to"),
-        ("%pg \\dt", "meta-command"),
+        ("%pg -q \\dt", "a %pg line of its own"),
     ],
 )
 def test_client_side_commands_are_refused_before_io(
