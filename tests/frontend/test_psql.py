@@ -65,7 +65,7 @@ def test_layout_html_has_the_title_the_table_and_the_footers(ip: Any, at_shop: S
     [description] = catalog.run(runtime, command)  # type: ignore[misc]
     html = Layout(description)._repr_html_()
     assert f"<b>Table &quot;{at_shop.a}.orders&quot;</b>" in html
-    assert "<th>Nullable</th>" in html
+    assert '<th style="text-align:left">Nullable</th>' in html
     assert "Check constraints:" in html and "rows ×" not in html
 
 
