@@ -109,9 +109,7 @@ class PgMagics(Configuration):
         if cell is None:
             sql = rest
             if not sql.strip() and not tokens:
-                raise OptionError(
-                    "nothing to run: %pg SELECT ... for one line, %%pg for a cell (see %pg?)"
-                )
+                raise OptionError("nothing to run: %pg SELECT ... for one line, %%pg for a cell")
         elif rest.strip():
             raise OptionError(
                 f"unexpected text after the %%pg options: {rest.strip()!r} "
