@@ -9,9 +9,11 @@ then kept.  The front drops the snapshot after DDL (:func:`changes_catalog`).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pgmagic.runtime.loop import Runtime
 from pgmagic.sql.lexer import first_word
@@ -22,9 +24,18 @@ __all__ = [
     "RelationInfo",
     "Snapshot",
     "changes_catalog",
+    "columns_of",
+    "current",
+    "forget",
     "load",
     "load_columns",
 ]
+
+# How long a snapshot serves without a reload (DDL elsewhere, other sessions).
+FRESH_SECONDS = 30.0
+# Completion waits on this from the kernel's thread: never long.
+_TIMEOUT = 2.0
+_snapshots: dict[int, Snapshot] = {}
 
 _RELATIONS = """
 SELECT n.nspname, c.relname, c.relkind::text, c.oid::int8
@@ -66,6 +77,8 @@ SELECT c.conrelid::int8, c.confrelid::int8,
 FROM pg_catalog.pg_constraint c
 WHERE c.contype = 'f' AND (c.conrelid = ANY($1::oid[]) OR c.confrelid = ANY($1::oid[]))
 """
+
+T = TypeVar("T")
 
 # Statements after which the snapshot is out of date.
 _DDL = frozenset({"CREATE", "ALTER", "DROP", "COMMENT", "TRUNCATE", "IMPORT", "SET", "RESET"})
@@ -197,6 +210,52 @@ async def load_columns(runtime: Runtime, snapshot: Snapshot, oids: Iterable[int]
         key = ForeignKey(source, target, tuple(cols), tuple(refs))
         for end in {source, target} & set(missing):
             snapshot.foreign_keys[end].append(key)
+
+
+def current(runtime: Runtime, *, fresh: bool = False) -> Snapshot:
+    """The runtime's snapshot, read again when older than :data:`FRESH_SECONDS` (or ``fresh``).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    fresh : bool
+        Read it again now (``%pg refresh``).
+
+    Returns
+    -------
+    Snapshot
+
+    Raises
+    ------
+    TimeoutError
+        The catalog did not answer within 2 s.
+    """
+    kept = _snapshots.get(id(runtime))
+    if fresh or kept is None or time.monotonic() - kept.loaded > FRESH_SECONDS:
+        kept = runtime.run(_bounded(load(runtime)))
+        _snapshots[id(runtime)] = kept
+    return kept
+
+
+def columns_of(runtime: Runtime, snapshot: Snapshot, oids: Iterable[int]) -> None:
+    """:func:`load_columns`, waited for (at most 2 s) from the calling thread.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    snapshot : Snapshot
+    oids : iterable of int
+    """
+    runtime.run(_bounded(load_columns(runtime, snapshot, oids)))
+
+
+async def _bounded(coro: Coroutine[Any, Any, T]) -> T:
+    return await asyncio.wait_for(coro, _TIMEOUT)
+
+
+def forget() -> None:
+    """Drop every snapshot (after DDL, ``SET``, ``%pg connect``)."""
+    _snapshots.clear()
 
 
 def changes_catalog(statements: Iterable[str]) -> bool:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pgmagic.bulk import load as loading
+from pgmagic.catalog import snapshot as catalog
 from pgmagic.errors import ConnectError, OptionError, ParameterError
 from pgmagic.frontend import feed, progress, psql
 from pgmagic.frontend.lines import Word, split
@@ -273,7 +275,35 @@ def stop(magics: PgMagics, rest: str) -> None:
     print(f"stopped {stopped} refresh{'' if stopped == 1 else 'es'}")
 
 
-COMMANDS: dict[str, Callable[[PgMagics, str], None]] = {
+def tables(magics: PgMagics, rest: str) -> Any:
+    r"""``%pg tables [PATTERN]``: psql's ``\dt``, for those who do not know psql."""
+    return psql.run_line(magics, "\\dt " + rest)
+
+
+def describe(magics: PgMagics, rest: str) -> Any:
+    r"""``%pg describe NAME``: psql's ``\d NAME``."""
+    if not rest.strip():
+        raise OptionError("usage: %pg describe NAME (the same as \\d NAME; \\d alone lists)")
+    return psql.run_line(magics, "\\d " + rest)
+
+
+def refresh_catalog(magics: PgMagics, rest: str) -> None:
+    """``%pg refresh``: read the catalog that completion uses again, now."""
+    no_arguments("refresh", rest)
+    started = time.perf_counter()
+    try:
+        snapshot = catalog.current(magics.runtime, fresh=True)
+    except TimeoutError:
+        raise ConnectError(
+            "the catalog did not answer within 2 s; completion keeps what it had"
+        ) from None
+    print(
+        f"catalog read: {len(snapshot.relations):,} relations in {len(snapshot.schemas)} schemas, "
+        f"{len(snapshot.functions):,} functions ({time.perf_counter() - started:.2f} s)"
+    )
+
+
+COMMANDS: dict[str, Callable[[PgMagics, str], Any]] = {
     "connect": connect,
     "disconnect": disconnect,
     "status": status,
@@ -283,6 +313,9 @@ COMMANDS: dict[str, Callable[[PgMagics, str], None]] = {
     "notify": notify,
     "stop": stop,
     "load": load,
+    "tables": tables,
+    "describe": describe,
+    "refresh": refresh_catalog,
 }
 
 

@@ -15,9 +15,7 @@ besides.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,11 +33,6 @@ from pgmagic.sql.scope import Clause, context_at
 
 __all__ = ["forget_after", "register", "sql_suggestions", "unregister"]
 
-# How long a snapshot serves without a reload (DDL elsewhere, other sessions).
-_FRESH_SECONDS = 30.0
-# The completer runs on the kernel's thread: never wait long for the catalog.
-_CATALOG_TIMEOUT = 2.0
-_snapshots: dict[int, catalog.Snapshot] = {}
 
 # The options each subcommand takes (the cell options are FLAGS).
 _SUBCOMMAND_FLAGS: dict[str, tuple[str, ...]] = {
@@ -86,18 +79,6 @@ def candidates(line: str, symbol: str) -> list[str]:
 _LINE_RE = re.compile(r"^(?:\s*[A-Za-z_]\w*\s*=)?\s*(%%?pg)(\s.*)?$")
 
 
-def _snapshot(runtime: Runtime) -> catalog.Snapshot:
-    kept = _snapshots.get(id(runtime))
-    if kept is None or time.monotonic() - kept.loaded > _FRESH_SECONDS:
-        kept = runtime.run(_bounded(catalog.load(runtime)))
-        _snapshots[id(runtime)] = kept
-    return kept
-
-
-async def _bounded(coro: Any) -> Any:
-    return await asyncio.wait_for(coro, _CATALOG_TIMEOUT)
-
-
 def sql_suggestions(
     runtime: Runtime, sql: str, pos: int, namespace: Mapping[str, Any]
 ) -> tuple[str, list[Suggestion]]:
@@ -132,10 +113,10 @@ def sql_suggestions(
         # Before the first cell: keywords only, rather than start a server
         # (and print its notes) from a Tab press.
         return context.prefix, suggest(context, catalog.Snapshot([], [], [], []))
-    snapshot = _snapshot(runtime)
+    snapshot = catalog.current(runtime)
     wanted = needed(context, snapshot)
     if wanted:
-        runtime.run(_bounded(catalog.load_columns(runtime, snapshot, wanted)))
+        catalog.columns_of(runtime, snapshot, wanted)
     return context.prefix, suggest(context, snapshot)
 
 
@@ -156,7 +137,7 @@ def forget_after(cell: str) -> None:
         statements = [_line_sql(m.group(2) or "") for m in map(_LINE_RE.match, lines) if m]
     connects = any(s.split()[:1] == ["connect"] for s in statements)
     if connects or catalog.changes_catalog(statements):
-        _snapshots.clear()
+        catalog.forget()
 
 
 def _line_sql(rest: str) -> str:

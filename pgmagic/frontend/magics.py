@@ -63,7 +63,7 @@ class PgMagics(Configuration):
             %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]   then SQL in the cell
             %pg [options] SQL                                  SQL on one line
             %pg connect [--pooler] DSN | $variable | --embedded
-            %pg status | disconnect | help | stop
+            %pg status | disconnect | help | stop | refresh      refresh: re-read for Tab
             %%pg --stream [--chunksize N] -o NAME              iterate: for df in NAME
             %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl         stream to a file
             %%pg --many EXPR                                   once per row of EXPR
@@ -71,7 +71,7 @@ class PgMagics(Configuration):
             %%pg --refresh-on CHANNEL | --watch SECONDS        live output; %pg stop ends it
             %pg listen [--dsn DSN] CHANNEL ... | unlisten CHANNEL ... | unlisten --all
             %pg notify CHANNEL [PAYLOAD | $variable]
-            %pg \d [NAME] | \dt | \df+ PATTERN | \l | ...      psql's describe commands
+            %pg \d [NAME] | \dt | \df+ PATTERN | \l | ...      or: tables [P] | describe NAME
 
         Examples::
 

@@ -187,3 +187,21 @@ def test_extension_objects_give_a_frame_per_extension(ip: Any, capsys: Any) -> N
     value = run(ip, r"%pg \dx+ plpgsql")
     assert 'Objects in extension "plpgsql"' in capsys.readouterr().out
     assert "language plpgsql" in value["Object description"].tolist()
+
+
+def test_plain_words_for_the_describe_commands(ip: Any, capsys: Any) -> None:
+    ip.run_cell("%pg -q CREATE TABLE words_probe (id int PRIMARY KEY, note text)")
+    try:
+        listing = run(ip, "%pg tables words_pro*")
+        assert listing["Name"].tolist() == ["words_probe"]
+        columns = run(ip, "%pg describe words_probe")
+        assert columns["Column"].tolist() == ["id", "note"]
+        error, _ = fails(ip, "%pg describe")
+        assert str(error).startswith("usage: %pg describe NAME")
+        capsys.readouterr()
+        run(ip, "%pg refresh")
+        assert capsys.readouterr().out.startswith("catalog read: ")
+        error, _ = fails(ip, "%pg refresh now")
+        assert "takes no arguments" in str(error)
+    finally:
+        ip.run_cell("%pg -q DROP TABLE words_probe")
