@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,13 +246,15 @@ def main() -> None:
     recorder = Recorder(client)
     try:
         run(client, "%load_ext pgmagic")
+        # The panel's comm is opened by the front end, as JupyterLab does.
+        panel = uuid.uuid4().hex
+        content = {"comm_id": panel, "target_name": PANEL, "data": {}}
+        client.shell_channel.send(client.session.msg("comm_open", content))
         run(client, f"%pg listen {CHANNEL}")
         time.sleep(0.5)
         opened = [m for _, m in recorder.take() if m["msg_type"] == "comm_open"]
         ids = {
-            "panel": next(
-                m["content"]["comm_id"] for m in opened if m["content"]["target_name"] == PANEL
-            ),
+            "panel": panel,
             "widget": next(
                 m["content"]["comm_id"]
                 for m in opened
