@@ -138,6 +138,8 @@ class Snapshot:
     columns: dict[int, list[Column]] = field(default_factory=dict)
     foreign_keys: dict[int, list[ForeignKey]] = field(default_factory=dict)
     loaded: float = field(default_factory=time.monotonic)
+    # Relations by name, built on the first resolve (a catalog may hold 20,000).
+    _by_name: dict[str, list[RelationInfo]] | None = field(default=None, repr=False)
 
     def resolve(self, schema: str | None, name: str) -> RelationInfo | None:
         """The relation a name means: schema-qualified, or the first on the search_path.
@@ -151,7 +153,11 @@ class Snapshot:
         -------
         RelationInfo or None
         """
-        found = [r for r in self.relations if r.name == name]
+        if self._by_name is None:
+            self._by_name = {}
+            for relation in self.relations:
+                self._by_name.setdefault(relation.name, []).append(relation)
+        found = self._by_name.get(name, [])
         if schema is not None:
             return next((r for r in found if r.schema == schema), None)
         for path in self.search_path:
