@@ -1,9 +1,10 @@
 """Tab completion in ``%pg`` lines and ``%%pg`` cells, by IPython's own completer.
 
-This is the kernel-side completer, which front ends without pgmagic's
-JupyterLab extension use (terminal IPython, VS Code, Notebook 7) while the
-kernel is idle.  It completes what ``%pg?`` lists (subcommands in the first
-word, the options of the cell or of the subcommand after a ``-``); psql's
+Every front end asks it through IPython's completer while the kernel is
+idle; pgmagic's JupyterLab extension also asks :func:`complete_code` over the
+panel comm (:mod:`~pgmagic.frontend.feed`), on a kernel subshell's thread, so
+Tab works there while a cell runs.  It completes what ``%pg?`` lists
+(subcommands in the first word, the options of the cell or of the subcommand after a ``-``); psql's
 describe commands after a backslash (instead of IPython's LaTeX names) and the
 relation names they take, on a ``%pg`` line or a line of a ``%%pg`` cell; and
 in the SQL: tables, columns, join conditions, functions and keywords from a
@@ -18,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from IPython import get_ipython
 from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
@@ -34,6 +35,8 @@ from pgmagic.sql import params
 from pgmagic.sql.scope import Clause, context_at
 
 __all__ = ["forget_after", "register", "sql_suggestions", "unregister"]
+
+T = TypeVar("T")
 
 # How long a snapshot serves without a reload (DDL elsewhere, other sessions).
 _FRESH_SECONDS = 30.0
@@ -89,13 +92,23 @@ _LINE_RE = re.compile(r"^(?:\s*[A-Za-z_]\w*\s*=)?\s*(%%?pg)(\s.*)?$")
 def _snapshot(runtime: Runtime) -> catalog.Snapshot:
     kept = _snapshots.get(id(runtime))
     if kept is None or time.monotonic() - kept.loaded > _FRESH_SECONDS:
-        kept = runtime.run(_bounded(catalog.load(runtime)))
+        kept = _bounded(runtime, catalog.load(runtime))
         _snapshots[id(runtime)] = kept
     return kept
 
 
-async def _bounded(coro: Any) -> Any:
-    return await asyncio.wait_for(coro, _CATALOG_TIMEOUT)
+def _bounded(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
+    """Wait at most ``_CATALOG_TIMEOUT`` for a catalog read.
+
+    Not ``runtime.run``, which hands the runtime's queued messages to the
+    waiting thread: the panel's completion runs on a subshell's thread while
+    a cell waits on the runtime, and those messages are that cell's.
+    """
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, _CATALOG_TIMEOUT)
+
+    return runtime.submit(bounded()).result()
 
 
 def sql_suggestions(
@@ -135,7 +148,7 @@ def sql_suggestions(
     snapshot = _snapshot(runtime)
     wanted = needed(context, snapshot)
     if wanted:
-        runtime.run(_bounded(catalog.load_columns(runtime, snapshot, wanted)))
+        _bounded(runtime, catalog.load_columns(runtime, snapshot, wanted))
     return context.prefix, suggest(context, snapshot)
 
 
