@@ -327,6 +327,10 @@ def _complete_request(data: dict[str, Any]) -> tuple[str, int]:
     return code, pos
 
 
+def _header_subshell(data: Any, header_subshell: str | None) -> str | None:
+    return header_subshell
+
+
 class PanelBridge:
     """The kernel side of one ``pgmagic.panel`` comm, which a front end opened.
 
@@ -360,6 +364,14 @@ class PanelBridge:
         self._sent_state: dict[str, Any] | None = None
         self._closed = False
         self._comm = channel
+        if hasattr(channel, "_reply_subshell_for"):
+            # ipykernel 7 sends a comm's incoming messages to the subshell its
+            # last outgoing one answered, not the one in their header; ours
+            # leave from the runtime's thread too, under whichever parent was
+            # set last, and a front end opens the comm before its subshell
+            # exists: requests would queue behind the running cell.  Our
+            # requests need no pairing, so the front end's choice stands.
+            setattr(channel, "_reply_subshell_for", _header_subshell)  # noqa: B010 (not typed)
         channel.on_msg(self._on_msg)
         channel.on_close(self._on_close)
         # A snapshot and the batches after it must leave in seq order: both

@@ -20,7 +20,7 @@ TABLE = "completion_probe_orders"
 
 @pytest.fixture(scope="module")
 def panel() -> Iterator[tuple[Recorder, str, str]]:
-    """A kernel with pgmagic loaded, a table, and a panel comm on a subshell."""
+    """A kernel with pgmagic loaded, a table, a panel comm, and a subshell to send on."""
     with Kernel() as kernel:
         recorder = Recorder(kernel)
         recorder.run(
@@ -30,7 +30,9 @@ def panel() -> Iterator[tuple[Recorder, str, str]]:
         )
         subshell = recorder.create_subshell()
         mark = recorder.mark()
-        comm_id = recorder.comm_open(subshell_id=subshell)
+        # On the main shell, as JupyterLab opens it: its subshell for the
+        # target is still being created then; later messages carry its id.
+        comm_id = recorder.comm_open()
         recorder.wait_for(mark, comm_msg(comm_id, lambda d: d["type"] == "snapshot"))
         yield recorder, comm_id, subshell
         recorder.stop()
