@@ -3,8 +3,8 @@
 Both are :class:`~pgmagic.live.listener.Sink` objects: the listener calls their
 ``update`` from the runtime's loop thread at most every 50 ms, and each pulls
 what is new from the notification log.  Frontend messages (Clear, Pause,
-``hello``, ``export``) arrive on the kernel's main thread, so every trait write
-and every comm send takes the view's lock.
+``hello``, ``export``, ``complete``) arrive on the kernel's main thread or on a
+subshell's, so every trait write and every comm send takes the view's lock.
 
 A feed outlives its kernel in the saved notebook, so its display bundle holds
 static HTML and text (:mod:`~pgmagic.frontend.feedstatic`) beside the widget
