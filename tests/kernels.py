@@ -195,16 +195,36 @@ class Recorder:
             if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
         )
 
-    def comm_send(self, comm_id: str, data: dict[str, Any]) -> None:
+    def comm_send(self, comm_id: str, data: dict[str, Any], subshell_id: str | None = None) -> str:
+        """Send a ``comm_msg`` (to a subshell when given); return its message id."""
         msg = self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
         self.client.shell_channel.send(msg)
+        msg_id: str = msg["header"]["msg_id"]
+        return msg_id
 
-    def comm_open(self, target: str = PANEL) -> str:
-        """Open a comm as a front end does; return its id."""
+    def comm_open(self, target: str = PANEL, subshell_id: str | None = None) -> str:
+        """Open a comm as a front end does (on a subshell when given); return its id."""
         comm_id = uuid.uuid4().hex
         content = {"comm_id": comm_id, "target_name": target, "data": {}}
-        self.client.shell_channel.send(self.client.session.msg("comm_open", content))
+        msg = self.client.session.msg("comm_open", content)
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
+        self.client.shell_channel.send(msg)
         return comm_id
+
+    def create_subshell(self) -> str:
+        """Ask the kernel for a subshell, as JupyterLab 4.4+ does per comm target.
+
+        jupyter_client has no helper for it: the request goes on the control
+        channel as ``@jupyterlab/services`` sends it.
+        """
+        self.client.control_channel.send(self.client.session.msg("create_subshell_request", {}))
+        reply = self.client.get_control_msg(timeout=10)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        subshell_id: str = reply["content"]["subshell_id"]
+        return subshell_id
 
     def comm_close(self, comm_id: str) -> None:
         """Close a comm from the front end's side."""

@@ -17,6 +17,7 @@ import {
   COMM_TARGET,
   EXPORT_VARIABLE,
   FeedItem,
+  ICompletions,
   IExportRequest,
   IFeedState,
   parseKernelMessage,
@@ -25,6 +26,13 @@ import {
 
 /** Rows the frontend keeps per kernel; older ones are evicted. */
 export const MAX_ITEMS = 2000;
+
+/**
+ * How long a completion request waits for the kernel. With subshells
+ * (JupyterLab 4.4+, ipykernel 7+) it answers in milliseconds even while a
+ * cell runs; without them it answers only after the cell, too late to help.
+ */
+export const COMPLETE_TIMEOUT_MS = 1500;
 
 /**
  * Where the feed stands with respect to the kernel side.
@@ -116,8 +124,8 @@ export class KernelFeed implements IDisposable {
    * Ask the kernel to assign the matching items to a DataFrame variable.
    *
    * Returns false when there is no comm to send on. The reply arrives on
-   * `exported`; while a cell runs it waits for the kernel to go idle,
-   * because comm messages to the kernel travel on the shell channel.
+   * `exported`; while a cell runs, at once when the kernel serves comms on a
+   * subshell (JupyterLab 4.4+, ipykernel 7+), else once the cell finishes.
    */
   requestExport(filter: IFeedFilter): boolean {
     if (!this._comm) {
@@ -137,11 +145,39 @@ export class KernelFeed implements IDisposable {
     return true;
   }
 
+  /**
+   * Ask the kernel what completes the word at `pos` (in code points) of a
+   * cell's `code`.
+   *
+   * Resolves to null at once without an attached comm (pgmagic not loaded),
+   * and after `timeoutMs` without a reply.
+   */
+  complete(
+    code: string,
+    pos: number,
+    timeoutMs = COMPLETE_TIMEOUT_MS
+  ): Promise<ICompletions | null> {
+    const comm = this._comm;
+    if (!comm || this._status !== 'attached') {
+      return Promise.resolve(null);
+    }
+    const id = ++this._lastCompleteId;
+    return new Promise(resolve => {
+      const timer = setTimeout(() => this._settle(id, null), timeoutMs);
+      this._pending.set(id, reply => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+      comm.send(toCommData({ type: 'complete', id, code, pos }));
+    });
+  }
+
   dispose(): void {
     if (this._isDisposed) {
       return;
     }
     this._isDisposed = true;
+    this._settleAll();
     // The comm is left open on purpose: it belongs to the kernel session,
     // and a reloaded page re-attaches to it by id.
     this._comm = null;
@@ -215,6 +251,7 @@ export class KernelFeed implements IDisposable {
       comm.dispose();
       if (this._comm === comm) {
         this._comm = null;
+        this._settleAll();
         this._setStatus('not-loaded');
       }
     };
@@ -269,7 +306,24 @@ export class KernelFeed implements IDisposable {
       case 'error':
         this._exportFailed.emit(message.message);
         break;
+      case 'completions':
+        if (message.id !== null) {
+          this._settle(message.id, message);
+        }
+        break;
     }
+  }
+
+  /** Answer one pending completion request; later replies to it are ignored. */
+  private _settle(id: number, reply: ICompletions | null): void {
+    const resolve = this._pending.get(id);
+    this._pending.delete(id);
+    resolve?.(reply);
+  }
+
+  /** No comm any more: nobody will answer the pending requests. */
+  private _settleAll(): void {
+    [...this._pending.keys()].forEach(id => this._settle(id, null));
   }
 
   private _onStatusChanged(
@@ -284,6 +338,7 @@ export class KernelFeed implements IDisposable {
       // The connection disposes its comms on restart without calling
       // onClose; the restarted kernel's comm starts a new sequence space.
       this._comm = null;
+      this._settleAll();
       this._setStatus('not-loaded');
     }
   }
@@ -345,6 +400,9 @@ export class KernelFeed implements IDisposable {
   /** Items up to this seq were cleared by the user; snapshots skip them. */
   private _clearedThroughSeq = -Infinity;
   private _isDisposed = false;
+  private _lastCompleteId = 0;
+  /** Completion requests sent and not yet answered, by id. */
+  private _pending = new Map<number, (reply: ICompletions | null) => void>();
   private _changed = new Signal<this, FeedChange>(this);
   private _exported = new Signal<this, IExportResult>(this);
   private _exportFailed = new Signal<this, string>(this);

@@ -4,6 +4,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICompletionProviderManager } from '@jupyterlab/completer';
 import {
   IEditorExtensionRegistry,
   IEditorLanguageRegistry
@@ -13,10 +14,10 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Message, MessageLoop } from '@lumino/messaging';
 import type { Widget } from '@lumino/widgets';
 
-// Activation needs both at once: the panel joins the sidebar at startup, and
-// the active notebook's kernel gets its feed (which opens the comm) at once.
-// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { PgCompletionProvider } from './completion';
 import { FeedRegistry } from './feed';
+// Activation needs it at once: the panel joins the sidebar at startup, and
+// the active notebook's kernel gets its feed (which opens the comm) at once.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { FeedPanel } from './panel';
 import { addFeedRenderer } from './savedFeed';
@@ -27,6 +28,12 @@ const PANEL_ID = 'pgmagic-feed';
 const SHOW_COMMAND = 'pgmagic:show-panel';
 /** Where the panel's open state survives a reload without a layout restorer. */
 const OPEN_KEY = 'pgmagic-labextension:feed-panel-open';
+
+/**
+ * One feed (one comm) per kernel for the whole page, shared by the panel
+ * and the completion provider.
+ */
+const feeds = new FeedRegistry();
 
 /** A database with a broadcast wave: LISTEN/NOTIFY. */
 const pgIcon = new LabIcon({
@@ -63,7 +70,6 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null
   ) => {
-    const feeds = new FeedRegistry();
     const panel = new FeedPanel();
     panel.id = PANEL_ID;
     panel.title.icon = pgIcon;
@@ -206,4 +212,31 @@ const savedFeedPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [feedPanelPlugin, sqlHighlightPlugin, savedFeedPlugin];
+/**
+ * Tab completion in `%%pg` cells and `%pg` lines over pgmagic's comm, which
+ * keeps working while another cell runs (see `completion.ts`).
+ */
+const completionPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'pgmagic-labextension:completion',
+  description: 'Completes SQL in %%pg cells, also while a cell runs.',
+  autoStart: true,
+  requires: [ICompletionProviderManager],
+  activate: (_app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
+    manager.registerProvider(
+      new PgCompletionProvider(widget => {
+        if (!(widget instanceof NotebookPanel)) {
+          return null;
+        }
+        const kernel = widget.sessionContext.session?.kernel;
+        return kernel ? feeds.feedFor(kernel) : null;
+      })
+    );
+  }
+};
+
+export default [
+  feedPanelPlugin,
+  sqlHighlightPlugin,
+  savedFeedPlugin,
+  completionPlugin
+];

@@ -49,11 +49,34 @@ export interface IGapItem {
 
 export type FeedItem = INotificationItem | IGapItem;
 
+/** One completion the kernel offers: what to insert, its kind, a detail. */
+export interface ICompletionItem {
+  label: string;
+  /** table, column, function, keyword, variable, pgmagic, psql... */
+  type: string;
+  /** A type or a schema; may be empty. */
+  detail: string;
+}
+
+/**
+ * The kernel's answer to a `complete` request. Offsets count Unicode code
+ * points, as the completer's requests and replies do.
+ */
+export interface ICompletions {
+  type: 'completions';
+  /** The request's id; null when the request was too malformed to have one. */
+  id: number | null;
+  start: number;
+  end: number;
+  items: ICompletionItem[];
+}
+
 export type KernelMessage =
   | { type: 'snapshot'; items: FeedItem[]; state: IFeedState }
   | { type: 'batch'; items: FeedItem[]; state: IFeedState }
   | { type: 'exported'; variable: string; rows: number }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  | ICompletions;
 
 /** Filter the kernel applies before exporting; null means "no filter". */
 export interface IExportRequest {
@@ -65,7 +88,16 @@ export interface IExportRequest {
   after_seq?: number;
 }
 
-export type FrontendMessage = { type: 'hello' } | IExportRequest;
+/** Completions at `pos` (in code points) of a cell's `code`. */
+export interface ICompleteRequest {
+  type: 'complete';
+  id: number;
+  code: string;
+  pos: number;
+}
+
+export type FrontendMessage =
+  { type: 'hello' } | IExportRequest | ICompleteRequest;
 
 /**
  * Validate the `data` of a kernel `comm_msg` (or `comm_open`).
@@ -97,6 +129,27 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
       return typeof data.message === 'string'
         ? { type: 'error', message: data.message }
         : null;
+    case 'completions': {
+      const id = data.id === null || isNumber(data.id) ? data.id : undefined;
+      if (
+        id === undefined ||
+        !isNumber(data.start) ||
+        !isNumber(data.end) ||
+        !Array.isArray(data.items)
+      ) {
+        return null;
+      }
+      const items = data.items
+        .map(parseCompletionItem)
+        .filter((item): item is ICompletionItem => item !== null);
+      return {
+        type: 'completions',
+        id,
+        start: data.start,
+        end: data.end,
+        items
+      };
+    }
     default:
       return null;
   }
@@ -133,6 +186,18 @@ export function parseFeedItem(value: unknown): FeedItem | null {
     };
   }
   return null;
+}
+
+/** One completion, or null without a string label. */
+export function parseCompletionItem(value: unknown): ICompletionItem | null {
+  if (!isRecord(value) || typeof value.label !== 'string') {
+    return null;
+  }
+  return {
+    label: value.label,
+    type: typeof value.type === 'string' ? value.type : '',
+    detail: typeof value.detail === 'string' ? value.detail : ''
+  };
 }
 
 /** The listener state, or null without a known `listener` value. */

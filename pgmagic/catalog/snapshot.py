@@ -238,7 +238,7 @@ def current(runtime: Runtime, *, fresh: bool = False) -> Snapshot:
     """
     kept = _snapshots.get(id(runtime))
     if fresh or kept is None or time.monotonic() - kept.loaded > FRESH_SECONDS:
-        kept = runtime.run(_bounded(load(runtime)))
+        kept = _bounded(runtime, load(runtime))
         _snapshots[id(runtime)] = kept
     return kept
 
@@ -252,11 +252,21 @@ def columns_of(runtime: Runtime, snapshot: Snapshot, oids: Iterable[int]) -> Non
     snapshot : Snapshot
     oids : iterable of int
     """
-    runtime.run(_bounded(load_columns(runtime, snapshot, oids)))
+    _bounded(runtime, load_columns(runtime, snapshot, oids))
 
 
-async def _bounded(coro: Coroutine[Any, Any, T]) -> T:
-    return await asyncio.wait_for(coro, _TIMEOUT)
+def _bounded(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
+    """Wait at most 2 s for a catalog read.
+
+    Not ``runtime.run``, which hands the runtime's queued messages to the
+    waiting thread: the panel's completion runs on a subshell's thread while
+    a cell waits on the runtime, and those messages are that cell's.
+    """
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, _TIMEOUT)
+
+    return runtime.submit(bounded()).result()
 
 
 def forget() -> None:

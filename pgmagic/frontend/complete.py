@@ -1,9 +1,10 @@
 """Tab completion in ``%pg`` lines and ``%%pg`` cells, by IPython's own completer.
 
-This is the kernel-side completer, which front ends without pgmagic's
-JupyterLab extension use (terminal IPython, VS Code, Notebook 7) while the
-kernel is idle.  It completes what ``%pg?`` lists (subcommands in the first
-word, the options of the cell or of the subcommand after a ``-``); psql's
+Every front end asks it through IPython's completer while the kernel is
+idle; pgmagic's JupyterLab extension also asks :func:`complete_code` over the
+panel comm (:mod:`~pgmagic.frontend.feed`), on a kernel subshell's thread, so
+Tab works there while a cell runs.  It completes what ``%pg?`` lists
+(subcommands in the first word, the options of the cell or of the subcommand after a ``-``); psql's
 describe commands after a backslash (instead of IPython's LaTeX names) and the
 relation names they take, on a ``%pg`` line or a line of a ``%%pg`` cell; and
 in the SQL: tables, columns, join conditions, functions and keywords from a

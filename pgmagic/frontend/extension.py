@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import functools
 import html as html_module
 import ipaddress
 import uuid
@@ -89,7 +90,13 @@ def register(shell: Any) -> None:
     html_formatter.for_type(asyncpg.Record, record_html)
     text_formatter.for_type(asyncpg.Record, record_text)
     _register_scalars(text_formatter)
-    panel = feed.serve_panel(shell, runtime, shell.user_ns, history=magics.notify_history)
+    panel = feed.serve_panel(
+        shell,
+        runtime,
+        shell.user_ns,
+        history=magics.notify_history,
+        completer=functools.partial(complete.complete_code, runtime=runtime),
+    )
     _loaded[id(shell)] = (magics, previous_html, previous_text, panel)
     complete.register(shell)
     shell.events.register("post_run_cell", _end_of_cell)

@@ -3,8 +3,8 @@
 Both are :class:`~pgmagic.live.listener.Sink` objects: the listener calls their
 ``update`` from the runtime's loop thread at most every 50 ms, and each pulls
 what is new from the notification log.  Frontend messages (Clear, Pause,
-``hello``, ``export``) arrive on the kernel's main thread, so every trait write
-and every comm send takes the view's lock.
+``hello``, ``export``, ``complete``) arrive on the kernel's main thread or on a
+subshell's, so every trait write and every comm send takes the view's lock.
 
 A feed outlives its kernel in the saved notebook, so its display bundle holds
 static HTML and text (:mod:`~pgmagic.frontend.feedstatic`) beside the widget
@@ -17,19 +17,23 @@ The panel protocol is ``labextension/INTEGRATION.md`` section 6: ``%load_ext``
 registers the ``pgmagic.panel`` comm target and the front end opens the comm
 (the kernel never does, so front ends without the extension see nothing);
 ``snapshot`` on open and on ``hello``; ``batch`` updates whose ``seq`` only
-grows; ``export`` answered by ``exported`` or ``error``.
+grows; ``export`` answered by ``exported`` or ``error``; ``complete`` answered
+by ``completions``.  JupyterLab 4.4+ sends the comm's messages to a kernel
+subshell (ipykernel 7+), so they are handled on the subshell's thread while
+a cell runs on the main one.
 """
 
 from __future__ import annotations
 
 import collections
 import keyword
+import logging
 import pathlib
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import anywidget
@@ -38,6 +42,7 @@ import traitlets
 from comm.base_comm import BaseComm
 from IPython import display as _display
 
+from pgmagic.catalog.suggest import Suggestion
 from pgmagic.errors import OptionError
 from pgmagic.frontend import feedstatic
 from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
@@ -66,6 +71,14 @@ _WIDGET_ITEMS = 200
 #: widget view while its model lives and the bundle's HTML once it does not
 #: (``labextension/src/savedFeed.ts``); other front ends ignore the type.
 FEED_MIME = "application/vnd.pgmagic.feed+json"
+
+#: What answers the panel's ``complete``: ``(code, pos, namespace)`` to the
+#: start of the word at ``pos`` and its suggestions, or None.  The extension
+#: passes :func:`pgmagic.frontend.complete.complete_code` (which this module
+#: cannot import: complete imports commands, which imports this module).
+Completer = Callable[[str, int, Mapping[str, Any]], "tuple[int, Sequence[Suggestion]] | None"]
+
+_logger = logging.getLogger("pgmagic")
 
 show: Callable[..., Any] = _display.display
 update_display: Callable[..., Any] = _display.update_display
@@ -305,6 +318,19 @@ def _export_request(data: dict[str, Any]) -> tuple[str, str | None, str | None, 
     return variable, channel, text, after_seq
 
 
+def _complete_request(data: dict[str, Any]) -> tuple[str, int]:
+    code, pos = data.get("code"), data.get("pos")
+    if not isinstance(code, str):
+        raise OptionError("complete field 'code' must be a string")
+    if isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos <= len(code):
+        raise OptionError("complete field 'pos' must be an offset into 'code'")
+    return code, pos
+
+
+def _header_subshell(data: Any, header_subshell: str | None) -> str | None:
+    return header_subshell
+
+
 class PanelBridge:
     """The kernel side of one ``pgmagic.panel`` comm, which a front end opened.
 
@@ -314,22 +340,38 @@ class PanelBridge:
     ----------
     listener : Listener
     namespace : mutable mapping
-        Where ``export`` assigns its DataFrame (the notebook's namespace).
+        Where ``export`` assigns its DataFrame, and what ``complete`` offers
+        after ``$`` (the notebook's namespace).
     channel : comm.base_comm.BaseComm
         The comm the front end opened.
+    completer : callable
+        Answers ``complete`` requests (see :data:`Completer`).
     """
 
     def __init__(
-        self, listener: Listener, namespace: MutableMapping[str, Any], channel: BaseComm
+        self,
+        listener: Listener,
+        namespace: MutableMapping[str, Any],
+        channel: BaseComm,
+        completer: Completer,
     ) -> None:
         self._listener = listener
         self._namespace = namespace
+        self._completer = completer
         self._lock = threading.Lock()
         self._rate = RateMeter()
         self._seq = 0
         self._sent_state: dict[str, Any] | None = None
         self._closed = False
         self._comm = channel
+        if hasattr(channel, "_reply_subshell_for"):
+            # ipykernel 7 sends a comm's incoming messages to the subshell its
+            # last outgoing one answered, not the one in their header; ours
+            # leave from the runtime's thread too, under whichever parent was
+            # set last, and a front end opens the comm before its subshell
+            # exists: requests would queue behind the running cell.  Our
+            # requests need no pairing, so the front end's choice stands.
+            setattr(channel, "_reply_subshell_for", _header_subshell)  # noqa: B010 (not typed)
         channel.on_msg(self._on_msg)
         channel.on_close(self._on_close)
         # A snapshot and the batches after it must leave in seq order: both
@@ -388,6 +430,47 @@ class PanelBridge:
         elif kind == "export":
             assert isinstance(data, dict)
             self._export(data)
+        elif kind == "complete":
+            assert isinstance(data, dict)
+            self._complete(data)
+
+    def _complete(self, data: dict[str, Any]) -> None:
+        """Answer a ``complete`` request, always with a ``completions`` reply.
+
+        Runs on a subshell's thread while a cell may run on the main one: an
+        error here must reach neither the comm nor that cell, and the front
+        end waits for a reply with this id (an empty one when we fail).
+        """
+        request_id = data.get("id")
+        if isinstance(request_id, bool) or not isinstance(request_id, int):
+            request_id = None
+        reply: dict[str, Any] = {
+            "type": "completions",
+            "id": request_id,
+            "start": 0,
+            "end": 0,
+            "items": [],
+        }
+        try:
+            code, pos = _complete_request(data)
+            reply["start"] = reply["end"] = pos
+            # A copy: the running cell may assign names meanwhile, and a dict
+            # that changes size under an iteration raises.
+            found = self._completer(code, pos, dict(self._namespace))
+        except OptionError as error:
+            _logger.debug("pgmagic: malformed complete request: %s", error)
+            found = None
+        except Exception:
+            _logger.warning("pgmagic: completion failed", exc_info=True)
+            found = None
+        if found is not None:
+            reply["start"] = found[0]
+            reply["items"] = [
+                {"label": s.text, "type": s.kind, "detail": s.detail} for s in found[1]
+            ]
+        with self._lock:
+            if not self._closed:
+                self._comm.send(reply)
 
     def _export(self, data: dict[str, Any]) -> None:
         try:
@@ -427,16 +510,21 @@ class PanelServer:
     ----------
     runtime : Runtime
     namespace : mutable mapping
-        The notebook's namespace, for ``export``.
+        The notebook's namespace, for ``export`` and ``complete``.
+    completer : callable
+        Answers ``complete`` requests (see :data:`Completer`).
     """
 
-    def __init__(self, runtime: Runtime, namespace: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self, runtime: Runtime, namespace: MutableMapping[str, Any], completer: Completer
+    ) -> None:
         self._runtime = runtime
         self._namespace = namespace
+        self._completer = completer
         comm.get_comm_manager().register_target(PANEL_TARGET, self._attach)
 
     def _attach(self, channel: BaseComm, msg: dict[str, Any]) -> None:
-        PanelBridge(listener_for(self._runtime), self._namespace, channel)
+        PanelBridge(listener_for(self._runtime), self._namespace, channel, self._completer)
 
     def close(self) -> None:
         """Unregister the target and close every open bridge's comm."""
@@ -450,7 +538,12 @@ class PanelServer:
 
 
 def serve_panel(
-    shell: Any, runtime: Runtime, namespace: MutableMapping[str, Any], *, history: int
+    shell: Any,
+    runtime: Runtime,
+    namespace: MutableMapping[str, Any],
+    *,
+    history: int,
+    completer: Completer,
 ) -> PanelServer | None:
     """Register the panel's comm target on the shell's kernel (``%load_ext``).
 
@@ -459,9 +552,11 @@ def serve_panel(
     shell : IPython.core.interactiveshell.InteractiveShell
     runtime : Runtime
     namespace : mutable mapping
-        The notebook's namespace, for ``export``.
+        The notebook's namespace, for ``export`` and ``complete``.
     history : int
         Items the notification log keeps (``PgMagics.notify_history``).
+    completer : callable
+        Answers ``complete`` requests (see :data:`Completer`).
 
     Returns
     -------
@@ -470,13 +565,15 @@ def serve_panel(
 
     Examples
     --------
-    >>> server = serve_panel(shell, runtime, shell.user_ns, history=10_000)  # doctest: +SKIP
+    >>> server = serve_panel(  # doctest: +SKIP
+    ...     shell, runtime, shell.user_ns, history=10_000, completer=complete_code
+    ... )
     >>> server.close()  # doctest: +SKIP
     """
     listener_for(runtime).log.resize(history)
     if getattr(shell, "kernel", None) is None:
         return None
-    return PanelServer(runtime, namespace)
+    return PanelServer(runtime, namespace, completer)
 
 
 class TextFeed:

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { FeedChange, FeedRegistry, KernelFeed, MAX_ITEMS } from '../feed';
 import { COMM_TARGET, EXPORT_VARIABLE } from '../protocol';
@@ -332,6 +332,65 @@ describe('KernelFeed clear and export', () => {
       { variable: 'pg_notifications', rows: 2 },
       'invalid variable'
     ]);
+  });
+});
+
+describe('KernelFeed complete', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const reply = (id: number, label: string) => ({
+    type: 'completions',
+    id,
+    start: 14,
+    end: 16,
+    items: [{ label, type: 'table', detail: 'public' }]
+  });
+
+  it('sends a request and resolves each with the reply of its id', async () => {
+    const { feed, comm } = await attached();
+    const first = feed.complete('%%pg\nTABLE or', 16);
+    const second = feed.complete('%%pg\nTABLE ord', 17);
+    expect(comm.sent).toEqual([
+      { type: 'complete', id: 1, code: '%%pg\nTABLE or', pos: 16 },
+      { type: 'complete', id: 2, code: '%%pg\nTABLE ord', pos: 17 }
+    ]);
+    // Replies may come in any order; a stray id answers nobody.
+    comm.receive(reply(99, 'stray'));
+    comm.receive(reply(2, 'orders_2'));
+    comm.receive(reply(1, 'orders_1'));
+    expect((await first)?.items[0].label).toBe('orders_1');
+    expect((await second)?.items[0].label).toBe('orders_2');
+  });
+
+  it('gives null after the timeout and ignores the late reply', async () => {
+    const { feed, comm } = await attached();
+    // After attaching: discovery settles on a real timer.
+    vi.useFakeTimers();
+    const answer = feed.complete('%%pg\nTABLE or', 16, 1500);
+    vi.advanceTimersByTime(1499);
+    let settled = false;
+    void answer.then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(await answer).toBeNull();
+    comm.receive(reply(1, 'late'));
+    expect(await answer).toBeNull();
+  });
+
+  it('gives null at once without sending while pgmagic is not loaded', async () => {
+    const { kernel, feed } = await refused();
+    expect(await feed.complete('%%pg\nTABLE or', 16)).toBeNull();
+    expect(kernel.lastComm.sent).toEqual([]);
+  });
+
+  it('gives null to pending requests when the kernel closes the comm', async () => {
+    const { feed, comm } = await attached();
+    const answer = feed.complete('%%pg\nTABLE or', 16);
+    comm.closeFromKernel();
+    expect(await answer).toBeNull();
   });
 });
 

@@ -92,6 +92,40 @@ describe('parseKernelMessage', () => {
     });
   });
 
+  it('reads completions, skipping items without a label', () => {
+    expect(
+      parseKernelMessage({
+        type: 'completions',
+        id: 4,
+        start: 5,
+        end: 8,
+        items: [
+          { label: 'orders', type: 'table', detail: 'public' },
+          { label: 'order_id' },
+          { type: 'table' },
+          'text'
+        ]
+      })
+    ).toEqual({
+      type: 'completions',
+      id: 4,
+      start: 5,
+      end: 8,
+      items: [
+        { label: 'orders', type: 'table', detail: 'public' },
+        { label: 'order_id', type: '', detail: '' }
+      ]
+    });
+  });
+
+  it.each([
+    ['a string id', { id: '4', start: 0, end: 0, items: [] }],
+    ['no start', { id: 4, end: 0, items: [] }],
+    ['items not a list', { id: 4, start: 0, end: 0, items: {} }]
+  ])('rejects completions with %s', (_case, data) => {
+    expect(parseKernelMessage({ type: 'completions', ...data })).toBeNull();
+  });
+
   it('drops fields the protocol does not define', () => {
     const message = parseKernelMessage({
       type: 'exported',
