@@ -40,6 +40,7 @@ from IPython import display as _display
 
 from pgmagic.errors import OptionError
 from pgmagic.frontend import feedstatic
+from pgmagic.frontend import schema as schema_view
 from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
 from pgmagic.live.log import Gap, NotificationLog, RateMeter, check_channels
 from pgmagic.runtime.loop import Runtime
@@ -388,6 +389,9 @@ class PanelBridge:
         elif kind == "export":
             assert isinstance(data, dict)
             self._export(data)
+        elif kind in schema_view.REQUESTS:
+            assert isinstance(data, dict)
+            self._comm.send(schema_view.answer(self._listener.runtime, data))
 
     def _export(self, data: dict[str, Any]) -> None:
         try:
