@@ -44,11 +44,17 @@ FROM (SELECT) AS one
 LEFT JOIN (
   SELECT n.nspname, c.relname, c.relkind::text,
          CASE WHEN c.reltuples >= 0 THEN c.reltuples::int8 END,
-         CASE WHEN c.relkind IN ('r', 'p', 'm')
-              THEN pg_catalog.pg_total_relation_size(c.oid) END
+         CASE WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0
+              THEN (c.relpages + COALESCE(t.relpages, 0) + COALESCE(i.pages, 0))
+                   * current_setting('block_size')::int8 END
   FROM pg_catalog.pg_namespace n
   LEFT JOIN pg_catalog.pg_class c
     ON c.relnamespace = n.oid AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+  LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+  LEFT JOIN (SELECT x.indrelid, sum(ic.relpages)::int8 AS pages
+             FROM pg_catalog.pg_index x
+             JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+             GROUP BY x.indrelid) AS i ON i.indrelid = c.oid
   WHERE n.nspname !~ '^pg_(toast|temp_)'
     AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 ) AS s ON true
