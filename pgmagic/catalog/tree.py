@@ -3,14 +3,18 @@ r"""The schema tree of the side panel: schemas and relations at once, columns on
 Each is one query of ``pg_catalog`` on a pool connection (never the session
 connection, which a cell may be using), with names bound as parameters.
 System schemas (``pg_catalog``, ``information_schema``) are left out, as
-``\dt`` leaves them out: their 70-odd relations would bury the user's own,
-and psql's ``\dtS`` shows them to whoever wants them.  ``pg_toast`` and the
-temporary schemas (``pg_temp_N``) are never shown.
+``\dt`` leaves them out: their relations (over a hundred) would bury the user's
+own, and ``\dtS`` shows them to whoever wants them; so are partitions,
+which their parent stands for.  ``pg_toast`` and the temporary schemas
+(``pg_temp_N``) are never shown.
 
-Sizes are ``pg_total_relation_size`` (heap, indexes and TOAST): measured on
-the embedded server with 20,000 tables, the whole listing takes about
-0.25 s with it against 0.14 s with ``relpages`` alone, and ``relpages`` is
-only as fresh as the last ``VACUUM``/``ANALYZE`` (0 for a table just filled).
+Sizes are ``relpages`` of the table, its indexes and its TOAST table, times
+the block size: as fresh as the last ``VACUUM`` or ``ANALYZE``, like the row
+estimate beside them (so both are null for a table never analyzed).
+``pg_total_relation_size`` would be exact but stats every file: on the
+embedded server with 20,000 two-column tables (a primary key each) the
+listing took 0.70 s with it, 0.27 s with ``relpages``, 0.11 s with no size
+(medians of 12 runs, on 2 cores shared with other work).
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ def panel(sql: Any) -> Iterator[tuple[Recorder, str, str]]:
         f'CREATE VIEW "{schema}".big_orders AS SELECT * FROM "{schema}"."Orders" WHERE total > 100',
         f'INSERT INTO "{schema}".customers SELECT g, g::text FROM generate_series(1, 500) g',
         f'ANALYZE "{schema}".customers',
+        f'CREATE TABLE "{schema}".events (at date) PARTITION BY RANGE (at)',
+        f'CREATE TABLE "{schema}".events_2026 PARTITION OF "{schema}".events'
+        " FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+        f'CREATE MATERIALIZED VIEW "{schema}".totals AS SELECT count(*) FROM "{schema}".customers',
     ):
         sql(statement)
     with Kernel() as kernel:
@@ -63,9 +67,16 @@ def test_schema_lists_tables_views_and_mixed_case_names(
     assert schema in names and "public" in names
     assert not [n for n in names if n.startswith("pg_") or n == "information_schema"]
     mine = {r["name"]: r for s in reply["schemas"] if s["name"] == schema for r in s["relations"]}
-    assert sorted(mine) == ["Orders", "big_orders", "customers"]
-    assert mine["customers"]["kind"] == "table"
-    assert mine["big_orders"]["kind"] == "view"
+    # The partition is left out: its parent stands for it.
+    assert sorted(mine) == ["Orders", "big_orders", "customers", "events", "totals"]
+    kinds = {name: relation["kind"] for name, relation in mine.items()}
+    assert kinds == {
+        "Orders": "table",
+        "big_orders": "view",
+        "customers": "table",
+        "events": "partitioned table",
+        "totals": "materialized view",
+    }
     assert mine["customers"]["rows"] == 500
     assert mine["customers"]["bytes"] > 8192  # heap and the primary key's index
     assert mine["Orders"]["rows"] is None  # never analyzed
