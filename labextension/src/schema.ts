@@ -9,6 +9,10 @@
 
 import type { KernelFeed } from './feed';
 
+/** Why a request cannot be answered: no comm, or it closed. */
+export const NOT_LOADED =
+  'pgmagic is not loaded in this kernel. Run %load_ext pgmagic in the notebook.';
+
 export type RelationKind =
   | 'table'
   | 'view'
@@ -135,6 +139,7 @@ export function parseErrorReply(data: unknown): string | null {
 export class SchemaClient {
   constructor(readonly feed: KernelFeed) {
     feed.replied.connect(this._onReply, this);
+    feed.changed.connect(this._onFeedChanged, this);
   }
 
   /** The schemas and relations of the kernel's database. */
@@ -159,8 +164,20 @@ export class SchemaClient {
 
   dispose(): void {
     this.feed.replied.disconnect(this._onReply, this);
+    this.feed.changed.disconnect(this._onFeedChanged, this);
+    this._rejectAll('the panel moved to another kernel');
+  }
+
+  /** A comm that closed (restart, `%unload_ext`) will answer nothing. */
+  private _onFeedChanged(): void {
+    if (this.feed.status === 'not-loaded') {
+      this._rejectAll(NOT_LOADED);
+    }
+  }
+
+  private _rejectAll(message: string): void {
     for (const pending of this._pending.values()) {
-      pending.reject(new Error('the panel moved to another kernel'));
+      pending.reject(new Error(message));
     }
     this._pending.clear();
   }
@@ -172,7 +189,7 @@ export class SchemaClient {
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       if (!this.feed.request({ ...data, id })) {
-        reject(new Error('pgmagic is not loaded in this kernel'));
+        reject(new Error(NOT_LOADED));
         return;
       }
       this._pending.set(id, { resolve, reject });

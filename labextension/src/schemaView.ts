@@ -17,6 +17,7 @@ import {
   IRelation,
   ISchemaTree,
   relationName,
+  NOT_LOADED,
   RelationKind,
   SchemaClient
 } from './schema';
@@ -62,8 +63,10 @@ export class SchemaView extends Widget {
     if (feed === this._client?.feed || (feed === null && !this._client)) {
       return;
     }
+    this._client?.feed.changed.disconnect(this._onFeedChanged, this);
     this._client?.dispose();
     this._client = feed ? new SchemaClient(feed) : null;
+    feed?.changed.connect(this._onFeedChanged, this);
     this._data = null;
     this._expanded.clear();
     this._columns.clear();
@@ -111,7 +114,28 @@ export class SchemaView extends Widget {
   }
 
   protected override onAfterShow(): void {
-    if (this._client && this._data === null && !this._loading) {
+    this._readIfUnread();
+  }
+
+  /** `%load_ext pgmagic` just ran (or the kernel restarted and ran it again). */
+  private _onFeedChanged(feed: KernelFeed): void {
+    if (feed.status === 'attached') {
+      this._readIfUnread();
+    } else if (feed.status === 'not-loaded' && this._data !== null) {
+      // A restart or %unload_ext: the tree may no longer be this kernel's.
+      this._data = null;
+      this._error = NOT_LOADED;
+      this._show();
+    }
+  }
+
+  private _readIfUnread(): void {
+    if (
+      this.isVisible &&
+      this._client &&
+      this._data === null &&
+      !this._loading
+    ) {
       void this.refresh();
     }
   }

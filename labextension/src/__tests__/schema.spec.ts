@@ -7,6 +7,7 @@ import {
   formatBytes,
   formatRows,
   ISchema,
+  NOT_LOADED,
   parseColumnsReply,
   parseSchemaReply,
   relationName,
@@ -364,8 +365,39 @@ describe('SchemaView', () => {
     kernel.lastComm.closeFromKernel();
     view.setFeed(feed);
     await settle();
-    expect(text('.jp-PgSchema-message')).toEqual([
-      'pgmagic is not loaded in this kernel'
-    ]);
+    expect(text('.jp-PgSchema-message')).toEqual([NOT_LOADED]);
+  });
+
+  it('reads the schema once %load_ext pgmagic has run', async () => {
+    const kernel = new FakeKernel();
+    const feed = new KernelFeed(kernel.asConnection());
+    await settle();
+    kernel.lastComm.closeFromKernel();
+    view.setFeed(feed);
+    await settle();
+    // The cell with %load_ext finishes: the feed opens a new comm.
+    kernel.emitStatus('idle', 'execute_request');
+    await settle();
+    const comm = kernel.lastComm;
+    comm.receive({ type: 'snapshot', items: [], state: state() });
+    const request = comm.sent[comm.sent.length - 1];
+    expect(request).toMatchObject({ type: 'schema' });
+    comm.receive({
+      ...request,
+      database: 'shop',
+      user: 'alice',
+      schemas: SCHEMAS
+    });
+    await settle();
+    expect(text('.jp-PgSchema-connection')).toEqual(['alice @ shop']);
+    expect(text('.jp-PgSchema-message')).toEqual(['']);
+
+    // A restart: the tree was the old kernel's, and the pending read fails.
+    void view.refresh();
+    kernel.statusChanged.emit('restarting');
+    await settle();
+    expect(text('.jp-PgSchema-schemaName')).toEqual([]);
+    expect(text('.jp-PgSchema-message')).toEqual([NOT_LOADED]);
+    expect(q<HTMLButtonElement>('.jp-PgSchema-button')[0].disabled).toBe(false);
   });
 });
