@@ -316,6 +316,8 @@ function columnRow(column: IColumn): HTMLElement {
     `${CLASS}-type`,
     column.nullable ? column.type : `${column.type} not null`
   );
+  // The narrow panel may cut it short.
+  type.title = type.textContent ?? '';
   row.append(key, el('span', `${CLASS}-columnName`, column.name), type);
   if (column.references) {
     row.append(el('span', `${CLASS}-references`, `→ ${column.references}`));
