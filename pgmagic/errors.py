@@ -12,6 +12,8 @@ The tree::
     │   ├── MetaCommandError     a psql backslash command pgmagic does not run,
     │   │                        or one with a bad argument (``\foo``, ``a.b.c.d``)
     │   └── StreamExpired        a --stream's connection closed before its end
+    ├── RelationNotFound         the side panel asked for the columns of a
+    │                            relation that is not there (dropped since)
     └── ColumnTypeError          (also a ValueError) a value does not fit its
                                  column's Arrow type, or what Python holds
     QueryCancelled               Ctrl-C reached a running query (a KeyboardInterrupt)
@@ -53,6 +55,7 @@ __all__ = [
     "ParameterError",
     "PgMagicError",
     "QueryCancelled",
+    "RelationNotFound",
     "StreamExpired",
     "TooManyRows",
     "TransactionLost",
@@ -131,6 +134,10 @@ class TooManyRows(OptionError):
 
 class StreamExpired(OptionError):
     """The stream's connection closed before it was read to the end."""
+
+
+class RelationNotFound(PgMagicError):
+    """The side panel asked for the columns of a relation that is not there (dropped since)."""
 
 
 class UnsupportedColumnError(Exception):

@@ -9,6 +9,7 @@
  */
 
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
+import type { JSONObject } from '@lumino/coreutils';
 import type { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -81,6 +82,26 @@ export class KernelFeed implements IDisposable {
 
   get disposed(): ISignal<this, void> {
     return this._disposed;
+  }
+
+  /**
+   * Replies to requests (`schema`, `columns`): every kernel message that
+   * carries a numeric `id`, as received; `schema.ts` validates them.
+   */
+  get replied(): ISignal<this, Record<string, unknown>> {
+    return this._replied;
+  }
+
+  /**
+   * Send a request on the comm; false when there is none. The reply comes
+   * on `replied`, after a running cell finishes (the shell channel).
+   */
+  request(data: JSONObject): boolean {
+    if (!this._comm) {
+      return false;
+    }
+    this._comm.send(data);
+    return true;
   }
 
   get isDisposed(): boolean {
@@ -263,6 +284,13 @@ export class KernelFeed implements IDisposable {
   }
 
   private _handleData(data: unknown): void {
+    if (isReply(data)) {
+      this._replied.emit(data);
+      if (data.type !== 'completions') {
+        // An error with an id answers a request, not an export.
+        return;
+      }
+    }
     const message = parseKernelMessage(data);
     if (message === null) {
       return;
@@ -407,6 +435,19 @@ export class KernelFeed implements IDisposable {
   private _exported = new Signal<this, IExportResult>(this);
   private _exportFailed = new Signal<this, string>(this);
   private _disposed = new Signal<this, void>(this);
+  private _replied = new Signal<this, Record<string, unknown>>(this);
+}
+
+/**
+ * Replies to requests carry the request's `id`; feed messages never do.
+ * (`complete` replies also go on to the completer, which parses them itself.)
+ */
+function isReply(data: unknown): data is Record<string, unknown> {
+  return (
+    typeof data === 'object' &&
+    data !== null &&
+    typeof (data as Record<string, unknown>).id === 'number'
+  );
 }
 
 /**

@@ -9,7 +9,11 @@ import {
   IEditorExtensionRegistry,
   IEditorLanguageRegistry
 } from '@jupyterlab/codemirror';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import {
+  INotebookTracker,
+  NotebookActions,
+  NotebookPanel
+} from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Message, MessageLoop } from '@lumino/messaging';
 import type { Widget } from '@lumino/widgets';
@@ -19,7 +23,7 @@ import { FeedRegistry } from './feed';
 // Activation needs it at once: the panel joins the sidebar at startup, and
 // the active notebook's kernel gets its feed (which opens the comm) at once.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
-import { FeedPanel } from './panel';
+import { PgSidePanel } from './sidePanel';
 import { addFeedRenderer } from './savedFeed';
 import { PGSQL_MIME, pgCellLanguageFactory } from './sqlHighlight';
 
@@ -70,7 +74,7 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null
   ) => {
-    const panel = new FeedPanel();
+    const panel = new PgSidePanel(schemaActions(tracker));
     panel.id = PANEL_ID;
     panel.title.icon = pgIcon;
     panel.title.caption = 'PostgreSQL';
@@ -138,6 +142,31 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     showCurrent();
   }
 };
+
+/** What the Schema view's clicks do to the active notebook. */
+function schemaActions(tracker: INotebookTracker) {
+  return {
+    insertText: (text: string) => {
+      const cell = tracker.activeCell;
+      const editor = cell?.editor;
+      if (!cell || !editor) {
+        return;
+      }
+      const offset = editor.getOffsetAt(editor.getCursorPosition());
+      cell.model.sharedModel.updateSource(offset, offset, text);
+      editor.setCursorPosition(editor.getPositionAt(offset + text.length)!);
+      editor.focus();
+    },
+    insertCell: (source: string) => {
+      const notebook = tracker.currentWidget?.content;
+      if (!notebook) {
+        return;
+      }
+      NotebookActions.insertBelow(notebook);
+      notebook.activeCell?.model.sharedModel.setSource(source);
+    }
+  };
+}
 
 function readOpenState(): boolean {
   try {

@@ -45,6 +45,7 @@ from IPython import display as _display
 from pgmagic.catalog.suggest import Suggestion
 from pgmagic.errors import OptionError
 from pgmagic.frontend import feedstatic
+from pgmagic.frontend import schema as schema_view
 from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
 from pgmagic.live.log import Gap, NotificationLog, RateMeter, check_channels
 from pgmagic.runtime.loop import Runtime
@@ -433,6 +434,9 @@ class PanelBridge:
         elif kind == "complete":
             assert isinstance(data, dict)
             self._complete(data)
+        elif kind in schema_view.REQUESTS:
+            assert isinstance(data, dict)
+            self._comm.send(schema_view.answer(self._listener.runtime, data))
 
     def _complete(self, data: dict[str, Any]) -> None:
         """Answer a ``complete`` request, always with a ``completions`` reply.
