@@ -4,7 +4,11 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { ICompletionProviderManager } from '@jupyterlab/completer';
+import {
+  CompletionProviderManager,
+  ICompletionProviderManager,
+  KERNEL_PROVIDER_ID
+} from '@jupyterlab/completer';
 import {
   IEditorExtensionRegistry,
   IEditorLanguageRegistry
@@ -18,7 +22,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Message, MessageLoop } from '@lumino/messaging';
 import type { Widget } from '@lumino/widgets';
 
-import { PgCompletionProvider } from './completion';
+import { PgCompletionProvider, stepAside } from './completion';
 import { FeedRegistry } from './feed';
 // Activation needs it at once: the panel joins the sidebar at startup, and
 // the active notebook's kernel gets its feed (which opens the comm) at once.
@@ -250,16 +254,29 @@ const completionPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Completes SQL in %%pg cells, also while a cell runs.',
   autoStart: true,
   requires: [ICompletionProviderManager],
-  activate: (_app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
-    manager.registerProvider(
-      new PgCompletionProvider(widget => {
-        if (!(widget instanceof NotebookPanel)) {
-          return null;
-        }
-        const kernel = widget.sessionContext.session?.kernel;
-        return kernel ? feeds.feedFor(kernel) : null;
-      })
-    );
+  activate: (app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
+    const provider = new PgCompletionProvider(widget => {
+      if (!(widget instanceof NotebookPanel)) {
+        return null;
+      }
+      const kernel = widget.sessionContext.session?.kernel;
+      return kernel ? feeds.feedFor(kernel) : null;
+    });
+    manager.registerProvider(provider);
+    // The kernel's provider is registered by another plugin: look for it
+    // once every plugin has started. `getProviders` is on JupyterLab's
+    // manager, not on the token's interface.
+    void app.restored.then(() => {
+      const kernel =
+        'getProviders' in manager
+          ? (manager as CompletionProviderManager)
+              .getProviders()
+              .get(KERNEL_PROVIDER_ID)
+          : undefined;
+      if (kernel) {
+        stepAside(kernel, context => provider.servesAlone(context));
+      }
+    });
   }
 };
 
