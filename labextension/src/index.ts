@@ -3,7 +3,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { Clipboard, ICommandPalette } from '@jupyterlab/apputils';
 import {
   CompletionProviderManager,
   ICompletionProviderManager,
@@ -24,6 +24,14 @@ import type { Widget } from '@lumino/widgets';
 
 import { PgCompletionProvider, stepAside } from './completion';
 import { FeedRegistry } from './feed';
+// The side panel loads it anyway; its context menu is registered at startup.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import {
+  ISchemaActions,
+  relationAt,
+  relationMenu,
+  RELATION_SELECTOR
+} from './schemaView';
 // Activation needs it at once: the panel joins the sidebar at startup, and
 // the active notebook's kernel gets its feed (which opens the comm) at once.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
@@ -78,7 +86,9 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null
   ) => {
-    const panel = new PgSidePanel(schemaActions(tracker));
+    const actions = schemaActions(tracker);
+    const panel = new PgSidePanel(actions);
+    addRelationMenu(app, actions);
     panel.id = PANEL_ID;
     panel.title.icon = pgIcon;
     panel.title.caption = 'PostgreSQL';
@@ -147,9 +157,34 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
+/** The Schema view's context menu on a relation (see `relationMenu`). */
+function addRelationMenu(app: JupyterFrontEnd, actions: ISchemaActions): void {
+  // The relation under the right-click that opened the menu.
+  const relation = () =>
+    relationAt(
+      app.contextMenuHitTest(node => relationAt(node) !== null) ?? null
+    );
+  relationMenu(actions).forEach(([id, label, act], rank) => {
+    const command = `pgmagic:schema-${id}`;
+    app.commands.addCommand(command, {
+      label,
+      describedBy: { args: { type: 'object', properties: {} } },
+      isEnabled: () => relation() !== null,
+      execute: () => {
+        const name = relation();
+        if (name !== null) {
+          act(name);
+        }
+      }
+    });
+    app.contextMenu.addItem({ command, selector: RELATION_SELECTOR, rank });
+  });
+}
+
 /** What the Schema view's clicks do to the active notebook. */
-function schemaActions(tracker: INotebookTracker) {
+function schemaActions(tracker: INotebookTracker): ISchemaActions {
   return {
+    copyText: (text: string) => Clipboard.copyToSystem(text),
     insertText: (text: string) => {
       const cell = tracker.activeCell;
       const editor = cell?.editor;

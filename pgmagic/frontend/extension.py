@@ -149,7 +149,10 @@ _previous_scalars: dict[type, Any] = {}
 def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
     feed.end_of_cell()
-    complete.forget_after(getattr(result.info, "raw_cell", None) or "")
+    if complete.forget_after(getattr(result.info, "raw_cell", None) or ""):
+        for *_, panel in _loaded.values():
+            if panel is not None:
+                panel.catalog_changed()
 
 
 def unregister(shell: Any) -> None:
