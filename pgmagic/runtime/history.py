@@ -142,7 +142,9 @@ class Entry:
     pid: int | None = None
 
 
-_PASSWORD = re.compile(r"(?i)\b(password\s*=?\s*)(E?'(?:[^']|'')*'|\$(\w*)\$.*?\$\3\$)", re.S)
+_PASSWORD = re.compile(
+    r"(?i)\b(password\s*=?\s*)(E'(?:[^'\\]|''|\\.)*'|'(?:[^']|'')*'|\$(\w*)\$.*?\$\3\$)", re.S
+)
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
 _KEYWORD = re.compile(r"(?i)\b(password\s*=\s*)(?!\*\*\*)[^\s'&]+")
 _USERINFO = re.compile(r"(\w://[^:/@\s']*:)(?!\*\*\*@)[^@\s']+@")
