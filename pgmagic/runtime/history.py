@@ -71,6 +71,7 @@ KERNEL = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 # lock another kernel holds.
 _FLUSH_SECONDS = 5.0
 _BUSY_SECONDS = 2.0
+_BATCH_SECONDS = 0.05
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS statements (
     id INTEGER PRIMARY KEY,
@@ -434,12 +435,22 @@ class History:
     def _write_forever(self) -> None:
         while True:
             batch = [self._queue.get()]
+            if isinstance(batch[0], Entry):
+                # Statements come in bursts (a cell, a loop of API calls): one
+                # transaction for a burst costs the cells less than one each.
+                time.sleep(_BATCH_SECONDS)
             with contextlib.suppress(queue.Empty):
                 while len(batch) < 1000:
                     batch.append(self._queue.get_nowait())
             entries = [item for item in batch if isinstance(item, Entry)]
             if entries:
-                self._write(entries)
+                try:
+                    self._write(entries)
+                except Exception as error:
+                    # Whatever went wrong, the writer lives on: a dead one would
+                    # let the queue grow for the rest of the kernel's life.
+                    with self._lock:
+                        self._give_up_on_file(error)
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
@@ -472,9 +483,11 @@ class History:
                             f"INSERT INTO statements ({_COLUMNS}) VALUES ({', '.join('?' * 11)})",
                             rows,
                         )
+                        # Ids count up by one per statement, so this keeps the
+                        # newest `limit` in one index probe (fewer after a --clear).
                         db.execute(
                             "DELETE FROM statements WHERE id <= "
-                            "(SELECT id FROM statements ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                            "(SELECT max(id) FROM statements) - ?",
                             (max(self.limit, 1),),
                         )
                     return
@@ -495,6 +508,9 @@ class History:
                 # shared memory (some network mounts) keeps the default journal.
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("PRAGMA journal_mode=WAL")
+                # No fsync per statement: a crash may lose the last few
+                # entries, never the file.
+                db.execute("PRAGMA synchronous=NORMAL")
                 db.execute(_SCHEMA)
             except BaseException:
                 db.close()
