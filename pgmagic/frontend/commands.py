@@ -127,6 +127,11 @@ def status(magics: PgMagics, rest: str) -> None:
         )
     else:
         info["listener"] = "not listening"
+    store = runtime.history
+    if not store.enabled:
+        info["history"] = "off (%config PgMagics.history = True records)"
+    else:
+        info["history"] = "in memory only" if store.in_memory else str(store.path)
     width = max(len(k) for k in info)
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")

@@ -310,6 +310,19 @@ def test_help_lists_history(shell: Any, capsys: Any) -> None:
     assert "%pg history [-n N]" in capsys.readouterr().out
 
 
+def status_of_history(shell: Any, capsys: Any) -> str:
+    capsys.readouterr()
+    run(shell, "%pg status")
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())
+    return lines["history"]
+
+
+def test_status_says_where_the_history_is(shell: Any, history_file: Path, capsys: Any) -> None:
+    assert status_of_history(shell, capsys) == str(history_file)
+    run(shell, "%config PgMagics.history = False")
+    assert status_of_history(shell, capsys).startswith("off")
+
+
 def test_an_unwritable_folder_costs_one_line_and_cells_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ip: Any, capsys: Any
 ) -> None:
@@ -329,3 +342,4 @@ def test_an_unwritable_folder_costs_one_line_and_cells_still_run(
     assert warnings[0].startswith("pgmagic: query history kept in memory only: cannot write ")
     assert "Traceback" not in printed
     assert len(recorded()) == 3
+    assert status_of_history(ip, capsys) == "in memory only"
