@@ -119,8 +119,6 @@ class Configuration(Magics):
         listener_for(runtime).default_dsn = self.listen_dsn
         runtime.history.enabled = self.history
         runtime.history.limit = self.history_size
-        # The number Out[N] shows: IPython 9 counts the running cell before it runs.
-        runtime.history.cell_number = lambda: shell.displayhook.prompt_count
 
     @observe(*_CONNECTION)
     def _settings_changed(self, change: Any) -> None:

@@ -181,9 +181,13 @@ def history_file_text(shell: Any) -> str:
 def test_cell_numbers_follow_the_prompt(shell: Any) -> None:
     first = shell.run_cell("%pg SELECT 'h_first'", store_history=True)
     second = shell.run_cell("%%pg\nSELECT 'h_second'", store_history=True)
+    run(shell, "%pg SELECT 'h_not_stored'")  # store_history=False: no In [N]
+    shell.run_line_magic("pg", "SELECT 'h_outside'")  # no cell at all
     numbers = {e.sql: e.cell for e in recorded()}
     assert numbers["SELECT 'h_first'"] == first.execution_count
     assert numbers["SELECT 'h_second'"] == second.execution_count == first.execution_count + 1
+    assert numbers["SELECT 'h_not_stored'"] is None
+    assert numbers["SELECT 'h_outside'"] is None
 
 
 def test_the_python_api_records(shell: Any) -> None:
