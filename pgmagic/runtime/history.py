@@ -72,6 +72,8 @@ KERNEL = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 _FLUSH_SECONDS = 5.0
 _BUSY_SECONDS = 2.0
 _BATCH_SECONDS = 0.05
+# Writes a busy file gets (each waits _BUSY_SECONDS) before memory takes over.
+_ATTEMPTS = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS statements (
     id INTEGER PRIMARY KEY,
@@ -407,12 +409,7 @@ class History:
         -------
         Recording
         """
-        if cell is None:
-            try:
-                cell = self.cell_number()
-            except Exception:
-                cell = None  # a closed shell: the statement still runs and is kept
-        return Recording(self, cell)
+        return Recording(self, self.cell_number() if cell is None else cell)
 
     def add(self, entry: Entry) -> None:
         """Queue an entry for the writer thread (any thread, never blocks).
@@ -475,7 +472,8 @@ class History:
             for e in entries
         ]
         with self._lock:
-            for _ in range(2):
+            attempts = 0
+            while True:
                 db = self._database()
                 try:
                     with db:
@@ -492,6 +490,11 @@ class History:
                         )
                     return
                 except (sqlite3.Error, OSError) as error:
+                    attempts += 1
+                    if self._in_memory:
+                        return  # memory failing too: nothing is left to try
+                    if "locked" in str(error) and attempts < _ATTEMPTS:
+                        continue  # another kernel writing for long: wait again
                     # A full disk or a file made read-only under us: memory from now on.
                     self._give_up_on_file(error)
 

@@ -167,3 +167,31 @@ def test_off_records_nothing_and_closed_drops(tmp_path: Path) -> None:
     history.close()
     _record(history, "SELECT 'after close'")
     assert [e.sql for e in History(tmp_path / "h.sqlite3").read()] == ["SELECT 'on'"]
+
+
+@pytest.mark.parametrize(("held", "in_memory"), [(0.15, False), (2.0, True)])
+def test_a_file_another_kernel_holds_is_waited_for_then_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: float, in_memory: bool
+) -> None:
+    monkeypatch.setattr(module, "_BUSY_SECONDS", 0.1)
+    path = tmp_path / "h.sqlite3"
+    notes: list[str] = []
+    history = History(path, note=notes.append)
+    _record(history, "SELECT 'first'")
+    history.flush()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(held, other.execute, args=("COMMIT",))
+    release.start()
+    _record(history, "SELECT 'while held'")
+    history.flush()
+    release.join()
+    other.close()
+    assert history.in_memory is in_memory
+    assert len(notes) == int(in_memory)
+    if not in_memory:
+        assert [e.sql for e in history.read()] == ["SELECT 'first'", "SELECT 'while held'"]
+    else:
+        # Nothing lost: what could not reach the file is in memory.
+        assert [e.sql for e in history.read()] == ["SELECT 'while held'"]
+    history.close()
