@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,12 +145,26 @@ def test_kernels_write_side_by_side(tmp_path: Path) -> None:
         history.close()
 
 
-def test_an_unwritable_folder_keeps_the_history_in_memory_and_says_so_once(
-    tmp_path: Path,
-) -> None:
+def _file_as_folder(tmp_path: Path) -> Path:
     (tmp_path / "file").write_text("")
+    return tmp_path / "file" / "h.sqlite3"
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a read-only folder")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "h.sqlite3"
+
+
+@pytest.mark.parametrize("unwritable", [_file_as_folder, _read_only_folder])
+def test_an_unwritable_folder_keeps_the_history_in_memory_and_says_so_once(
+    tmp_path: Path, unwritable: Callable[[Path], Path]
+) -> None:
     notes: list[str] = []
-    history = History(tmp_path / "file" / "h.sqlite3", note=notes.append)
+    history = History(unwritable(tmp_path), note=notes.append)
     for n in range(3):
         _record(history, f"SELECT {n}")
     assert len(history.read()) == 3
