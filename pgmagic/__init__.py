@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 from pgmagic._version import __version__
 
 if TYPE_CHECKING:
-    from pgmagic.api import execute, fetch, fetchrow, fetchval, load_table, stream, to_file
+    from pgmagic.api import (
+        execute,
+        fetch,
+        fetchrow,
+        fetchval,
+        history,
+        load_table,
+        stream,
+        to_file,
+    )
     from pgmagic.live.subscriptions import notification_log, notifications
 
 __all__ = [
@@ -26,6 +35,7 @@ __all__ = [
     "fetch",
     "fetchrow",
     "fetchval",
+    "history",
     "load_ipython_extension",
     "load_table",
     "notification_log",
@@ -35,7 +45,9 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-_API = frozenset({"execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"})
+_API = frozenset(
+    {"execute", "fetch", "fetchrow", "fetchval", "history", "load_table", "stream", "to_file"}
+)
 _NOTIFY = frozenset({"notification_log", "notifications"})
 
 

@@ -41,6 +41,7 @@ _SUBCOMMAND_FLAGS: dict[str, tuple[str, ...]] = {
     "listen": ("--dsn",),
     "unlisten": ("--all",),
     "load": ("--create", "--append", "--replace", "-q", "--quiet"),
+    "history": ("-n", "--all", "--clear"),
 }
 
 
