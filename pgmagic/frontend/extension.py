@@ -175,7 +175,7 @@ def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
     feed.end_of_cell()
     if complete.forget_after(getattr(result.info, "raw_cell", None) or ""):
-        for *_, panel in _loaded.values():
+        for _, _, _, panel, _ in _loaded.values():
             if panel is not None:
                 panel.catalog_changed()
 
