@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,22 @@ def test_ddl_in_a_cell_refreshes_what_completion_knows(shop: Any) -> None:
     assert at_cursor(shop, "%%pg\nSELECT * FROM fre|") == ["fresh_table"]
     shop.run_cell("%pg -q DROP TABLE cshop.fresh_table")
     assert at_cursor(shop, "%%pg\nSELECT * FROM fre|") == []
+
+
+def test_an_old_snapshot_answers_while_a_new_one_is_read(
+    shop: Any, sql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgmagic.catalog import snapshot
+
+    assert "later_table" not in at_cursor(shop, "%%pg\nSELECT * FROM lat|")
+    # Another session's DDL: no cell of this kernel drops the snapshot.
+    sql("CREATE TABLE cshop.later_table (a int)")
+    monkeypatch.setattr(snapshot, "FRESH_SECONDS", 0.0)
+    assert "later_table" not in at_cursor(shop, "%%pg\nSELECT * FROM lat|")
+    deadline = time.monotonic() + 10
+    while "later_table" not in at_cursor(shop, "%%pg\nSELECT * FROM lat|"):
+        assert time.monotonic() < deadline, "the background read never landed"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
