@@ -1,4 +1,4 @@
-r"""The listing commands: ``\d``, ``\dt`` and its kin, ``\dn``, ``\df``, ``\dx``, ``\du``, ``\l``.
+r"""Listing commands: ``\d``, ``\dt`` and kin, ``\dn``, ``\df``, ``\dT``, ``\dx``, ``\du``, ``\l``.
 
 ``\dt``, ``\dv``, ``\dm``, ``\di``, ``\ds``, ``\dE`` (and their combinations,
 ``\dtv``) list relations, as ``\d`` does without a pattern; ``\conninfo``
@@ -249,6 +249,92 @@ async def _functions(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
     )
 
 
+# Type names the grammar accepts that are neither pg_type's nor format_type's:
+# a pattern that is exactly one of them (in any case) looks for the canonical
+# name, as psql 16+ does.
+_TYPE_ALIASES = {
+    "decimal": "numeric",
+    "float": "double precision",
+    "int": "integer",
+    "bool[]": "boolean[]",
+    "decimal[]": "numeric[]",
+    "float[]": "double precision[]",
+    "float4[]": "real[]",
+    "float8[]": "double precision[]",
+    "int[]": "integer[]",
+    "int2[]": "smallint[]",
+    "int4[]": "integer[]",
+    "int8[]": "bigint[]",
+    "time[]": "time without time zone[]",
+    "timetz[]": "time with time zone[]",
+    "timestamp[]": "timestamp without time zone[]",
+    "timestamptz[]": "timestamp with time zone[]",
+    "varbit[]": "bit varying[]",
+    "varchar[]": "character varying[]",
+}
+
+
+async def _types(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
+    columns = [("n.nspname", "Schema"), ("pg_catalog.format_type(t.oid, NULL)", "Name")]
+    if command.verbose:
+        columns += [
+            ("t.typname", "Internal name"),
+            (
+                "CASE WHEN t.typrelid != 0 THEN 'tuple' WHEN t.typlen < 0 THEN 'var'"
+                " ELSE t.typlen::pg_catalog.text END",
+                "Size",
+            ),
+            (
+                "pg_catalog.array_to_string(ARRAY(SELECT e.enumlabel FROM pg_catalog.pg_enum e"
+                " WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder), E'\\n')",
+                "Elements",
+            ),
+            ("pg_catalog.pg_get_userbyid(t.typowner)", "Owner"),
+            (_ACL.format("t.typacl"), "Access privileges"),
+        ]
+    columns.append(("pg_catalog.obj_description(t.oid, 'pg_type')", "Description"))
+    query = Query()
+    # A table's row type is not listed, nor arrays unless the pattern asks
+    # for one (int4[]): each type shows once, under the name a user writes.
+    query.conditions.append(
+        "(t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM pg_catalog.pg_class c"
+        " WHERE c.oid = t.typrelid))"
+    )
+    if "[]" not in (command.pattern or ""):
+        query.conditions.append(
+            "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type el"
+            " WHERE el.oid = t.typelem AND el.typarray = t.oid)"
+        )
+    if not command.system and command.pattern is None:
+        query.conditions.append("n.nspname <> 'pg_catalog' AND n.nspname <> 'information_schema'")
+    pattern = None
+    if command.pattern is not None:
+        typed = _TYPE_ALIASES.get(command.pattern.lower(), command.pattern)
+        pattern = await resolve(conn, typed, parts=parts(command.kind))
+    if pattern is not None and pattern.name is not None:
+        name = query.bind(pattern.name)
+        query.conditions.append(
+            f"(t.typname OPERATOR(pg_catalog.~) {name} COLLATE pg_catalog.default"
+            f" OR pg_catalog.format_type(t.oid, NULL) OPERATOR(pg_catalog.~) {name}"
+            " COLLATE pg_catalog.default)"
+        )
+    if pattern is not None and pattern.qualified:
+        query.match("n.nspname", pattern.schema)
+    else:
+        query.conditions.append("pg_catalog.pg_type_is_visible(t.oid)")
+    sql = (
+        "SELECT "
+        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
+        + "\nFROM pg_catalog.pg_type t"
+        "\n  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace\n"
+        + query.where()
+        + "\nORDER BY 1, 2"
+    )
+    return Listing(
+        "List of data types", tuple(n for _, n in columns), await _fetch(conn, sql, query)
+    )
+
+
 async def _extensions(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
     query = Query()
     if command.pattern is not None:
@@ -426,6 +512,7 @@ LISTINGS = {
     "list": list_relations,
     "dn": _schemas,
     "df": _functions,
+    "dT": _types,
     "dx": _extensions,
     "du": _roles,
     "l": _databases,

@@ -35,8 +35,9 @@ class MetaCommand:
         The command as typed, backslash included (``\dt+``).
     kind : str
         The command without ``S``, ``+`` and type letters: ``d``, ``dn``,
-        ``df``, ``dx``, ``du``, ``l``, ``conninfo``, or ``list`` for the
-        relation listings (``\dt``, ``\dv`` ...).
+        ``df``, ``dT``, ``dx``, ``du``, ``l``, ``conninfo``, ``list`` for the
+        relation listings (``\dt``, ``\dv`` ...), or ``sf`` and ``sv`` (a
+        function's or a view's definition).
     letters : str
         The type letters: ``tv`` for ``\dtv``, ``p`` for ``\dfp``.
     system : bool
@@ -44,7 +45,8 @@ class MetaCommand:
     verbose : bool
         ``+``: more columns.
     pattern : str or None
-        The argument, as psql reads it (double quotes kept).
+        The argument, as psql reads it (double quotes kept); for ``\sf``
+        and ``\sv`` the rest of the line (``plp(int, text)``).
     """
 
     text: str
@@ -69,7 +71,7 @@ def parts(kind: str) -> int:
         3 for what lives in a schema (``db.schema.name``), 2 for schemas,
         1 for databases, roles and extensions.
     """
-    return 3 if kind in ("d", "list", "df") else 2 if kind == "dn" else 1
+    return 3 if kind in ("d", "list", "df", "dT") else 2 if kind == "dn" else 1
 
 
 def command_name(line: str) -> str:
@@ -124,9 +126,11 @@ def _split_name(name: str) -> tuple[str, str, bool, bool] | None:
     base = name.rstrip("+")
     if base in ("conninfo", "l", "list"):
         return ("conninfo" if base == "conninfo" else "l"), "", False, verbose
+    if base in ("sf", "sv"):
+        return base, "", False, verbose
     system = "S" in base
     letters = base.replace("S", "")
-    if letters in ("d", "dn", "dx", "du", "dg"):
+    if letters in ("d", "dn", "dT", "dx", "du", "dg"):
         return ("du" if letters == "dg" else letters), "", system, verbose
     if letters.startswith("df") and all(c in FUNCTION_LETTERS for c in letters[2:]):
         return "df", letters[2:], system, verbose
@@ -165,6 +169,13 @@ def parse(line: str) -> MetaCommand | None:
     if found is None:
         return None
     kind, letters, system, verbose = found
+    if kind in ("sf", "sv"):
+        # psql reads the whole line: a signature has spaces (plp(int, text)).
+        whole = text[len(name) :].strip()
+        if not whole:
+            what = "function" if kind == "sf" else "view"
+            raise MetaCommandError(f"{name}: {what} name is required")
+        return MetaCommand(name, kind, verbose=verbose, pattern=whole)
     words = _words(text[len(name) :])
     takes = 0 if kind == "conninfo" else 1
     if len(words) > takes:

@@ -13,14 +13,15 @@ import asyncpg
 from pgmagic.catalog.describe import Description, describe
 from pgmagic.catalog.listings import LISTINGS, Listing, extension_objects, list_relations
 from pgmagic.catalog.meta import MetaCommand
+from pgmagic.catalog.source import Definition, definition
 from pgmagic.runtime.history import Recording
 from pgmagic.runtime.loop import Runtime
 
 __all__ = ["Outcome", "fetch", "run"]
 
-Outcome = Listing | list[Listing] | list[Description] | str
-"""A listing (several for ``\\dx+``), the descriptions of ``\\d NAME``, or what
-psql says when nothing matched."""
+Outcome = Listing | list[Listing] | list[Description] | Definition | str
+"""A listing (several for ``\\dx+``), the descriptions of ``\\d NAME``, a
+definition (``\\sf``, ``\\sv``), or what psql says when nothing matched."""
 
 
 async def fetch(conn: asyncpg.Connection, command: MetaCommand) -> Outcome:
@@ -39,6 +40,8 @@ async def fetch(conn: asyncpg.Connection, command: MetaCommand) -> Outcome:
         if command.pattern is None:
             return await list_relations(conn, command)
         return await describe(conn, command)
+    if command.kind in ("sf", "sv"):
+        return await definition(conn, command)
     if command.kind == "dx" and command.verbose:
         return await extension_objects(conn, command)
     return await LISTINGS[command.kind](conn, command)
@@ -59,6 +62,8 @@ def _rows(outcome: Outcome) -> int | None:
         return len(outcome.rows)
     if isinstance(outcome, str):
         return 0  # psql's "Did not find any relation named ..."
+    if isinstance(outcome, Definition):
+        return 1
     return len(outcome)  # one per listing or described relation
 
 

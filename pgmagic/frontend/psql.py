@@ -10,6 +10,7 @@ not know gets psql's ``invalid command``.
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from pgmagic.catalog import run as catalog
 from pgmagic.catalog.describe import Description
 from pgmagic.catalog.listings import Listing
 from pgmagic.catalog.meta import MetaCommand, command_name, parse
+from pgmagic.catalog.source import Definition
 from pgmagic.errors import DATABASE_ERRORS, MetaCommandError, OptionError, render
 from pgmagic.frontend import tables
 from pgmagic.frontend.output import CellOutput
@@ -35,6 +37,7 @@ __all__ = [
     "ANSWERS",
     "DESCRIBE_COMMANDS",
     "Layout",
+    "Source",
     "command",
     "in_cell",
     "run_cell_with_commands",
@@ -54,15 +57,18 @@ DESCRIBE_COMMANDS = (
     r"\dm",
     r"\dn",
     r"\ds",
+    r"\dT",
     r"\dt",
     r"\du",
     r"\dv",
     r"\dx",
     r"\l",
+    r"\sf",
+    r"\sv",
 )
 SUPPORTED = (
-    r"\d [NAME], \dt, \dv, \dm, \di, \ds, \dE, \dn, \df, \dx, \du (\dg), \l, \conninfo; "
-    "S adds system objects, + more columns"
+    r"\d [NAME], \dt, \dv, \dm, \di, \ds, \dE, \dn, \df, \dT, \dx, \du (\dg), \l, "
+    r"\conninfo, \sf NAME, \sv NAME; S adds system objects, + more columns"
 )
 _OUTPUT = "results are DataFrames: df.to_csv(...), df.to_html(...), or %%pg --to FILE"
 _SQL_HELP = "see https://www.postgresql.org/docs/current/sql-commands.html"
@@ -81,8 +87,8 @@ ANSWERS = {
     "crosstabview": "pivot the DataFrame: df.pivot(index=..., columns=..., values=...)",
     "e": "edit the cell: there is no editor to start",
     "edit": "edit the cell: there is no editor to start",
-    "ef": "see a function with \\df+ NAME; edit it with CREATE OR REPLACE FUNCTION",
-    "ev": "see a view's definition with \\d+ NAME; edit it with CREATE OR REPLACE VIEW",
+    "ef": "see a function with \\sf NAME; edit it with CREATE OR REPLACE FUNCTION",
+    "ev": "see a view with \\sv NAME; edit it with CREATE OR REPLACE VIEW",
     "echo": "use print() in Python",
     "qecho": "use print() in Python",
     "warn": "use print() in Python",
@@ -126,8 +132,6 @@ ANSWERS = {
     "quit": "nothing to quit: %pg disconnect closes the connection, %unload_ext pgmagic all of it",
     "set": "use Python variables: $name binds a notebook variable's value",
     "unset": "use Python variables: $name binds a notebook variable's value",
-    "sf": "use SELECT pg_get_functiondef('NAME'::regproc), or \\df+ NAME",
-    "sv": "use \\d+ NAME (the view's definition is under its columns)",
     "t": _OUTPUT,
     "T": _OUTPUT,
     "timing": "every result's footer says how long it took",
@@ -194,6 +198,27 @@ class Layout:
         return tables.aligned(d.title, d.columns, d.rows, d.footers, d.right)
 
 
+class Source:
+    r"""A definition as ``\sf`` and ``\sv`` print it; ``str()`` gives the bare SQL.
+
+    Parameters
+    ----------
+    definition : Definition
+    """
+
+    def __init__(self, definition: Definition) -> None:
+        self.definition = definition
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.definition.text)}</pre>"
+
+    def __repr__(self) -> str:
+        return self.definition.text.rstrip("\n")
+
+    def __str__(self) -> str:
+        return self.definition.sql
+
+
 def _listing(listing: Listing, info: tables.ResultInfo, last: bool) -> pd.DataFrame | None:
     """Print a listing's title and show it, unless it is the cell's value; return its frame."""
     if listing.missing is not None:
@@ -222,6 +247,11 @@ def _run(magics: PgMagics, found: MetaCommand, last: bool) -> Any:
         return None
     if isinstance(outcome, Listing):
         return _listing(outcome, info, last)
+    if isinstance(outcome, Definition):
+        source = Source(outcome)
+        if not last:
+            show(source)
+        return source
     frames: dict[str, pd.DataFrame | None] = {}
     for item in outcome:
         if isinstance(item, Listing):  # \dx+: one per extension

@@ -57,6 +57,17 @@ CREATE MATERIALIZED VIEW order_totals AS
 CREATE SEQUENCE invoice_seq START 100 INCREMENT 5;
 CREATE TABLE "Mixed Case" ("Col A" int);
 CREATE FUNCTION add_one(x integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT x + 1';
+CREATE FUNCTION add_two(x integer) RETURNS integer LANGUAGE sql BEGIN ATOMIC SELECT x + 2; END;
+CREATE FUNCTION lines_of(n int, sep text DEFAULT ', ') RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN NEXT n::text || sep;
+END
+$$;
+CREATE VIEW checked_orders WITH (security_barrier) AS
+    SELECT id, total FROM orders WHERE total > 0 WITH CASCADED CHECK OPTION;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+COMMENT ON TYPE mood IS 'how it went';
+CREATE DOMAIN positive AS int CHECK (VALUE > 0);
 CREATE PUBLICATION {a}_pub FOR TABLE customers;
 CREATE TABLE vip (level int) INHERITS (customers);
 ALTER TABLE customers SET (fillfactor = 70);

@@ -20,6 +20,8 @@ from pgmagic.catalog.describe import Description
 from pgmagic.catalog.listings import Listing
 from pgmagic.catalog.meta import parse
 from pgmagic.catalog.run import Outcome, fetch
+from pgmagic.catalog.source import Definition
+from pgmagic.errors import MetaCommandError
 from pgmagic.frontend.tables import aligned
 from tests.catalog.conftest import Shop, psql
 from tests.conftest import run_sql
@@ -45,6 +47,8 @@ def as_text(found: Outcome) -> str:
     """psql's output for the outcome, the empty line after each table included."""
     if isinstance(found, str):
         return found
+    if isinstance(found, Definition):
+        return found.text
     if isinstance(found, Listing):
         cells = [tuple("" if v is None else str(v) for v in row) for row in found.rows]
         count = f"({len(cells)} row{'' if len(cells) == 1 else 's'})"
@@ -106,6 +110,16 @@ DESCRIBED = [
     r"\d ord*",
     r"\d {a}.invoice?",
     r"\dx+ plpgsql",
+    # Definitions: numbered from the body (AS, BEGIN, RETURN) or from the top.
+    r"\sf add_one",
+    r"\sf+ add_one",
+    r"\sf+ add_two",
+    r"\sf+ lines_of",
+    r"\sf lines_of(int, text)",
+    r"\sf {a}.touch",
+    r"\sv big_orders",
+    r"\sv+ checked_orders",
+    r"\sv {b}.order_view",
     # System catalogs: their replica identity, TOAST tables, views of the server's.
     r"\d+ pg_class",
     r"\d pg_class_oid_index",
@@ -151,6 +165,13 @@ LISTED = [
     r"\du",
     r"\du+ postgres",
     r"\dg",
+    r"\dT",
+    r"\dT+",
+    r"\dT {a}.*",
+    r"\dTS int",
+    r"\dT int4[]",
+    r"\dT+ mood",
+    r"\dTS+ pg_catalog.int*",
 ]
 
 
@@ -277,7 +298,8 @@ def test_listings(shop: Shop) -> None:
         (a, "slots"),
         (a, "vip"),
     ]
-    assert [r[1] for r in rows(outcome(shop, r"\dv {a}.*"))] == ["big_orders", "one_row"]
+    views = [r[1] for r in rows(outcome(shop, r"\dv {a}.*"))]
+    assert views == ["big_orders", "checked_orders", "one_row"]
     assert [r[1] for r in rows(outcome(shop, r"\dm {a}.*"))] == ["order_totals"]
     sequences = [r[1] for r in rows(outcome(shop, r"\ds {a}.*"))]
     assert sequences == ["customers_id_seq", "invoice_seq", "orders_id_seq", "slots_id_seq"]
@@ -287,7 +309,9 @@ def test_listings(shop: Shop) -> None:
     functions = rows(outcome(shop, r"\df {a}.*"))
     assert [(r[1], r[2], r[3]) for r in functions] == [
         ("add_one", "integer", "x integer"),
+        ("add_two", "integer", "x integer"),
         ("ignore_row", "trigger", ""),
+        ("lines_of", "SETOF text", "n integer, sep text DEFAULT ', '::text"),
         ("touch", "trigger", ""),
     ]
     assert [r[1] for r in rows(outcome(shop, r"\dft {a}.*"))] == ["ignore_row", "touch"]
@@ -342,3 +366,27 @@ def foreign_table(shop: Shop) -> Iterator[str]:
 @pytest.mark.parametrize("command", [r"\d remote", r"\d+ remote", r"\dE"])
 def test_foreign_tables_match_psql(shop: Shop, foreign_table: str, command: str) -> None:
     assert as_text(outcome(shop, command)) == psql(shop, command)
+
+
+@pytest.mark.parametrize(
+    ("command", "error", "message"),
+    [
+        (r"\sf nothing", asyncpg.UndefinedFunctionError, 'function "nothing" does not exist'),
+        (r"\sf add_one extra", asyncpg.InvalidNameError, "invalid name syntax"),
+        (r"\sv nothing", asyncpg.UndefinedTableError, 'relation "nothing" does not exist'),
+        (r"\sv order_totals", MetaCommandError, '"{a}.order_totals" is not a view'),
+        (r"\sv orders", MetaCommandError, '"{a}.orders" is not a view'),
+    ],
+)
+def test_definitions_of_what_is_not_there_fail_as_in_psql(
+    shop: Shop, command: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as raised:
+        outcome(shop, command)
+    assert str(raised.value) == message.format(a=shop.a)
+
+
+@pytest.mark.parametrize("command", [r"\sf", r"\sv+", r"\sf   "])
+def test_definitions_need_a_name(command: str) -> None:
+    with pytest.raises(MetaCommandError, match="name is required"):
+        parse(command)

@@ -34,6 +34,10 @@ CASES = [
     (r"\l", ("l", "", False, False, None)),
     (r"\list+", ("l", "", False, True, None)),
     (r"\conninfo", ("conninfo", "", False, False, None)),
+    (r"\dTS+ int*", ("dT", "", True, True, "int*")),
+    # \sf and \sv take the rest of the line: a signature has spaces.
+    (r"\sf+ plp(int, text)", ("sf", "", False, True, "plp(int, text)")),
+    (r"\sv  my.view  ", ("sv", "", False, False, "my.view")),
     ("   \\dt   ", ("list", "t", False, False, None)),
 ]
 
@@ -45,7 +49,7 @@ def test_describe_commands(line: str, expected: tuple[object, ...]) -> None:
     assert (found.kind, found.letters, found.system, found.verbose, found.pattern) == expected
 
 
-@pytest.mark.parametrize("line", [r"\x", r"\timing on", r"\c db", r"\dT", r"\dp", r"\foo", r"\?"])
+@pytest.mark.parametrize("line", [r"\x", r"\timing on", r"\c db", r"\dD", r"\dp", r"\foo", r"\?"])
 def test_other_commands_are_not_read_here(line: str) -> None:
     assert parse(line) is None
 

@@ -97,7 +97,8 @@ def test_other_psql_commands_answer_in_one_line(ip: Any, capsys: Any, name: str)
     [
         (r"\foo", r"MetaCommandError: invalid command \foo"),
         (r"\timingx", r"MetaCommandError: invalid command \timingx"),
-        (r"\dT", r"MetaCommandError: \dT: not a describe command pgmagic has; it has"),
+        (r"\dD", r"MetaCommandError: \dD: not a describe command pgmagic has; it has"),
+        (r"\sf", r"MetaCommandError: \sf: function name is required"),
         (r"\dt a.b.c.d", "improper qualified name (too many dotted names): a.b.c.d"),
         (r"\d a b", r'MetaCommandError: \d: extra argument "b"'),
     ],
@@ -130,7 +131,7 @@ def test_a_cell_runs_sql_and_commands_in_order(ip: Any, at_shop: Shop, capsys: A
 
 def test_a_cell_ending_with_a_command_gives_its_value(ip: Any, at_shop: Shop) -> None:
     value = run(ip, f"%%pg -o listed\nSELECT 1 AS one;\n\\dv {at_shop.a}.*")
-    assert value["Name"].tolist() == ["big_orders", "one_row"]
+    assert value["Name"].tolist() == ["big_orders", "checked_orders", "one_row"]
     assert ip.user_ns["listed"] is value
 
 
@@ -206,3 +207,15 @@ def test_plain_words_for_the_describe_commands(ip: Any, capsys: Any) -> None:
         assert "takes no arguments" in str(error)
     finally:
         ip.run_cell("%pg -q DROP TABLE words_probe")
+
+
+def test_definitions_show_as_psql_prints_them_and_give_the_sql(ip: Any, at_shop: Shop) -> None:
+    value = run(ip, f"%pg \\sf+ {at_shop.a}.lines_of")
+    assert isinstance(value, psql.Source)
+    assert str(value).startswith(f"CREATE OR REPLACE FUNCTION {at_shop.a}.lines_of(n integer")
+    assert repr(value).splitlines()[3] == "1       AS $function$"
+    html = value._repr_html_()
+    assert html.startswith("<pre>") and "&#x27;, &#x27;::text" in html
+    # A view between statements shows where it stands; the cell's value is the last piece's.
+    shown = run(ip, f"%%pg\n\\sv {at_shop.a}.big_orders\nSELECT 1 AS one")
+    assert shown["one"].tolist() == [1]
