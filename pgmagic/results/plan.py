@@ -65,20 +65,20 @@ _EXPRESSIONS = (
 )
 # What EXPLAIN's text format prints under a node, in its order.
 _DETAILS = (
-    ("Index Cond", "Index Cond"),
-    ("Recheck Cond", "Recheck Cond"),
-    ("Hash Cond", "Hash Cond"),
-    ("Merge Cond", "Merge Cond"),
-    ("Join Filter", "Join Filter"),
-    ("Rows Removed by Join Filter", "Rows Removed by Join Filter"),
-    ("One-Time Filter", "One-Time Filter"),
-    ("Filter", "Filter"),
-    ("Rows Removed by Filter", "Rows Removed by Filter"),
-    ("Rows Removed by Index Recheck", "Rows Removed by Index Recheck"),
-    ("Sort Key", "Sort Key"),
-    ("Group Key", "Group Key"),
-    ("Cache Key", "Cache Key"),
-    ("Heap Fetches", "Heap Fetches"),
+    "Index Cond",
+    "Recheck Cond",
+    "Hash Cond",
+    "Merge Cond",
+    "Join Filter",
+    "Rows Removed by Join Filter",
+    "One-Time Filter",
+    "Filter",
+    "Rows Removed by Filter",
+    "Rows Removed by Index Recheck",
+    "Sort Key",
+    "Group Key",
+    "Cache Key",
+    "Heap Fetches",
 )
 _JOINS = {"Nested Loop", "Hash Join", "Merge Join"}
 
@@ -245,7 +245,12 @@ class Node:
     def details(self) -> list[str]:
         """Conditions, keys and row counts, as EXPLAIN's text format prints them under the node."""
         data = self.data
-        lines = [f"{label}: {_joined(data[key])}" for key, label in _DETAILS if key in data]
+        # As the text format does: row counts only when rows were removed.
+        lines = [
+            f"{key}: {_joined(data[key])}"
+            for key in _DETAILS
+            if key in data and (data[key] or not key.startswith("Rows Removed"))
+        ]
         if "Sort Method" in data:
             space = data.get("Sort Space Used")
             kind = data.get("Sort Space Type", "")
