@@ -17,12 +17,22 @@ from typing import TYPE_CHECKING, Any
 from pgmagic._version import __version__
 
 if TYPE_CHECKING:
-    from pgmagic.api import execute, fetch, fetchrow, fetchval, load_table, stream, to_file
+    from pgmagic.api import (
+        execute,
+        explain,
+        fetch,
+        fetchrow,
+        fetchval,
+        load_table,
+        stream,
+        to_file,
+    )
     from pgmagic.live.subscriptions import notification_log, notifications
 
 __all__ = [
     "__version__",
     "execute",
+    "explain",
     "fetch",
     "fetchrow",
     "fetchval",
@@ -35,7 +45,9 @@ __all__ = [
     "unload_ipython_extension",
 ]
 
-_API = frozenset({"execute", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"})
+_API = frozenset(
+    {"execute", "explain", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"}
+)
 _NOTIFY = frozenset({"notification_log", "notifications"})
 
 

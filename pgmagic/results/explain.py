@@ -16,6 +16,8 @@ writes assigns one), the plan says it was rolled back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -28,7 +30,7 @@ from pgmagic.runtime.session import Session, TransactionState
 from pgmagic.sql.lexer import first_word
 from pgmagic.sql.params import BoundStatement
 
-__all__ = ["ROLLED_BACK", "ROLLED_BACK_TO_SAVEPOINT", "hint", "prefix", "run"]
+__all__ = ["ROLLED_BACK", "ROLLED_BACK_TO_SAVEPOINT", "hint", "prefix", "run", "run_on"]
 
 #: The note under a plan whose statement wrote, in a transaction of its own.
 ROLLED_BACK = "rolled back: EXPLAIN ANALYZE of a statement that writes"
@@ -122,6 +124,22 @@ async def _transaction_id(conn: asyncpg.Connection) -> Any:
     return await conn.fetchval("SELECT txid_current_if_assigned()::text")
 
 
+async def _analyzed(
+    conn: asyncpg.Connection, bound: BoundStatement, fetch: Fetch, nested: bool
+) -> Plan:
+    """EXPLAIN ANALYZE inside a transaction or savepoint the caller rolls back."""
+    before = await _transaction_id(conn) if nested else None
+    result = await _explain(conn, bound, fetch, analyze=True)
+    after = await _transaction_id(conn)
+    plan = _plan(result)
+    wrote = any(n.node_type in _WRITING_NODES for n in plan.nodes) or (
+        before is None and after is not None
+    )
+    if wrote:
+        plan.notes.append(ROLLED_BACK_TO_SAVEPOINT if nested else ROLLED_BACK)
+    return plan
+
+
 async def run(session: Session, bound: BoundStatement, fetch: Fetch, *, analyze: bool) -> Plan:
     """Explain one bound statement on the session.
 
@@ -155,13 +173,34 @@ async def run(session: Session, bound: BoundStatement, fetch: Fetch, *, analyze:
         return _plan(result)
     nested = session.state is not TransactionState.IDLE
     async with session.atomic(undo=True) as conn:
-        before = await _transaction_id(conn) if nested else None
-        result = await _explain(conn, bound, fetch, analyze=True)
-        after = await _transaction_id(conn)
-    plan = _plan(result)
-    wrote = any(n.node_type in _WRITING_NODES for n in plan.nodes) or (
-        before is None and after is not None
-    )
-    if wrote:
-        plan.notes.append(ROLLED_BACK_TO_SAVEPOINT if nested else ROLLED_BACK)
-    return plan
+        return await _analyzed(conn, bound, fetch, nested)
+
+
+async def run_on(
+    conn: asyncpg.Connection, bound: BoundStatement, fetch: Fetch, *, analyze: bool
+) -> Plan:
+    """Explain one bound statement on a connection of its own (a pool's).
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+        Not in a transaction.
+    bound : BoundStatement
+    fetch : Fetch
+    analyze : bool
+
+    Returns
+    -------
+    Plan
+    """
+    fetch = dataclasses.replace(fetch, frame=False, max_rows=0, cached=False)
+    if not analyze:
+        return _plan(await _explain(conn, bound, fetch, analyze=False))
+    await conn.execute("BEGIN")
+    try:
+        return await _analyzed(conn, bound, fetch, nested=False)
+    finally:
+        if not conn.is_closed():
+            # Shielded: a cancelled measurement must still undo what it did.
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.shield(conn.execute("ROLLBACK"))
