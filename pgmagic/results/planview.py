@@ -9,7 +9,7 @@ stylesheet only adds JupyterLab's fonts and colours where they are allowed.
 from __future__ import annotations
 
 import html as html_module
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -160,43 +160,41 @@ def text(plan: Plan) -> str:
     str
     """
     lines: list[str] = []
-
-    def draw(node: Node, lead: str, branch: str) -> None:
+    for node, branch, guide in _tree(plan.root):
         label = f"{node.label}: " if node.label else ""
         found = _metrics(plan, node)
         metrics = "  (" + " · ".join(found) + ")" if found else ""
         marks = "".join(f"  {m}" for m in markers(plan, node))
-        lines.append(f"{lead}{branch}{label}{node.title}{metrics}{marks}")
-        inner = lead + ("" if not branch else "│  " if branch == "├─ " else "   ")
-        guide = "│  " if node.children else "   "
-        lines.extend(f"{inner}{guide}  {d}" for d in node.details)
-        for i, child in enumerate(node.children):
-            draw(child, inner, "└─ " if i == len(node.children) - 1 else "├─ ")
-
-    draw(plan.root, "", "")
+        lines.append(f"{branch}{label}{node.title}{metrics}{marks}")
+        lines.extend(f"{guide}{d}" for d in node.details)
     lines.extend(plan.summary())
     return "\n".join(lines)
 
 
-# Translucent colours read on light and dark backgrounds alike, and survive
-# sanitizers that drop var(): the stylesheet adds the theme's where allowed.
+def _tree(root: Node) -> Iterator[tuple[Node, str, str]]:
+    """Each node top down, with what goes before its line and before its detail lines."""
+
+    def walk(node: Node, lead: str, branch: str) -> Iterator[tuple[Node, str, str]]:
+        inner = lead + ("" if not branch else "│  " if branch == "├─ " else "   ")
+        yield node, lead + branch, inner + ("│  " if node.children else "   ") + "  "
+        for i, child in enumerate(node.children):
+            yield from walk(child, inner, "└─ " if i == len(node.children) - 1 else "├─ ")
+
+    yield from walk(root, "", "")
+
+
+# Everything is inline: a sanitizer (an untrusted notebook, GitHub) drops a
+# stylesheet.  Translucent colours read on light and dark backgrounds alike;
+# where a theme colour is wanted it comes second, after a plain one, so that a
+# sanitizer that drops var() keeps the first.
 _HOT_BG = "rgba(255,120,0,.22)"
 _BAD_BG = "rgba(220,40,40,.18)"
-_RULE = "1px solid rgba(128,128,128,.35)"
-_CELL = f"padding:1px 8px;border-bottom:{_RULE};vertical-align:top;white-space:nowrap"
+_GREY = "rgba(128,128,128,.35)"
+_RULE = f"border-bottom:1px solid {_GREY};border-bottom-color:var(--jp-border-color2,{_GREY})"
+_CELL = f"padding:1px 8px;{_RULE};vertical-align:top;white-space:nowrap"
 _NUM = _CELL + ";text-align:right"
 _SUMMARY = "opacity:.8;font-size:11px;margin-top:4px"
-_STYLE = (
-    "<style>"
-    ".pgmagic-plan table{border-collapse:collapse;font-size:12px}"
-    ".pgmagic-plan .tree{font-family:var(--jp-code-font-family,monospace)}"
-    ".pgmagic-plan .detail{opacity:.7;font-size:11px;white-space:pre-wrap}"
-    ".pgmagic-plan th{color:var(--jp-ui-font-color1,inherit)}"
-    "div.pgmagic-plan.pgmagic-plan td,div.pgmagic-plan.pgmagic-plan th"
-    "{border-bottom-color:var(--jp-border-color2,rgba(128,128,128,.35))}"
-    ".pgmagic-plan .summary{opacity:.8;font-size:11px;margin-top:4px}"
-    "</style>"
-)
+_DETAIL = "opacity:.7;white-space:pre-wrap"
 
 
 def html(plan: Plan) -> str:
@@ -222,18 +220,17 @@ def html(plan: Plan) -> str:
         for i, h in enumerate(heads)
     )
     rows = []
-    for node in plan.nodes:
+    for node, branch, guide in _tree(plan.root):
         label = f"{escape(node.label)}: " if node.label else ""
-        # Indentation in non-breaking spaces: it survives any sanitizer.
-        indent = "\u00a0" * (3 * node.depth) + ("└\u00a0" if node.depth else "")
         details = "".join(
-            f'<div class="detail" style="opacity:.7;font-size:11px;white-space:pre-wrap;'
-            f'padding-left:{1.2 * node.depth + 1.2:.1f}em">{escape(d)}</div>'
+            f'<div><span style="white-space:pre">{escape(guide)}</span>'
+            f'<span class="detail" style="{_DETAIL}">{escape(d)}</span></div>'
             for d in node.details
         )
         marks = " ".join(escape(m) for m in markers(plan, node))
         tree = (
-            f'<td class="tree" style="{_CELL}"><span style="white-space:pre">{indent}</span>'
+            f'<td class="tree" style="{_CELL};font-family:monospace">'
+            f'<span style="white-space:pre">{escape(branch)}</span>'
             f"{label}<b>{escape(node.title)}</b>"
             + (f" <small><em>{marks}</em></small>" if marks else "")
             + f"{details}</td>"
@@ -262,7 +259,8 @@ def html(plan: Plan) -> str:
         )
     summary = "".join(f"<div>{escape(line)}</div>" for line in plan.summary())
     return (
-        f'<div class="pgmagic-plan">{_STYLE}<table><thead><tr>{header}</tr></thead>'
+        '<div class="pgmagic-plan"><table style="border-collapse:collapse;font-size:12px">'
+        f"<thead><tr>{header}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
         f'<div class="summary" style="{_SUMMARY}">{summary}</div></div>'
     )
