@@ -353,6 +353,9 @@ async def _run_on_session(
         # Read now, on the loop: whether what ran before the error is committed.
         failed = session.state is TransactionState.FAILED
         error.pgmagic_failed_transaction = failed  # type: ignore[union-attr]
+        # Still open and usable: --explain-analyze undid only its own statement.
+        still_open = session.state is TransactionState.IN_TRANSACTION
+        error.pgmagic_open_transaction = still_open  # type: ignore[union-attr]
         raise
 
 
@@ -381,6 +384,8 @@ def where_it_stopped(error: BaseException, statements: Sequence[BoundStatement])
         before = "statement 1" if index == 1 else f"statements 1-{index}"
         if getattr(error, "pgmagic_failed_transaction", False):
             parts.append(f"{before} ran; the transaction is now aborted: ROLLBACK to end it")
+        elif getattr(error, "pgmagic_open_transaction", False):
+            parts.append(f"{before} ran; the transaction is still open")
         else:
             parts.append(f"{before} ran and {'is' if index == 1 else 'are'} committed")
     if index + 1 < total:

@@ -131,3 +131,19 @@ def test_values_are_bound_on_the_server_as_in_a_plain_run(items: Any) -> None:
     # A plan for these values (a custom plan): the value is in it, the text never was.
     assert "(ex_items.id > 95)" in plan.text
     assert run(items, "%pg --scalar SELECT count(*) FROM ex_items") == 100
+
+
+def test_a_failed_explain_after_begin_says_the_transaction_is_open(
+    items: Any, sql: Any, capsys: Any
+) -> None:
+    before = counts(sql)
+    _error, out = fails(
+        items,
+        "%%pg --explain-analyze\nBEGIN;\nINSERT INTO ex_items VALUES (700, 7);\n"
+        "INSERT INTO ex_items VALUES (700, 7)",
+        capsys,
+    )
+    assert "statement 3 of 3 failed; statements 1-2 ran; the transaction is still open" in out
+    assert backend_state(items, sql) == "idle in transaction"
+    run(items, "%pg COMMIT")
+    assert counts(sql) == (before[0] + 1, before[1] + 7, before[2])
