@@ -48,6 +48,8 @@ MIME_TYPE = "application/vnd.pgmagic.plan+json"
 _HOT_SHARE = 0.10
 _HOT_COUNT = 3
 _BAD_FACTOR = 10.0
+# A node's estimate is off on its own when it is this much worse than its children's.
+_SOURCE = 2.0
 
 # Node fields that hold expressions: where an InitPlan's result is used.
 _EXPRESSIONS = (
@@ -121,7 +123,9 @@ class Node:
     hot : bool
         Among the nodes that take the most time on their own.
     misestimated : bool
-        Among the worst row estimates, off by ×10 or more.
+        Among the worst row estimates where they start: off by ×10 or more,
+        and at least twice as far off as any of its children (the nodes
+        above a bad estimate inherit it).
     """
 
     data: dict[str, Any]
@@ -310,6 +314,14 @@ def _read(
     return node
 
 
+def _inherited(node: Node, way: str) -> float:
+    """The worst factor, the same way, among a node's children: what it took over from them."""
+    factors = [
+        c.misestimate[0] for c in node.children if c.misestimate and c.misestimate[1] == way
+    ]
+    return max(factors, default=1.0)
+
+
 def _initplan_reference(name: str) -> re.Pattern[str] | None:
     """How expressions name an InitPlan's result: ``$0`` up to PostgreSQL 16, ``(InitPlan 1)``."""
     found = re.fullmatch(r"InitPlan (\d+)(?: \(returns (.*)\))?", name)
@@ -427,7 +439,7 @@ class Plan:
 
     @property
     def misestimated(self) -> list[Node]:
-        """The nodes whose row estimates are off by ×10 or more, worst first."""
+        """The nodes where the worst row estimates start (×10 or more), worst first."""
         worst = [n for n in self.nodes if n.misestimated]
         return sorted(worst, key=lambda n: -(n.misestimate or (0.0, ""))[0])
 
@@ -444,7 +456,9 @@ class Plan:
         off = [
             (n.misestimate[0], n)
             for n in self.nodes
-            if n.misestimate is not None and not (n.limited and n.misestimate[1] == "over")
+            if n.misestimate is not None
+            and not (n.limited and n.misestimate[1] == "over")
+            and n.misestimate[0] >= _SOURCE * _inherited(n, n.misestimate[1])
         ]
         for factor, node in sorted(off, key=lambda pair: -pair[0])[:_HOT_COUNT]:
             node.misestimated = factor >= _BAD_FACTOR

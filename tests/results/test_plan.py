@@ -82,7 +82,7 @@ INITPLAN = (
 NESTED = (
     "SELECT * FROM plan_t.customers c JOIN plan_t.orders o ON o.customer_id = c.id WHERE c.id <= 20"
 )
-MISESTIMATE = "SELECT * FROM plan_t.orders WHERE a = 1 AND b = 1"
+MISESTIMATE = "SELECT * FROM plan_t.orders WHERE a = 1 AND b = 1 ORDER BY id"
 PARALLEL_QUERY = "SELECT k, count(*) FROM plan_t.orders GROUP BY k"
 
 
@@ -158,6 +158,10 @@ def test_misestimates_are_measured_and_highlighted(tables: str) -> None:
     factor, way = scan.misestimate
     assert way == "under" and factor > 50
     assert scan in plan.misestimated and scan.misestimated
+    # The sort above takes the bad estimate over: only where it starts is marked.
+    sort = next(n for n in plan.nodes if n.node_type == "Sort")
+    assert sort.misestimate is not None and sort.misestimate[0] > 50
+    assert not sort.misestimated and plan.misestimated == [scan]
     assert re.search(r"rows 2,000 of est\. \d+ ×\d+ under", plan.text)
     assert "◀ rows under-estimated" in plan.text
     html = plan.html()
