@@ -1,7 +1,7 @@
 """Test environment for tests/ and the nbval runs of examples/.
 
 The server is the embedded one, in a fresh temporary data folder so a user's own
-embedded database is never touched, or the one ``PGMAGIC_TEST_DSN`` names.  The
+embedded database (and query history) is never touched, or the one ``PGMAGIC_TEST_DSN`` names.  The
 environment is set at import time so kernels that tests and nbval start inherit it.
 """
 
@@ -27,6 +27,8 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 os.environ["PGMAGIC_DATA_DIR"] = os.path.join(_DATA_DIR, "pgdata")
+# The query history too: never the user's own.
+os.environ["PGMAGIC_HISTORY_FILE"] = os.path.join(_DATA_DIR, "history.sqlite3")
 if os.environ.get("PGMAGIC_TEST_DSN"):
     os.environ["PGMAGIC_DSN"] = os.environ["PGMAGIC_TEST_DSN"]
 else:

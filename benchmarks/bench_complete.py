@@ -35,21 +35,29 @@ COLUMNS = 20
 REPEAT = 200
 
 
+def catalog_statements(tables: int, schema: str) -> list[str]:
+    """DDL for ``tables`` tables ``schema.t1 ...`` of 20 columns, each with a foreign key
+    to the one before; run each statement on its own (they COMMIT every 500 tables,
+    since one transaction cannot lock 20,000 of them)."""
+    cols = ", ".join(f"c{i} int" for i in range(COLUMNS - 2))
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"DO $$ BEGIN FOR i IN 1..{tables} LOOP "
+        f"EXECUTE format('CREATE TABLE {schema}.t%s (id int PRIMARY KEY, prev int, "
+        f"{cols})', i); IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$",
+        f"DO $$ BEGIN FOR i IN 2..{tables} LOOP "
+        f"EXECUTE format('ALTER TABLE {schema}.t%s ADD FOREIGN KEY (prev) REFERENCES "
+        f"{schema}.t%s (id)', i, i - 1); IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$",
+    ]
+
+
 def build(ip: Any, tables: int) -> float:
     """Create schema ``bench_n`` with ``tables`` tables; return the seconds it took."""
     started = time.perf_counter()
-    cols = ", ".join(f"c{i} int" for i in range(COLUMNS - 2))
-    # COMMIT every 500 tables: one transaction cannot lock 20,000 of them.
     ip.run_cell(
-        "%%pg -q\n"
-        "DROP SCHEMA IF EXISTS bench_n CASCADE;\nCREATE SCHEMA bench_n;\n"
-        f"DO $$ BEGIN FOR i IN 1..{tables} LOOP "
-        "EXECUTE format('CREATE TABLE bench_n.t%s (id int PRIMARY KEY, prev int, "
-        f"{cols})', i); IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$;\n"
-        f"DO $$ BEGIN FOR i IN 2..{tables} LOOP "
-        "EXECUTE format('ALTER TABLE bench_n.t%s ADD FOREIGN KEY (prev) REFERENCES "
-        "bench_n.t%s (id)', i, i - 1); IF i % 500 = 0 THEN COMMIT; END IF; END LOOP; END $$;\n"
-        "SET search_path = bench_n, public"
+        "%%pg -q\nDROP SCHEMA IF EXISTS bench_n CASCADE;\n"
+        + ";\n".join(catalog_statements(tables, "bench_n"))
+        + ";\nSET search_path = bench_n, public"
     )
     return time.perf_counter() - started
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         fetch,
         fetchrow,
         fetchval,
+        history,
         load_table,
         stream,
         to_file,
@@ -36,6 +37,7 @@ __all__ = [
     "fetch",
     "fetchrow",
     "fetchval",
+    "history",
     "load_ipython_extension",
     "load_table",
     "notification_log",
@@ -46,7 +48,17 @@ __all__ = [
 ]
 
 _API = frozenset(
-    {"execute", "explain", "fetch", "fetchrow", "fetchval", "load_table", "stream", "to_file"}
+    {
+        "execute",
+        "explain",
+        "fetch",
+        "fetchrow",
+        "fetchval",
+        "history",
+        "load_table",
+        "stream",
+        "to_file",
+    }
 )
 _NOTIFY = frozenset({"notification_log", "notifications"})
 

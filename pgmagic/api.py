@@ -31,9 +31,11 @@ from pgmagic.bulk.load import LoadResult
 from pgmagic.bulk.stream import Stream
 from pgmagic.errors import DATABASE_ERRORS, blame, render
 from pgmagic.results import explain as explaining
+from pgmagic.results import history as _history
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
 from pgmagic.results.plan import Plan
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
+from pgmagic.runtime.history import Recording
 from pgmagic.runtime.loop import Runtime, default_runtime
 from pgmagic.runtime.waiting import awaited, in_worker
 from pgmagic.sql.params import BoundStatement
@@ -44,6 +46,7 @@ __all__ = [
     "fetch",
     "fetchrow",
     "fetchval",
+    "history",
     "load_table",
     "stream",
     "to_file",
@@ -62,6 +65,7 @@ async def _run_all(
     runtime: Runtime,
     statements: list[BoundStatement],
     session: bool,
+    recording: Recording,
     numeric_as_float: bool | None = None,
 ) -> list[StatementResult]:
     # An init hook may install codecs that change how types decode; the COPY
@@ -71,6 +75,7 @@ async def _run_all(
         frame=numeric_as_float is not None and runtime.settings.init is None,
         numeric_as_float=bool(numeric_as_float),
         cached=session,
+        recording=recording,
     )
 
     async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
@@ -112,7 +117,10 @@ async def _results(
     statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return None
-    results = await _bridge(runtime, _run_all(runtime, statements, session, numeric_as_float), sql)
+    recording = runtime.history.recording()
+    results = await _bridge(
+        runtime, _run_all(runtime, statements, session, recording, numeric_as_float), sql
+    )
     return next((r for r in reversed(results) if r.returns_rows), results[-1])
 
 
@@ -227,7 +235,8 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
     statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return ""
-    results = await _bridge(runtime, _run_all(runtime, statements, session), sql)
+    recording = runtime.history.recording()
+    results = await _bridge(runtime, _run_all(runtime, statements, session, recording), sql)
     return results[-1].status
 
 
@@ -365,3 +374,35 @@ async def load_table(
     >>> await pgmagic.load_table(df, "events", mode="append")  # doctest: +SKIP
     """
     return await in_worker(loading.load, _runtime(), source, table, mode=mode)
+
+
+def history(
+    n: int | None = None, pattern: str | None = None, *, all_kernels: bool = False
+) -> pd.DataFrame:
+    """The statements pgmagic ran in this kernel, oldest first (``%pg history``).
+
+    Not awaited: the history is a local file, read at once.  Parameter
+    values are never recorded, only their names.
+
+    Parameters
+    ----------
+    n : int, optional
+        Only the newest ``n`` statements.
+    pattern : str, optional
+        Only statements whose SQL holds this text, ignoring case.
+    all_kernels : bool
+        Every kernel's statements (the history survives restarts), not only
+        this kernel's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``started`` (UTC), ``cell``, ``sql``, ``params``, ``rows``,
+        ``seconds``, ``status`` (``ok``, ``error``, ``cancelled``),
+        ``sqlstate``, ``connection``, ``pid`` and ``kernel``.
+
+    Examples
+    --------
+    >>> slow = pgmagic.history(pattern="orders").query("seconds > 1")  # doctest: +SKIP
+    """
+    return _history.read(_runtime().history, last=n, pattern=pattern, every_kernel=all_kernels)

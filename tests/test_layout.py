@@ -163,6 +163,7 @@ PUBLIC = [
     "fetch",
     "fetchrow",
     "fetchval",
+    "history",
     "load_ipython_extension",
     "load_table",
     "notification_log",

@@ -32,6 +32,30 @@ export function isPgCode(code: string): boolean {
   return PG_CELL.test(code) || PG_LINE.test(code);
 }
 
+/** Whether a cell's code is a `%%pg` cell: SQL only, no Python to complete. */
+export function isPgCell(code: string): boolean {
+  return PG_CELL.test(code);
+}
+
+/**
+ * Keep `provider` (the kernel's own) out of the cells `served` says this
+ * provider answers alone.
+ *
+ * In a `%%pg` cell both ask the same engine on the kernel side, so the
+ * kernel's answer adds nothing; but its request waits behind a running cell,
+ * and the completer shows no list until every provider has answered or its
+ * timeout (1 s by default) has passed. The manager has no public way to make
+ * one provider step aside per cell, hence the wrapped method.
+ */
+export function stepAside(
+  provider: ICompletionProvider,
+  served: (context: ICompletionContext) => boolean
+): void {
+  const isApplicable = provider.isApplicable.bind(provider);
+  provider.isApplicable = async context =>
+    !served(context) && (await isApplicable(context));
+}
+
 /** The completer's reply for the kernel's: documentation is the detail. */
 export function toItemsReply(
   reply: ICompletions | null,
@@ -51,6 +75,10 @@ export function toItemsReply(
   };
 }
 
+function sourceOf(context: ICompletionContext): string {
+  return context.editor?.model.sharedModel.getSource() ?? '';
+}
+
 export class PgCompletionProvider implements ICompletionProvider {
   /**
    * @param feedFor - The feed of a widget's kernel, or null where there is
@@ -65,8 +93,16 @@ export class PgCompletionProvider implements ICompletionProvider {
   readonly renderer = null;
 
   async isApplicable(context: ICompletionContext): Promise<boolean> {
-    const code = context.editor?.model.sharedModel.getSource() ?? '';
-    return isPgCode(code) && this.feedFor(context.widget) !== null;
+    return isPgCode(sourceOf(context)) && this.feedFor(context.widget) !== null;
+  }
+
+  /** Whether this provider alone answers in `context`: a `%%pg` cell of a
+   * kernel whose pgmagic comm is attached. */
+  servesAlone(context: ICompletionContext): boolean {
+    return (
+      isPgCell(sourceOf(context)) &&
+      this.feedFor(context.widget)?.status === 'attached'
+    );
   }
 
   async fetch(

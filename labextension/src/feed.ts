@@ -36,6 +36,19 @@ export const MAX_ITEMS = 2000;
 export const COMPLETE_TIMEOUT_MS = 1500;
 
 /**
+ * User Timing marks around the latest completion request's comm round trip,
+ * for the performance panel of the browser's developer tools and for
+ * `benchmarks/bench_complete_browser.py`. Only the latest of each is kept.
+ */
+export const COMPLETE_ASKED = 'pgmagic:complete-asked';
+export const COMPLETE_REPLIED = 'pgmagic:complete-replied';
+
+function mark(name: string): void {
+  performance.clearMarks(name);
+  performance.mark(name);
+}
+
+/**
  * Where the feed stands with respect to the kernel side.
  *
  * - `not-loaded`: no comm; the kernel refused the last one (pgmagic is not
@@ -78,6 +91,11 @@ export class KernelFeed implements IDisposable {
   /** The kernel could not export; the message says why. */
   get exportFailed(): ISignal<this, string> {
     return this._exportFailed;
+  }
+
+  /** The kernel ran DDL since the catalog was last read. */
+  get catalogChanged(): ISignal<this, void> {
+    return this._catalogChanged;
   }
 
   get disposed(): ISignal<this, void> {
@@ -187,8 +205,10 @@ export class KernelFeed implements IDisposable {
       const timer = setTimeout(() => this._settle(id, null), timeoutMs);
       this._pending.set(id, reply => {
         clearTimeout(timer);
+        mark(COMPLETE_REPLIED);
         resolve(reply);
       });
+      mark(COMPLETE_ASKED);
       comm.send(toCommData({ type: 'complete', id, code, pos }));
     });
   }
@@ -334,6 +354,9 @@ export class KernelFeed implements IDisposable {
       case 'error':
         this._exportFailed.emit(message.message);
         break;
+      case 'catalog-changed':
+        this._catalogChanged.emit();
+        break;
       case 'completions':
         if (message.id !== null) {
           this._settle(message.id, message);
@@ -435,6 +458,7 @@ export class KernelFeed implements IDisposable {
   private _exported = new Signal<this, IExportResult>(this);
   private _exportFailed = new Signal<this, string>(this);
   private _disposed = new Signal<this, void>(this);
+  private _catalogChanged = new Signal<this, void>(this);
   private _replied = new Signal<this, Record<string, unknown>>(this);
 }
 

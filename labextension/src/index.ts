@@ -3,8 +3,12 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
-import { ICompletionProviderManager } from '@jupyterlab/completer';
+import { Clipboard, ICommandPalette } from '@jupyterlab/apputils';
+import {
+  CompletionProviderManager,
+  ICompletionProviderManager,
+  KERNEL_PROVIDER_ID
+} from '@jupyterlab/completer';
 import {
   IEditorExtensionRegistry,
   IEditorLanguageRegistry
@@ -18,8 +22,16 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Message, MessageLoop } from '@lumino/messaging';
 import type { Widget } from '@lumino/widgets';
 
-import { PgCompletionProvider } from './completion';
+import { PgCompletionProvider, stepAside } from './completion';
 import { FeedRegistry } from './feed';
+// The side panel loads it anyway; its context menu is registered at startup.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import {
+  ISchemaActions,
+  relationAt,
+  relationMenu,
+  RELATION_SELECTOR
+} from './schemaView';
 // Activation needs it at once: the panel joins the sidebar at startup, and
 // the active notebook's kernel gets its feed (which opens the comm) at once.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
@@ -74,7 +86,9 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null
   ) => {
-    const panel = new PgSidePanel(schemaActions(tracker));
+    const actions = schemaActions(tracker);
+    const panel = new PgSidePanel(actions);
+    addRelationMenu(app, actions);
     panel.id = PANEL_ID;
     panel.title.icon = pgIcon;
     panel.title.caption = 'PostgreSQL';
@@ -143,9 +157,34 @@ const feedPanelPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
+/** The Schema view's context menu on a relation (see `relationMenu`). */
+function addRelationMenu(app: JupyterFrontEnd, actions: ISchemaActions): void {
+  // The relation under the right-click that opened the menu.
+  const relation = () =>
+    relationAt(
+      app.contextMenuHitTest(node => relationAt(node) !== null) ?? null
+    );
+  relationMenu(actions).forEach(([id, label, act], rank) => {
+    const command = `pgmagic:schema-${id}`;
+    app.commands.addCommand(command, {
+      label,
+      describedBy: { args: { type: 'object', properties: {} } },
+      isEnabled: () => relation() !== null,
+      execute: () => {
+        const name = relation();
+        if (name !== null) {
+          act(name);
+        }
+      }
+    });
+    app.contextMenu.addItem({ command, selector: RELATION_SELECTOR, rank });
+  });
+}
+
 /** What the Schema view's clicks do to the active notebook. */
-function schemaActions(tracker: INotebookTracker) {
+function schemaActions(tracker: INotebookTracker): ISchemaActions {
   return {
+    copyText: (text: string) => Clipboard.copyToSystem(text),
     insertText: (text: string) => {
       const cell = tracker.activeCell;
       const editor = cell?.editor;
@@ -250,16 +289,29 @@ const completionPlugin: JupyterFrontEndPlugin<void> = {
   description: 'Completes SQL in %%pg cells, also while a cell runs.',
   autoStart: true,
   requires: [ICompletionProviderManager],
-  activate: (_app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
-    manager.registerProvider(
-      new PgCompletionProvider(widget => {
-        if (!(widget instanceof NotebookPanel)) {
-          return null;
-        }
-        const kernel = widget.sessionContext.session?.kernel;
-        return kernel ? feeds.feedFor(kernel) : null;
-      })
-    );
+  activate: (app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
+    const provider = new PgCompletionProvider(widget => {
+      if (!(widget instanceof NotebookPanel)) {
+        return null;
+      }
+      const kernel = widget.sessionContext.session?.kernel;
+      return kernel ? feeds.feedFor(kernel) : null;
+    });
+    manager.registerProvider(provider);
+    // The kernel's provider is registered by another plugin: look for it
+    // once every plugin has started. `getProviders` is on JupyterLab's
+    // manager, not on the token's interface.
+    void app.restored.then(() => {
+      const kernel =
+        'getProviders' in manager
+          ? (manager as CompletionProviderManager)
+              .getProviders()
+              .get(KERNEL_PROVIDER_ID)
+          : undefined;
+      if (kernel) {
+        stepAside(kernel, context => provider.servesAlone(context));
+      }
+    });
   }
 };
 

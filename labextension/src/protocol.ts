@@ -76,6 +76,8 @@ export type KernelMessage =
   | { type: 'batch'; items: FeedItem[]; state: IFeedState }
   | { type: 'exported'; variable: string; rows: number }
   | { type: 'error'; message: string }
+  /** A cell ran DDL: what the Schema view shows may be out of date. */
+  | { type: 'catalog-changed' }
   | ICompletions;
 
 /** Filter the kernel applies before exporting; null means "no filter". */
@@ -125,6 +127,8 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
         return null;
       }
       return { type: 'exported', variable: data.variable, rows: data.rows };
+    case 'catalog-changed':
+      return { type: 'catalog-changed' };
     case 'error':
       return typeof data.message === 'string'
         ? { type: 'error', message: data.message }

@@ -270,6 +270,16 @@ export function relationName(schema: string, relation: string): string {
   return schema === 'public' ? name : `${quoteIdent(schema)}.${name}`;
 }
 
+/** A new cell's source showing a relation's first rows. */
+export function selectSource(name: string): string {
+  return `%%pg\nSELECT * FROM ${name} LIMIT 100`;
+}
+
+/** A new cell's source describing a relation as psql's `\d` does. */
+export function describeSource(name: string): string {
+  return `%pg \\d ${name}`;
+}
+
 /**
  * The schemas whose name or relations match a filter (case-insensitive
  * substring): a matching schema keeps all its relations, otherwise only

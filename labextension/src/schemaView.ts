@@ -16,16 +16,52 @@ import {
   IColumn,
   IRelation,
   ISchemaTree,
+  describeSource,
   relationName,
   NOT_LOADED,
+  selectSource,
   RelationKind,
   SchemaClient
 } from './schema';
 
 const CLASS = 'jp-PgSchema';
 
+/** A relation's row in the tree, where its context menu opens. */
+export const RELATION_SELECTOR = `.${CLASS}-relationRow`;
+
+/** A context menu entry on a relation: command id suffix, label, action. */
+export type RelationMenuItem = [string, string, (name: string) => void];
+
+/** The context menu on a relation: what its click and buttons do, and copy. */
+export function relationMenu(actions: ISchemaActions): RelationMenuItem[] {
+  return [
+    ['insert-name', 'Insert Name at Cursor', name => actions.insertText(name)],
+    ['copy-name', 'Copy Name', name => actions.copyText(name)],
+    [
+      'select',
+      'New Cell: SELECT * … LIMIT 100',
+      name => actions.insertCell(selectSource(name))
+    ],
+    [
+      'describe',
+      'New Cell: \\d (describe)',
+      name => actions.insertCell(describeSource(name))
+    ]
+  ];
+}
+
+/**
+ * The SQL name of the relation an element belongs to (`schema.table`,
+ * quoted as needed), or null outside a relation.
+ */
+export function relationAt(node: HTMLElement | null): string | null {
+  return node?.closest<HTMLElement>(`.${CLASS}-relation`)?.dataset.name ?? null;
+}
+
 /** What the view does to the active notebook; index.ts wires them. */
 export interface ISchemaActions {
+  /** Put text on the system clipboard. */
+  copyText(text: string): void;
   /** Put text at the cursor of the active cell's editor. */
   insertText(text: string): void;
   /** Add a code cell below the active one with this source. */
@@ -64,9 +100,11 @@ export class SchemaView extends Widget {
       return;
     }
     this._client?.feed.changed.disconnect(this._onFeedChanged, this);
+    this._client?.feed.catalogChanged.disconnect(this._onCatalogChanged, this);
     this._client?.dispose();
     this._client = feed ? new SchemaClient(feed) : null;
     feed?.changed.connect(this._onFeedChanged, this);
+    feed?.catalogChanged.connect(this._onCatalogChanged, this);
     this._data = null;
     this._expanded.clear();
     this._columns.clear();
@@ -85,6 +123,7 @@ export class SchemaView extends Widget {
       return;
     }
     this._loading = true;
+    this._stale = false;
     this._show();
     try {
       const data = await client.schema();
@@ -109,6 +148,10 @@ export class SchemaView extends Widget {
       if (client === this._client) {
         this._loading = false;
         this._show();
+        if (this._stale) {
+          // More DDL ran while this read was under way.
+          this._readIfUnread();
+        }
       }
     }
   }
@@ -129,11 +172,17 @@ export class SchemaView extends Widget {
     }
   }
 
+  /** DDL ran: read again now if shown, else when next shown. */
+  private _onCatalogChanged(): void {
+    this._stale = true;
+    this._readIfUnread();
+  }
+
   private _readIfUnread(): void {
     if (
       this.isVisible &&
       this._client &&
-      this._data === null &&
+      (this._data === null || this._stale) &&
       !this._loading
     ) {
       void this.refresh();
@@ -203,6 +252,8 @@ export class SchemaView extends Widget {
     item.setAttribute('role', 'treeitem');
     item.setAttribute('aria-expanded', String(open));
     item.dataset.kind = relation.kind;
+    // What the context menu's commands act on (see RELATION_SELECTOR).
+    item.dataset.name = name;
     const row = el('div', `${CLASS}-row ${CLASS}-relationRow`);
     const caret = el('span', `${CLASS}-caret`, open ? '▾' : '▸');
     caret.title = open ? 'Hide the columns' : 'Show the columns';
@@ -223,12 +274,12 @@ export class SchemaView extends Widget {
     const select = button(`${CLASS}-action`, 'SELECT');
     select.title = `New cell below: SELECT * FROM ${name} LIMIT 100`;
     select.addEventListener('click', () =>
-      this._actions.insertCell(`%%pg\nSELECT * FROM ${name} LIMIT 100`)
+      this._actions.insertCell(selectSource(name))
     );
     const describe = button(`${CLASS}-action`, '\\d');
     describe.title = `New cell below: %pg \\d ${name}`;
     describe.addEventListener('click', () =>
-      this._actions.insertCell(`%pg \\d ${name}`)
+      this._actions.insertCell(describeSource(name))
     );
     const actions = el('span', `${CLASS}-actions`);
     actions.append(select, describe);
@@ -290,6 +341,8 @@ export class SchemaView extends Widget {
   private _client: SchemaClient | null = null;
   private _data: ISchemaTree | null = null;
   private _loading = false;
+  /** DDL ran since the tree was read. */
+  private _stale = false;
   private _error = '';
   /** Schema names and `schema\0relation` keys the user opened. */
   private _expanded = new Set<string>();

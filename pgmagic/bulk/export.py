@@ -58,6 +58,7 @@ from pgmagic.results import decode, frames, zones
 from pgmagic.results.copyout import bound_values, copy_out
 from pgmagic.results.progress import Progress
 from pgmagic.results.text import as_text
+from pgmagic.runtime.history import parameter_names
 from pgmagic.runtime.loop import Runtime
 from pgmagic.sql.copytext import copy_query, copyable
 from pgmagic.sql.params import BoundStatement
@@ -556,9 +557,13 @@ def export(
     # Outside the handlers below: its hint already says what to do.
     with frames.in_python_range(()):
         try:
-            rows, size = _write(
-                runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
-            )
+            with runtime.history.recording().start(
+                bound.source.text, parameter_names(bound.names)
+            ) as pending:
+                rows, size = _write(
+                    runtime, bound, chosen, sink, progress, tick, chunksize, numeric_as_float
+                )
+                pending.rows = rows
         except DATABASE_ERRORS as error:
             raise render(error) from None
         except OSError as error:
@@ -602,7 +607,11 @@ def _write(
                 rows = copied
             else:
                 stream = Stream(
-                    runtime, bound, chunksize=chunksize, numeric_as_float=numeric_as_float
+                    runtime,
+                    bound,
+                    chunksize=chunksize,
+                    numeric_as_float=numeric_as_float,
+                    recorded=False,
                 )
                 with stream:
                     stream.open()

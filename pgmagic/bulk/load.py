@@ -84,6 +84,7 @@ from pgmagic.bulk.sources import (
 )
 from pgmagic.errors import DATABASE_ERRORS, OptionError, QueryCancelled, render
 from pgmagic.results.progress import Progress
+from pgmagic.runtime.history import Recording
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.waiting import Running
 
@@ -239,6 +240,7 @@ async def _copy_in(
     chunks: queue.Queue[Any],
     targets: concurrent.futures.Future[dict[str, Target]],
     utc: bool,
+    recording: Recording,
 ) -> tuple[bool, int, str, bool]:
     session = await runtime.session()
     async with session.atomic() as conn:
@@ -261,38 +263,55 @@ async def _copy_in(
             created = True
         # The waiting thread picks the format from the table's column types.
         targets.set_result(await _table_columns(conn, schema, table))
-        feed = _Feed(chunks)
-        start = await feed.get()
-        if not isinstance(start, Format):
-            raise RuntimeError("load stopped")
-        if start is Format.BINARY:
-            await conn.execute("SAVEPOINT pgmagic_binary")
-            status = await conn.copy_to_table(
-                table,
-                source=feed.binary(),
-                columns=columns,
-                schema_name=schema,
-                format="binary",
-                timeout=runtime.settings.command_timeout,
-            )
-            if not feed.restarted:
-                await conn.execute("RELEASE SAVEPOINT pgmagic_binary")
-                return created, _copied(status), Format.BINARY.value, replaced
-            await conn.execute("ROLLBACK TO SAVEPOINT pgmagic_binary")
-        if utc:
-            zone = await conn.fetchval("SELECT current_setting('TimeZone')")
-            await conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
+        names = ", ".join(_quote(None, c) for c in columns)
+        copy = f"COPY {_quote(schema, table)} ({names}) FROM STDIN"
+        with recording.start(copy, pid=conn.get_server_pid()) as pending:
+            rows, copy_format = await _copy_rows(runtime, conn, schema, table, columns, chunks, utc)
+            pending.rows = rows
+    return created, rows, copy_format, replaced
+
+
+async def _copy_rows(
+    runtime: Runtime,
+    conn: asyncpg.Connection,
+    schema: str | None,
+    table: str,
+    columns: list[str],
+    chunks: queue.Queue[Any],
+    utc: bool,
+) -> tuple[int, str]:
+    feed = _Feed(chunks)
+    start = await feed.get()
+    if not isinstance(start, Format):
+        raise RuntimeError("load stopped")
+    if start is Format.BINARY:
+        await conn.execute("SAVEPOINT pgmagic_binary")
         status = await conn.copy_to_table(
             table,
-            source=feed.csv(),
+            source=feed.binary(),
             columns=columns,
             schema_name=schema,
-            format="csv",
+            format="binary",
             timeout=runtime.settings.command_timeout,
         )
-        if utc:
-            await conn.execute("SELECT set_config('TimeZone', $1, true)", zone)
-    return created, _copied(status), Format.CSV.value, replaced
+        if not feed.restarted:
+            await conn.execute("RELEASE SAVEPOINT pgmagic_binary")
+            return _copied(status), Format.BINARY.value
+        await conn.execute("ROLLBACK TO SAVEPOINT pgmagic_binary")
+    if utc:
+        zone = await conn.fetchval("SELECT current_setting('TimeZone')")
+        await conn.execute("SELECT set_config('TimeZone', 'UTC', true)")
+    status = await conn.copy_to_table(
+        table,
+        source=feed.csv(),
+        columns=columns,
+        schema_name=schema,
+        format="csv",
+        timeout=runtime.settings.command_timeout,
+    )
+    if utc:
+        await conn.execute("SELECT set_config('TimeZone', $1, true)", zone)
+    return _copied(status), Format.CSV.value
 
 
 def load(
@@ -362,7 +381,18 @@ def load(
     targets: concurrent.futures.Future[dict[str, Target]] = concurrent.futures.Future()
     utc = not isinstance(source, str | os.PathLike) or not is_csv(Path(source))
     running = runtime.start(
-        _copy_in(runtime, schema, name, columns, types, mode, chunks, targets, utc)
+        _copy_in(
+            runtime,
+            schema,
+            name,
+            columns,
+            types,
+            mode,
+            chunks,
+            targets,
+            utc,
+            runtime.history.recording(),
+        )
     )
     try:
         with _gc_paused():

@@ -36,6 +36,7 @@ from pgmagic.errors import (
 )
 from pgmagic.results import frames, zones
 from pgmagic.results.statement import TypeCategories
+from pgmagic.runtime.history import Pending, parameter_names
 from pgmagic.runtime.loop import Runtime
 from pgmagic.sql.params import BoundStatement
 
@@ -64,8 +65,15 @@ class _Cursor:
     columns: list[frames.Column] = field(default_factory=list)
     # The session's TimeZone, carried to the stream's connection.
     zone: dt.tzinfo = zones.UTC
+    # The history's entry: the stream is one statement, from open to end.
+    pending: Pending | None = None
+    rows: int = 0
 
-    async def close(self, commit: bool) -> None:
+    async def close(self, commit: bool, error: BaseException | None = None) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.rows = self.rows
+            pending.finish(error)
         conn, self.conn, self.cursor = self.conn, None, None
         if conn is None:
             return
@@ -101,6 +109,8 @@ class Stream:
     idle_timeout : float
         Seconds the stream's transaction may sit idle before the server ends
         it (0: never).
+    recorded : bool
+        Record the query in the history (an export records its own).
 
     Examples
     --------
@@ -116,6 +126,7 @@ class Stream:
         chunksize: int = DEFAULT_CHUNKSIZE,
         numeric_as_float: bool = False,
         idle_timeout: float = 300.0,
+        recorded: bool = True,
     ) -> None:
         if chunksize < 1:
             raise OptionError(f"chunksize must be at least 1, got {chunksize}")
@@ -125,6 +136,7 @@ class Stream:
         self._numeric_as_float = numeric_as_float
         self._idle_timeout = idle_timeout
         self._cursor = _Cursor()
+        self._recording = runtime.history.recording() if recorded else None
         self.state = StreamState.NEW
         self.rows = 0
         self.chunks = 0
@@ -147,6 +159,12 @@ class Stream:
         state.pool = await self._runtime.pool()
         state.conn = await state.pool.acquire()
         self._runtime.attach_log(state.conn)
+        if self._recording is not None:
+            state.pending = self._recording.start(
+                self._bound.source.text,
+                parameter_names(self._bound.names),
+                pid=state.conn.get_server_pid(),
+            )
         try:
             await state.conn.execute("BEGIN")
             await self._runtime.apply_carried_settings(state.conn)
@@ -163,7 +181,7 @@ class Stream:
             bound = zones.localize(self._bound, stmt.get_parameters(), state.conn)
             state.cursor = await stmt.cursor(*bound.args)
         except BaseException as error:
-            await asyncio.shield(state.close(commit=False))
+            await asyncio.shield(state.close(commit=False, error=error))
             if isinstance(error, asyncpg.PostgresError):
                 blame(error, self._bound)
             raise
@@ -180,7 +198,7 @@ class Stream:
                 records: list[Any] = await self._cursor.cursor.fetch(self.chunksize)
         except BaseException as error:
             self.state = StreamState.CLOSED
-            await asyncio.shield(self._cursor.close(commit=False))
+            await asyncio.shield(self._cursor.close(commit=False, error=error))
             lost = (
                 asyncpg.PostgresConnectionError,
                 asyncpg.InterfaceError,
@@ -196,6 +214,7 @@ class Stream:
             if isinstance(error, asyncpg.PostgresError):
                 blame(error, self._bound)
             raise
+        self._cursor.rows += len(records)
         if len(records) < self.chunksize:
             self.state = StreamState.DONE
             await self._cursor.close(commit=True)

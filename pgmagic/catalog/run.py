@@ -2,7 +2,8 @@ r"""Running a describe command on the session connection.
 
 The session runs it as it runs a statement (:meth:`Session.run`): after the
 cell's statements, in the user's transaction if one is open, and a failed
-transaction fails it as it fails psql's queries.
+transaction fails it as it fails psql's queries.  The query history records
+the command as typed (``\d orders``), not the catalog queries behind it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncpg
 from pgmagic.catalog.describe import Description, describe
 from pgmagic.catalog.listings import LISTINGS, Listing, extension_objects, list_relations
 from pgmagic.catalog.meta import MetaCommand
+from pgmagic.runtime.history import Recording
 from pgmagic.runtime.loop import Runtime
 
 __all__ = ["Outcome", "fetch", "run"]
@@ -42,10 +44,22 @@ async def fetch(conn: asyncpg.Connection, command: MetaCommand) -> Outcome:
     return await LISTINGS[command.kind](conn, command)
 
 
-async def _on_session(runtime: Runtime, command: MetaCommand) -> Outcome:
+async def _on_session(runtime: Runtime, command: MetaCommand, recording: Recording) -> Outcome:
     session = await runtime.session()
-    [outcome] = await session.run([command], fetch)
+    typed = command.text if command.pattern is None else f"{command.text} {command.pattern}"
+    pid = session.conn.get_server_pid() if session.conn is not None else None
+    with recording.start(typed, pid=pid) as pending:
+        [outcome] = await session.run([command], fetch)
+        pending.rows = _rows(outcome)
     return outcome
+
+
+def _rows(outcome: Outcome) -> int | None:
+    if isinstance(outcome, Listing):
+        return len(outcome.rows)
+    if isinstance(outcome, str):
+        return 0  # psql's "Did not find any relation named ..."
+    return len(outcome)  # one per listing or described relation
 
 
 def run(runtime: Runtime, command: MetaCommand) -> Outcome:
@@ -65,4 +79,4 @@ def run(runtime: Runtime, command: MetaCommand) -> Outcome:
     >>> from pgmagic.catalog.meta import parse
     >>> listing = run(default_runtime(), parse(r"\dt public.*"))  # doctest: +SKIP
     """
-    return runtime.run(_on_session(runtime, command))
+    return runtime.run(_on_session(runtime, command, runtime.history.recording()))

@@ -1,4 +1,4 @@
-"""The ``%pg`` subcommands: ``connect``, ``status``, ``load``, ``listen``, ...
+"""The ``%pg`` subcommands: ``connect``, ``status``, ``load``, ``listen``, ``history``, ...
 
 Each takes the magics object (for the shell's namespace and the runtime) and
 the rest of the line, and prints what psql would print.  :data:`COMMANDS`
@@ -20,12 +20,14 @@ from pgmagic.bulk import load as loading
 from pgmagic.catalog import snapshot as catalog
 from pgmagic.errors import ConnectError, OptionError, ParameterError
 from pgmagic.frontend import feed, progress, psql
+from pgmagic.frontend import tables as shown
 from pgmagic.frontend.lines import Word, split
 from pgmagic.frontend.options import channel_name, no_arguments
 from pgmagic.frontend.output import print_message
 from pgmagic.live import refresh
 from pgmagic.live.listener import listener_for, unlisten
 from pgmagic.live.send import send
+from pgmagic.results import history as recorded
 from pgmagic.runtime.loop import Runtime
 
 if TYPE_CHECKING:
@@ -125,6 +127,11 @@ def status(magics: PgMagics, rest: str) -> None:
         )
     else:
         info["listener"] = "not listening"
+    store = runtime.history
+    if not store.enabled:
+        info["history"] = "off (%config PgMagics.history = True records)"
+    else:
+        info["history"] = "in memory only" if store.in_memory else str(store.path)
     width = max(len(k) for k in info)
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
@@ -287,6 +294,51 @@ def describe(magics: PgMagics, rest: str) -> Any:
     return psql.run_line(magics, "\\d " + rest)
 
 
+_HISTORY_USAGE = "usage: %pg history [-n N] [--all] [PATTERN] | history --clear [--all]"
+# Statements %pg history shows without -n: a screenful, the newest.
+_HISTORY_SHOWN = 20
+
+
+def history(magics: PgMagics, rest: str) -> pd.DataFrame | None:
+    """``%pg history [-n N] [--all] [PATTERN]``: the statements run, newest last.
+
+    PATTERN is found anywhere in the SQL, ignoring case; ``--all`` shows
+    every kernel's statements, not only this kernel's; ``--clear`` forgets them.
+    """
+    found = split(rest)
+    last, every, clear, words = _HISTORY_SHOWN, False, False, []
+    while found:
+        word = found.pop(0)
+        if word.quoted or not word.text.startswith("-"):
+            words.append(word)
+        elif word.text == "--all":
+            every = True
+        elif word.text == "--clear":
+            clear = True
+        elif word.text.startswith("-n"):
+            value = word.text[2:].lstrip("=") or (found.pop(0).text if found else "")
+            if not value.isdigit() or int(value) < 1:
+                raise OptionError(f"-n needs a number of statements, at least 1, got {value!r}")
+            last = int(value)
+        else:
+            raise OptionError(f"unknown option {word.text} for %pg history ({_HISTORY_USAGE})")
+    store = magics.runtime.history
+    if clear:
+        if words or last != _HISTORY_SHOWN:
+            raise OptionError(f"--clear takes only --all ({_HISTORY_USAGE})")
+        forgotten = store.clear(every_kernel=every)
+        print(f"forgot {forgotten:,} statement{'' if forgotten == 1 else 's'}")
+        return None
+    pattern = " ".join(word.text for word in words) or None
+    frame = recorded.read(store, last=last, pattern=pattern, every_kernel=every)
+    # The line that says the file could not be written, if it just was.
+    magics.runtime.drain(print_message)
+    if not magics.history:
+        print("the history is off: %config PgMagics.history = True records again")
+    shown.remember(frame, shown.ResultInfo(None, None))
+    return frame
+
+
 def refresh_catalog(magics: PgMagics, rest: str) -> None:
     """``%pg refresh``: read the catalog that completion uses again, now."""
     no_arguments("refresh", rest)
@@ -316,6 +368,7 @@ COMMANDS: dict[str, Callable[[PgMagics, str], Any]] = {
     "tables": tables,
     "describe": describe,
     "refresh": refresh_catalog,
+    "history": history,
 }
 
 

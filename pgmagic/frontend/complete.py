@@ -41,6 +41,7 @@ _SUBCOMMAND_FLAGS: dict[str, tuple[str, ...]] = {
     "listen": ("--dsn",),
     "unlisten": ("--all",),
     "load": ("--create", "--append", "--replace", "-q", "--quiet"),
+    "history": ("-n", "--all", "--clear"),
 }
 
 
@@ -121,17 +122,22 @@ def sql_suggestions(
     return context.prefix, suggest(context, snapshot)
 
 
-def forget_after(cell: str) -> None:
+def forget_after(cell: str) -> bool:
     """Drop the catalog snapshots when a cell may have changed the catalog.
 
     Parameters
     ----------
     cell : str
         The raw cell text (``post_run_cell``).
+
+    Returns
+    -------
+    bool
+        Whether the snapshots were dropped.
     """
     lines = cell.lstrip().splitlines()
     if not lines:
-        return
+        return False
     if lines[0].startswith("%%pg"):
         statements = [s.text for s in params.split("\n".join(lines[1:]))]
     else:
@@ -139,6 +145,8 @@ def forget_after(cell: str) -> None:
     connects = any(s.split()[:1] == ["connect"] for s in statements)
     if connects or catalog.changes_catalog(statements):
         catalog.forget()
+        return True
+    return False
 
 
 def _line_sql(rest: str) -> str:

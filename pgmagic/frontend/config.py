@@ -18,6 +18,7 @@ from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.listener import listener_for
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import Settings
+from pgmagic.runtime.history import DEFAULT_LIMIT
 from pgmagic.runtime.loop import Runtime
 
 __all__ = ["Configuration"]
@@ -30,7 +31,7 @@ _CONNECTION = (
     "connect_timeout",
     "init",
 )
-_AT_LEAST_ONE = ("pool_max_size", "connect_timeout", "notify_history")
+_AT_LEAST_ONE = ("pool_max_size", "connect_timeout", "notify_history", "history_size")
 
 
 class _SecretDsn(str):
@@ -99,6 +100,16 @@ class Configuration(Magics):
         "loses notifications.  Shown with its password hidden.",
     ).tag(config=True)
 
+    history = Bool(
+        True,
+        help="Record every statement (time, cell, SQL, parameter names, rows, duration, "
+        "status) in the query history, kept across restarts: %pg history.",
+    ).tag(config=True)
+    history_size = Int(
+        DEFAULT_LIMIT,
+        help="Statements the query history keeps, every kernel's together; the oldest go first.",
+    ).tag(config=True)
+
     def __init__(self, shell: Any, runtime: Runtime, **kwargs: Any) -> None:
         # Set first: configuration made earlier with %config is applied while the
         # base class initialises, and the observers below hand it to the runtime.
@@ -106,12 +117,21 @@ class Configuration(Magics):
         super().__init__(shell, **kwargs)
         self._sync_settings()
         listener_for(runtime).default_dsn = self.listen_dsn
+        runtime.history.enabled = self.history
+        runtime.history.limit = self.history_size
 
     @observe(*_CONNECTION)
     def _settings_changed(self, change: Any) -> None:
         self._sync_settings()
 
-    @validate(*_CONNECTION, "displaylimit", "max_rows", "stream_idle_timeout", "notify_history")
+    @validate(
+        *_CONNECTION,
+        "displaylimit",
+        "max_rows",
+        "stream_idle_timeout",
+        "notify_history",
+        "history_size",
+    )
     def _check(self, proposal: Any) -> Any:
         name, value = proposal["trait"].name, proposal["value"]
         if name == "init":
@@ -159,6 +179,11 @@ class Configuration(Magics):
         # the extension's load hands that value to the log.
         if hasattr(self, "runtime"):
             listener_for(self.runtime).log.resize(change["new"])
+
+    @observe("history", "history_size")
+    def _history_changed(self, change: Any) -> None:
+        self.runtime.history.enabled = self.history
+        self.runtime.history.limit = self.history_size
 
     def _sync_settings(self) -> None:
         if (

@@ -29,8 +29,9 @@ from pgmagic.runtime.loop import default_runtime
 
 __all__ = ["register", "unregister"]
 
-# Per shell: the magics, the DataFrame printers found before ours, the panel's target.
-_loaded: dict[int, tuple[PgMagics, Any, Any, feed.PanelServer | None]] = {}
+# Per shell: the magics, the DataFrame printers found before ours, the panel's target,
+# the running cell's number for the query history.
+_loaded: dict[int, tuple[PgMagics, Any, Any, feed.PanelServer | None, _RunningCell]] = {}
 
 
 def register(shell: Any) -> None:
@@ -97,9 +98,33 @@ def register(shell: Any) -> None:
         history=magics.notify_history,
         completer=functools.partial(complete.complete_code, runtime=runtime),
     )
-    _loaded[id(shell)] = (magics, previous_html, previous_text, panel)
+    running = _RunningCell(shell)
+    runtime.history.cell_number = running.number
+    _loaded[id(shell)] = (magics, previous_html, previous_text, panel, running)
     complete.register(shell)
+    shell.events.register("pre_run_cell", running.starts)
+    shell.events.register("post_run_cell", running.ends)
     shell.events.register("post_run_cell", _end_of_cell)
+
+
+class _RunningCell:
+    """The number of the cell that runs, for the query history (None between cells)."""
+
+    def __init__(self, shell: Any) -> None:
+        self._shell = shell
+        self._number: int | None = None
+
+    def starts(self, info: Any) -> None:
+        # The number In [N] shows (IPython 9 counts the cell before it runs, 8
+        # after); a cell kept out of IPython's history (store_history=False) has none.
+        self._number = self._shell.displayhook.prompt_count if info.store_history else None
+
+    def ends(self, result: Any) -> None:
+        # Work a cell left behind (an asyncio task) is no longer that cell's.
+        self._number = None
+
+    def number(self) -> int | None:
+        return self._number
 
 
 _RECORD_INFO = tables.ResultInfo(None, None)
@@ -149,7 +174,10 @@ _previous_scalars: dict[type, Any] = {}
 def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
     feed.end_of_cell()
-    complete.forget_after(getattr(result.info, "raw_cell", None) or "")
+    if complete.forget_after(getattr(result.info, "raw_cell", None) or ""):
+        for _, _, _, panel, _ in _loaded.values():
+            if panel is not None:
+                panel.catalog_changed()
 
 
 def unregister(shell: Any) -> None:
@@ -162,7 +190,7 @@ def unregister(shell: Any) -> None:
     entry = _loaded.pop(id(shell), None)
     if entry is None:
         return
-    magics, previous_html, previous_text, panel = entry
+    magics, previous_html, previous_text, panel, running = entry
     formatters = shell.display_formatter.formatters
     for mime, previous in (("text/html", previous_html), ("text/plain", previous_text)):
         formatter = formatters[mime]
@@ -177,6 +205,9 @@ def unregister(shell: Any) -> None:
     complete.unregister(shell)
     with contextlib.suppress(ValueError):
         shell.events.unregister("post_run_cell", _end_of_cell)
+    for event, hook in (("pre_run_cell", running.starts), ("post_run_cell", running.ends)):
+        with contextlib.suppress(ValueError):
+            shell.events.unregister(event, hook)
     if panel is not None:
         panel.close()
     magics.runtime.close()

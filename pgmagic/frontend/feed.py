@@ -421,6 +421,12 @@ class PanelBridge:
                 )
                 self._sent_state = state
 
+    def catalog_changed(self) -> None:
+        """Tell the front end that a cell ran DDL (its Schema view reads again)."""
+        with self._lock:
+            if not self._closed:
+                self._comm.send({"type": "catalog-changed"})
+
     def _on_msg(self, msg: dict[str, Any]) -> None:
         data = msg.get("content", {}).get("data")
         kind = data.get("type") if isinstance(data, dict) else None
@@ -529,6 +535,12 @@ class PanelServer:
 
     def _attach(self, channel: BaseComm, msg: dict[str, Any]) -> None:
         PanelBridge(listener_for(self._runtime), self._namespace, channel, self._completer)
+
+    def catalog_changed(self) -> None:
+        """Tell every open front end that a cell ran DDL."""
+        for sink in listener_for(self._runtime).sinks:
+            if isinstance(sink, PanelBridge):
+                sink.catalog_changed()
 
     def close(self) -> None:
         """Unregister the target and close every open bridge's comm."""

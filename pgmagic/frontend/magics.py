@@ -73,6 +73,7 @@ class PgMagics(Configuration):
             %pg listen [--dsn DSN] CHANNEL ... | unlisten CHANNEL ... | unlisten --all
             %pg notify CHANNEL [PAYLOAD | $variable]
             %pg \d [NAME] | \dt | \df+ PATTERN | \l | ...      or: tables [P] | describe NAME
+            %pg history [-n N] [--all] [PATTERN] | history --clear   what ran, newest last
 
         Examples::
 
@@ -98,10 +99,9 @@ class PgMagics(Configuration):
         SQL's own (``#`` is an operator there).  Channel names are
         identifiers: ``Orders`` is ``orders``; quote to keep case or spaces.
 
-        A cell may hold several statements; each non-query statement prints its
-        command tag and the last query's result is shown and returned as a
-        DataFrame (dtypes follow the column types).  Values are sent as
-        server-side parameters, never pasted into the SQL.
+        A cell may hold several statements; each non-query statement prints its command tag
+        and the last query's result is shown and returned as a DataFrame (dtypes follow the
+        column types).  Values are sent as server-side parameters, never pasted into the SQL.
         """
         if cell is None and (subcommand := commands.find(line)) is not None:
             self.runtime.printer = print_message

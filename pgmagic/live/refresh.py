@@ -143,6 +143,8 @@ class Refresh:
         self._show = show
         self._numeric_as_float = numeric_as_float
         self._debounce = debounce
+        # Runs are recorded under the cell that started the refresh.
+        self._recording = runtime.history.recording()
         self.key = (text, tuple(sorted(self._channels)), every)
         self._runs = 0
         self._last: Run | None = None
@@ -262,7 +264,7 @@ class Refresh:
         self._runs += 1
         number, ran_at, started = self._runs, time.time(), time.perf_counter()
         pool = await self._runtime.pool()
-        fetch = Fetch(timeout=self._runtime.settings.command_timeout)
+        fetch = Fetch(timeout=self._runtime.settings.command_timeout, recording=self._recording)
         results: list[StatementResult] = []
         async with pool.acquire() as conn:
             await self._runtime.carry_time_zone(conn)

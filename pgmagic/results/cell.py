@@ -22,6 +22,7 @@ from pgmagic.results import explain, frames, zones
 from pgmagic.results.plan import Plan
 from pgmagic.results.progress import Progress
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
+from pgmagic.runtime.history import Recording, parameter_names
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message, MessageKind
 from pgmagic.runtime.session import TransactionState
@@ -247,11 +248,14 @@ def _rows_for(
 
 
 async def _execute_many(
-    runtime: Runtime, bound: BoundStatement, rows: list[tuple[Any, ...]]
+    runtime: Runtime, bound: BoundStatement, rows: list[tuple[Any, ...]], recording: Recording
 ) -> str:
     session = await runtime.session()
     timeout = runtime.settings.command_timeout
+    names = parameter_names(bound.names)
     async with session.atomic() as conn:
+        pending = recording.start(bound.source.text, names, pid=conn.get_server_pid())
+        pending.rows = len(rows)
         try:
             # asyncpg's executemany gives no command tag.
             if any(isinstance(v, dt.date | list | tuple) for row in rows for v in row):
@@ -261,10 +265,13 @@ async def _execute_many(
                 await stmt.executemany(rows, timeout=timeout)
             else:
                 await conn.executemany(bound.sql, rows, timeout=timeout)
-            return ""
-        except asyncpg.PostgresError as error:
-            blame(error, bound)
+        except BaseException as error:
+            pending.finish(error)
+            if isinstance(error, asyncpg.PostgresError):
+                blame(error, bound)
             raise
+        pending.finish()
+        return ""
 
 
 def run_many(
@@ -301,7 +308,10 @@ def run_many(
     if not values:
         return ManyOutcome("", 0, 0.0)
     try:
-        status = runtime.run(_execute_many(runtime, bound, values), on_message=on_message)
+        status = runtime.run(
+            _execute_many(runtime, bound, values, runtime.history.recording()),
+            on_message=on_message,
+        )
     except DATABASE_ERRORS as error:
         raise render(error, text) from None
     return ManyOutcome(
@@ -509,6 +519,7 @@ def run_cell(
         frame=mode is Mode.FRAME and runtime.settings.init is None,
         numeric_as_float=numeric_as_float,
         cached=True,
+        recording=runtime.history.recording(),
     )
 
     def tick() -> None:

@@ -39,6 +39,7 @@ from pgmagic.results import decode, frames, zones
 from pgmagic.results.copyout import bound_values
 from pgmagic.results.frames import Column
 from pgmagic.runtime.connect import caches_statements
+from pgmagic.runtime.history import Recording, parameter_names, rows_of
 from pgmagic.sql import copytext
 from pgmagic.sql.params import BoundStatement
 
@@ -250,6 +251,9 @@ class Fetch:
         results were short: a short one is run through Records next time
         (quicker for a handful of rows).  Each query runs once either way:
         the choice only changes speed.
+    recording : Recording or None
+        Where the statement goes in the query history (None: pgmagic's own
+        queries, which are not recorded).
     """
 
     timeout: float | None = None
@@ -257,6 +261,7 @@ class Fetch:
     frame: bool = False
     numeric_as_float: bool = False
     cached: bool = False
+    recording: Recording | None = None
 
 
 async def run_statement(
@@ -288,6 +293,40 @@ async def run_statement(
     TooManyRows
         The result exceeds ``max_rows``.
     """
+    if fetch.recording is None:
+        return await _run_statement(conn, bound, fetch, progress)
+    with fetch.recording.start(
+        bound.source.text, parameter_names(bound.names), pid=conn.get_server_pid()
+    ) as pending:
+        result = await _run_statement(conn, bound, fetch, progress)
+        pending.rows = result_rows(result)
+    return result
+
+
+def result_rows(result: StatementResult) -> int | None:
+    """Rows a statement returned, or affected as its command tag says.
+
+    Parameters
+    ----------
+    result : StatementResult
+
+    Returns
+    -------
+    int or None
+    """
+    if result.frame is not None:
+        return len(result.frame)
+    if result.returns_rows:
+        return len(result.records)
+    return rows_of(result.status)
+
+
+async def _run_statement(
+    conn: asyncpg.Connection,
+    bound: BoundStatement,
+    fetch: Fetch,
+    progress: Progress | None,
+) -> StatementResult:
     started = time.perf_counter()
     # Pool connections are proxies, which cannot be weakly referenced: they
     # start afresh each time, as their statements' types may differ per backend.

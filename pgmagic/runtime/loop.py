@@ -43,6 +43,7 @@ from pgmagic.runtime.connect import (
     server_version,
     statement_cache_size,
 )
+from pgmagic.runtime.history import History
 from pgmagic.runtime.messages import Message, MessageKind
 from pgmagic.runtime.waiting import Running
 
@@ -99,6 +100,7 @@ class Runtime:
         self._closed = False
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._resources: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.history = History(note=self.note, connection_name=self.connection_name)
         atexit.register(self.close)
 
     @property
@@ -599,6 +601,15 @@ class Runtime:
             return self._connected.target.describe()
         return dsn_module.resolve(self._explicit_dsn).describe()
 
+    def connection_name(self) -> str:
+        """The connection's name in the query history: ``embedded``, or the target's description."""
+        if self._connected is not None and self._connected.target.embedded:
+            return "embedded"
+        try:
+            return self.describe_target()
+        except ConnectError:
+            return "unknown"  # a target that no longer resolves still ran the statement
+
     def close(self) -> None:
         """Close every connection and stop the loop thread.  Safe to call twice."""
         if self._closed:
@@ -613,6 +624,8 @@ class Runtime:
             self._thread.join(timeout=5)
         if not self._loop.is_running():
             self._loop.close()
+        # After the connections: a cancelled statement is recorded as it ends.
+        self.history.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -3,7 +3,8 @@
 Every way of giving a password (a URL, a libpq keyword string, PGPASSWORD,
 a .pgpass file) against PostgreSQL 15 with a password-protected role, then
 everything a user does that prints facts or fails: status, errors, %config,
-reprs, a wrong password, a lost server.  Every line of output is scanned.
+reprs, a wrong password, a lost server.  Every line of output is scanned, and
+the query history's file.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def _everything(ip: Any, capsys: Any, target: str) -> str:
         "print(default_runtime().describe_target())",
         "%pg disconnect",
         "%pg --scalar SELECT 1",
+        "%pg history --all -n 1000",
     ]
     ip.user_ns["target"] = target
     for cell in cells:
@@ -56,7 +58,19 @@ def _everything(ip: Any, capsys: Any, target: str) -> str:
         if result.result is not None:
             seen.append(repr(result.result))
     captured = capsys.readouterr()
-    return "\n".join([*seen, captured.out, captured.err])
+    return "\n".join([*seen, captured.out, captured.err, _history_file()])
+
+
+def _history_file() -> str:
+    """The query history as written on disk (the WAL too)."""
+    from pgmagic.runtime.loop import default_runtime
+
+    runtime = default_runtime(create=False)
+    assert runtime is not None
+    runtime.history.flush()
+    path = runtime.history.path
+    files = [path, path.with_name(path.name + "-wal")]
+    return "".join(f.read_bytes().decode("utf-8", "replace") for f in files if f.exists())
 
 
 @pytest.fixture

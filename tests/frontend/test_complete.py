@@ -30,6 +30,8 @@ def completions(ip: Any, line: str) -> list[str]:
         ("%pg unlisten --a", ["--all"]),
         ("%pg load df INTO t --re", ["--replace"]),
         ("%pg listen --d", ["--dsn"]),
+        ("%pg hi", ["history"]),
+        ("%pg history --c", ["--clear"]),
         # psql's describe commands, not IPython's LaTeX names (\\delta).
         ("%pg \\dt", ["\\dt"]),
         ("%pg \\co", ["\\conninfo"]),

@@ -35,6 +35,7 @@ SUBCOMMANDS = [
     "load frame INTO", "load nothing INTO t", "load frame INTO fuzz_t --create --append",
     "connect", "connect '", "connect --embedded extra", "connect $undefined_name",
     "connect postgresql://h/db extra", "stop extra", "disconnect now",
+    "history -n", "history -n 2 --bogus", "history --clear x", "history -n 1 '",
 ]  # fmt: skip
 
 option = st.sampled_from(OPTIONS).flatmap(

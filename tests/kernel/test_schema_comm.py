@@ -125,3 +125,34 @@ def test_a_bad_columns_request_answers_one_line(
     assert "\n" not in reply["message"] and "Traceback" not in reply["message"]
     # The comm still serves requests after an error.
     assert ask(recorder, comm_id, {"type": "schema"})["type"] == "schema"
+
+
+def catalog_changes(recorder: Recorder, comm_id: str, mark: int) -> int:
+    test = comm_msg(comm_id, lambda d: d["type"] == "catalog-changed")
+    return sum(1 for _, msg in recorder.since(mark) if test(msg))
+
+
+@pytest.mark.parametrize(
+    ("cell", "changes"),
+    [
+        ("%%pg\nCREATE TABLE {schema}.added (id int);\nDROP TABLE {schema}.added", 1),
+        ("%pg -q ALTER TABLE {schema}.customers ADD COLUMN note text", 1),
+        ("%pg -q SELECT count(*) FROM {schema}.customers", 0),
+        ("x = 1", 0),
+    ],
+)
+def test_a_cell_that_runs_ddl_tells_the_front_end(
+    panel: tuple[Recorder, str, str], cell: str, changes: int
+) -> None:
+    recorder, comm_id, schema = panel
+    mark = recorder.mark()
+    recorder.run(cell.format(schema=f'"{schema}"'))
+    if changes:
+        recorder.wait_for(mark, comm_msg(comm_id, lambda d: d["type"] == "catalog-changed"))
+    else:
+        # The message would leave at the end of the cell, before its idle status.
+        recorder.run("pass")
+    assert catalog_changes(recorder, comm_id, mark) == changes
+    # What the front end then reads shows the change.
+    columns = ask(recorder, comm_id, {"type": "columns", "schema": schema, "relation": "customers"})
+    assert ("note" in [c["name"] for c in columns["columns"]]) == ("ADD COLUMN" in cell)

@@ -1,4 +1,7 @@
-import type { ICompletionContext } from '@jupyterlab/completer';
+import type {
+  ICompletionContext,
+  ICompletionProvider
+} from '@jupyterlab/completer';
 import type { Widget } from '@lumino/widgets';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -6,6 +9,7 @@ import {
   isPgCode,
   PgCompletionProvider,
   PROVIDER_RANK,
+  stepAside,
   toItemsReply
 } from '../completion';
 import { KernelFeed } from '../feed';
@@ -137,5 +141,61 @@ describe('PgCompletionProvider', () => {
     );
     expect(reply).toEqual({ start: 11, end: 11, items: [] });
     expect(Date.now() - started).toBeLessThan(100);
+  });
+});
+
+describe('stepAside', () => {
+  /** Applicable where the context has a kernel, as JupyterLab's is. */
+  class KernelCompleterProvider {
+    readonly identifier = 'CompletionProvider:kernel';
+    readonly renderer = null;
+    async isApplicable(context: ICompletionContext): Promise<boolean> {
+      return Boolean(context.session?.kernel);
+    }
+    async fetch(): Promise<never> {
+      throw new Error('not asked here');
+    }
+  }
+
+  function kernelContext(code: string): ICompletionContext {
+    return {
+      ...context(code),
+      session: { kernel: {} }
+    } as unknown as ICompletionContext;
+  }
+
+  it('keeps the kernel provider out of %%pg cells an attached feed serves', async () => {
+    const attached = await feedOn(new FakeKernel(), true);
+    const provider = new PgCompletionProvider(() => attached);
+    const kernel: ICompletionProvider = new KernelCompleterProvider();
+    stepAside(kernel, c => provider.servesAlone(c));
+    expect(await kernel.isApplicable(kernelContext('%%pg\nSELECT'))).toBe(
+      false
+    );
+    // Python around a %pg line still needs the kernel's own completions.
+    expect(
+      await kernel.isApplicable(kernelContext('import os\n%pg SELECT'))
+    ).toBe(true);
+    expect(await kernel.isApplicable(kernelContext('import os'))).toBe(true);
+  });
+
+  it('leaves the kernel provider alone without an attached feed', async () => {
+    const refused = await feedOn(new FakeKernel(), false);
+    for (const feed of [refused, null]) {
+      const provider = new PgCompletionProvider(() => feed);
+      const kernel: ICompletionProvider = new KernelCompleterProvider();
+      stepAside(kernel, c => provider.servesAlone(c));
+      expect(await kernel.isApplicable(kernelContext('%%pg\nSELECT'))).toBe(
+        true
+      );
+    }
+  });
+
+  it('still asks the wrapped provider where it applies', async () => {
+    const provider = new PgCompletionProvider(() => null);
+    const kernel: ICompletionProvider = new KernelCompleterProvider();
+    stepAside(kernel, c => provider.servesAlone(c));
+    // No session, no kernel: the kernel provider's own answer.
+    expect(await kernel.isApplicable(context('import os'))).toBe(false);
   });
 });

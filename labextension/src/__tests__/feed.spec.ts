@@ -1,6 +1,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { FeedChange, FeedRegistry, KernelFeed, MAX_ITEMS } from '../feed';
+import {
+  COMPLETE_ASKED,
+  COMPLETE_REPLIED,
+  FeedChange,
+  FeedRegistry,
+  KernelFeed,
+  MAX_ITEMS
+} from '../feed';
 import { COMM_TARGET, EXPORT_VARIABLE } from '../protocol';
 import { FakeComm, FakeKernel, note, settle, state } from './fakes';
 
@@ -362,6 +369,20 @@ describe('KernelFeed complete', () => {
     comm.receive(reply(1, 'orders_1'));
     expect((await first)?.items[0].label).toBe('orders_1');
     expect((await second)?.items[0].label).toBe('orders_2');
+  });
+
+  it('marks the latest round trip for the performance timeline', async () => {
+    const { feed, comm } = await attached();
+    for (const id of [1, 2]) {
+      const answer = feed.complete('%%pg\nTABLE or', 16);
+      comm.receive(reply(id, 'orders'));
+      await answer;
+    }
+    const asked = performance.getEntriesByName(COMPLETE_ASKED);
+    const replied = performance.getEntriesByName(COMPLETE_REPLIED);
+    expect(asked).toHaveLength(1);
+    expect(replied).toHaveLength(1);
+    expect(replied[0].startTime).toBeGreaterThanOrEqual(asked[0].startTime);
   });
 
   it('gives null after the timeout and ignores the late reply', async () => {

@@ -13,7 +13,7 @@ import {
   relationName,
   SchemaClient
 } from '../schema';
-import { SchemaView } from '../schemaView';
+import { relationAt, relationMenu, SchemaView } from '../schemaView';
 import { FakeComm, FakeKernel, settle, state } from './fakes';
 
 const SCHEMAS: ISchema[] = [
@@ -227,11 +227,14 @@ describe('SchemaView', () => {
   let view: SchemaView;
   const inserted: string[] = [];
   const cells: string[] = [];
+  const copied: string[] = [];
 
   beforeEach(() => {
     inserted.length = 0;
+    copied.length = 0;
     cells.length = 0;
     view = new SchemaView({
+      copyText: text => copied.push(text),
       insertText: text => inserted.push(text),
       insertCell: source => cells.push(source)
     });
@@ -356,6 +359,93 @@ describe('SchemaView', () => {
       '%%pg\nSELECT * FROM "Sales"."Orders" LIMIT 100',
       '%pg \\d "Sales"."Orders"'
     ]);
+  });
+
+  it('names the relation under a node for the context menu', async () => {
+    await loaded();
+    click(q('.jp-PgSchema-schemaRow')[1]);
+    expect(relationAt(q('.jp-PgSchema-stats')[0])).toBe('"Sales"."Orders"');
+    expect(relationAt(q('.jp-PgSchema-schemaRow')[0])).toBeNull();
+    expect(relationAt(null)).toBeNull();
+  });
+
+  it('offers in the context menu what the row offers, and copy', async () => {
+    await loaded();
+    const menu = relationMenu({
+      copyText: text => copied.push(text),
+      insertText: text => inserted.push(text),
+      insertCell: source => cells.push(source)
+    });
+    menu.forEach(([, , act]) => act('"Sales"."Orders"'));
+    expect(menu.map(([id]) => id)).toEqual([
+      'insert-name',
+      'copy-name',
+      'select',
+      'describe'
+    ]);
+    expect(inserted).toEqual(['"Sales"."Orders"']);
+    expect(copied).toEqual(['"Sales"."Orders"']);
+    expect(cells).toEqual([
+      '%%pg\nSELECT * FROM "Sales"."Orders" LIMIT 100',
+      '%pg \\d "Sales"."Orders"'
+    ]);
+  });
+
+  it('reads the tree again after DDL, keeping what was open', async () => {
+    const comm = await loaded();
+    click(q('.jp-PgSchema-schemaRow')[0]);
+    const sent = comm.sent.length;
+    comm.receive({ type: 'catalog-changed' });
+    const request = comm.sent[comm.sent.length - 1];
+    expect(comm.sent).toHaveLength(sent + 1);
+    expect(request).toMatchObject({ type: 'schema' });
+    comm.receive({
+      type: 'schema',
+      id: request.id,
+      database: 'shop',
+      user: 'alice',
+      schemas: [
+        {
+          name: 'public',
+          relations: [
+            ...SCHEMAS[0].relations,
+            { name: 'new_table', kind: 'table', rows: 0, bytes: 0 }
+          ]
+        }
+      ]
+    });
+    await settle();
+    expect(text('.jp-PgSchema-relationName')).toEqual([
+      'customers',
+      'big_orders',
+      'new_table'
+    ]);
+  });
+
+  it('reads again once more when DDL lands during a read', async () => {
+    const comm = await loaded();
+    void view.refresh();
+    const first = comm.sent[comm.sent.length - 1];
+    comm.receive({ type: 'catalog-changed' });
+    // Not a second request while the first is under way...
+    expect(comm.sent[comm.sent.length - 1]).toBe(first);
+    comm.receive({ ...first, database: 'shop', user: 'alice', schemas: [] });
+    await settle();
+    // ...but one after it, for the DDL it may have missed.
+    const second = comm.sent[comm.sent.length - 1];
+    expect(second).toMatchObject({ type: 'schema' });
+    expect(second).not.toBe(first);
+  });
+
+  it('waits to read again until shown when hidden', async () => {
+    const comm = await loaded();
+    view.hide();
+    const sent = comm.sent.length;
+    comm.receive({ type: 'catalog-changed' });
+    expect(comm.sent).toHaveLength(sent);
+    view.show();
+    expect(comm.sent[comm.sent.length - 1]).toMatchObject({ type: 'schema' });
+    expect(comm.sent).toHaveLength(sent + 1);
   });
 
   it('says so when the kernel has no pgmagic', async () => {

@@ -83,5 +83,53 @@ test.describe('PostgreSQL panel, Schema tab', () => {
       page.locator('.jp-OutputArea-output', { hasText: 'order_id' }).first()
     ).toBeVisible();
     await page.screenshot({ path: path.join(ARTIFACTS, 'schema-lab.png') });
+
+    // DDL in a cell: the open tree reads again by itself.
+    const ddl = await appendCell(
+      page,
+      '%pg CREATE TABLE ui_shop.returns (id int PRIMARY KEY)'
+    );
+    await page.notebook.runCell(ddl);
+    await expect(shop.locator(`${C}-relationName`)).toHaveText([
+      'lines',
+      'orders',
+      'returns'
+    ]);
+    // Still open after the new read, its columns read again.
+    await expect(lines.locator(`${C}-columnName`)).toHaveCount(3);
+
+    // The context menu on a relation.
+    await shop
+      .locator(`${C}-relationName`, { hasText: /^orders$/ })
+      .click({ button: 'right' });
+    const menu = page.locator('.lm-Menu');
+    const select = menu.locator('.lm-Menu-item', {
+      hasText: 'New Cell: SELECT'
+    });
+    await expect(select).toBeVisible();
+    await expect(menu.locator('.lm-Menu-item')).toContainText([
+      'Insert Name at Cursor',
+      'Copy Name',
+      'New Cell: SELECT * … LIMIT 100',
+      'New Cell: \\d (describe)'
+    ]);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'schema-menu.png') });
+    await select.click();
+    await expect
+      .poll(() => cellSources(page))
+      .toContain('%%pg\nSELECT * FROM ui_shop.orders LIMIT 100');
   });
 });
+
+/** Add a code cell at the end; its index. */
+async function appendCell(
+  page: IJupyterLabPageFixture,
+  source: string
+): Promise<number> {
+  return page.evaluate(source => {
+    const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
+    const shared = panel.content.model!.sharedModel;
+    shared.insertCell(shared.cells.length, { cell_type: 'code', source });
+    return shared.cells.length - 1;
+  }, source);
+}
