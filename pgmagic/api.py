@@ -240,8 +240,10 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
     return results[-1].status
 
 
-async def _explain(runtime: Runtime, bound: BoundStatement, analyze: bool, session: bool) -> Plan:
-    fetch = Fetch(timeout=runtime.settings.command_timeout)
+async def _explain(
+    runtime: Runtime, bound: BoundStatement, analyze: bool, session: bool, recording: Recording
+) -> Plan:
+    fetch = Fetch(timeout=runtime.settings.command_timeout, recording=recording)
     if session:
         return await explaining.run(await runtime.session(), bound, fetch, analyze=analyze)
     async with runtime.acquire() as conn:
@@ -281,7 +283,8 @@ async def explain(
     """
     bound = bind_one(sql, params, args, from_keywords=True)
     runtime = _runtime()
-    return await _bridge(runtime, _explain(runtime, bound, analyze, session), sql)
+    recording = runtime.history.recording()
+    return await _bridge(runtime, _explain(runtime, bound, analyze, session, recording), sql)
 
 
 def stream(

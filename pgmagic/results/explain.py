@@ -97,7 +97,9 @@ async def _explain(
     conn: asyncpg.Connection, bound: BoundStatement, fetch: Fetch, analyze: bool
 ) -> StatementResult:
     before = prefix(analyze=analyze, version=conn.get_server_version().major)
-    wrapped = dataclasses.replace(bound, sql=before + bound.sql)
+    # The query history records what ran: the statement behind its EXPLAIN.
+    source = dataclasses.replace(bound.source, text=before + bound.source.text)
+    wrapped = dataclasses.replace(bound, sql=before + bound.sql, source=source)
     try:
         return await run_statement(conn, wrapped, fetch)
     except asyncpg.PostgresError as error:

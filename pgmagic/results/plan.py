@@ -316,9 +316,7 @@ def _read(
 
 def _inherited(node: Node, way: str) -> float:
     """The worst factor, the same way, among a node's children: what it took over from them."""
-    factors = [
-        c.misestimate[0] for c in node.children if c.misestimate and c.misestimate[1] == way
-    ]
+    factors = [c.misestimate[0] for c in node.children if c.misestimate and c.misestimate[1] == way]
     return max(factors, default=1.0)
 
 
