@@ -89,6 +89,14 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _quoted(name: Any) -> str:
+    """A name as EXPLAIN's text format writes it: in double quotes unless plain lower case."""
+    text = str(name)
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", text):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
 def _joined(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
@@ -148,20 +156,20 @@ class Node:
     @property
     def relation(self) -> str:
         """The relation, schema-qualified when the plan says the schema, with its alias."""
-        name = self.data.get("Relation Name")
+        data = self.data
+        name = data.get("Relation Name") or data.get("CTE Name") or data.get("Function Name")
+        alias = data.get("Alias")
         if name is None:
-            name = self.data.get("CTE Name") or self.data.get("Function Name")
-            if name is None:
-                return ""
-        schema = self.data.get("Schema")
-        qualified = f"{schema}.{name}" if schema else str(name)
-        alias = self.data.get("Alias")
-        return f"{qualified} {alias}" if alias and alias != name else qualified
+            return _quoted(alias) if alias else ""  # a subquery's or VALUES' alias
+        schema = data.get("Schema")
+        qualified = f"{_quoted(schema)}.{_quoted(name)}" if schema else _quoted(name)
+        return f"{qualified} {_quoted(alias)}" if alias and alias != name else qualified
 
     @property
     def index(self) -> str:
         """The index a scan uses ('' for none)."""
-        return str(self.data.get("Index Name") or "")
+        name = self.data.get("Index Name")
+        return _quoted(name) if name else ""
 
     @property
     def join_type(self) -> str:
@@ -179,8 +187,8 @@ class Node:
             )
         elif kind == "ModifyTable":
             kind = str(data.get("Operation", kind))
-        elif kind in ("SetOp", "HashSetOp") and data.get("Command"):
-            kind = f"{kind} {data['Command']}"
+        elif kind == "SetOp" and data.get("Command"):
+            kind = f"{'HashSetOp' if data.get('Strategy') == 'Hashed' else kind} {data['Command']}"
         if data.get("Partial Mode") in ("Partial", "Finalize"):
             kind = f"{data['Partial Mode']} {kind}"
         if data.get("Parallel Aware"):
@@ -197,11 +205,6 @@ class Node:
         elif self.node_type == "Bitmap Index Scan":
             kind = f"{kind.removesuffix(f' using {self.index}')} on {self.index}"
         return kind
-
-    @property
-    def label(self) -> str:
-        """``SubPlan 1``, ``InitPlan 2``, ``CTE name`` before the title ('' for none)."""
-        return self.subplan
 
     @property
     def estimated_rows(self) -> float | None:

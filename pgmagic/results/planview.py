@@ -161,7 +161,7 @@ def text(plan: Plan) -> str:
     """
     lines: list[str] = []
     for node, branch, guide in _tree(plan.root):
-        label = f"{node.label}: " if node.label else ""
+        label = f"{node.subplan}: " if node.subplan else ""
         found = _metrics(plan, node)
         metrics = "  (" + " · ".join(found) + ")" if found else ""
         marks = "".join(f"  {m}" for m in markers(plan, node))
@@ -221,7 +221,7 @@ def html(plan: Plan) -> str:
     )
     rows = []
     for node, branch, guide in _tree(plan.root):
-        label = f"{escape(node.label)}: " if node.label else ""
+        label = f"{escape(node.subplan)}: " if node.subplan else ""
         details = "".join(
             f'<div><span style="white-space:pre">{escape(guide)}</span>'
             f'<span class="detail" style="{_DETAIL}">{escape(d)}</span></div>'

@@ -262,3 +262,31 @@ def test_explain_options_follow_the_server_version(
     analyze: bool, version: int, expected: str
 ) -> None:
     assert prefix(analyze=analyze, version=version) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "settings", "title"),
+    [
+        ("SELECT * FROM plan_t.customers ORDER BY id DESC LIMIT 2", SERIAL,
+         "Index Scan Backward using customers_pkey on plan_t.customers"),
+        ("SELECT * FROM plan_t.orders WHERE customer_id = 5", SERIAL,
+         "Bitmap Index Scan on orders_customer_id_idx"),
+        ("SELECT * FROM plan_t.customers c LEFT JOIN plan_t.orders o ON o.customer_id = c.id",
+         SERIAL, "Hash Right Join"),
+        ("SELECT * FROM plan_t.customers c WHERE NOT EXISTS "
+         "(SELECT FROM plan_t.orders o WHERE o.customer_id = c.id)", SERIAL, " Anti Join"),
+        ("SELECT id FROM plan_t.customers INTERSECT SELECT customer_id FROM plan_t.orders",
+         [*SERIAL, "SET enable_sort = off"], "HashSetOp Intersect"),
+        ("SELECT * FROM (SELECT id, random() AS r FROM plan_t.customers OFFSET 0) s WHERE r > 2",
+         SERIAL, "Subquery Scan on s"),
+        ("SELECT * FROM (VALUES (1), (2)) v(x) WHERE x > 1", SERIAL, 'Values Scan on "*VALUES*"'),
+        ("SELECT * FROM generate_series(1, 10) g", SERIAL,
+         "Function Scan on pg_catalog.generate_series g"),
+        ("SELECT k, count(*) FROM plan_t.orders GROUP BY k", SERIAL, "HashAggregate"),
+    ],
+)  # fmt: skip
+def test_nodes_are_named_as_explain_names_them(
+    tables: str, query: str, settings: list[str], title: str
+) -> None:
+    plan = explain(tables, query, settings)
+    assert any(title in n.title for n in plan.nodes), plan.text
