@@ -184,8 +184,9 @@ def _tree(root: Node) -> Iterator[tuple[Node, str, str]]:
 
 
 # Everything is inline: a sanitizer (an untrusted notebook, GitHub) drops a
-# stylesheet.  Translucent colours read on light and dark backgrounds alike;
-# where a theme colour is wanted it comes second, after a plain one, so that a
+# stylesheet, and JupyterLab's own aligns table cells to the right unless
+# told.  Translucent colours read on light and dark backgrounds alike; where
+# a theme colour is wanted it comes second, after a plain one, so that a
 # sanitizer that drops var() keeps the first.
 _HOT_BG = "rgba(255,120,0,.22)"
 _BAD_BG = "rgba(220,40,40,.18)"
@@ -229,7 +230,7 @@ def html(plan: Plan) -> str:
         )
         marks = " ".join(escape(m) for m in markers(plan, node))
         tree = (
-            f'<td class="tree" style="{_CELL};font-family:monospace">'
+            f'<td class="tree" style="{_CELL};text-align:left;font-family:monospace">'
             f'<span style="white-space:pre">{escape(branch)}</span>'
             f"{label}<b>{escape(node.title)}</b>"
             + (f" <small><em>{marks}</em></small>" if marks else "")

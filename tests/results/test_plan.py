@@ -199,6 +199,8 @@ def test_static_html_needs_no_script_and_no_stylesheet(tables: str) -> None:
     assert "<script" not in html.lower() and "<style" not in html.lower()
     # The tree's guides, alignment and highlight colours are inline.
     assert "└─ " in html and "text-align:right" in html and "rgba(" in html
+    # JupyterLab's stylesheet aligns table cells right unless the cell says otherwise.
+    assert all("text-align:left" in cell for cell in re.findall(r'<td class="tree"[^>]*>', html))
     # A theme colour only after a plain one: a sanitizer dropping var() keeps the first.
     for style in re.findall(r'style="([^"]*var\([^"]*)"', html):
         declarations = [d.split(":", 1) for d in style.split(";")]
