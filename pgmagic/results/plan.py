@@ -531,8 +531,8 @@ def _parse(value: Any) -> list[Any]:
         or not isinstance(value[0].get("Plan"), Mapping)
     ):
         raise ValueError("not a plan from EXPLAIN (FORMAT JSON): expected [{'Plan': {...}}]")
-    value[0] = dict(value[0])
-    return value
+    # A list of our own: the caller's (a DataFrame's cell) stays as it was.
+    return [dict(value[0])]
 
 
 def _leader_takes_part(top: Mapping[str, Any]) -> bool:
