@@ -2,7 +2,7 @@
 
 The statement is bound as a plain run binds it (values travel as
 parameters: the plan is the one for these values) and sent behind
-``EXPLAIN (VERBOSE, FORMAT JSON, SETTINGS)`` (``SETTINGS`` from PostgreSQL
+``EXPLAIN (VERBOSE, SETTINGS, FORMAT JSON)`` (``SETTINGS`` from PostgreSQL
 12), with ``ANALYZE, BUFFERS`` (and ``WAL`` from 13) for ``--explain-analyze``.
 
 ``EXPLAIN ANALYZE`` runs the statement.  It always runs inside a transaction
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from typing import Any
 
 import asyncpg
 
@@ -111,19 +110,24 @@ async def _explain(
             position == 1 or first_word(bound.source.text) not in _PLAIN
         ):
             error.pgmagic_not_explainable = True
+        if position <= 0 and getattr(error, "position", None):
+            error.position = None  # inside our prefix: nothing the user wrote to point at
         blame(error, bound, position if position > 0 else None)
         raise
 
 
-def _plan(result: StatementResult, notes: tuple[str, ...] = ()) -> Plan:
-    return Plan(result.records[0][0], notes=notes)
+def _plan(result: StatementResult) -> Plan:
+    return Plan(result.records[0][0])
 
 
-async def _transaction_id(conn: asyncpg.Connection) -> Any:
+async def _transaction_id(conn: asyncpg.Connection) -> str | None:
     # Any write assigns the transaction an id; a read-only statement never does.
     if conn.get_server_version().major >= 13:
-        return await conn.fetchval("SELECT pg_current_xact_id_if_assigned()::text")
-    return await conn.fetchval("SELECT txid_current_if_assigned()::text")
+        query = "SELECT pg_current_xact_id_if_assigned()::text"
+    else:
+        query = "SELECT txid_current_if_assigned()::text"
+    assigned: str | None = await conn.fetchval(query)
+    return assigned
 
 
 async def _analyzed(
