@@ -270,13 +270,9 @@ def html(plan: Plan) -> str:
 def _analyzed_cells(plan: Plan, node: Node) -> list[tuple[str, str]]:
     if node.loops == 0:
         est = node.estimated_rows
-        return [
-            ("", ""),
-            ("", ""),
-            ("", ""),
-            ("", "never executed"),
-            ("", _count(est) if est is not None else ""),
-        ] + [("", "")] * 5
+        blank, estimated = ("", ""), ("", _count(est) if est is not None else "")
+        never = ("", "never executed")
+        return [blank, blank, never, blank, estimated, blank, ("", "0"), blank, blank]
     share = plan.share(node)
     off = node.misestimate
     factor = ""

@@ -292,3 +292,19 @@ def test_nodes_are_named_as_explain_names_them(
 ) -> None:
     plan = explain(tables, query, settings)
     assert any(title in n.title for n in plan.nodes), plan.text
+
+
+def test_a_node_that_never_ran_says_so(tables: str) -> None:
+    plan = explain(
+        tables,
+        "SELECT * FROM plan_t.customers c JOIN plan_t.orders o ON o.customer_id = c.id "
+        "WHERE c.id < 0",
+        [*SERIAL, "SET enable_hashjoin = off", "SET enable_mergejoin = off"],
+    )
+    idle = [n for n in plan.nodes if n.loops == 0]
+    assert idle and all(n.misestimate is None and n.exclusive == 0 for n in idle)
+    assert "never executed" in plan.text
+    html = plan.html()
+    # Every row has the header's number of cells, a node that never ran too.
+    cells = [row.count("<td") for row in re.findall(r"<tr[^>]*>.*?</tr>", html)[1:]]
+    assert set(cells) == {len(re.findall(r"<th[ >]", html))}
