@@ -156,3 +156,20 @@ def test_a_failed_explain_after_begin_says_the_transaction_is_open(
     assert transaction(items, capsys) == "in transaction"
     run(items, "%pg COMMIT")
     assert counts(sql) == (before[0] + 1, before[1] + 7, before[2])
+
+
+def test_triggers_are_listed_under_the_plan(items: Any, sql: Any) -> None:
+    run(
+        items,
+        "%%pg -q\nCREATE FUNCTION ex_audit() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN INSERT INTO ex_log VALUES ('audit'); RETURN NEW; END$$;\n"
+        "CREATE TRIGGER ex_audited AFTER INSERT ON ex_items FOR EACH ROW EXECUTE FUNCTION ex_audit()",
+    )
+    before = counts(sql)
+    plan = run(items, "%%pg --explain-analyze\nINSERT INTO ex_items VALUES (900, 9), (901, 9)")
+    assert any(
+        line.startswith("Trigger ex_audited on ex_items: ") and line.endswith("calls 2")
+        for line in plan.summary()
+    ), plan.text
+    assert counts(sql) == before  # the trigger's own insert is rolled back with the statement
+    run(items, "%pg -q DROP TRIGGER ex_audited ON ex_items; DROP FUNCTION ex_audit")
