@@ -19,6 +19,7 @@ from pgmagic._version import __version__
 if TYPE_CHECKING:
     from pgmagic.api import (
         execute,
+        explain,
         fetch,
         fetchrow,
         fetchval,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "__version__",
     "execute",
+    "explain",
     "fetch",
     "fetchrow",
     "fetchval",
@@ -46,7 +48,17 @@ __all__ = [
 ]
 
 _API = frozenset(
-    {"execute", "fetch", "fetchrow", "fetchval", "history", "load_table", "stream", "to_file"}
+    {
+        "execute",
+        "explain",
+        "fetch",
+        "fetchrow",
+        "fetchval",
+        "history",
+        "load_table",
+        "stream",
+        "to_file",
+    }
 )
 _NOTIFY = frozenset({"notification_log", "notifications"})
 

@@ -30,8 +30,10 @@ from pgmagic.bulk.export import ExportResult
 from pgmagic.bulk.load import LoadResult
 from pgmagic.bulk.stream import Stream
 from pgmagic.errors import DATABASE_ERRORS, blame, render
+from pgmagic.results import explain as explaining
 from pgmagic.results import history as _history
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
+from pgmagic.results.plan import Plan
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.history import Recording
 from pgmagic.runtime.loop import Runtime, default_runtime
@@ -40,6 +42,7 @@ from pgmagic.sql.params import BoundStatement
 
 __all__ = [
     "execute",
+    "explain",
     "fetch",
     "fetchrow",
     "fetchval",
@@ -97,7 +100,7 @@ async def _bridge(runtime: Runtime, coro: Coroutine[Any, Any, T], sql: str) -> T
     try:
         return await awaited(runtime, coro)
     except DATABASE_ERRORS as error:
-        raise render(error, sql) from None
+        raise render(error, sql, hint=explaining.hint(error)) from None
     finally:
         # NOTICEs the statement raised, shown under the cell that awaited it.
         runtime.drain(runtime.printer)
@@ -235,6 +238,53 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
     recording = runtime.history.recording()
     results = await _bridge(runtime, _run_all(runtime, statements, session, recording), sql)
     return results[-1].status
+
+
+async def _explain(
+    runtime: Runtime, bound: BoundStatement, analyze: bool, session: bool, recording: Recording
+) -> Plan:
+    fetch = Fetch(timeout=runtime.settings.command_timeout, recording=recording)
+    if session:
+        return await explaining.run(await runtime.session(), bound, fetch, analyze=analyze)
+    async with runtime.acquire() as conn:
+        await runtime.carry_time_zone(conn)
+        return await explaining.run_on(conn, bound, fetch, analyze=analyze)
+
+
+async def explain(
+    sql: str, *args: Any, analyze: bool = False, session: bool = False, **params: Any
+) -> Plan:
+    """The plan of a statement, as ``%%pg --explain`` (``--explain-analyze``) gives it.
+
+    Parameters
+    ----------
+    sql : str
+        One statement; ``$name`` binds keyword arguments, ``$1`` positional
+        ones, so the plan is the one for these values.
+    *args
+        Values for ``$1, $2, ...``.
+    analyze : bool
+        Run the statement to measure it, inside a transaction (a savepoint in
+        the session's own) that is rolled back afterwards.
+    session : bool
+        Run on the ``%%pg`` session instead of a pool connection.
+    **params
+        Values for ``$name``.
+
+    Returns
+    -------
+    Plan
+        Shown as a tree; ``plan.json`` is the server's JSON plan.
+
+    Examples
+    --------
+    >>> plan = await pgmagic.explain("SELECT * FROM users WHERE id = $id", id=7)  # doctest: +SKIP
+    >>> plan.hot, plan.misestimated  # doctest: +SKIP
+    """
+    bound = bind_one(sql, params, args, from_keywords=True)
+    runtime = _runtime()
+    recording = runtime.history.recording()
+    return await _bridge(runtime, _explain(runtime, bound, analyze, session, recording), sql)
 
 
 def stream(

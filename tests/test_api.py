@@ -177,3 +177,35 @@ def test_sigint_during_an_awaited_export_cancels_it(sql: Any, tmp_path: Any) -> 
         time.sleep(0.05)
     assert _running(sql, "api_export") == []
     assert asyncio.run(pgmagic.fetchval("SELECT 3")) == 3
+
+
+@pytest.mark.parametrize("session", [False, True])
+def test_explain_gives_the_plan_and_rolls_back_what_it_measured(
+    ip: Any, sql: Any, session: bool
+) -> None:
+    ip.run_cell("%pg -q DROP TABLE IF EXISTS api_explained; CREATE TABLE api_explained (x int)")
+    ip.run_cell("%pg -q INSERT INTO api_explained SELECT generate_series(1, 10)")
+
+    async def go() -> Any:
+        estimate = await pgmagic.explain(
+            "SELECT * FROM api_explained WHERE x > $low", low=5, session=session
+        )
+        measured = await pgmagic.explain(
+            "DELETE FROM api_explained WHERE x > $1", 5, analyze=True, session=session
+        )
+        return estimate, measured
+
+    estimate, measured = asyncio.run(go())
+    assert not estimate.analyzed and "(api_explained.x > 5)" in estimate.text
+    assert measured.analyzed and measured.root.title == "Delete on public.api_explained"
+    assert "rolled back: EXPLAIN ANALYZE of a statement that writes" in measured.notes
+    assert sql("SELECT count(*) FROM api_explained")[0][0] == 10
+    ip.run_cell("%pg -q DROP TABLE api_explained")
+
+
+def test_explain_of_what_cannot_be_explained_says_so() -> None:
+    with pytest.raises(asyncpg.PostgresSyntaxError) as caught:
+        asyncio.run(pgmagic.explain("VACUUM"))
+    shown = caught.value._render_traceback_()  # type: ignore[attr-defined]
+    assert shown[0] == 'ERROR:  syntax error at or near "VACUUM"'
+    assert shown[-1].startswith("HINT:  EXPLAIN takes SELECT")

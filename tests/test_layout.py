@@ -159,6 +159,7 @@ def test_the_magic_front_stays_thin() -> None:
 PUBLIC = [
     "__version__",
     "execute",
+    "explain",
     "fetch",
     "fetchrow",
     "fetchval",

@@ -16,7 +16,7 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from pgmagic.bulk import export
 from pgmagic.bulk.stream import Stream
-from pgmagic.errors import OptionError, ParameterError
+from pgmagic.errors import ParameterError
 from pgmagic.frontend import commands, options, progress, psql, tables, watch
 from pgmagic.frontend.config import Configuration
 from pgmagic.frontend.output import CellOutput, print_message
@@ -67,6 +67,7 @@ class PgMagics(Configuration):
             %%pg --stream [--chunksize N] -o NAME              iterate: for df in NAME
             %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl         stream to a file
             %%pg --many EXPR                                   once per row of EXPR
+            %%pg --explain | --explain-analyze [-o NAME]       the plan of the last statement
             %pg load DATAFRAME|FILE INTO table [--create | --append | --replace]
             %%pg --refresh-on CHANNEL | --watch SECONDS        live output; %pg stop ends it
             %pg listen [--dsn DSN] CHANNEL ... | unlisten CHANNEL ... | unlisten --all
@@ -83,6 +84,7 @@ class PgMagics(Configuration):
             df = %pg SELECT * FROM help_demo WHERE tag = any($tags)
             n = %pg --scalar SELECT count(*) FROM help_demo
             row = %pg --one -p "(1,)" SELECT * FROM help_demo WHERE id = $1
+            plan = %pg --explain-analyze DELETE FROM help_demo WHERE tag = any($tags)
             %pg -q --to "help demo.csv" SELECT * FROM help_demo
             %pg load df INTO help_copy --create   # a DataFrame or a file
             %pg listen help_events                # a live feed of notifications
@@ -106,17 +108,7 @@ class PgMagics(Configuration):
             return subcommand(self)
         opts, tokens, rest = options.parse(line, vars(PgMagics.pg)["parser"])
         self.runtime.printer = None if opts.quiet else print_message
-        if cell is None:
-            sql = rest
-            if not sql.strip() and not tokens:
-                raise OptionError("nothing to run: %pg SELECT ... for one line, %%pg for a cell")
-        elif rest.strip():
-            raise OptionError(
-                f"unexpected text after the %%pg options: {rest.strip()!r} "
-                "(put SQL in the cell body)"
-            )
-        else:
-            sql = cell
+        sql = options.sql_of(rest, tokens, cell)
         positional: tuple[Any, ...] = ()
         if opts.params is not None:
             values = self.evaluate(opts.params)

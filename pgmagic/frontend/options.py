@@ -26,6 +26,7 @@ __all__ = [
     "declare",
     "no_arguments",
     "parse",
+    "sql_of",
     "variable_name",
 ]
 
@@ -46,6 +47,21 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         {"action": "store_true", "help": "Give the single row as a record (None if no row)."},
     ),
     (("--scalar",), {"action": "store_true", "help": "Give the single value."}),
+    (
+        ("--explain",),
+        {
+            "action": "store_true",
+            "help": "Give the plan of the (last) statement as a tree, without running it.",
+        },
+    ),
+    (
+        ("--explain-analyze",),
+        {
+            "action": "store_true",
+            "help": "Run the (last) statement, measured, and give its plan; "
+            "what it changes is rolled back.",
+        },
+    ),
     (("-q", "--quiet"), {"action": "store_true", "help": "Do not print command tags or notes."}),
     (
         ("--stream",),
@@ -134,8 +150,8 @@ CHUNKSIZE = 50_000
 class Options:
     """The options of one ``%pg`` / ``%%pg`` run, checked.
 
-    Attributes mirror the declarations above; ``mode`` folds ``--one`` and
-    ``--scalar``.
+    Attributes mirror the declarations above; ``mode`` folds ``--one``,
+    ``--scalar``, ``--explain`` and ``--explain-analyze``.
     """
 
     out: str | None = None
@@ -246,9 +262,16 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
     """
     tokens, rest = _split(line)
     args = parser.parse_args(tokens)
-    if args.one and args.scalar:
-        raise OptionError("--one and --scalar cannot be combined")
-    mode = Mode.ONE if args.one else Mode.SCALAR if args.scalar else Mode.FRAME
+    chosen = [
+        m
+        for m, on in zip(
+            _MODES, (args.one, args.scalar, args.explain, args.explain_analyze), strict=True
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise OptionError(f"{' and '.join(f'--{m.value}' for m in chosen)} cannot be combined")
+    mode = chosen[0] if chosen else Mode.FRAME
     options = Options(
         out=variable_name(args.out) if args.out is not None else None,
         params=args.params,
@@ -262,6 +285,8 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         refresh_on=tuple(args.refresh_on or ()),
         watch=args.watch,
     )
+    if mode.explains:
+        _check_explain(options, args)
     if options.chunksize < 1:
         raise OptionError(f"--chunksize must be at least 1, got {options.chunksize}")
     # Options that only shape --stream or --to would otherwise be ignored silently.
@@ -277,6 +302,31 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         if mode is not Mode.FRAME:
             raise OptionError("--one and --scalar do not combine with --stream, --to or --many")
     return options, tokens, rest
+
+
+_MODES = (Mode.ONE, Mode.SCALAR, Mode.EXPLAIN, Mode.EXPLAIN_ANALYZE)
+
+
+def _check_explain(options: Options, args: Any) -> None:
+    """--explain gives a plan: options about rows or where they go make no sense with it."""
+    others = [
+        flag
+        for flag, on in (
+            ("--stream", options.stream),
+            ("--to", options.to),
+            ("--many", options.many),
+            ("--refresh-on", options.refresh_on),
+            ("--watch", options.watch is not None),
+            ("--chunksize", args.chunksize is not None),
+            ("--format", options.format),
+        )
+        if on
+    ]
+    if others:
+        raise OptionError(
+            f"--{options.mode.value} gives a plan; it does not combine with {', '.join(others)} "
+            "(it takes -o NAME, -p EXPR and -q)"
+        )
 
 
 # PostgreSQL's unquoted identifier: a letter (any non-ASCII character counts)
@@ -366,6 +416,33 @@ def variable_name(name: str) -> str:
     if not name.isidentifier() or keyword.iskeyword(name):
         raise OptionError(f"-o needs a Python variable name, got {name!r}")
     return name
+
+
+def sql_of(rest: str, tokens: list[str], cell: str | None) -> str:
+    """The SQL to run: the rest of a ``%pg`` line, or the body of a ``%%pg`` cell.
+
+    Parameters
+    ----------
+    rest : str
+        What follows the options on the magic's line.
+    tokens : list of str
+        The options given.
+    cell : str or None
+        The cell's body (None for a ``%pg`` line).
+
+    Returns
+    -------
+    str
+    """
+    if cell is None:
+        if not rest.strip() and not tokens:
+            raise OptionError("nothing to run: %pg SELECT ... for one line, %%pg for a cell")
+        return rest
+    if rest.strip():
+        raise OptionError(
+            f"unexpected text after the %%pg options: {rest.strip()!r} (put SQL in the cell body)"
+        )
+    return cell
 
 
 def no_arguments(command: str, rest: str) -> None:

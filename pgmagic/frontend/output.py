@@ -84,4 +84,6 @@ class CellOutput:
         tables.ResultInfo
         """
         types = tuple((c.name, c.type_name) for c in result.columns or ())
-        return tables.ResultInfo(elapsed, self._limit, types)
+        # The command tag, not the column's name: a query may name a column "QUERY PLAN".
+        whole = result.status == "EXPLAIN"
+        return tables.ResultInfo(elapsed, self._limit, types, whole=whole)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html as html_module
+import json
 import threading
 import weakref
 from collections.abc import Sequence
@@ -45,15 +46,21 @@ class ResultInfo:
     types : tuple of (str, str)
         Column name and PostgreSQL type name of each column, shown under the
         names while the frame still has exactly these columns.
+    whole : bool
+        A plan from ``EXPLAIN`` typed in SQL: every line is shown, never cut,
+        as one preformatted block (``displaylimit`` does not apply).
     """
 
     elapsed: float | None
     limit: int | None
     types: tuple[tuple[str, str], ...] = ()
+    whole: bool = False
 
     def rows(self, frame: pd.DataFrame) -> int:
         """How many of ``frame``'s rows to render."""
-        return len(frame) if self.limit is None else min(len(frame), self.limit)
+        if self.limit is None or self.whole:
+            return len(frame)
+        return min(len(frame), self.limit)
 
 
 _lock = threading.Lock()
@@ -335,6 +342,13 @@ def html(
     str
     """
     escape = html_module.escape
+    if info.whole and frame.shape[1] == 1:
+        # <pre> keeps the plan's indentation where a sanitizer drops the stylesheet.
+        lines = "\n".join(_plan_lines(frame))
+        return (
+            f'<div class="pgmagic-result">{_STYLE}<pre>{escape(str(frame.columns[0]))}\n'
+            f'{escape(lines)}</pre><div class="footer">{escape(footer(frame, info))}</div></div>'
+        )
     cells = _cells(frame, info.rows(frame))
     # Type names only while the columns are those of the query (not after the
     # user added, dropped or renamed some).
@@ -385,6 +399,12 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
     -------
     str
     """
+    if info.whole and frame.shape[1] == 1:
+        lines = _plan_lines(frame)
+        name = str(frame.columns[0])
+        width = max([display_width(name), *(display_width(line) for line in lines)])
+        head = [" " + _pad(name, width, "center"), "-" * (width + 2)]
+        return "\n".join([*head, *(f" {line}" for line in lines), footer(frame, info)])
     cells = _cells(frame, info.rows(frame))
     names = [str(c) for c in frame.columns]
     rendered = [
@@ -405,6 +425,19 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         lines.append(" " + " | ".join(parts).rstrip())
     lines.append(footer(frame, info))
     return "\n".join(lines)
+
+
+def _plan_lines(frame: pd.DataFrame) -> list[str]:
+    """The lines of a one-column plan: text as it came, JSON (a decoded value) indented."""
+    lines: list[str] = []
+    for value in frame.iloc[:, 0].tolist():
+        if is_null(value):
+            lines.append(_NULL)
+        elif isinstance(value, str):
+            lines.extend(value.splitlines() or [""])
+        else:
+            lines.extend(json.dumps(value, indent=2, ensure_ascii=False).splitlines())
+    return lines
 
 
 def aligned(

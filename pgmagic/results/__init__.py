@@ -5,6 +5,9 @@ Records and binary ``COPY`` (decoded by :mod:`~pgmagic.results.decode`, the
 pandas side of the C parser); :mod:`~pgmagic.results.frames` is the dtype
 table; :mod:`~pgmagic.results.cell` runs a whole cell on the session;
 :mod:`~pgmagic.results.history` gives the query history as a DataFrame.
+:mod:`~pgmagic.results.explain` runs a statement behind ``EXPLAIN`` (its
+writes rolled back) and :mod:`~pgmagic.results.plan` reads the JSON plan
+into a tree of timed nodes, drawn by :mod:`~pgmagic.results.planview`.
 
 May import: errors, _oids, runtime, sql
 """

@@ -18,7 +18,8 @@ import asyncpg
 import pandas as pd
 
 from pgmagic.errors import DATABASE_ERRORS, OptionError, ParameterError, blame, render
-from pgmagic.results import frames, zones
+from pgmagic.results import explain, frames, zones
+from pgmagic.results.plan import Plan
 from pgmagic.results.progress import Progress
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.history import Recording, parameter_names
@@ -46,6 +47,15 @@ class Mode(enum.Enum):
     FRAME = "frame"
     ONE = "one"
     SCALAR = "scalar"
+    #: The plan of the cell's last statement (:class:`~pgmagic.results.plan.Plan`).
+    EXPLAIN = "explain"
+    #: The same, measured by running the statement (rolled back).
+    EXPLAIN_ANALYZE = "explain-analyze"
+
+    @property
+    def explains(self) -> bool:
+        """Whether the cell's last statement is explained rather than run."""
+        return self in (Mode.EXPLAIN, Mode.EXPLAIN_ANALYZE)
 
 
 @dataclass(slots=True)
@@ -59,7 +69,8 @@ class CellOutcome:
     shown : StatementResult or None
         The last statement that returned rows (the one the cell displays).
     value : object
-        A DataFrame, a record (``--one``), a value (``--scalar``), or None.
+        A DataFrame, a record (``--one``), a value (``--scalar``), a
+        :class:`~pgmagic.results.plan.Plan` (``--explain``), or None.
     elapsed : float
         Seconds spent running the statements and building the value.
     """
@@ -331,19 +342,30 @@ async def _run_on_session(
     fetch: Fetch,
     progress: Progress | None,
     quiet: bool,
-) -> list[StatementResult]:
+    mode: Mode = Mode.FRAME,
+) -> tuple[list[StatementResult], Plan | None]:
     session = await runtime.session()
 
     async def step(conn: asyncpg.Connection, bound: BoundStatement) -> StatementResult:
         return await run_statement(conn, bound, fetch, progress)
 
     poster = None if quiet else _status_poster(runtime, len(statements))
+    # --explain: the statements before the last run as in any cell, so that a
+    # SET or a temp table they make is what the explained statement sees.
+    ran = statements[:-1] if mode.explains else statements
     try:
-        return await session.run(statements, step, poster)
+        results = await session.run(ran, step, poster) if ran else []
+        if not mode.explains:
+            return results, None
+        analyze = mode is Mode.EXPLAIN_ANALYZE
+        return results, await explain.run(session, statements[-1], fetch, analyze=analyze)
     except DATABASE_ERRORS as error:
         # Read now, on the loop: whether what ran before the error is committed.
         failed = session.state is TransactionState.FAILED
         error.pgmagic_failed_transaction = failed  # type: ignore[union-attr]
+        # Still open and usable: --explain-analyze undid only its own statement.
+        still_open = session.state is TransactionState.IN_TRANSACTION
+        error.pgmagic_open_transaction = still_open  # type: ignore[union-attr]
         raise
 
 
@@ -372,6 +394,8 @@ def where_it_stopped(error: BaseException, statements: Sequence[BoundStatement])
         before = "statement 1" if index == 1 else f"statements 1-{index}"
         if getattr(error, "pgmagic_failed_transaction", False):
             parts.append(f"{before} ran; the transaction is now aborted: ROLLBACK to end it")
+        elif getattr(error, "pgmagic_open_transaction", False):
+            parts.append(f"{before} ran; the transaction is still open")
         else:
             parts.append(f"{before} ran and {'is' if index == 1 else 'are'} committed")
     if index + 1 < total:
@@ -452,7 +476,9 @@ def run_cell(
     positional : sequence
         Values for ``$1, $2, ...``.
     mode : Mode
-        What to give back.
+        What to give back.  ``EXPLAIN`` and ``EXPLAIN_ANALYZE`` explain the
+        cell's last statement (:mod:`pgmagic.results.explain`) after running
+        the others as usual, and give its plan.
     numeric_as_float : bool
         Give ``numeric`` as ``float64``.
     quiet : bool
@@ -481,6 +507,8 @@ def run_cell(
     started = time.perf_counter()
     statements = bind_cell(text, namespace, positional)
     if not statements:
+        if mode.explains:
+            raise OptionError(f"--{mode.value} needs a statement to explain")
         return CellOutcome([], None, None, 0.0)
     progress = Progress() if on_progress is not None else None
     # An init hook may install codecs that change how types decode; the COPY
@@ -499,13 +527,16 @@ def run_cell(
             on_progress(progress)
 
     try:
-        results = runtime.run(
-            _run_on_session(runtime, statements, fetch, progress, quiet),
+        results, plan = runtime.run(
+            _run_on_session(runtime, statements, fetch, progress, quiet, mode),
             on_message=on_message,
             on_tick=tick,
         )
     except DATABASE_ERRORS as error:
-        raise render(error, text, hint=where_it_stopped(error, statements)) from None
+        hints = [h for h in (explain.hint(error), where_it_stopped(error, statements)) if h]
+        raise render(error, text, hint="\n".join(hints) or None) from None
+    if plan is not None:
+        return CellOutcome(results, None, plan, time.perf_counter() - started)
     shown = next((r for r in reversed(results) if r.returns_rows), None)
     value = value_of(shown, mode, numeric_as_float=numeric_as_float)
     if isinstance(value, pd.DataFrame) and shown is not None:

@@ -239,12 +239,19 @@ class Session:
         return [("search_path", path), *carried]
 
     @contextlib.asynccontextmanager
-    async def atomic(self) -> AsyncIterator[asyncpg.Connection]:
+    async def atomic(self, *, undo: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """All-or-nothing work on the session: a transaction, or a savepoint inside one.
 
         Inside a transaction the user opened, a savepoint keeps their
         transaction alive if this work fails; otherwise the work gets a
-        transaction of its own.
+        transaction of its own.  Either way the session is left as it was
+        found when the work fails or is cancelled.
+
+        Parameters
+        ----------
+        undo : bool
+            Roll the work back when it succeeds too (``EXPLAIN ANALYZE``
+            measures a statement; it must not change anything).
 
         Yields
         ------
@@ -260,17 +267,25 @@ class Session:
                 return nested
 
             conn, nested = await self._begin(conn, start)
+            # One message, so that a cancel cannot fall between its two commands.
+            rollback = (
+                "ROLLBACK TO SAVEPOINT pgmagic_atomic; RELEASE SAVEPOINT pgmagic_atomic"
+                if nested
+                else "ROLLBACK"
+            )
             try:
                 yield conn
             except BaseException:
                 self._failed = False
-                undo = "ROLLBACK TO SAVEPOINT pgmagic_atomic" if nested else "ROLLBACK"
                 if not conn.is_closed():
-                    # Shielded: a cancelled load must still undo what it did.
+                    # Shielded: cancelled work must still undo what it did.
                     with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                        await asyncio.shield(conn.execute(undo))
+                        await asyncio.shield(conn.execute(rollback))
                 raise
-            await conn.execute("RELEASE SAVEPOINT pgmagic_atomic" if nested else "COMMIT")
+            if undo:
+                await asyncio.shield(conn.execute(rollback))
+            else:
+                await conn.execute("RELEASE SAVEPOINT pgmagic_atomic" if nested else "COMMIT")
 
     async def status(self) -> dict[str, Any]:
         """Facts for ``%pg status``.

@@ -142,6 +142,21 @@ PATHS = [
         id="psql command as typed",
     ),
     pytest.param(
+        ["%pg CREATE TEMP TABLE h_explained (a int)"],
+        "%%pg --explain-analyze\nINSERT INTO h_explained VALUES ($x)",
+        [
+            (
+                "EXPLAIN (ANALYZE, BUFFERS, WAL, VERBOSE, SETTINGS, FORMAT JSON) "
+                "INSERT INTO h_explained VALUES ($x)",
+                ("$x",),
+                1,
+                Status.OK,
+                None,
+            )
+        ],
+        id="--explain-analyze: what ran, behind its EXPLAIN",
+    ),
+    pytest.param(
         [],
         "%pg notify h_channel hello",
         [("SELECT pg_notify($1, $2)", ("$1", "$2"), 1, Status.OK, None)],

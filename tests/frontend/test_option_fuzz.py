@@ -22,6 +22,7 @@ VALUES = [
 OPTIONS = [
     "-o", "--out", "-p", "--params", "--one", "--scalar", "-q", "--quiet", "--stream",
     "--chunksize", "--to", "--format", "--many", "--refresh-on", "--watch", "--bogus", "-z",
+    "--explain", "--explain-analyze",
 ]  # fmt: skip
 SQL = [
     "", "SELECT 1", "SELECT $x AS x", "SELECT $1 AS one", "SELECT * FROM fuzzed",

@@ -209,3 +209,47 @@ def test_ctrl_c_while_streaming(kernel: Kernel, sql: Any) -> None:
         "SELECT 1 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND application_name = 'pgmagic'"
     )
     assert "closed" in kernel.run("chunks").text
+
+
+@pytest.mark.parametrize("inside_a_transaction", [False, True])
+def test_ctrl_c_during_explain_analyze_cancels_and_undoes_it(
+    kernel: Kernel, sql: Any, inside_a_transaction: bool
+) -> None:
+    assert kernel.run("%pg -q CREATE TABLE IF NOT EXISTS k_explained (x int)").status == "ok"
+    assert kernel.run("%pg -q TRUNCATE k_explained").status == "ok"
+    pid = scalar(kernel.run("%pg --scalar SELECT pg_backend_pid()"))
+    if inside_a_transaction:
+        assert kernel.run("%pg -q BEGIN; INSERT INTO k_explained VALUES (1)").status == "ok"
+    msg = kernel.send("%%pg --explain-analyze\nINSERT INTO k_explained SELECT 2 FROM pg_sleep(30)")
+    assert wait_for_state(sql, pid, "active") is not None
+    started = time.perf_counter()
+    kernel.interrupt()
+    reply = kernel.collect(msg, timeout=20)
+    assert time.perf_counter() - started < 5
+    assert reply.error is not None and reply.error["traceback"] == ["query cancelled"]
+    # The measurement is undone; the user's own transaction goes on, usable.
+    expected = "idle in transaction" if inside_a_transaction else "idle"
+    state = wait_for_state(sql, pid, expected)
+    assert state is not None and state[0] == expected, state
+    rows = kernel.run("%pg --scalar SELECT count(*) FROM k_explained")
+    assert rows.status == "ok" and scalar(rows) == (1 if inside_a_transaction else 0)
+    if inside_a_transaction:
+        assert kernel.run("%pg -q ROLLBACK").status == "ok"
+    assert kernel.run("%pg -q DROP TABLE k_explained").status == "ok"
+
+
+def test_a_plan_output_is_valid_in_a_saved_notebook(kernel: Kernel) -> None:
+    import nbformat
+
+    from pgmagic.results.plan import MIME_TYPE
+
+    reply = kernel.run("%%pg --explain-analyze\nSELECT count(*) FROM pg_class")
+    assert reply.status == "ok", reply.text
+    (data,) = reply.results
+    assert set(data) == {"text/plain", "text/html", MIME_TYPE}
+    assert data[MIME_TYPE]["Plan"]["Node Type"] == "Aggregate"
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("%%pg --explain-analyze\nSELECT count(*) FROM pg_class")
+    cell.outputs = [nbformat.v4.new_output("execute_result", data=data, execution_count=1)]
+    notebook.cells = [cell]
+    nbformat.validate(notebook)
