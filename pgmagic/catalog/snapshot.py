@@ -49,6 +49,19 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname !~ '^pg_toast' AND (n.nspname !~ '^pg_temp_' OR n.oid = pg_my_temp_schema())
 ORDER BY n.nspname, c.relname
 """
+# Pseudo-types (any, record, trigger ...) name no column or value.
+_TYPES = """
+SELECT n.nspname, pg_catalog.format_type(t.oid, NULL)
+FROM pg_catalog.pg_type t
+JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+WHERE t.typtype <> 'p'
+  AND (t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM pg_catalog.pg_class c
+                          WHERE c.oid = t.typrelid))
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type el
+                  WHERE el.oid = t.typelem AND el.typarray = t.oid)
+  AND n.nspname !~ '^pg_toast' AND n.nspname <> 'information_schema'
+  AND (n.nspname !~ '^pg_temp_' OR n.oid = pg_my_temp_schema())
+"""
 _FUNCTIONS = """
 SELECT DISTINCT n.nspname, p.proname, p.proretset
 FROM pg_catalog.pg_proc p
@@ -127,6 +140,10 @@ class Snapshot:
     search_path : list of str
         ``current_schemas(true)`` with the session's ``search_path``.
     functions : list of (schema, name, returns a set)
+    types : list of (schema, name)
+        Data types as ``format_type`` writes them (``integer``, ``character
+        varying``; schema-qualified when off the search path), arrays and
+        tables' row types left out.
     columns : dict of int to list of Column
         Per relation OID, filled by :func:`load_columns`.
     foreign_keys : dict of int to list of ForeignKey
@@ -139,6 +156,7 @@ class Snapshot:
     schemas: list[str]
     search_path: list[str]
     functions: list[tuple[str, str, bool]]
+    types: list[tuple[str, str]] = field(default_factory=list)
     columns: dict[int, list[Column]] = field(default_factory=dict)
     foreign_keys: dict[int, list[ForeignKey]] = field(default_factory=dict)
     loaded: float = field(default_factory=time.monotonic)
@@ -188,11 +206,13 @@ async def load(runtime: Runtime) -> Snapshot:
         relations = await conn.fetch(_RELATIONS)
         schemas = await conn.fetch(_SCHEMAS)
         functions = await conn.fetch(_FUNCTIONS)
+        types = await conn.fetch(_TYPES)
     return Snapshot(
         relations=[RelationInfo(*r) for r in relations],
         schemas=[r[0] for r in schemas],
         search_path=list(path),
         functions=[(r[0], r[1], r[2]) for r in functions],
+        types=[(r[0], r[1]) for r in types],
     )
 
 

@@ -8,6 +8,7 @@
   functions, then keywords;
 - after ``JOIN ... ON``: conditions from foreign keys between the tables in
   scope, then columns;
+- after ``::`` or ``CAST(... AS``: data types, the database's own first;
 - keywords last everywhere else.
 
 Pure: the caller loads what :func:`needed` names first.  No I/O.
@@ -119,6 +120,12 @@ def suggest(context: CursorContext, snapshot: Snapshot) -> list[Suggestion]:
             Suggestion(_quote(name) + "(", "function")
             for schema, name, returns_set in snapshot.functions
             if returns_set and schema in snapshot.search_path
+        ]
+    elif context.clause is Clause.TYPE:
+        # The database's own types (enums, domains) before the built-in ones.
+        out += [
+            Suggestion(name, "type", schema)
+            for schema, name in sorted(snapshot.types, key=lambda t: (t[0] == "pg_catalog", t[1]))
         ]
     elif context.clause in (Clause.COLUMN, Clause.JOIN_CONDITION):
         if context.clause is Clause.JOIN_CONDITION:

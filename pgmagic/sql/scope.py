@@ -34,6 +34,8 @@ class Clause(enum.Enum):
     """After ``name.``: the columns of a table or alias, or the tables of a schema."""
     VARIABLE = "variable"
     """After ``$``: a Python variable of the notebook."""
+    TYPE = "type"
+    """After ``::`` or ``CAST(... AS``: a data type."""
     KEYWORD = "keyword"
     """Anything else: keywords first."""
 
@@ -159,9 +161,33 @@ def context_at(sql: str, pos: int) -> CursorContext | None:
         context.clause, context.qualifier = Clause.QUALIFIED, _unquote(qualifier)
     elif previous and previous[-1].kind is Kind.OTHER and previous[-1].text == "$":
         context.clause = Clause.VARIABLE
+    elif _type_expected(previous):
+        context.clause = Clause.TYPE
     else:
         context.clause = _clause(previous)
     return context
+
+
+def _type_expected(previous: list[Token]) -> bool:
+    """Right after ``::``, or after ``AS`` inside ``CAST(``."""
+    if not previous:
+        return False
+    last = previous[-1]
+    if last.kind is Kind.OPERATOR and last.text == "::":
+        return True
+    if last.kind is not Kind.WORD or last.text != "AS":
+        return False
+    depth = 0
+    for i in range(len(previous) - 2, -1, -1):
+        token = previous[i]
+        if token.kind is Kind.PUNCT and token.text == ")":
+            depth += 1
+        elif token.kind is Kind.PUNCT and token.text == "(":
+            if depth == 0:
+                before = previous[i - 1] if i else None
+                return before is not None and before.kind is Kind.WORD and before.text == "CAST"
+            depth -= 1
+    return False
 
 
 def _clause(previous: list[Token]) -> Clause:

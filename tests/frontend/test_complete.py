@@ -75,6 +75,7 @@ def shop(ip: Any) -> Any:
         "CREATE TABLE cshop.orders (id int PRIMARY KEY,"
         " customer_id int REFERENCES cshop.customers (id), total numeric);\n"
         "CREATE VIEW cshop.big_orders AS SELECT * FROM cshop.orders WHERE total > 100;\n"
+        "CREATE TYPE cshop.mood AS ENUM ('sad', 'ok');\n"
         "SET search_path = cshop, public"
     )
     ip.user_ns.update(min_total=5, cutoff_day="2024-01-01")
@@ -104,6 +105,10 @@ def shop(ip: Any) -> Any:
         ("%%pg -o x\nSEL|", ["SELECT"], []),
         ("%%pg\nSELECT 'ord|'", [], ["orders"]),
         ("%pg con|", ["connect"], []),
+        ("%%pg\nSELECT total::numer| FROM orders", ["numeric"], ["orders"]),
+        ("%%pg\nSELECT CAST(total AS time|) FROM orders", ["timestamp with time zone"], []),
+        ("%%pg\nSELECT CAST(lower(name) AS mo|) FROM customers", ["mood", "money"], ["name"]),
+        ("%%pg\nSELECT name AS na| FROM customers", [], ["numeric"]),
     ],
 )
 def test_sql_completes_from_the_catalog(
@@ -112,6 +117,17 @@ def test_sql_completes_from_the_catalog(
     found = at_cursor(shop, text)
     assert all(w in found for w in wanted), found
     assert not any(u in found for u in unwanted), found
+
+
+def test_the_database_s_own_types_come_first(shop: Any) -> None:
+    from pgmagic.frontend.complete import complete_code
+
+    # The engine's order, which the JupyterLab provider keeps (IPython sorts its own list).
+    text = "%%pg\nSELECT 'ok'::mo"
+    found = complete_code(text, len(text), {})
+    assert found is not None
+    assert [s.text for s in found[1]] == ["mood", "money"]
+    assert "record" not in at_cursor(shop, "%%pg\nSELECT 'ok'::rec|")  # a pseudo-type
 
 
 def test_ddl_in_a_cell_refreshes_what_completion_knows(shop: Any) -> None:
