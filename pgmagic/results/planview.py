@@ -233,7 +233,14 @@ def html(plan: Plan) -> str:
             f'<td class="tree" style="{_CELL};text-align:left;font-family:monospace">'
             f'<span style="white-space:pre">{escape(branch)}</span>'
             f"{label}<b>{escape(node.title)}</b>"
-            + (f" <small><em>{marks}</em></small>" if marks else "")
+            # A line of their own: beside the title they widened the whole
+            # column, pushing the numbers out of a narrow output area.
+            + (
+                f'<div><span style="white-space:pre">{escape(guide)}</span>'
+                f"<small><em>{marks}</em></small></div>"
+                if marks
+                else ""
+            )
             + f"{details}</td>"
         )
         if analyzed:
