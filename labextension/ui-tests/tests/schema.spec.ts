@@ -118,6 +118,29 @@ test.describe('PostgreSQL panel, Schema tab', () => {
     await expect
       .poll(() => cellSources(page))
       .toContain('%%pg\nSELECT * FROM ui_shop.orders LIMIT 100');
+
+    // While a cell runs, the tree still reads: the comm is served on a subshell.
+    const sleeper = await appendCell(page, 'import time; time.sleep(30)');
+    await page.notebook.runCell(sleeper, { wait: false });
+    await expect
+      .poll(async () =>
+        (await page.notebook.getCellLocator(sleeper))!
+          .locator('.jp-InputPrompt')
+          .textContent()
+      )
+      .toBe('[*]:');
+    await page.locator(`${VIEW}-filter`).fill('ui_shop');
+    await page.locator(`${VIEW}-button`, { hasText: 'Refresh' }).click();
+    const returns = shop.locator(`${C}-relation`, { hasText: 'returns' });
+    await returns.locator(`${C}-caret`).click();
+    await expect(returns.locator(`${C}-columnName`)).toHaveText(['id'], {
+      timeout: 5000
+    });
+    expect(
+      await (await page.notebook.getCellLocator(sleeper))!
+        .locator('.jp-InputPrompt')
+        .textContent()
+    ).toBe('[*]:');
   });
 });
 
