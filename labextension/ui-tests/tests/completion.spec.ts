@@ -1,4 +1,9 @@
-import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import {
+  expect,
+  galata,
+  IJupyterLabPageFixture,
+  test
+} from '@jupyterlab/galata';
 import type { NotebookPanel } from '@jupyterlab/notebook';
 import * as path from 'path';
 
@@ -89,5 +94,37 @@ test.describe('%%pg completion', () => {
       .poll(() => cellSource(page, 2))
       .toBe(PG_CELL.replace(/completion_probe_o$/, TABLES[0]));
     expect(await running(page, 1)).toBe(true);
+  });
+});
+
+test.describe('%%pg completion as the user types', () => {
+  test.use({
+    mockSettings: {
+      ...galata.DEFAULT_SETTINGS,
+      '@jupyterlab/completer-extension:manager': { autoCompletion: true }
+    }
+  });
+
+  test('lists tables without Tab when continuous hinting is on', async ({
+    page
+  }) => {
+    test.slow();
+    await page.notebook.createNew();
+    await setCells(page, [
+      '%load_ext pgmagic\n' +
+        `%pg DROP TABLE IF EXISTS ${TABLES.join(', ')}\n` +
+        TABLES.map(t => `%pg CREATE TABLE ${t} (id int)`).join('\n'),
+      '%%pg\nSELECT * FROM completion_probe_'
+    ]);
+    await page.notebook.runCell(0);
+    await page.notebook.enterCellEditingMode(1);
+    await page.keyboard.press('Control+End');
+    await page.keyboard.type('o');
+    await expect(
+      page.locator('.jp-Completer-item', { hasText: TABLES[0] })
+    ).toBeVisible({ timeout: 5000 });
+    await expect(
+      page.locator('.jp-Completer-item', { hasText: TABLES[1] })
+    ).toBeVisible();
   });
 });
