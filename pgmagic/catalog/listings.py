@@ -64,6 +64,25 @@ async def _fetch(conn: asyncpg.Connection, sql: str, query: Query) -> list[tuple
     return [tuple("" if v is None else str(v) for v in r.values()) for r in rows]
 
 
+async def _listed(
+    conn: asyncpg.Connection,
+    title: str,
+    columns: list[tuple[str, str]],
+    source: str,
+    query: Query,
+    order: str,
+) -> Listing:
+    """Run ``SELECT <columns> FROM <source> <conditions> ORDER BY <order>`` as a listing."""
+    sql = (
+        "SELECT "
+        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
+        + f"\nFROM {source}\n"
+        + query.where()
+        + f"\nORDER BY {order}"
+    )
+    return Listing(title, tuple(n for _, n in columns), await _fetch(conn, sql, query))
+
+
 # Letter -> (relkinds, singular, plural) for \dt \di \dv \dm \ds \dE.
 _RELATIONS = {
     "t": ("rp", "table", "tables"),
@@ -168,14 +187,7 @@ async def _schemas(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
         query.conditions.append("n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'")
     if command.pattern is not None:
         query.pattern(await resolve(conn, command.pattern, parts=parts(command.kind)), "n.nspname")
-    sql = (
-        "SELECT "
-        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
-        + "\nFROM pg_catalog.pg_namespace n\n"
-        + query.where()
-        + "\nORDER BY 1"
-    )
-    return Listing("List of schemas", tuple(n for _, n in columns), await _fetch(conn, sql, query))
+    return await _listed(conn, "List of schemas", columns, "pg_catalog.pg_namespace n", query, "1")
 
 
 _ROUTINE_KINDS = {
@@ -235,18 +247,12 @@ async def _functions(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
             "n.nspname",
             "pg_catalog.pg_function_is_visible(p.oid)",
         )
-    sql = (
-        "SELECT "
-        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
-        + "\nFROM pg_catalog.pg_proc p"
+    source = (
+        "pg_catalog.pg_proc p"
         "\n  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-        "\n  LEFT JOIN pg_catalog.pg_language l ON l.oid = p.prolang\n"
-        + query.where()
-        + "\nORDER BY 1, 2, 4"
+        "\n  LEFT JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
     )
-    return Listing(
-        "List of functions", tuple(n for _, n in columns), await _fetch(conn, sql, query)
-    )
+    return await _listed(conn, "List of functions", columns, source, query, "1, 2, 4")
 
 
 # Type names the grammar accepts that are neither pg_type's nor format_type's:
@@ -322,17 +328,8 @@ async def _types(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
         query.match("n.nspname", pattern.schema)
     else:
         query.conditions.append("pg_catalog.pg_type_is_visible(t.oid)")
-    sql = (
-        "SELECT "
-        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
-        + "\nFROM pg_catalog.pg_type t"
-        "\n  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace\n"
-        + query.where()
-        + "\nORDER BY 1, 2"
-    )
-    return Listing(
-        "List of data types", tuple(n for _, n in columns), await _fetch(conn, sql, query)
-    )
+    source = "pg_catalog.pg_type t\n  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
+    return await _listed(conn, "List of data types", columns, source, query, "1, 2")
 
 
 async def _extensions(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
@@ -429,14 +426,7 @@ async def _roles(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
         query.conditions.append("r.rolname !~ '^pg_'")
     if command.pattern is not None:
         query.pattern(await resolve(conn, command.pattern, parts=parts(command.kind)), "r.rolname")
-    sql = (
-        "SELECT "
-        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
-        + "\nFROM pg_catalog.pg_roles r\n"
-        + query.where()
-        + "\nORDER BY 1"
-    )
-    return Listing("List of roles", tuple(n for _, n in columns), await _fetch(conn, sql, query))
+    return await _listed(conn, "List of roles", columns, "pg_catalog.pg_roles r", query, "1")
 
 
 async def _databases(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
@@ -472,17 +462,10 @@ async def _databases(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
     query = Query()
     if command.pattern is not None:
         query.pattern(await resolve(conn, command.pattern, parts=parts(command.kind)), "d.datname")
-    sql = (
-        "SELECT "
-        + ", ".join(f'{expr} AS "{name}"' for expr, name in columns)
-        + "\nFROM pg_catalog.pg_database d"
-        "\n  JOIN pg_catalog.pg_tablespace t ON d.dattablespace = t.oid\n"
-        + query.where()
-        + "\nORDER BY 1"
+    source = (
+        "pg_catalog.pg_database d\n  JOIN pg_catalog.pg_tablespace t ON d.dattablespace = t.oid"
     )
-    return Listing(
-        "List of databases", tuple(n for _, n in columns), await _fetch(conn, sql, query)
-    )
+    return await _listed(conn, "List of databases", columns, source, query, "1")
 
 
 async def _connection(conn: asyncpg.Connection, command: MetaCommand) -> Listing:
