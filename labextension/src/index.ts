@@ -36,6 +36,9 @@ import {
 // the active notebook's kernel gets its feed (which opens the comm) at once.
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { PgSidePanel } from './sidePanel';
+// The renderer must be on a notebook's registry before its outputs render.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { addPlanRenderer } from './planView';
 import { addFeedRenderer } from './savedFeed';
 import { PGSQL_MIME, pgCellLanguageFactory } from './sqlHighlight';
 
@@ -281,6 +284,22 @@ const savedFeedPlugin: JupyterFrontEndPlugin<void> = {
 };
 
 /**
+ * `%%pg --explain` plans as a tree whose branches fold (see `planView.ts`).
+ */
+const planPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'pgmagic-labextension:plan',
+  description: 'Shows EXPLAIN plans from %%pg --explain as a folding tree.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    const add = (notebook: NotebookPanel) =>
+      addPlanRenderer(notebook.content.rendermime);
+    tracker.forEach(add);
+    tracker.widgetAdded.connect((_tracker, notebook) => add(notebook));
+  }
+};
+
+/**
  * Tab completion in `%%pg` cells and `%pg` lines over pgmagic's comm, which
  * keeps working while another cell runs (see `completion.ts`).
  */
@@ -319,5 +338,6 @@ export default [
   feedPanelPlugin,
   sqlHighlightPlugin,
   savedFeedPlugin,
+  planPlugin,
   completionPlugin
 ];

@@ -1,2 +1,3 @@
 import './base.css';
 import './schema.css';
+import './plan.css';

@@ -515,8 +515,13 @@ class Plan:
         return self.html()
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        # nbformat wants a JSON mime type's data to be an object: the list's only element.
-        return {"text/plain": self.text, "text/html": self.html(), MIME_TYPE: self._document}
+        # nbformat wants a JSON mime type's data to be an object: the server's
+        # plan (the list's only element) and what the renderer draws.
+        return {
+            "text/plain": self.text,
+            "text/html": self.html(),
+            MIME_TYPE: {"plan": self._document, "view": planview.view(self)},
+        }
 
 
 def _parse(value: Any) -> list[Any]:

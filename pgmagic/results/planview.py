@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import html as html_module
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pgmagic.results.plan import Node, Plan
 
-__all__ = ["html", "markers", "ms", "summary", "text"]
+__all__ = ["html", "markers", "ms", "summary", "text", "view"]
 
 # Factors below this read as noise and are not shown.
 _SHOWN_FACTOR = 2.0
@@ -210,12 +210,7 @@ def html(plan: Plan) -> str:
     str
     """
     escape = html_module.escape
-    analyzed = plan.analyzed
-    heads = (
-        ["node", "self", "%", "total", "rows", "est.", "misestimate", "loops", "hit", "read"]
-        if analyzed
-        else ["node", "est. rows", "cost"]
-    )
+    heads = _heads(plan)
     header = "".join(
         f'<th style="{_CELL};text-align:{"left" if i == 0 else "right"}">{escape(h)}</th>'
         for i, h in enumerate(heads)
@@ -243,12 +238,7 @@ def html(plan: Plan) -> str:
             )
             + f"{details}</td>"
         )
-        if analyzed:
-            cells = _analyzed_cells(plan, node)
-        else:
-            cost = f"{node.data.get('Startup Cost', '?')}..{node.data.get('Total Cost', '?')}"
-            est = node.estimated_rows
-            cells = [("", _count(est) if est is not None else ""), ("", cost)]
+        cells = _cells(plan, node)
         numbers = "".join(
             f'<td style="{_NUM}{style}">{escape(value)}</td>' for style, value in cells
         )
@@ -272,6 +262,70 @@ def html(plan: Plan) -> str:
         f"<tbody>{''.join(rows)}</tbody></table>"
         f'<div class="summary" style="{_SUMMARY}">{summary}</div></div>'
     )
+
+
+def _heads(plan: Plan) -> list[str]:
+    if plan.analyzed:
+        return ["node", "self", "%", "total", "rows", "est.", "misestimate", "loops", "hit", "read"]
+    return ["node", "est. rows", "cost"]
+
+
+def _cells(plan: Plan, node: Node) -> list[tuple[str, str]]:
+    """The numbers of a node's row: each an inline style and its text."""
+    if plan.analyzed:
+        return _analyzed_cells(plan, node)
+    cost = f"{node.data.get('Startup Cost', '?')}..{node.data.get('Total Cost', '?')}"
+    est = node.estimated_rows
+    return [("", _count(est) if est is not None else ""), ("", cost)]
+
+
+# What hovering a node shows in JupyterLab: the server's own words for it.
+_HOVER_LEFT_OUT = frozenset({"Plans", "Node Type", "Parent Relationship", "Subplan Name"})
+
+
+def view(plan: Plan) -> dict[str, Any]:
+    """The plan as data for pgmagic's JupyterLab renderer: the HTML table's rows and cells.
+
+    The renderer draws what the HTML shows and adds folding and hover
+    details; nothing is computed twice.
+
+    Parameters
+    ----------
+    plan : Plan
+
+    Returns
+    -------
+    dict
+        ``columns`` (the header), ``nodes`` top down (each with its
+        ``depth``, ``title``, ``subplan``, ``details``, ``markers``,
+        ``hot``, ``misestimated``, ``cells`` and ``hover``: the server's
+        fields for it), and ``summary`` (the lines under the tree).
+    """
+
+    def walk(node: Node, depth: int) -> Iterator[tuple[Node, int]]:
+        yield node, depth
+        for child in node.children:
+            yield from walk(child, depth + 1)
+
+    nodes = [
+        {
+            "depth": depth,
+            "title": node.title,
+            "subplan": node.subplan,
+            "details": list(node.details),
+            "markers": markers(plan, node),
+            "hot": node.hot,
+            "misestimated": node.misestimated,
+            "cells": [text for _, text in _cells(plan, node)],
+            "hover": {
+                key: value if isinstance(value, str | int | float | bool) else str(value)
+                for key, value in node.data.items()
+                if key not in _HOVER_LEFT_OUT and value is not None
+            },
+        }
+        for node, depth in walk(plan.root, 0)
+    ]
+    return {"columns": _heads(plan), "nodes": nodes, "summary": plan.summary()}
 
 
 def _analyzed_cells(plan: Plan, node: Node) -> list[tuple[str, str]]:

@@ -73,7 +73,7 @@ def test_the_plan_is_the_cells_value_and_displays_everywhere(ip: Any, capsys: An
     formatted, _ = ip.display_formatter.format(plan)
     assert formatted["text/plain"] == plan.text
     assert formatted["text/html"].startswith('<div class="pgmagic-plan">')
-    assert formatted[MIME_TYPE]["Plan"]["Node Type"] == "Aggregate"
+    assert formatted[MIME_TYPE]["plan"]["Plan"]["Node Type"] == "Aggregate"
     assert isinstance(plan.json, list) and plan.json[0]["Plan"]["Node Type"] == "Aggregate"
 
 

@@ -247,7 +247,8 @@ def test_a_plan_output_is_valid_in_a_saved_notebook(kernel: Kernel) -> None:
     assert reply.status == "ok", reply.text
     (data,) = reply.results
     assert set(data) == {"text/plain", "text/html", MIME_TYPE}
-    assert data[MIME_TYPE]["Plan"]["Node Type"] == "Aggregate"
+    assert data[MIME_TYPE]["plan"]["Plan"]["Node Type"] == "Aggregate"
+    assert data[MIME_TYPE]["view"]["nodes"][0]["title"] == "Aggregate"
     notebook = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("%%pg --explain-analyze\nSELECT count(*) FROM pg_class")
     cell.outputs = [nbformat.v4.new_output("execute_result", data=data, execution_count=1)]

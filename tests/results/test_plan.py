@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -214,7 +215,15 @@ def test_display_bundle_and_repr(tables: str) -> None:
     bundle = plan._repr_mimebundle_()
     assert set(bundle) == {"text/plain", "text/html", MIME_TYPE}
     # nbformat wants a JSON mime type's data to be an object.
-    assert isinstance(bundle[MIME_TYPE], dict) and "Plan" in bundle[MIME_TYPE]
+    assert isinstance(bundle[MIME_TYPE], dict) and "Plan" in bundle[MIME_TYPE]["plan"]
+    # What the JupyterLab renderer draws: the HTML's rows and cells, as data.
+    view = bundle[MIME_TYPE]["view"]
+    assert view["columns"][0] == "node" and view["summary"] == plan.summary()
+    assert [n["title"] for n in view["nodes"]] == [n.title for n in plan.nodes]
+    assert view["nodes"][0]["depth"] == 0 and max(n["depth"] for n in view["nodes"]) >= 1
+    assert all(len(n["cells"]) == len(view["columns"]) - 1 for n in view["nodes"])
+    assert "Plans" not in view["nodes"][0]["hover"] and view["nodes"][0]["hover"]
+    json.dumps(view)  # a mime bundle must be JSON
     assert bundle["text/plain"] == plan.text == str(plan)
     assert repr(plan).startswith("<Plan: HashAggregate") and "nodes>" in repr(plan)
     summary = plan.summary()

@@ -24,18 +24,34 @@ test.describe('%%pg --explain-analyze', () => {
     await page.notebook.runCell(1);
     await page.notebook.runCell(2);
 
-    const plan = page.locator('.jp-OutputArea-output .pgmagic-plan').first();
+    // pgmagic's renderer draws the plan (ahead of the bundle's HTML).
+    const plan = page.locator('.jp-OutputArea-output.jp-PgPlan').first();
     await expect(plan).toBeVisible();
     // The tree: the aggregate over the scan, each node its own row.
-    await expect(plan.locator('td.tree')).toHaveText([
+    await expect(plan.locator('.jp-PgPlan-title')).toHaveText([
       /Aggregate/,
       /Seq Scan on .*ui_plan/
     ]);
     // The scan takes most of the time and its estimate is 100 times too low
     // (city and zip always go together; the planner multiplies their odds).
     const scan = plan.locator('tr', { hasText: 'Seq Scan' });
-    await expect(scan).toContainText('under');
+    await expect(scan).toHaveClass(/jp-PgPlan-hot/);
+    await expect(scan).toHaveClass(/jp-PgPlan-misestimated/);
+    await expect(scan.locator('.jp-PgPlan-off')).toHaveText(/^×\d+ under$/);
+    await expect(scan.locator('.jp-PgPlan-slow')).toHaveCount(2);
+    await expect(scan.locator('.jp-PgPlan-node')).toHaveAttribute(
+      'title',
+      /Relation Name: ui_plan/
+    );
     await expect(plan).toContainText('Execution');
+    // Wide enough for every column.
+    await page.setViewportSize({ width: 1440, height: 800 });
     await page.screenshot({ path: path.join(ARTIFACTS, 'plan.png') });
+
+    // Folding the aggregate hides the scan under it.
+    await plan.locator('.jp-PgPlan-caret').first().click();
+    await expect(plan.locator('.jp-PgPlan-title')).toHaveText([/Aggregate/]);
+    await plan.locator('.jp-PgPlan-caret').first().click();
+    await expect(plan.locator('.jp-PgPlan-title')).toHaveCount(2);
   });
 });
