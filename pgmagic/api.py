@@ -33,8 +33,9 @@ from pgmagic.errors import DATABASE_ERRORS, blame, render
 from pgmagic.results import history as _history
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
+from pgmagic.runtime.connections import default_connections, default_runtime
 from pgmagic.runtime.history import Recording
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.waiting import awaited, in_worker
 from pgmagic.sql.params import BoundStatement
 
@@ -358,4 +359,9 @@ def history(
     --------
     >>> slow = pgmagic.history(pattern="orders").query("seconds > 1")  # doctest: +SKIP
     """
-    return _history.read(_runtime().history, last=n, pattern=pattern, every_kernel=all_kernels)
+    runtime = _runtime()
+    connections = default_connections(create=False)
+    for each in connections.runtimes() if connections is not None else ():
+        # Each connection writes the shared file from a thread of its own.
+        each.history.flush()
+    return _history.read(runtime.history, last=n, pattern=pattern, every_kernel=all_kernels)

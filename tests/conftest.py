@@ -75,8 +75,8 @@ def ip() -> Iterator[Any]:
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_connections
 
-    runtime = default_runtime(create=False)
-    if runtime is not None:
-        runtime.close()
+    connections = default_connections(create=False)
+    if connections is not None:
+        connections.close()

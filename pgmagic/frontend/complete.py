@@ -28,7 +28,8 @@ from pgmagic.catalog.suggest import Suggestion, needed, suggest
 from pgmagic.frontend.commands import COMMANDS
 from pgmagic.frontend.options import FLAGS, sql_offset
 from pgmagic.frontend.psql import DESCRIBE_COMMANDS
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.connections import default_runtime
+from pgmagic.runtime.loop import Runtime
 from pgmagic.sql import params
 from pgmagic.sql.scope import Clause, context_at
 

@@ -42,7 +42,7 @@ def _everything(ip: Any, capsys: Any, target: str) -> str:
         "%pg --scalar SELECT current_user",
         "%pg SELECT nope",
         "%config PgMagics",
-        "from pgmagic.runtime.loop import default_runtime\nprint(repr(default_runtime()))",
+        "from pgmagic.runtime.connections import default_runtime\nprint(repr(default_runtime()))",
         "print(default_runtime().describe_target())",
         "%pg disconnect",
         "%pg --scalar SELECT 1",
@@ -63,7 +63,7 @@ def _everything(ip: Any, capsys: Any, target: str) -> str:
 
 def _history_file() -> str:
     """The query history as written on disk (the WAL too)."""
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime(create=False)
     assert runtime is not None
