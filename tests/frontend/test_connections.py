@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -286,3 +287,56 @@ def test_the_python_api_uses_the_current_connection(ip: Any, two: str) -> None:
     import pgmagic
 
     assert asyncio.run(pgmagic.fetchval("SELECT current_database()")) == two
+
+
+def service_file(folder: Path, name: str, dsn: str, database: str) -> dict[str, str]:
+    """Write a service file (and a password file) for ``database``; the variables to set."""
+    parts = urllib.parse.urlsplit(dsn)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    host = query.get("host") or parts.hostname or "localhost"
+    port = query.get("port") or str(parts.port or 5432)
+    lines = [f"[{name}]", f"host={host}", f"port={port}", f"dbname={database}"]
+    if parts.username:
+        lines.append(f"user={parts.username}")
+    if "sslmode" in query:
+        lines.append(f"sslmode={query['sslmode']}")
+    (folder / "pg_service.conf").write_text("\n".join(lines) + "\n")
+    env = {"PGSERVICEFILE": str(folder / "pg_service.conf")}
+    if parts.password:
+        # The secret lives in the password file, as it should outside tests.
+        password = urllib.parse.unquote(parts.password)
+        passfile = folder / "pgpass"
+        passfile.write_text(f"{host}:{port}:{database}:{parts.username}:{password}\n")
+        passfile.chmod(0o600)
+        env["PGPASSFILE"] = str(passfile)
+    return env
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["service=svc_two", "postgresql:///?service=svc_two", '"postgresql://?service=svc_two"'],
+)
+def test_a_service_names_the_connection(
+    ip: Any,
+    second: Any,
+    dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    form: str,
+) -> None:
+    for key, value in service_file(tmp_path, "svc_two", dsn, second[0]).items():
+        monkeypatch.setenv(key, value)
+    run(ip, f"%pg connect svc {form}")
+    assert "service=svc_two" in capsys.readouterr().out
+    assert run(ip, "%pg --scalar SELECT current_database()") == second[0]
+
+
+def test_an_unknown_service_is_one_line(
+    ip: Any, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    for key, value in service_file(tmp_path, "svc_known", dsn, "postgres").items():
+        monkeypatch.setenv(key, value)
+    _error, out = fails(ip, "%pg connect svc service=svc_unknown", capsys)
+    assert "service 'svc_unknown' is not defined in " in out
+    assert len(out.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -148,3 +149,22 @@ def test_history_records_the_connection_name(connections: Connections, dsn: str)
     named.history.flush()
     [entry] = [e for e in named.history.read() if e.sql == "SELECT 'named'"]
     assert entry.connection == "hist"
+
+
+def test_pgservice_picks_the_default_connections_target(
+    dsn: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.frontend.test_connections import service_file
+
+    for key, value in service_file(tmp_path, "svc_env", dsn, "template1").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PGMAGIC_DSN", raising=False)
+    monkeypatch.setenv("PGSERVICE", "svc_env")
+    registry = Connections()
+    try:
+        runtime = registry.current
+        assert runtime.run(_database(runtime)) == "template1"
+        assert runtime.connection_name() == "default"
+        assert "service=svc_env" in runtime.describe_target()
+    finally:
+        registry.close()
