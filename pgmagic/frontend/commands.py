@@ -173,7 +173,11 @@ def close(magics: PgMagics, rest: str) -> None:
         raise OptionError("usage: %pg close NAME (%pg connections lists them)")
     name = found[0].text
     before = magics.connections.current
-    after = magics.connections.close_one(name)
+    try:
+        after = magics.connections.close_one(name)
+    except OptionError as error:
+        # %pg CLOSE my_cursor reaches here too: say where SQL's CLOSE goes.
+        raise OptionError(f"{error} (SQL's CLOSE: run it in a %%pg cell)") from None
     if name in (after.connection_name(), DEFAULT):
         print(f"{name}: disconnected; the next statement reconnects")
     elif after is not before:
@@ -200,6 +204,7 @@ def status(magics: PgMagics, rest: str) -> None:
         info = {"target": runtime.describe_target(), "server": f"unreachable: {error}"}
         pool = runtime.pool_if_open()
         info["pool"] = "not started" if pool is None else f"{pool.get_size()} open"
+    info = {"connection": runtime.connection_name(), **info}
     listener = listener_for(runtime)
     state = listener.status
     if state.channels:

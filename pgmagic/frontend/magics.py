@@ -75,6 +75,7 @@ class PgMagics(Configuration):
             %pg notify help_events "hello"
             %pg unlisten --all
             %pg status
+            %pg @embedded connections             # %pg connect NAME DSN adds one
             %pg -q DROP TABLE help_demo, help_copy
 
         Options and subcommands read their words as a shell does: quote a

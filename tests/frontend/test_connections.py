@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import re
 import secrets
 import threading
 import time
@@ -215,6 +216,21 @@ def test_mistakes_are_one_line(ip: Any, two: str, capsys: Any, cell: str, messag
     _error, out = fails(ip, cell, capsys)
     assert message in out and len(out.strip().splitlines()) == 1, out
     assert "Traceback" not in out
+
+
+def test_status_names_the_connection(ip: Any, two: str, capsys: Any) -> None:
+    capsys.readouterr()
+    run(ip, "%pg @default status")
+    run(ip, "%pg status")
+    default, named = capsys.readouterr().out.split("\nconnection ")
+    name = default_connections(create=False).default.connection_name()  # type: ignore[union-attr]
+    assert default.split()[:2] == ["connection", name]
+    assert named.split()[0] == "two" and re.search(rf"\ndatabase +{two}\n", named)
+
+
+def test_sql_close_on_a_line_says_where_it_goes(ip: Any, capsys: Any) -> None:
+    _error, out = fails(ip, "%pg CLOSE my_cursor", capsys)
+    assert "no connection named 'my_cursor'" in out and "run it in a %%pg cell" in out
 
 
 def test_the_known_names_are_listed(ip: Any, two: str, capsys: Any) -> None:
