@@ -177,3 +177,30 @@ def test_sigint_during_an_awaited_export_cancels_it(sql: Any, tmp_path: Any) -> 
         time.sleep(0.05)
     assert _running(sql, "api_export") == []
     assert asyncio.run(pgmagic.fetchval("SELECT 3")) == 3
+
+
+@pytest.mark.parametrize("where", ["current", "named"])
+def test_conn_names_the_connection(ip: Any, second: tuple[str, str], where: str) -> None:
+    ip.user_ns["second_dsn"] = second[1]
+    ip.run_cell("%pg connect second $second_dsn")
+    if where == "named":
+        ip.run_cell("%pg use default")
+
+    async def go() -> Any:
+        return (
+            await pgmagic.fetchval("SELECT current_database()", conn="second"),
+            await pgmagic.fetchval("SELECT current_database()"),
+            await pgmagic.execute("SELECT 1", conn="second", session=True),
+            len(await pgmagic.fetch("SELECT 1 AS a", conn="default")),
+        )
+
+    on_second, on_current, tag, rows = asyncio.run(go())
+    assert on_second == second[0] and tag == "SELECT 1" and rows == 1
+    assert (on_current == second[0]) is (where == "current")
+
+
+def test_an_unknown_conn_is_one_line() -> None:
+    from pgmagic.errors import OptionError
+
+    with pytest.raises(OptionError, match="no connection named 'nope'; connections: "):
+        asyncio.run(pgmagic.fetchval("SELECT 1", conn="nope"))

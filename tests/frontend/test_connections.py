@@ -10,15 +10,12 @@ from __future__ import annotations
 import _thread
 import asyncio
 import re
-import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pandas as pd
 import pytest
 
@@ -26,31 +23,6 @@ from pgmagic.errors import QueryCancelled
 from pgmagic.runtime.connections import default_connections
 from tests.conftest import run_sql
 from tests.shell import fails, run
-
-
-def with_database(dsn: str, database: str) -> str:
-    """``dsn`` naming another database (URL path, or a ``dbname``/``database`` parameter)."""
-    parts = urllib.parse.urlsplit(dsn)
-    query = [
-        (key, database if key in ("dbname", "database") else value)
-        for key, value in urllib.parse.parse_qsl(parts.query)
-    ]
-    path = f"/{database}" if parts.path not in ("", "/") or not query else parts.path
-    return urllib.parse.urlunsplit(parts._replace(path=path, query=urllib.parse.urlencode(query)))
-
-
-@pytest.fixture(scope="module")
-def second(dsn: str) -> Iterator[tuple[str, str]]:
-    """(name, DSN) of a second database on the test server, dropped afterwards."""
-    name = f"pgmagic_second_{secrets.token_hex(4)}"
-    try:
-        run_sql(dsn, f"CREATE DATABASE {name}")
-    except asyncpg.InsufficientPrivilegeError:
-        pytest.skip("the test server's role may not create databases")
-    try:
-        yield name, with_database(dsn, name)
-    finally:
-        run_sql(dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
