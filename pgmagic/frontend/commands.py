@@ -161,6 +161,19 @@ def connections(magics: PgMagics, rest: str) -> pd.DataFrame:
         row = runtime.run(_facts(runtime), on_message=print_message)
         row["current"] = "*" if runtime is current else ""
         rows.append(row)
+    declarations = magics.connections.declarations()
+    if declarations is not None:
+        opened = {row["name"] for row in rows}
+        for name in declarations.dsns:
+            if name not in opened:
+                row = dict.fromkeys(rows[0])
+                row.update(
+                    name=name,
+                    target=declarations.describe(name),
+                    server=f"declared in {declarations.path}; opens when named",
+                    current="",
+                )
+                rows.append(row)
     frame = pd.DataFrame(rows)
     shown.remember(frame, shown.ResultInfo(None, None))
     return frame

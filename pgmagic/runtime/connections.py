@@ -13,17 +13,21 @@ loop thread.  Closing a named connection leaves the loop running; closing
 The current connection is where cells run unless they name another
 (``%%pg @prod``); it is the one last connected to or chosen with
 ``%pg use``.  When it is closed, the default connection is current again.
+
+A name no connection has yet may be declared in a file
+(:mod:`~pgmagic.runtime.declared`): naming it opens it.
 """
 
 from __future__ import annotations
 
 import atexit
-import re
 import threading
 from collections.abc import Callable
 
 from pgmagic.errors import OptionError
+from pgmagic.runtime import declared
 from pgmagic.runtime.connect import Settings
+from pgmagic.runtime.declared import Declared, is_name
 from pgmagic.runtime.dsn import EMBEDDED
 from pgmagic.runtime.loop import LoopThread, Runtime
 
@@ -31,26 +35,6 @@ __all__ = ["DEFAULT", "Connections", "default_connections", "default_runtime", "
 
 #: The default connection's name while it does not use the embedded server.
 DEFAULT = "default"
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-
-
-def is_name(text: str) -> bool:
-    """Whether ``text`` can name a connection: a letter or ``_``, then letters, digits, ``_ -``.
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> is_name("prod"), is_name("host=db"), is_name("postgresql://db")
-    (True, False, False)
-    """
-    return _NAME_RE.fullmatch(text) is not None
 
 
 class Connections:
@@ -60,6 +44,10 @@ class Connections:
     ----------
     settings : Settings, optional
         Shared by every connection.
+    declarations : callable, optional
+        Finds the connections declared in a file (read when a name is not
+        open yet); default: :func:`pgmagic.runtime.declared.find` from the
+        working folder.
 
     Examples
     --------
@@ -68,8 +56,14 @@ class Connections:
     'prod'
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        declarations: Callable[[], Declared | None] = declared.find,
+    ) -> None:
         self.settings = settings or Settings()
+        self.declarations = declarations
         self._thread = LoopThread()
         self._default = Runtime(self.settings, thread=self._thread)
         self._named: dict[str, Runtime] = {}
@@ -104,13 +98,15 @@ class Connections:
         """Every connection's name, in :meth:`runtimes` order."""
         return [runtime.connection_name() for runtime in self.runtimes()]
 
-    def get(self, name: str) -> Runtime:
+    def get(self, name: str, *, declared: bool = True) -> Runtime:
         """The connection called ``name``.
 
         Parameters
         ----------
         name : str
             A name given to :meth:`open`, or the default connection's name.
+        declared : bool
+            Open a connection declared in a file if none of that name is open.
 
         Returns
         -------
@@ -120,16 +116,28 @@ class Connections:
         ------
         OptionError
             No connection has that name; the message lists those there are.
+        ConnectError
+            A declared connection of that name could not be opened.
         """
         if name == self._default.connection_name() or name == DEFAULT:
             return self._default
         with self._lock:
             found = self._named.get(name)
-        if found is None:
-            raise OptionError(
-                f"no connection named {name!r}; connections: {', '.join(self.names())}"
-            )
-        return found
+        if found is not None:
+            return found
+        declarations = self.declarations()
+        if declared and declarations is not None and name in declarations.dsns:
+            # Declared in a file: opened when first named, not made current.
+            current = self._current
+            try:
+                return self.open(name, declarations.dsns[name])
+            finally:
+                self._current = current
+        known = f"connections: {', '.join(self.names())}"
+        if declarations is not None:
+            shown = ", ".join(declarations.dsns) or "none"
+            known += f"; declared in {declarations.path}: {shown}"
+        raise OptionError(f"no connection named {name!r}; {known}")
 
     def on_open(self, configure: Callable[[Runtime], None]) -> None:
         """Call ``configure`` on every connection now open and each one opened later.
@@ -230,7 +238,7 @@ class Connections:
         -------
         Runtime
         """
-        runtime = self.get(name)
+        runtime = self.get(name, declared=False)
         if runtime is self._default:
             runtime.disconnect()
             return self._current

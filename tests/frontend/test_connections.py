@@ -328,3 +328,25 @@ def test_an_unknown_service_is_one_line(
     _error, out = fails(ip, "%pg connect svc service=svc_unknown", capsys)
     assert "service 'svc_unknown' is not defined in " in out
     assert len(out.strip().splitlines()) == 1
+
+
+def test_declared_connections_open_when_named(
+    ip: Any, second: Any, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    if urllib.parse.urlsplit(second[1]).password:
+        pytest.skip("a declaration holds no password; the test server needs one")
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.pgmagic.connections]\nsales = {second[1]!r}\nlater = 'service=later'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    listed = run(ip, "%pg connections").set_index("name")
+    assert "declared in" in listed.loc["sales", "server"]
+    assert listed.loc["later", "target"] == "postgresql://?service=later"
+    first = run(ip, "%pg --scalar SELECT current_database()")
+    assert run(ip, "%pg @sales --scalar SELECT current_database()") == second[0]
+    assert run(ip, "%pg --scalar SELECT current_database()") == first  # @ opened, not switched
+    _error, out = fails(ip, "%pg @nope SELECT 1", capsys)
+    assert f"declared in {tmp_path / 'pyproject.toml'}: sales, later" in out
+    run(ip, "%pg connect sales")
+    assert run(ip, "%pg --scalar SELECT current_database()") == second[0]
+    assert run(ip, "%pg connections").set_index("name").loc["sales", "current"] == "*"
