@@ -376,9 +376,9 @@ def notify(magics: PgMagics, rest: str) -> None:
 
 
 def stop(magics: PgMagics, rest: str) -> None:
-    """``%pg stop``: end every ``--refresh-on`` and ``--watch``."""
+    """``%pg stop``: end every ``--refresh-on`` and ``--watch``, on every connection."""
     no_arguments("stop", rest)
-    stopped = refresh.stop_all(magics.runtime)
+    stopped = sum(refresh.stop_all(runtime) for runtime in magics.connections.runtimes())
     print(f"stopped {stopped} refresh{'' if stopped == 1 else 'es'}")
 
 

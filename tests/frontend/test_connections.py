@@ -350,3 +350,22 @@ def test_declared_connections_open_when_named(
     run(ip, "%pg connect sales")
     assert run(ip, "%pg --scalar SELECT current_database()") == second[0]
     assert run(ip, "%pg connections").set_index("name").loc["sales", "current"] == "*"
+
+
+def test_a_watch_runs_on_its_connection_and_stop_ends_it(ip: Any, two: str, capsys: Any) -> None:
+    run(ip, "%%pg @default --watch 0.2\nSELECT 'watch_on_default' AS w")
+    run(ip, "%%pg --watch 0.2\nSELECT 'watch_on_two' AS w")
+    run(ip, "%pg use default")
+
+    def ran() -> dict[str, set[str]]:
+        frame = run(ip, "%pg history -n 200 watch_on_")
+        return {
+            s: set(frame[frame["sql"].str.contains(s)]["connection"]) for s in ("default", "two")
+        }
+
+    wait_until(lambda: all(ran().values()))
+    name = default_connections(create=False).default.connection_name()  # type: ignore[union-attr]
+    assert ran() == {"default": {name}, "two": {"two"}}
+    capsys.readouterr()
+    run(ip, "%pg stop")  # every connection's
+    assert capsys.readouterr().out.endswith("stopped 2 refreshes\n")
