@@ -108,6 +108,10 @@ def test_session_state_is_per_connection(ip: Any, dsn: str) -> None:
     name = default_connections(create=False).default.connection_name()  # type: ignore[union-attr]
     assert frame.loc[name, "transaction"] == "in transaction"
     assert frame.loc["same", "transaction"] == "idle"
+    fails(ip, "%pg @default SELECT 1 / 0")
+    frame = run(ip, "%pg connections").set_index("name")
+    assert frame.loc[name, "transaction"] == "failed (ROLLBACK needed)"
+    assert frame.loc["same", "transaction"] == "idle"
     run(ip, "%pg @default ROLLBACK")
 
 
