@@ -29,7 +29,7 @@ from pgmagic.live.listener import listener_for, unlisten
 from pgmagic.live.send import send
 from pgmagic.results import history as recorded
 from pgmagic.runtime import dsn as dsn_module
-from pgmagic.runtime.connections import DEFAULT, is_name
+from pgmagic.runtime.connections import is_name
 from pgmagic.runtime.loop import Runtime
 
 if TYPE_CHECKING:
@@ -185,14 +185,16 @@ def close(magics: PgMagics, rest: str) -> None:
     if len(found) != 1:
         raise OptionError("usage: %pg close NAME (%pg connections lists them)")
     name = found[0].text
-    before = magics.connections.current
+    connections = magics.connections
     try:
-        after = magics.connections.close_one(name)
+        closing = connections.get(name, declared=False)
     except OptionError as error:
         # %pg CLOSE my_cursor reaches here too: say where SQL's CLOSE goes.
         raise OptionError(f"{error} (SQL's CLOSE: run it in a %%pg cell)") from None
-    if name in (after.connection_name(), DEFAULT):
-        print(f"{name}: disconnected; the next statement reconnects")
+    before = connections.current
+    after = connections.close_one(name)
+    if closing is connections.default:
+        print(f"{closing.connection_name()}: disconnected; the next statement reconnects")
     elif after is not before:
         print(f"closed {name}; using {after.connection_name()} ({after.describe_target()})")
     else:

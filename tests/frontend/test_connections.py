@@ -194,6 +194,18 @@ def test_mistakes_are_one_line(ip: Any, two: str, capsys: Any, cell: str, messag
     assert "Traceback" not in out
 
 
+def test_closing_the_default_connection_disconnects_it(ip: Any, two: str, capsys: Any) -> None:
+    name = default_connections(create=False).default.connection_name()  # type: ignore[union-attr]
+    run(ip, "%pg @default SELECT 1")
+    capsys.readouterr()
+    for closed in (name, "default"):
+        run(ip, f"%pg close {closed}")
+        assert capsys.readouterr().out == f"{name}: disconnected; the next statement reconnects\n"
+    listed = run(ip, "%pg connections").set_index("name")
+    assert listed.loc[name, "server"] == "not connected" and listed.loc["two", "current"] == "*"
+    assert run(ip, "%pg @default --scalar SELECT 1") == 1  # and it reconnects
+
+
 def test_status_names_the_connection(ip: Any, two: str, capsys: Any) -> None:
     capsys.readouterr()
     run(ip, "%pg @default status")
