@@ -77,6 +77,9 @@ class Connections:
     @property
     def current(self) -> Runtime:
         """Where cells run unless they name another connection."""
+        if self._current.closed and self._current is not self._default:
+            # Closed behind our back (runtime.close()): as %pg close would leave it.
+            self.close_one(self._current.connection_name())
         return self._current
 
     @property

@@ -168,3 +168,10 @@ def test_pgservice_picks_the_default_connections_target(
         assert "service=svc_env" in runtime.describe_target()
     finally:
         registry.close()
+
+
+def test_a_named_runtime_closed_directly_is_forgotten(connections: Connections, dsn: str) -> None:
+    named = connections.open("direct", dsn)
+    named.close()
+    assert connections.current is connections.default
+    assert "direct" not in connections.names()
