@@ -97,9 +97,9 @@ class Configuration(Magics):
     listen_dsn = Unicode(
         None,
         allow_none=True,
-        help="Where LISTEN connects instead of the target (None: the target): a direct "
-        "DSN for when the target is a transaction pooler such as pgbouncer, which "
-        "loses notifications.  Shown with its password hidden.",
+        help="Where LISTEN connects instead of the default connection's target (None: "
+        "the target): a direct DSN for when the target is a transaction pooler such as "
+        "pgbouncer, which loses notifications.  Shown with its password hidden.",
     ).tag(config=True)
 
     history = Bool(
@@ -164,8 +164,11 @@ class Configuration(Magics):
             ) from None
 
     def _configure(self, runtime: Runtime) -> None:
-        # Each connection's listener and history follow the traits too.
-        listener_for(runtime).default_dsn = self.listen_dsn
+        # Each connection's listener and history follow the traits too; but
+        # listen_dsn is a way past the default connection's pooler, and
+        # would take a named connection's listener to another database.
+        if runtime is self.connections.default:
+            listener_for(runtime).default_dsn = self.listen_dsn
         listener_for(runtime).log.resize(self.notify_history)
         runtime.history.enabled = self.history
         runtime.history.limit = self.history_size
@@ -221,8 +224,7 @@ class Configuration(Magics):
     def _listen_dsn_changed(self, change: Any) -> None:
         # Used from the listener's next start; a running one keeps its connection.
         if hasattr(self, "connections"):
-            for runtime in self.connections.runtimes():
-                listener_for(runtime).default_dsn = change["new"]
+            listener_for(self.connections.default).default_dsn = change["new"]
 
     @observe("notify_history")
     def _notify_history_changed(self, change: Any) -> None:

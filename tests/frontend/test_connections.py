@@ -385,3 +385,15 @@ def test_a_watch_runs_on_its_connection_and_stop_ends_it(ip: Any, two: str, caps
     capsys.readouterr()
     run(ip, "%pg stop")  # every connection's
     assert capsys.readouterr().out.endswith("stopped 2 refreshes\n")
+
+
+def test_listen_dsn_is_the_default_connections_only(ip: Any, two: str) -> None:
+    from pgmagic.live.listener import listener_for
+
+    connections = default_connections(create=False)
+    assert connections is not None
+    run(ip, "%config PgMagics.listen_dsn = 'postgresql://me@direct.example.com/app'")
+    run(ip, "%pg connect three $two_dsn")  # configured as it opens
+    defaults = {r.connection_name(): listener_for(r).default_dsn for r in connections.runtimes()}
+    name = connections.default.connection_name()
+    assert defaults == {name: "postgresql://me@direct.example.com/app", "two": None, "three": None}
