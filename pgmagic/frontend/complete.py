@@ -104,7 +104,8 @@ def _named(options: str, runtime: Runtime) -> Runtime:
     if name is None or connections is None or connections.closed:
         return runtime
     try:
-        return connections.get(name)
+        # A Tab never opens a declared connection (nor reads the file).
+        return connections.get(name, declared=False)
     except OptionError:
         return runtime  # not a connection (yet): complete from the current one
 

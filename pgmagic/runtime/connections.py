@@ -128,8 +128,8 @@ class Connections:
             found = self._named.get(name)
         if found is not None:
             return found
-        declarations = self.declarations()
-        if declared and declarations is not None and name in declarations.dsns:
+        declarations = self.declarations() if declared else None
+        if declarations is not None and name in declarations.dsns:
             # Declared in a file: opened when first named, not made current.
             current = self._current
             try:
