@@ -206,6 +206,16 @@ def test_closing_the_default_connection_disconnects_it(ip: Any, two: str, capsys
     assert run(ip, "%pg @default --scalar SELECT 1") == 1  # and it reconnects
 
 
+def test_psql_commands_follow_the_named_connection(ip: Any, two: str) -> None:
+    run(ip, "%pg -q CREATE TABLE IF NOT EXISTS listed_on_two (a int)")
+    run(ip, "%pg use default")
+    assert "listed_on_two" in run(ip, "%pg @two \\dt").to_string()
+    listed = run(ip, "%pg \\dt")
+    assert listed is None or "listed_on_two" not in listed.to_string()
+    cell = run(ip, "%%pg @two\n\\dt listed_on_two\nSELECT current_database() AS db")
+    assert cell["db"].iloc[0] == two
+
+
 def test_status_names_the_connection(ip: Any, two: str, capsys: Any) -> None:
     capsys.readouterr()
     run(ip, "%pg @default status")
