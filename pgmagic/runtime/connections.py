@@ -25,9 +25,8 @@ import threading
 from collections.abc import Callable
 
 from pgmagic.errors import OptionError
-from pgmagic.runtime import declared
 from pgmagic.runtime.connect import Settings
-from pgmagic.runtime.declared import Declared, is_name
+from pgmagic.runtime.declared import Declared, find, is_name
 from pgmagic.runtime.dsn import EMBEDDED
 from pgmagic.runtime.loop import LoopThread, Runtime
 
@@ -60,7 +59,7 @@ class Connections:
         self,
         settings: Settings | None = None,
         *,
-        declarations: Callable[[], Declared | None] = declared.find,
+        declarations: Callable[[], Declared | None] = find,
     ) -> None:
         self.settings = settings or Settings()
         self.declarations = declarations
