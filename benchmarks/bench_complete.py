@@ -76,7 +76,7 @@ def timed(call: Callable[[], Any], repeat: int) -> tuple[float, float]:
 def measure(ip: Any, tables: int) -> dict[str, Any]:
     from pgmagic.catalog import snapshot as catalog
     from pgmagic.frontend.complete import complete_code
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime()
     assert runtime is not None

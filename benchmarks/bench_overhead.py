@@ -44,7 +44,7 @@ def main() -> None:
 
     from IPython.core.interactiveshell import InteractiveShell
 
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "pgmagic")

@@ -8,7 +8,8 @@ awaitable bound to the caller's loop, so many calls can run at once on the pool:
 
 ``$name`` binds keyword arguments, ``$1, $2`` bind positional ones.  Pass
 ``session=True`` to run on the sticky session that ``%%pg`` cells use (temp
-tables, open transactions) instead of the pool.
+tables, open transactions) instead of the pool, and ``conn="prod"`` to run on
+a named connection (``%pg connect prod DSN``) instead of the current one.
 
 Interrupting an ``await`` in a notebook only lands when the awaited call ends
 (ipykernel #881); use ``%%pg`` cells, which cancel on the server at once, for
@@ -35,8 +36,9 @@ from pgmagic.results import history as _history
 from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
 from pgmagic.results.plan import Plan
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
+from pgmagic.runtime.connections import default_connections, default_runtime
 from pgmagic.runtime.history import Recording
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.waiting import awaited, in_worker
 from pgmagic.sql.params import BoundStatement
 
@@ -55,7 +57,11 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _runtime() -> Runtime:
+def _runtime(conn: str | None = None) -> Runtime:
+    if conn is not None:
+        connections = default_connections()
+        assert connections is not None
+        return connections.get(conn)
     runtime = default_runtime()
     assert runtime is not None
     return runtime
@@ -112,8 +118,9 @@ async def _results(
     params: Mapping[str, Any],
     session: bool,
     numeric_as_float: bool | None = None,
+    conn: str | None = None,
 ) -> StatementResult | None:
-    runtime = _runtime()
+    runtime = _runtime(conn)
     statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return None
@@ -125,7 +132,12 @@ async def _results(
 
 
 async def fetch(
-    sql: str, *args: Any, session: bool = False, numeric_as_float: bool = False, **params: Any
+    sql: str,
+    *args: Any,
+    session: bool = False,
+    numeric_as_float: bool = False,
+    conn: str | None = None,
+    **params: Any,
 ) -> pd.DataFrame | None:
     """Run SQL and give the last query's rows as a DataFrame.
 
@@ -140,6 +152,8 @@ async def fetch(
         Run on the ``%%pg`` session instead of a pool connection.
     numeric_as_float : bool
         Give ``numeric`` columns as ``float64``.
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     **params
         Values for ``$name``.
 
@@ -152,12 +166,14 @@ async def fetch(
     --------
     >>> df = await pgmagic.fetch("SELECT * FROM users WHERE score > $s", s=5)  # doctest: +SKIP
     """
-    result = await _results(sql, args, params, session, numeric_as_float)
+    result = await _results(sql, args, params, session, numeric_as_float, conn)
     frame: pd.DataFrame | None = value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float)
     return frame
 
 
-async def fetchrow(sql: str, *args: Any, session: bool = False, **params: Any) -> Any:
+async def fetchrow(
+    sql: str, *args: Any, session: bool = False, conn: str | None = None, **params: Any
+) -> Any:
     """Run SQL and give its single row as a record (None when there is no row).
 
     Parameters
@@ -168,6 +184,8 @@ async def fetchrow(sql: str, *args: Any, session: bool = False, **params: Any) -
         Values for ``$1, $2, ...``.
     session : bool
         Run on the ``%%pg`` session instead of a pool connection.
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     **params
         Values for ``$name``.
 
@@ -179,10 +197,12 @@ async def fetchrow(sql: str, *args: Any, session: bool = False, **params: Any) -
     --------
     >>> row = await pgmagic.fetchrow("SELECT * FROM users WHERE id = $id", id=1)  # doctest: +SKIP
     """
-    return value_of(await _results(sql, args, params, session), Mode.ONE)
+    return value_of(await _results(sql, args, params, session, conn=conn), Mode.ONE)
 
 
-async def fetchval(sql: str, *args: Any, session: bool = False, **params: Any) -> Any:
+async def fetchval(
+    sql: str, *args: Any, session: bool = False, conn: str | None = None, **params: Any
+) -> Any:
     """Run SQL and give its single value.
 
     Parameters
@@ -193,6 +213,8 @@ async def fetchval(sql: str, *args: Any, session: bool = False, **params: Any) -
         Values for ``$1, $2, ...``.
     session : bool
         Run on the ``%%pg`` session instead of a pool connection.
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     **params
         Values for ``$name``.
 
@@ -204,10 +226,12 @@ async def fetchval(sql: str, *args: Any, session: bool = False, **params: Any) -
     --------
     >>> n = await pgmagic.fetchval("SELECT count(*) FROM users")  # doctest: +SKIP
     """
-    return value_of(await _results(sql, args, params, session), Mode.SCALAR)
+    return value_of(await _results(sql, args, params, session, conn=conn), Mode.SCALAR)
 
 
-async def execute(sql: str, *args: Any, session: bool = False, **params: Any) -> str:
+async def execute(
+    sql: str, *args: Any, session: bool = False, conn: str | None = None, **params: Any
+) -> str:
     """Run SQL and give the last statement's command tag.
 
     Parameters
@@ -218,6 +242,8 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
         Values for ``$1, $2, ...``.
     session : bool
         Run on the ``%%pg`` session instead of a pool connection.
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     **params
         Values for ``$name``.
 
@@ -231,7 +257,7 @@ async def execute(sql: str, *args: Any, session: bool = False, **params: Any) ->
     >>> await pgmagic.execute("DELETE FROM users WHERE id = $id", id=1)  # doctest: +SKIP
     'DELETE 1'
     """
-    runtime = _runtime()
+    runtime = _runtime(conn)
     statements = bind_cell(sql, params, args, from_keywords=True)
     if not statements:
         return ""
@@ -292,6 +318,7 @@ def stream(
     *args: Any,
     chunksize: int = 50_000,
     numeric_as_float: bool = False,
+    conn: str | None = None,
     **params: Any,
 ) -> Stream:
     """Iterate over a query's result in DataFrames of ``chunksize`` rows.
@@ -309,6 +336,8 @@ def stream(
         Rows per DataFrame.
     numeric_as_float : bool
         Give ``numeric`` columns as ``float64``.
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     **params
         Values for ``$name``.
 
@@ -323,11 +352,16 @@ def stream(
     ...     total += len(df)
     """
     bound = bind_one(sql, params, args, from_keywords=True)
-    return Stream(_runtime(), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
+    return Stream(_runtime(conn), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
 
 
 async def to_file(
-    sql: str, path: str | os.PathLike[str], *args: Any, format: str | None = None, **params: Any
+    sql: str,
+    path: str | os.PathLike[str],
+    *args: Any,
+    format: str | None = None,
+    conn: str | None = None,
+    **params: Any,
 ) -> ExportResult:
     """Stream a query's result to a file (.parquet, .csv, .csv.gz, .jsonl).
 
@@ -341,6 +375,8 @@ async def to_file(
         Values for ``$1, $2, ...``.
     format : str, optional
         ``parquet``, ``csv``, ``csv.gz`` or ``jsonl``.
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     **params
         Values for ``$name``.
 
@@ -353,11 +389,15 @@ async def to_file(
     >>> await pgmagic.to_file("SELECT * FROM events", "events.parquet")  # doctest: +SKIP
     """
     bound = bind_one(sql, params, args, from_keywords=True)
-    return await in_worker(export.export, _runtime(), bound, path, fmt=format)
+    return await in_worker(export.export, _runtime(conn), bound, path, fmt=format)
 
 
 async def load_table(
-    source: pd.DataFrame | str | os.PathLike[str], table: str, *, mode: str = "create"
+    source: pd.DataFrame | str | os.PathLike[str],
+    table: str,
+    *,
+    mode: str = "create",
+    conn: str | None = None,
 ) -> LoadResult:
     """Load a DataFrame, CSV or Parquet file into a table with COPY, in one transaction.
 
@@ -367,6 +407,8 @@ async def load_table(
     table : str
         ``name`` or ``schema.name``.
     mode : {"create", "append", "replace"}
+    conn : str, optional
+        The named connection to run on (``%pg connect NAME DSN``); default: the current one.
 
     Returns
     -------
@@ -376,7 +418,7 @@ async def load_table(
     --------
     >>> await pgmagic.load_table(df, "events", mode="append")  # doctest: +SKIP
     """
-    return await in_worker(loading.load, _runtime(), source, table, mode=mode)
+    return await in_worker(loading.load, _runtime(conn), source, table, mode=mode)
 
 
 def history(
@@ -408,4 +450,9 @@ def history(
     --------
     >>> slow = pgmagic.history(pattern="orders").query("seconds > 1")  # doctest: +SKIP
     """
-    return _history.read(_runtime().history, last=n, pattern=pattern, every_kernel=all_kernels)
+    runtime = _runtime()
+    connections = default_connections(create=False)
+    for each in connections.runtimes() if connections is not None else ():
+        # Each connection writes the shared file from a thread of its own.
+        each.history.flush()
+    return _history.read(runtime.history, last=n, pattern=pattern, every_kernel=all_kernels)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,6 +52,33 @@ def run_sql(dsn: str, sql: str, *args: Any) -> list[Any]:
     return asyncio.run(go())
 
 
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` (a URL) naming another database."""
+    parts = urllib.parse.urlsplit(dsn)
+    query = [
+        (key, value)
+        for key, value in urllib.parse.parse_qsl(parts.query)
+        if key not in ("dbname", "database")
+    ]
+    return urllib.parse.urlunsplit(
+        parts._replace(path=f"/{database}", query=urllib.parse.urlencode(query))
+    )
+
+
+@pytest.fixture(scope="session")
+def second(dsn: str) -> Iterator[tuple[str, str]]:
+    """(name, DSN) of a second database on the test server, dropped afterwards."""
+    name = f"pgmagic_second_{secrets.token_hex(4)}"
+    try:
+        run_sql(dsn, f"CREATE DATABASE {name}")
+    except asyncpg.InsufficientPrivilegeError:
+        pytest.skip("the test server's role may not create databases")
+    try:
+        yield name, with_database(dsn, name)
+    finally:
+        run_sql(dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def sql(dsn: str) -> Any:
     """``sql("SELECT ...", *args)`` on a connection outside pgmagic."""
@@ -75,8 +104,8 @@ def ip() -> Iterator[Any]:
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_connections
 
-    runtime = default_runtime(create=False)
-    if runtime is not None:
-        runtime.close()
+    connections = default_connections(create=False)
+    if connections is not None:
+        connections.close()

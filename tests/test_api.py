@@ -209,3 +209,30 @@ def test_explain_of_what_cannot_be_explained_says_so() -> None:
     shown = caught.value._render_traceback_()  # type: ignore[attr-defined]
     assert shown[0] == 'ERROR:  syntax error at or near "VACUUM"'
     assert shown[-1].startswith("HINT:  EXPLAIN takes SELECT")
+
+
+@pytest.mark.parametrize("where", ["current", "named"])
+def test_conn_names_the_connection(ip: Any, second: tuple[str, str], where: str) -> None:
+    ip.user_ns["second_dsn"] = second[1]
+    ip.run_cell("%pg connect second $second_dsn")
+    if where == "named":
+        ip.run_cell("%pg use default")
+
+    async def go() -> Any:
+        return (
+            await pgmagic.fetchval("SELECT current_database()", conn="second"),
+            await pgmagic.fetchval("SELECT current_database()"),
+            await pgmagic.execute("SELECT 1", conn="second", session=True),
+            len(await pgmagic.fetch("SELECT 1 AS a", conn="default")),
+        )
+
+    on_second, on_current, tag, rows = asyncio.run(go())
+    assert on_second == second[0] and tag == "SELECT 1" and rows == 1
+    assert (on_current == second[0]) is (where == "current")
+
+
+def test_an_unknown_conn_is_one_line() -> None:
+    from pgmagic.errors import OptionError
+
+    with pytest.raises(OptionError, match="no connection named 'nope'; connections: "):
+        asyncio.run(pgmagic.fetchval("SELECT 1", conn="nope"))

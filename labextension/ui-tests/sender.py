@@ -18,7 +18,7 @@ import asyncpg
 
 from pgmagic.live.listener import ListenerState, listener_for
 from pgmagic.runtime import embedded
-from pgmagic.runtime.loop import default_runtime
+from pgmagic.runtime.connections import default_runtime
 
 DSN = os.environ.get("PGMAGIC_DSN") or embedded.start().dsn
 

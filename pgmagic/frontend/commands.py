@@ -1,4 +1,4 @@
-"""The ``%pg`` subcommands: ``connect``, ``status``, ``load``, ``listen``, ``history``, ...
+"""The ``%pg`` subcommands: ``connect``, ``use``, ``status``, ``load``, ``listen``, ``history``, ...
 
 Each takes the magics object (for the shell's namespace and the runtime) and
 the rest of the line, and prints what psql would print.  :data:`COMMANDS`
@@ -28,6 +28,8 @@ from pgmagic.live import refresh
 from pgmagic.live.listener import listener_for, unlisten
 from pgmagic.live.send import send
 from pgmagic.results import history as recorded
+from pgmagic.runtime import dsn as dsn_module
+from pgmagic.runtime.connections import is_name
 from pgmagic.runtime.loop import Runtime
 
 if TYPE_CHECKING:
@@ -52,19 +54,36 @@ async def _status(runtime: Runtime) -> dict[str, Any]:
     return await session.status()
 
 
-_CONNECT_USAGE = "usage: %pg connect [--pooler] <dsn> | $variable | --embedded"
+_CONNECT_USAGE = (
+    "usage: %pg connect [--pooler] <dsn> | $variable | --embedded "
+    "(named: %pg connect NAME <dsn>; switch: %pg connect NAME)"
+)
 
 
 def connect(magics: PgMagics, rest: str) -> None:
-    """``%pg connect [--pooler] DSN | $variable | --embedded``."""
+    """``%pg connect [NAME] [--pooler] DSN | $variable | --embedded``, or ``%pg connect NAME``.
+
+    Without a name the default connection gets the new target (as before
+    named connections); with one, that connection is added or pointed
+    elsewhere.  Either becomes current.  A lone name switches to it.
+    """
     found = split(rest)
     flags: list[str] = []
-    while found and not found[0].quoted and found[0].text.startswith("--"):
-        flag = found.pop(0).text
-        if flag not in ("--pooler", "--embedded"):
-            raise OptionError(f"unknown option {flag} for %pg connect")
-        flags.append(flag)
+    name: str | None = None
+    while found and not found[0].quoted:
+        text = found[0].text
+        if text.startswith("--"):
+            if text not in ("--pooler", "--embedded"):
+                raise OptionError(f"unknown option {text} for %pg connect")
+            flags.append(found.pop(0).text)
+        elif name is None and is_name(text) and text.lower() != dsn_module.EMBEDDED:
+            name = found.pop(0).text
+        else:
+            break
     pooler = "--pooler" in flags
+    if name is not None and not flags and not found:
+        use(magics, name)
+        return
     dsn: str | None
     if "--embedded" in flags:
         if pooler:
@@ -91,13 +110,95 @@ def connect(magics: PgMagics, rest: str) -> None:
         dsn = rest[found[0].start : found[-1].end]
     if not dsn.strip():
         raise OptionError(_CONNECT_USAGE)
-    runtime = magics.runtime
-    runtime.set_target(dsn, pooler=pooler)
+    runtime = magics.connections.open(name, dsn, pooler=pooler)
     info = runtime.run(_status(runtime), on_message=print_message)
+    named = "" if name is None else f"{runtime.connection_name()}: "
     print(
-        f"connected to {info['target']} ({info['server']}, database {info['database']}, "
+        f"{named}connected to {info['target']} ({info['server']}, database {info['database']}, "
         f"user {info['user']})"
     )
+
+
+def use(magics: PgMagics, rest: str) -> None:
+    """``%pg use NAME``: later cells run on connection NAME."""
+    found = split(rest)
+    if len(found) != 1:
+        raise OptionError("usage: %pg use NAME (%pg connections lists them)")
+    runtime = magics.connections.use(found[0].text)
+    print(f"using {runtime.connection_name()} ({runtime.describe_target()})")
+
+
+async def _facts(runtime: Runtime) -> dict[str, Any]:
+    """One row of ``%pg connections``; no connection is opened for it."""
+    row: dict[str, Any] = {
+        "name": runtime.connection_name(),
+        "target": runtime.describe_target(),
+        "server": None,
+        "database": None,
+        "user": None,
+        "backend pid": None,
+        "transaction": None,
+    }
+    if runtime.session_if_open() is None:
+        row["server"] = "not connected"
+        return row
+    try:
+        info = await (await runtime.session()).status()
+    except ConnectError as error:
+        row["server"] = f"unreachable: {error}"
+        return row
+    for key in ("server", "database", "user", "backend pid", "transaction"):
+        row[key] = info[key]
+    return row
+
+
+def connections(magics: PgMagics, rest: str) -> pd.DataFrame:
+    """``%pg connections``: each connection's target, server, session pid and transaction."""
+    no_arguments("connections", rest)
+    current = magics.connections.current
+    rows = []
+    for runtime in magics.connections.runtimes():
+        row = runtime.run(_facts(runtime), on_message=print_message)
+        row["current"] = "*" if runtime is current else ""
+        rows.append(row)
+    declarations = magics.connections.declarations()
+    if declarations is not None:
+        opened = {row["name"] for row in rows}
+        for name in declarations.dsns:
+            if name not in opened:
+                row = dict.fromkeys(rows[0])
+                row.update(
+                    name=name,
+                    target=declarations.describe(name),
+                    server=f"declared in {declarations.path}; opens when named",
+                    current="",
+                )
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    shown.remember(frame, shown.ResultInfo(None, None))
+    return frame
+
+
+def close(magics: PgMagics, rest: str) -> None:
+    """``%pg close NAME``: close a connection's session, pool and listener."""
+    found = split(rest)
+    if len(found) != 1:
+        raise OptionError("usage: %pg close NAME (%pg connections lists them)")
+    name = found[0].text
+    connections = magics.connections
+    try:
+        closing = connections.get(name, declared=False)
+    except OptionError as error:
+        # %pg CLOSE my_cursor reaches here too: say where SQL's CLOSE goes.
+        raise OptionError(f"{error} (SQL's CLOSE: run it in a %%pg cell)") from None
+    before = connections.current
+    after = connections.close_one(name)
+    if closing is connections.default:
+        print(f"{closing.connection_name()}: disconnected; the next statement reconnects")
+    elif after is not before:
+        print(f"closed {name}; using {after.connection_name()} ({after.describe_target()})")
+    else:
+        print(f"closed {name}")
 
 
 def disconnect(magics: PgMagics, rest: str) -> None:
@@ -118,6 +219,7 @@ def status(magics: PgMagics, rest: str) -> None:
         info = {"target": runtime.describe_target(), "server": f"unreachable: {error}"}
         pool = runtime.pool_if_open()
         info["pool"] = "not started" if pool is None else f"{pool.get_size()} open"
+    info = {"connection": runtime.connection_name(), **info}
     listener = listener_for(runtime)
     state = listener.status
     if state.channels:
@@ -276,9 +378,9 @@ def notify(magics: PgMagics, rest: str) -> None:
 
 
 def stop(magics: PgMagics, rest: str) -> None:
-    """``%pg stop``: end every ``--refresh-on`` and ``--watch``."""
+    """``%pg stop``: end every ``--refresh-on`` and ``--watch``, on every connection."""
     no_arguments("stop", rest)
-    stopped = refresh.stop_all(magics.runtime)
+    stopped = sum(refresh.stop_all(runtime) for runtime in magics.connections.runtimes())
     print(f"stopped {stopped} refresh{'' if stopped == 1 else 'es'}")
 
 
@@ -330,6 +432,9 @@ def history(magics: PgMagics, rest: str) -> pd.DataFrame | None:
         print(f"forgot {forgotten:,} statement{'' if forgotten == 1 else 's'}")
         return None
     pattern = " ".join(word.text for word in words) or None
+    for runtime in magics.connections.runtimes():
+        # Each connection writes the shared file from a thread of its own.
+        runtime.history.flush()
     frame = recorded.read(store, last=last, pattern=pattern, every_kernel=every)
     # The line that says the file could not be written, if it just was.
     magics.runtime.drain(print_message)
@@ -369,6 +474,9 @@ COMMANDS: dict[str, Callable[[PgMagics, str], Any]] = {
     "describe": describe,
     "refresh": refresh_catalog,
     "history": history,
+    "use": use,
+    "connections": connections,
+    "close": close,
 }
 
 

@@ -25,10 +25,12 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, context_
 
 from pgmagic.catalog import snapshot as catalog
 from pgmagic.catalog.suggest import Suggestion, needed, suggest
+from pgmagic.errors import OptionError
 from pgmagic.frontend.commands import COMMANDS
-from pgmagic.frontend.options import FLAGS, sql_offset
+from pgmagic.frontend.options import FLAGS, connection_prefix, sql_offset
 from pgmagic.frontend.psql import DESCRIBE_COMMANDS
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.connections import default_connections, default_runtime
+from pgmagic.runtime.loop import Runtime
 from pgmagic.sql import params
 from pgmagic.sql.scope import Clause, context_at
 
@@ -63,9 +65,15 @@ def candidates(line: str, symbol: str) -> list[str]:
     words = line.split()
     cell = bool(words) and words[0] == "%%pg"
     before = words[1 : len(words) - (1 if symbol and line.endswith(symbol) else 0)]
+    if before[:1] and before[0].startswith("@"):
+        before = before[1:]  # %pg @prod ...: the rest is as on any line
     command = before[0].lower() if before and before[0].lower() in COMMANDS else None
     offered: Sequence[str]
-    if command is not None:
+    if symbol.startswith("@") and not before:
+        offered = [f"@{name}" for name in _connection_names()]
+    elif command in ("use", "close") and len(before) == 1 and not symbol.startswith("-"):
+        offered = _connection_names()
+    elif command is not None:
         offered = _SUBCOMMAND_FLAGS.get(command, ()) if symbol.startswith("-") else ()
     elif symbol.startswith("-"):
         offered = FLAGS
@@ -78,6 +86,31 @@ def candidates(line: str, symbol: str) -> list[str]:
     return sorted(c for c in offered if c.startswith(symbol))
 
 
+def _connection_names() -> list[str]:
+    connections = default_connections(create=False)
+    return [] if connections is None or connections.closed else connections.names()
+
+
+def _named(options: str, runtime: Runtime) -> Runtime:
+    """The connection a magic's options name (``@prod``, ``--conn prod``), else ``runtime``."""
+    try:
+        name, rest = connection_prefix(options)
+    except OptionError:
+        return runtime
+    if name is None:
+        found = _CONN_RE.search(rest)
+        name = found.group(1) if found else None
+    connections = default_connections(create=False)
+    if name is None or connections is None or connections.closed:
+        return runtime
+    try:
+        # A Tab never opens a declared connection (nor reads the file).
+        return connections.get(name, declared=False)
+    except OptionError:
+        return runtime  # not a connection (yet): complete from the current one
+
+
+_CONN_RE = re.compile(r"(?:^|\s)--conn(?:=|\s+)([A-Za-z_][\w-]*)")
 _LINE_RE = re.compile(r"^(?:\s*[A-Za-z_]\w*\s*=)?\s*(%%?pg)(\s.*)?$")
 
 
@@ -151,7 +184,10 @@ def forget_after(cell: str) -> bool:
 
 def _line_sql(rest: str) -> str:
     """A %pg line past its options (a subcommand stays as it is)."""
-    rest = rest.strip()
+    try:
+        rest = connection_prefix(rest)[1].strip()
+    except OptionError:
+        rest = rest.strip()
     offset = sql_offset(rest)
     return rest[offset:] if offset is not None else rest
 
@@ -189,6 +225,7 @@ def complete_code(
     first = code.split("\n", 1)[0]
     before = code[line_start:pos]
     if re.match(r"\s*%%pg\b", first) and line_start > 0:
+        runtime = _named(first.split("%%pg", 1)[1], runtime)
         if before.lstrip().startswith("\\"):
             # A backslash line of a %%pg cell is a command, as on a %pg line.
             return _backslash(runtime, before.lstrip(), pos)
@@ -204,11 +241,16 @@ def complete_code(
     options = candidates(match.group(1) + match.group(2), symbol)
     if options or match.group(1) == "%%pg":
         return pos - len(symbol), [Suggestion(o, "pgmagic") for o in options]
+    runtime = _named(match.group(2), runtime)
     rest = before[match.start(2) :]
-    offset = sql_offset(rest)
-    if offset is None or rest[offset:].split(None, 1)[0].lower() in COMMANDS:
+    try:
+        skipped = len(rest) - len(connection_prefix(rest)[1])  # past "@prod"
+    except OptionError:
         return None
-    sql_start = line_start + match.start(2) + offset
+    offset = sql_offset(rest[skipped:])
+    if offset is None or rest[skipped + offset :].split(None, 1)[0].lower() in COMMANDS:
+        return None
+    sql_start = line_start + match.start(2) + skipped + offset
     prefix, found = sql_suggestions(
         runtime, line[sql_start - line_start :], pos - sql_start, namespace
     )

@@ -2,7 +2,8 @@
 
 Connection settings keep their defaults in one place,
 :class:`pgmagic.runtime.connect.Settings`; the traits start from those and
-hand every change to the runtime.
+hand every change to the kernel's connections, which share one ``Settings``.
+:attr:`Configuration.runtime` is the connection a magic call runs on.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from IPython.core.magic import Magics
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets import Callable as CallableTrait
 
-from pgmagic.errors import ConnectError, OptionError
+from pgmagic.errors import ConnectError, OptionError, ParameterError
 from pgmagic.live.listener import listener_for
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import Settings
+from pgmagic.runtime.connections import Connections
 from pgmagic.runtime.history import DEFAULT_LIMIT
 from pgmagic.runtime.loop import Runtime
 
@@ -95,9 +97,9 @@ class Configuration(Magics):
     listen_dsn = Unicode(
         None,
         allow_none=True,
-        help="Where LISTEN connects instead of the target (None: the target): a direct "
-        "DSN for when the target is a transaction pooler such as pgbouncer, which "
-        "loses notifications.  Shown with its password hidden.",
+        help="Where LISTEN connects instead of the default connection's target (None: "
+        "the target): a direct DSN for when the target is a transaction pooler such as "
+        "pgbouncer, which loses notifications.  Shown with its password hidden.",
     ).tag(config=True)
 
     history = Bool(
@@ -110,13 +112,64 @@ class Configuration(Magics):
         help="Statements the query history keeps, every kernel's together; the oldest go first.",
     ).tag(config=True)
 
-    def __init__(self, shell: Any, runtime: Runtime, **kwargs: Any) -> None:
+    def __init__(self, shell: Any, connections: Connections, **kwargs: Any) -> None:
         # Set first: configuration made earlier with %config is applied while the
         # base class initialises, and the observers below hand it to the runtime.
-        self.runtime = runtime
+        self.connections = connections
+        # The connection this magic call named (@name, --conn), None between calls.
+        self._named: Runtime | None = None
         super().__init__(shell, **kwargs)
         self._sync_settings()
-        listener_for(runtime).default_dsn = self.listen_dsn
+        connections.on_open(self._configure)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The connection the running magic call uses: the one it named, else the current one."""
+        return self._named or self.connections.current
+
+    def run_on(self, name: str | None) -> None:
+        """Run the rest of this magic call on connection ``name`` (None: the current one).
+
+        Parameters
+        ----------
+        name : str or None
+            From ``@name`` or ``--conn name``; naming two different ones is a
+            mistake.
+        """
+        if name is None:
+            return
+        runtime = self.connections.get(name)
+        if self._named is not None and self._named is not runtime:
+            raise OptionError(f"two connections named: @{self._named.connection_name()} and {name}")
+        self._named = runtime
+
+    def call_ended(self) -> None:
+        """Forget the connection the call named; the next one uses the current."""
+        self._named = None
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        """The notebook's variables, where ``$name`` looks."""
+        assert self.shell is not None
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
+    def evaluate(self, expression: str) -> Any:
+        """A Python expression's value in the notebook; one line if it fails."""
+        try:
+            return eval(expression, self.namespace)
+        except Exception as error:
+            raise ParameterError(
+                f"cannot evaluate {expression!r}: {type(error).__name__}: {error}"
+            ) from None
+
+    def _configure(self, runtime: Runtime) -> None:
+        # Each connection's listener and history follow the traits too; but
+        # listen_dsn is a way past the default connection's pooler, and
+        # would take a named connection's listener to another database.
+        if runtime is self.connections.default:
+            listener_for(runtime).default_dsn = self.listen_dsn
+        listener_for(runtime).log.resize(self.notify_history)
         runtime.history.enabled = self.history
         runtime.history.limit = self.history_size
 
@@ -170,20 +223,23 @@ class Configuration(Magics):
     @observe("listen_dsn")
     def _listen_dsn_changed(self, change: Any) -> None:
         # Used from the listener's next start; a running one keeps its connection.
-        if hasattr(self, "runtime"):
-            listener_for(self.runtime).default_dsn = change["new"]
+        if hasattr(self, "connections"):
+            listener_for(self.connections.default).default_dsn = change["new"]
 
     @observe("notify_history")
     def _notify_history_changed(self, change: Any) -> None:
         # Configuration loaded by __init__ arrives before self.runtime exists;
         # the extension's load hands that value to the log.
-        if hasattr(self, "runtime"):
-            listener_for(self.runtime).log.resize(change["new"])
+        if hasattr(self, "connections"):
+            for runtime in self.connections.runtimes():
+                listener_for(runtime).log.resize(change["new"])
 
     @observe("history", "history_size")
     def _history_changed(self, change: Any) -> None:
-        self.runtime.history.enabled = self.history
-        self.runtime.history.limit = self.history_size
+        if hasattr(self, "connections"):
+            for runtime in self.connections.runtimes():
+                runtime.history.enabled = self.history
+                runtime.history.limit = self.history_size
 
     def _sync_settings(self) -> None:
         if (
@@ -192,7 +248,7 @@ class Configuration(Magics):
             or self.pool_min_size > self.pool_max_size
         ):
             raise OptionError("need 0 <= pool_min_size <= pool_max_size and pool_max_size >= 1")
-        settings = self.runtime.settings
+        settings = self.connections.settings
         for name in _CONNECTION:
             setattr(settings, name, getattr(self, name))
         settings.command_timeout = self.command_timeout or None

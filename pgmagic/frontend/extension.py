@@ -25,7 +25,8 @@ from asyncpg.pgproto import pgproto
 from pgmagic.frontend import complete, feed, tables
 from pgmagic.frontend.magics import PgMagics
 from pgmagic.results import text, zones
-from pgmagic.runtime.loop import default_runtime
+from pgmagic.runtime.connections import default_connections
+from pgmagic.runtime.loop import Runtime
 
 __all__ = ["register", "unregister"]
 
@@ -41,9 +42,9 @@ def register(shell: Any) -> None:
     ----------
     shell : IPython.core.interactiveshell.InteractiveShell
     """
-    runtime = default_runtime()
-    assert runtime is not None
-    magics = PgMagics(shell, runtime)
+    connections = default_connections()
+    assert connections is not None
+    magics = PgMagics(shell, connections)
     shell.register_magics(magics)
     formatters = shell.display_formatter.formatters
     html_formatter = formatters["text/html"]
@@ -81,25 +82,30 @@ def register(shell: Any) -> None:
     # A row (%pg --one) reads as a one-row table, not <Record a=1 b=2>, with
     # timestamptz in the session's zone, as result tables show it.
     def record_html(record: Any) -> str:
-        zone = zones.python_zone(runtime.time_zone)
+        zone = zones.python_zone(magics.runtime.time_zone)
         return tables.html(tables.record_frame(record, zone), _RECORD_INFO)
 
     def record_text(record: Any, printer: Any, cycle: bool) -> None:
-        zone = zones.python_zone(runtime.time_zone)
+        zone = zones.python_zone(magics.runtime.time_zone)
         printer.text(tables.text(tables.record_frame(record, zone), _RECORD_INFO))
 
     html_formatter.for_type(asyncpg.Record, record_html)
     text_formatter.for_type(asyncpg.Record, record_text)
     _register_scalars(text_formatter)
+    # The panel shows the default connection's notifications and schema.
     panel = feed.serve_panel(
         shell,
-        runtime,
+        connections.default,
         shell.user_ns,
         history=magics.notify_history,
-        completer=functools.partial(complete.complete_code, runtime=runtime),
+        completer=functools.partial(complete.complete_code, runtime=connections.default),
     )
     running = _RunningCell(shell)
-    runtime.history.cell_number = running.number
+
+    def count_cells(runtime: Runtime) -> None:
+        runtime.history.cell_number = running.number
+
+    connections.on_open(count_cells)
     _loaded[id(shell)] = (magics, previous_html, previous_text, panel, running)
     complete.register(shell)
     shell.events.register("pre_run_cell", running.starts)
@@ -181,7 +187,7 @@ def _end_of_cell(result: Any) -> None:
 
 
 def unregister(shell: Any) -> None:
-    """Close the runtime and restore the formatters.
+    """Close every connection and restore the formatters.
 
     Parameters
     ----------
@@ -210,7 +216,7 @@ def unregister(shell: Any) -> None:
             shell.events.unregister(event, hook)
     if panel is not None:
         panel.close()
-    magics.runtime.close()
+    magics.connections.close()
     # register_magics also made it a configurable of the shell; an unloaded
     # instance must not keep answering %config.
     if magics in shell.configurables:

@@ -16,7 +16,6 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from pgmagic.bulk import export
 from pgmagic.bulk.stream import Stream
-from pgmagic.errors import ParameterError
 from pgmagic.frontend import commands, options, progress, psql, tables, watch
 from pgmagic.frontend.config import Configuration
 from pgmagic.frontend.output import CellOutput, print_message
@@ -36,22 +35,6 @@ class PgMagics(Configuration):
     Configure with ``%config PgMagics.<name> = value``.
     """
 
-    @property
-    def namespace(self) -> dict[str, Any]:
-        """The notebook's variables, where ``$name`` looks."""
-        assert self.shell is not None
-        namespace: dict[str, Any] = self.shell.user_ns
-        return namespace
-
-    def evaluate(self, expression: str) -> Any:
-        """A Python expression's value in the notebook; one line if it fails."""
-        try:
-            return eval(expression, self.namespace)
-        except Exception as error:
-            raise ParameterError(
-                f"cannot evaluate {expression!r}: {type(error).__name__}: {error}"
-            ) from None
-
     @no_var_expand
     @options.declare
     @line_cell_magic
@@ -62,7 +45,9 @@ class PgMagics(Configuration):
 
             %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]   then SQL in the cell
             %pg [options] SQL                                  SQL on one line
-            %pg connect [--pooler] DSN | $variable | --embedded
+            %pg connect [NAME] [--pooler] DSN | $variable | --embedded
+            %pg connect NAME | use NAME | connections | close NAME   named connections
+            %%pg @NAME [options] | %%pg --conn NAME            this cell on NAME
             %pg status | disconnect | help | stop | refresh      refresh: re-read for Tab
             %%pg --stream [--chunksize N] -o NAME              iterate: for df in NAME
             %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl         stream to a file
@@ -91,6 +76,7 @@ class PgMagics(Configuration):
             %pg notify help_events "hello"
             %pg unlisten --all
             %pg status
+            %pg @embedded connections             # %pg connect NAME DSN adds one
             %pg -q DROP TABLE help_demo, help_copy
 
         Options and subcommands read their words as a shell does: quote a
@@ -103,10 +89,19 @@ class PgMagics(Configuration):
         and the last query's result is shown and returned as a DataFrame (dtypes follow the
         column types).  Values are sent as server-side parameters, never pasted into the SQL.
         """
+        name, line = options.connection_prefix(line)
+        try:
+            self.run_on(name)
+            return self._pg(line, cell)
+        finally:
+            self.call_ended()
+
+    def _pg(self, line: str, cell: str | None) -> Any:
         if cell is None and (subcommand := commands.find(line)) is not None:
             self.runtime.printer = print_message
             return subcommand(self)
         opts, tokens, rest = options.parse(line, vars(PgMagics.pg)["parser"])
+        self.run_on(opts.conn)
         self.runtime.printer = None if opts.quiet else print_message
         sql = options.sql_of(rest, tokens, cell)
         positional: tuple[Any, ...] = ()

@@ -18,11 +18,13 @@ from IPython.core import magic_arguments as _magic_arguments
 from pgmagic.errors import OptionError
 from pgmagic.frontend.lines import iter_words, split
 from pgmagic.results.cell import Mode
+from pgmagic.runtime.connections import is_name
 
 __all__ = [
     "FLAGS",
     "Options",
     "channel_name",
+    "connection_prefix",
     "declare",
     "no_arguments",
     "parse",
@@ -63,6 +65,14 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         },
     ),
     (("-q", "--quiet"), {"action": "store_true", "help": "Do not print command tags or notes."}),
+    (
+        ("--conn",),
+        {
+            "metavar": "NAME",
+            "help": "Run on the connection NAME (%%pg connect NAME DSN), not the current "
+            "one; @NAME as the first word says the same.",
+        },
+    ),
     (
         ("--stream",),
         {
@@ -165,6 +175,7 @@ class Options:
     many: str | None = None
     refresh_on: tuple[str, ...] = ()
     watch: float | None = None
+    conn: str | None = None
 
     @property
     def bulk(self) -> bool:
@@ -197,6 +208,41 @@ def sql_offset(line: str) -> int | None:
     except OptionError:
         return None
     return len(line) - len(rest) if rest else None
+
+
+_AT_RE = re.compile(r"\s*@(\S*)")
+
+
+def connection_prefix(line: str) -> tuple[str | None, str]:
+    """The connection a line names with ``@name`` as its first word, and the line after it.
+
+    Parameters
+    ----------
+    line : str
+        What follows ``%pg`` / ``%%pg``: ``@prod -o df``, ``@prod SELECT 1``.
+
+    Returns
+    -------
+    (str or None, str)
+        The name (None without ``@``) and the rest of the line.
+
+    Raises
+    ------
+    OptionError
+        ``@`` without a name after it.
+
+    Examples
+    --------
+    >>> connection_prefix("@prod SELECT 1")
+    ('prod', ' SELECT 1')
+    """
+    match = _AT_RE.match(line)
+    if match is None:
+        return None, line
+    name = match.group(1)
+    if not is_name(name):
+        raise OptionError(f"@ needs a connection name, as in %%pg @prod; got @{name}")
+    return name, line[match.end() :]
 
 
 def _split(line: str) -> tuple[list[str], str]:
@@ -284,6 +330,7 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         many=args.many,
         refresh_on=tuple(args.refresh_on or ()),
         watch=args.watch,
+        conn=args.conn,
     )
     if mode.explains:
         _check_explain(options, args)

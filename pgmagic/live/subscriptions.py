@@ -16,7 +16,8 @@ import pandas as pd
 from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.listener import Listener, listener_for
 from pgmagic.live.log import Gap, Item, check_channels
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.connections import default_runtime
+from pgmagic.runtime.loop import Runtime
 
 
 class _Queue:

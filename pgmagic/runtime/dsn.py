@@ -5,19 +5,25 @@ First match wins:
 1. ``%pg connect <dsn>`` (a URL, a SQLAlchemy-style URL or a libpq keyword string);
 2. the ``PGMAGIC_DSN`` environment variable;
 3. the ``DATABASE_URL`` environment variable;
-4. libpq's ``PG*`` variables (``PGHOST``, ``PGDATABASE``, ...) and ``.pgpass``, as
+4. ``PGSERVICE``: that service of the service file;
+5. libpq's ``PG*`` variables (``PGHOST``, ``PGDATABASE``, ...) and ``.pgpass``, as
    asyncpg reads them;
-5. otherwise the embedded server (see :mod:`pgmagic.embedded`).
+6. otherwise the embedded server (see :mod:`pgmagic.embedded`).
 
 The word ``embedded`` in place of a DSN picks the embedded server explicitly.
+A DSN may name a service (``service=prod``, ``postgresql:///?service=prod``):
+asyncpg reads it from ``PGSERVICEFILE`` or ``~/.pg_service.conf``, and the
+password from ``.pgpass`` (``PGPASSFILE``), so it never enters the notebook.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from pgmagic.errors import ConnectError
@@ -113,6 +119,8 @@ def normalize(dsn: str) -> str:
     'postgresql://u@h/db'
     >>> normalize("host=/tmp dbname=x")
     'postgresql://?host=%2Ftmp&database=x'
+    >>> normalize("postgresql:///?service=prod")
+    'postgresql://?service=prod'
     """
     text = dsn.strip()
     match = re.match(r"([A-Za-z][A-Za-z0-9.+-]*)://", text)
@@ -124,7 +132,10 @@ def normalize(dsn: str) -> str:
                 f"unsupported URL scheme {scheme!r}: use postgresql://, postgres:// "
                 "or postgresql+<driver>://"
             )
-        return "postgresql://" + text[match.end() :]
+        # An empty database ("postgresql:///?service=x") is no database to
+        # libpq, but asyncpg takes "" as one, which hides the service's dbname.
+        rest = re.sub(r"^([^/?#]*)/(?=[?#]|$)", r"\1", text[match.end() :])
+        return "postgresql://" + rest
     if "=" in text:
         return _keywords_to_url(text)
     raise ConnectError(
@@ -211,14 +222,47 @@ def resolve(explicit: str | None, environ: Mapping[str, str] | None = None) -> T
         ("PGMAGIC_DSN", env.get("PGMAGIC_DSN")),
         ("DATABASE_URL", env.get("DATABASE_URL")),
     ]
+    service = env.get("PGSERVICE")
+    if service and service.strip():
+        # asyncpg reads the service file only for a DSN that names the service.
+        candidates.append(("PGSERVICE", "postgresql://?" + urlencode({"service": service})))
     for source, value in candidates:
         if value and value.strip():
             if value.strip().lower() == EMBEDDED:
                 return Target(None, source, embedded=True)
             try:
-                return Target(normalize(value), source)
+                url = normalize(value)
+                _check_service(url, env)
             except ConnectError as error:
                 raise ConnectError(f"{source}: {error}") from None
+            return Target(url, source)
     if any(env.get(name) for name in _LIBPQ_ENV):
         return Target(None, "PG* environment")
     return Target(None, "default", embedded=True)
+
+
+def _check_service(url: str, env: Mapping[str, str]) -> None:
+    """Refuse a service the service file does not define (asyncpg would ignore it).
+
+    Without this, a misspelt service connects to the defaults (a local
+    server, the OS user) and fails with a message that does not say why.
+    """
+    try:
+        query = parse_qsl(urlsplit(url).query)
+    except ValueError:
+        return  # asyncpg's own message says what is wrong with the URL
+    names = [value for key, value in query if key == "service"]
+    if not names:
+        return
+    name = names[-1]
+    given = env.get("PGSERVICEFILE")
+    path = Path(given).expanduser() if given else Path.home() / ".pg_service.conf"
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        found = bool(parser.read(path)) and parser.has_section(name)
+    except configparser.Error as error:
+        # Not the parser's message: it quotes the file's lines, passwords included.
+        raise ConnectError(f"cannot read the service file {path}: {type(error).__name__}") from None
+    if not found:
+        where = "PGSERVICEFILE" if given else "no PGSERVICEFILE set"
+        raise ConnectError(f"service {name!r} is not defined in {path} ({where})")

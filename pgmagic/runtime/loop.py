@@ -50,7 +50,7 @@ from pgmagic.runtime.waiting import Running
 if TYPE_CHECKING:
     from pgmagic.runtime.session import Session
 
-__all__ = ["Message", "Running", "Runtime", "Settings", "default_runtime"]
+__all__ = ["LoopThread", "Message", "Running", "Runtime", "Settings"]
 
 T = TypeVar("T")
 
@@ -65,25 +65,63 @@ _CONNECT_ERRORS = (
 )
 
 
-class Runtime:
-    """The background loop, the database target, the pool and the session.
+class LoopThread:
+    """An asyncio loop running on a daemon thread of its own, until :meth:`stop`.
 
-    Create one per kernel (see :func:`default_runtime`); the magics and the
-    Python API share it.
+    Every runtime of a kernel shares one (see
+    :class:`pgmagic.runtime.connections.Connections`): asyncpg objects must
+    stay on the loop that made them, and a connection added later must not
+    cost a thread.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="pgmagic-runtime", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and wait for its thread (bounded); safe to call twice."""
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        if not self.loop.is_running() and not self.loop.is_closed():
+            self.loop.close()
+
+
+class Runtime:
+    """One database connection's target, pool and session, on a background loop.
+
+    The kernel's runtimes (one per named connection, see
+    :class:`pgmagic.runtime.connections.Connections`) share a loop thread;
+    the magics and the Python API use the current one
+    (:func:`pgmagic.runtime.connections.default_runtime`).
 
     Parameters
     ----------
     settings : Settings, optional
         Connection settings; read again whenever the pool is (re)created.
+    thread : LoopThread, optional
+        The loop to run on, left running by :meth:`close`; without one the
+        runtime starts a loop thread of its own and stops it when it closes.
+    name : str, optional
+        The connection's name in ``%pg connections`` and the query history;
+        without one, :meth:`connection_name` derives it from the target.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        thread: LoopThread | None = None,
+        name: str | None = None,
+    ) -> None:
         self.settings = settings or Settings()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="pgmagic-runtime", daemon=True
-        )
-        self._thread.start()
+        self.name = name
+        self._owns_thread = thread is None
+        self._thread = thread or LoopThread()
+        self._loop = self._thread.loop
         self._messages: queue.SimpleQueue[Message] = queue.SimpleQueue()
         # Where messages go when a wait names no receiver (streams, exports,
         # loads): the front sets it per magic call, None under --quiet.
@@ -602,16 +640,31 @@ class Runtime:
         return dsn_module.resolve(self._explicit_dsn).describe()
 
     def connection_name(self) -> str:
-        """The connection's name in the query history: ``embedded``, or the target's description."""
-        if self._connected is not None and self._connected.target.embedded:
-            return "embedded"
-        try:
-            return self.describe_target()
-        except ConnectError:
-            return "unknown"  # a target that no longer resolves still ran the statement
+        """The connection's name: the one it was given, else ``embedded`` or ``default``.
+
+        Without a name this is the connection ``%pg connect DSN`` retargets,
+        named after whether it uses the embedded server.
+        """
+        if self.name is not None:
+            return self.name
+        if self._connected is not None:
+            embedded_target = self._connected.target.embedded
+        else:
+            try:
+                embedded_target = dsn_module.resolve(self._explicit_dsn).embedded
+            except ConnectError:
+                embedded_target = False  # a target that no longer resolves is still ours
+        return dsn_module.EMBEDDED if embedded_target else "default"
+
+    def session_if_open(self) -> Session | None:
+        """The session if it has been created, without creating it."""
+        return self._session
 
     def close(self) -> None:
-        """Close every connection and stop the loop thread.  Safe to call twice."""
+        """Close every connection, and the loop thread if it is the runtime's own.
+
+        Safe to call twice.
+        """
         if self._closed:
             return
         self._closed = True
@@ -620,16 +673,16 @@ class Runtime:
             future = asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop)
             with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
                 future.result(timeout=10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-        if not self._loop.is_running():
-            self._loop.close()
+        if self._owns_thread:
+            self._thread.stop()
         # After the connections: a cancelled statement is recorded as it ends.
         self.history.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<pgmagic.Runtime {state} target={self.describe_target()!r}>"
+        return (
+            f"<pgmagic.Runtime {self.connection_name()} {state} target={self.describe_target()!r}>"
+        )
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:
@@ -638,26 +691,3 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
         await asyncio.wait_for(pool.close(), timeout=5)
     except (TimeoutError, OSError, asyncpg.InterfaceError):
         pool.terminate()
-
-
-_default: Runtime | None = None
-_default_lock = threading.Lock()
-
-
-def default_runtime(create: bool = True) -> Runtime | None:
-    """The kernel-wide runtime shared by the magics and the Python API.
-
-    Parameters
-    ----------
-    create : bool
-        Create it if there is none (or the last one was closed).
-
-    Returns
-    -------
-    Runtime or None
-    """
-    global _default
-    with _default_lock:
-        if (_default is None or _default.closed) and create:
-            _default = Runtime()
-        return _default

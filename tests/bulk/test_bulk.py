@@ -347,7 +347,7 @@ def test_export_memory_stays_bounded(ip: Any, tmp_path: Path) -> None:
 
     from pgmagic.bulk import export
     from pgmagic.results import cell
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     run(
         ip,

@@ -83,7 +83,7 @@ def _timed(call: Any, repeat: int = 20) -> tuple[Any, float]:
 def test_completion_is_right_on_20000_tables(ip: Any, big_dsn: str) -> None:
     from pgmagic.catalog import snapshot as catalog
     from pgmagic.frontend.complete import complete_code
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     ip.user_ns["big_dsn"] = big_dsn
     ip.run_line_magic("pg", "connect $big_dsn")

@@ -23,7 +23,7 @@ import pytest
 import pgmagic
 from pgmagic.live.listener import Listener, ListenerState, listener_for
 from pgmagic.live.log import Gap, Notification
-from pgmagic.runtime.loop import default_runtime
+from pgmagic.runtime.connections import default_runtime
 from tests.faults.shown import one_line
 from tests.kernels import Kernel
 from tests.live.helpers import notify

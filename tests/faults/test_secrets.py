@@ -42,10 +42,20 @@ def _everything(ip: Any, capsys: Any, target: str) -> str:
         "%pg --scalar SELECT current_user",
         "%pg SELECT nope",
         "%config PgMagics",
-        "from pgmagic.runtime.loop import default_runtime\nprint(repr(default_runtime()))",
+        "from pgmagic.runtime.connections import default_runtime\nprint(repr(default_runtime()))",
         "print(default_runtime().describe_target())",
         "%pg disconnect",
         "%pg --scalar SELECT 1",
+        "%pg connect named $target",
+        "%pg @named --scalar SELECT current_user",
+        "%pg @named SELECT nope",
+        "%pg connections",
+        "from pgmagic.runtime.connections import default_connections\n"
+        "print(repr(default_connections()))",
+        "print(repr(default_runtime()))",
+        "%pg use named",
+        "%pg status",
+        "%pg close named",
         "%pg history --all -n 1000",
     ]
     ip.user_ns["target"] = target
@@ -63,7 +73,7 @@ def _everything(ip: Any, capsys: Any, target: str) -> str:
 
 def _history_file() -> str:
     """The query history as written on disk (the WAL too)."""
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime(create=False)
     assert runtime is not None
@@ -100,6 +110,7 @@ def _without_password(dsn: str) -> str:
 def test_url_password(ip: Any, capsys: Any, pg15_dsn: str, password: str) -> None:
     out = _everything(ip, capsys, pg15_dsn)
     assert "'pgmagic'" in out  # the session really ran as the role
+    assert "named: connected to" in out and "closed named" in out  # and the named one too
     _scan(out, password)
 
 
@@ -128,6 +139,32 @@ def test_pgpass_file(
     _scan(_everything(ip, capsys, _without_password(pg15_dsn)), password)
 
 
+def test_service_and_pgpass_files(
+    ip: Any, capsys: Any, pg15_dsn: str, password: str, clean_env: None, tmp_path: pathlib.Path
+) -> None:
+    # The notebook names a service; the host is in the service file, the secret in .pgpass.
+    parts = _parts(pg15_dsn)
+    (tmp_path / "pg_service.conf").write_text(
+        f"[faults]\nhost={parts.hostname}\nport={parts.port}\n"
+        f"user={parts.username}\ndbname={parts.path.lstrip('/')}\n"
+    )
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"{parts.hostname}:{parts.port}:*:{parts.username}:{password}\n")
+    pgpass.chmod(0o600)
+    saved = os.environ.get("PGSERVICEFILE")
+    os.environ["PGSERVICEFILE"] = str(tmp_path / "pg_service.conf")
+    os.environ["PGPASSFILE"] = str(pgpass)
+    try:
+        out = _everything(ip, capsys, "service=faults")
+        assert "'pgmagic'" in out and "named: connected to" in out
+        _scan(out, password)
+    finally:
+        if saved is None:
+            os.environ.pop("PGSERVICEFILE", None)
+        else:
+            os.environ["PGSERVICEFILE"] = saved
+
+
 def test_a_wrong_password_is_not_shown_either(ip: Any, capsys: Any, pg15_dsn: str) -> None:
     wrong = "Wr0ng-Secret:@/x"
     parts = _parts(pg15_dsn)
@@ -153,6 +190,8 @@ def test_a_saved_notebook_holds_no_password(
                 "%load_ext pgmagic",
                 "import os\ndsn = os.environ['PGMAGIC_FAULT_DSN']",
                 "%pg connect $dsn",
+                "%pg connect prod $dsn",
+                "%pg connections",
                 "%pg status",
                 "%pg SELECT current_user, 1 AS n",
                 "%pg SELECT nope",
@@ -165,6 +204,6 @@ def test_a_saved_notebook_holds_no_password(
     finally:
         os.environ.pop("PGMAGIC_FAULT_DSN", None)
     text = saved.read_text()
-    select = nbformat.read(saved, as_version=4).cells[4]
+    select = nbformat.read(saved, as_version=4).cells[6]
     assert any("pgmagic" in str(o.get("data", {})) for o in select.outputs), select.outputs
     _scan(text, password)

@@ -9,7 +9,7 @@ from typing import Any
 import pgmagic
 from pgmagic.live.listener import listener_for
 from pgmagic.runtime.connect import Settings
-from pgmagic.runtime.loop import default_runtime
+from pgmagic.runtime.connections import default_runtime
 from tests.shell import run
 
 

@@ -22,7 +22,8 @@ def completions(ip: Any, line: str) -> list[str]:
     [
         ("%pg --sc", ["--scalar"]),
         ("%pg --st", ["--stream"]),
-        ("%pg con", ["connect"]),
+        ("%pg con", ["connect", "connections"]),
+        ("%pg us", ["use"]),
         ("%pg st", ["status", "stop"]),
         ("%pg -q --to x.csv --ch", ["--chunksize"]),
         ("%%pg --refr", ["--refresh-on"]),
@@ -166,3 +167,41 @@ def test_an_old_snapshot_answers_while_a_new_one_is_read(
 def test_describe_commands_complete_relation_names(shop: Any, text: str, wanted: list[str]) -> None:
     found = at_cursor(shop, text)
     assert all(w in found for w in wanted), found
+
+
+@pytest.fixture
+def two(ip: Any, second: tuple[str, str]) -> Any:
+    """A connection ``two`` on a second database holding ``only_in_two``; the default current."""
+    ip.user_ns["two_dsn"] = second[1]
+    ip.run_cell("%pg connect two $two_dsn")
+    ip.run_cell("%pg -q CREATE TABLE IF NOT EXISTS only_in_two (a int)")
+    ip.run_cell("%pg use default")
+    return ip
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("%%pg @two\nSELECT * FROM only_|", ["only_in_two"]),
+        ("%%pg --conn two -q\nSELECT * FROM only_|", ["only_in_two"]),
+        ("%pg @two SELECT * FROM only_|", ["only_in_two"]),
+        ("%pg @two -o x SELECT * FROM only_|", ["only_in_two"]),
+        ("%pg --conn=two SELECT * FROM only_|", ["only_in_two"]),
+        ("%%pg\nSELECT * FROM only_|", []),
+        ("%pg SELECT * FROM only_|", []),
+        ("%pg @t|", ["@two"]),
+        ("%pg use t|", ["two"]),
+        ("%pg close t|", ["two"]),
+    ],
+)
+def test_a_named_connection_completes_from_its_own_catalog(
+    two: Any, text: str, wanted: list[str]
+) -> None:
+    assert at_cursor(two, text) == wanted
+
+
+def test_ddl_on_a_named_connection_refreshes_it(two: Any) -> None:
+    two.run_cell("%pg @two --scalar SELECT count(*) FROM only_in_two")  # the snapshot is read
+    assert at_cursor(two, "%pg @two SELECT * FROM fresh_|") == []
+    two.run_cell("%pg @two -q CREATE TABLE fresh_in_two (a int)")
+    assert at_cursor(two, "%pg @two SELECT * FROM fresh_|") == ["fresh_in_two"]

@@ -17,8 +17,8 @@ import pgmagic
 from pgmagic.errors import OptionError, QueryCancelled
 from pgmagic.frontend import tables
 from pgmagic.frontend.magics import PgMagics
+from pgmagic.runtime.connections import default_runtime
 from pgmagic.runtime.history import Entry, Status
-from pgmagic.runtime.loop import default_runtime
 from tests.shell import fails, run
 
 

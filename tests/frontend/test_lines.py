@@ -14,7 +14,7 @@ from pgmagic.errors import OptionError, ParameterError
 from pgmagic.frontend.lines import split
 from pgmagic.frontend.options import channel_name
 from pgmagic.live.listener import listener_for
-from pgmagic.runtime.loop import default_runtime
+from pgmagic.runtime.connections import default_runtime
 from tests.shell import fails, run
 
 

@@ -286,7 +286,7 @@ def test_connect_forms_and_no_password_leak(ip: Any, capsys: Any, dsn: str) -> N
         assert "hunter2" not in out and "pa:ss" not in out and "Traceback" not in out
         assert len(out.strip().splitlines()) == 1, out
     assert run(ip, "%pg --scalar SELECT 3") == 3
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     assert "hunter2-secret" not in repr(default_runtime())
     run(
@@ -358,7 +358,7 @@ def test_config_survives_reload(ip: Any) -> None:
     run(ip, "%config PgMagics.pool_max_size = 3")
     run(ip, "%config PgMagics.displaylimit = 5")
     ip.run_line_magic("reload_ext", "pgmagic")
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime()
     assert runtime is not None and runtime.settings.pool_max_size == 3

@@ -57,7 +57,7 @@ def test_layout_html_has_the_title_the_table_and_the_footers(ip: Any, at_shop: S
     run(ip, r"%pg \d orders")
     from pgmagic.catalog import run as catalog
     from pgmagic.catalog.meta import parse
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime()
     assert runtime is not None

@@ -23,7 +23,7 @@ from tests.kernels import PANEL, Kernel, Recorder, comm_msg
 BRIDGES = (
     "from pgmagic.frontend import feed\n"
     "from pgmagic.live.listener import listener_for\n"
-    "from pgmagic.runtime.loop import default_runtime\n"
+    "from pgmagic.runtime.connections import default_runtime\n"
     "print(sum(isinstance(s, feed.PanelBridge) for s in listener_for(default_runtime()).sinks))"
 )
 

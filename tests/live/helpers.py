@@ -8,7 +8,7 @@ from typing import Any
 
 from pgmagic.live import listener as listening
 from pgmagic.live.listener import Listener
-from pgmagic.runtime.loop import default_runtime
+from pgmagic.runtime.connections import default_runtime
 from tests.conftest import run_sql
 
 

@@ -19,7 +19,8 @@ import pgmagic
 from pgmagic.errors import ConnectError, OptionError
 from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.runtime import dsn as dsn_module
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.connections import default_runtime
+from pgmagic.runtime.loop import Runtime
 from tests.live.helpers import listener, notify, wait_until
 from tests.shell import fails, run
 

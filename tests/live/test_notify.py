@@ -24,7 +24,8 @@ from pgmagic.live import refresh, send
 from pgmagic.live.listener import Listener, ListenerState
 from pgmagic.live.log import Gap, Notification, NotificationLog, check_channels
 from pgmagic.runtime.connect import enable_keepalive
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.connections import default_runtime
+from pgmagic.runtime.loop import Runtime
 from tests.live.helpers import listener, wait_until
 from tests.proxy import Proxy
 from tests.shell import fails, run

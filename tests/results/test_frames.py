@@ -184,7 +184,7 @@ def test_large_result_builds_columns(dsn: str) -> None:
 
 def test_copy_path_and_record_path_agree_through_the_magic(ip: Any, dsn: str) -> None:
     from pgmagic.results import cell
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     cases = [c for c in CASES if c[1] != "inet"]  # inet takes the record path
     selects = [f"({expr})::{typ} AS c{i}" for i, (expr, typ, _, _) in enumerate(cases)]
@@ -216,7 +216,7 @@ def test_copy_path_and_record_path_agree_through_the_magic(ip: Any, dsn: str) ->
 
 def test_a_short_result_takes_the_record_path_next_time(ip: Any) -> None:
     from pgmagic.results import cell
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime()
     assert runtime is not None
@@ -257,7 +257,7 @@ def test_a_writing_query_runs_once_whatever_the_path(
 
 def test_unsupported_column_falls_back_to_records(ip: Any) -> None:
     from pgmagic.results import cell
-    from pgmagic.runtime.loop import default_runtime
+    from pgmagic.runtime.connections import default_runtime
 
     runtime = default_runtime()
     assert runtime is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pgmagic.errors import ConnectError
@@ -23,6 +25,11 @@ from pgmagic.runtime.dsn import normalize, password_of, redact, resolve
             "dbname='my db' password='s3 cr\\'et'",
             "postgresql://?database=my%20db&password=s3%20cr%27et",
         ),
+        ("service=prod", "postgresql://?service=prod"),
+        ("postgresql:///?service=prod", "postgresql://?service=prod"),
+        ("postgresql://h/", "postgresql://h"),
+        ("postgresql:///db?service=prod", "postgresql:///db?service=prod"),
+        ("postgresql://me:pa/ss@h/db", "postgresql://me:pa/ss@h/db"),
     ],
 )
 def test_normalize(given: str, expected: str | None) -> None:
@@ -87,3 +94,39 @@ def test_target_repr_hides_password() -> None:
     target = resolve("postgresql://me:hunter2@h/db", {})
     assert "hunter2" not in repr(target)
     assert "hunter2" not in target.describe()
+
+
+SERVICE_FILE = "[prod]\nhost=db.example.com\ndbname=app\n\n[dev]\nhost=localhost\n"
+
+
+@pytest.mark.parametrize(
+    ("explicit", "env", "error"),
+    [
+        ("service=prod", {}, None),
+        ("postgresql:///?service=dev", {}, None),
+        (None, {"PGSERVICE": "prod"}, None),
+        ("service=nope", {}, "service 'nope' is not defined in "),
+        (None, {"PGSERVICE": "nope"}, "PGSERVICE: service 'nope' is not defined in "),
+        ("service=prod", {"PGSERVICEFILE": "/nonexistent/pg_service.conf"}, "not defined in"),
+    ],
+)
+def test_services_are_checked_against_the_service_file(
+    tmp_path: Path, explicit: str | None, env: dict[str, str], error: str | None
+) -> None:
+    path = tmp_path / "pg_service.conf"
+    path.write_text(SERVICE_FILE)
+    environ = {"PGSERVICEFILE": str(path), **env}
+    if error is None:
+        target = resolve(explicit, environ)
+        assert target.dsn is not None and "service=" in target.dsn and not target.embedded
+    else:
+        with pytest.raises(ConnectError, match=error):
+            resolve(explicit, environ)
+
+
+def test_an_unreadable_service_file_does_not_quote_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "pg_service.conf"
+    path.write_text("password=hunter2-service\n[prod]\n")
+    with pytest.raises(ConnectError) as info:
+        resolve("service=prod", {"PGSERVICEFILE": str(path)})
+    assert "hunter2" not in str(info.value) and "cannot read the service file" in str(info.value)

@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 
 import pgmagic
-from pgmagic.runtime.loop import Runtime, default_runtime
+from pgmagic.runtime.connections import default_runtime
+from pgmagic.runtime.loop import Runtime
 from tests.shell import fails, run
 
 CLIENTS = 6

@@ -305,7 +305,7 @@ test.describe('PostgreSQL panel', () => {
     await setCells(page, [
       'from pgmagic.frontend import feed\n' +
         'from pgmagic.live.listener import listener_for\n' +
-        'from pgmagic.runtime.loop import default_runtime\n' +
+        'from pgmagic.runtime.connections import default_runtime\n' +
         'bridge = next(s for s in listener_for(default_runtime()).sinks if isinstance(s, feed.PanelBridge))\n' +
         'bridge._export({"variable": "not a name"})'
     ]);
@@ -426,7 +426,7 @@ test.describe('PostgreSQL panel', () => {
     await setCells(page, [
       'from pgmagic.frontend import feed\n' +
         'from pgmagic.live.listener import listener_for\n' +
-        'from pgmagic.runtime.loop import default_runtime\n' +
+        'from pgmagic.runtime.connections import default_runtime\n' +
         'print("bridges", sum(isinstance(s, feed.PanelBridge) for s in listener_for(default_runtime()).sinks))'
     ]);
     await page.notebook.runCell(0);
