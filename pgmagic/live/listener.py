@@ -5,8 +5,14 @@ One :class:`Listener` per runtime owns a dedicated connection opened with
 ``UNLISTEN *``).  Every notification goes into the :class:`NotificationLog`
 first; the log is bounded, and counts exactly what it drops.  Views (the feed
 widget, the JupyterLab panel) are *sinks*: the listener asks them to pull from
-the log at most every 50 ms, from the runtime's loop thread, so updates keep
-flowing while the kernel is idle and while a cell is busy.
+the log, from the runtime's loop thread, so updates keep flowing while the
+kernel is idle and while a cell is busy.
+
+Updates are throttled on both edges: a notification that finds no update
+within the last batch interval is shown at once, and those that follow it
+within the interval are shown together at its end.  A quiet feed is shown
+without delay, and a flood costs at most one update per interval (plus the
+once-a-second rate refresh and state changes, which are shown at once).
 
 The listener's states (:class:`ListenerState`)::
 
@@ -66,8 +72,9 @@ __all__ = [
 
 _logger = logging.getLogger("pgmagic")
 
-#: Seconds between two updates of a view (widget, panel).
-BATCH_INTERVAL = 0.04
+#: Least seconds between two updates of a view (widget, panel) while
+#: notifications keep coming; the first after a quiet interval is shown at once.
+BATCH_INTERVAL = 0.008
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 
@@ -88,7 +95,7 @@ _TRANSITIONS = {
 
 
 class Sink(Protocol):
-    """A view the listener updates: called on the loop thread, at most every 50 ms."""
+    """A view the listener updates: called on the loop thread, at most once per batch interval."""
 
     def update(self, log: NotificationLog, status: Status) -> None:
         """Pull what is new from ``log`` and show ``status``."""
@@ -130,7 +137,8 @@ class Listener:
     history : int
         Size of the :class:`NotificationLog`.
     batch_interval : float
-        Seconds between two updates of a view.
+        Least seconds between two updates of a view while notifications keep
+        coming; the first after a quiet interval is shown at once.
     health_interval, health_timeout : float
         How often ``SELECT 1`` checks the connection, and how long it may take.
     keepalive : tuple of int
@@ -238,20 +246,25 @@ class Listener:
                 runtime.loop.call_soon_threadsafe(callback)
 
     def _wake(self) -> None:
-        """Schedule a view update, at most one per batch interval."""
+        """Update the views at once after a quiet batch interval, else at the interval's end."""
         if self._flush_handle is not None or not self._sinks:
             return
         loop = self.runtime.loop
         delay = self._last_flush + self._batch_interval - loop.time()
         if delay <= 0:
+            # Soon rather than now: notifications asyncpg read together are
+            # already queued ahead of this, so they leave in one update.
             self._flush_handle = loop.call_soon(self._flush)
         else:
             self._flush_handle = loop.call_later(delay, self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._last_flush = self.runtime.loop.time()
+        self._update_sinks()
+
+    def _update_sinks(self) -> None:
         loop = self.runtime.loop
-        self._last_flush = loop.time()
         status = self._status
         for sink in self._sinks:
             try:
@@ -267,7 +280,9 @@ class Listener:
     def _tick(self) -> None:
         self._tick_handle = None
         if self._flush_handle is None:
-            self._flush()
+            # The rate refresh does not start an interval: a notification
+            # just after it is still shown at once.
+            self._update_sinks()
 
     def _set_state(self, state: ListenerState) -> None:
         if state is self._state:
@@ -277,11 +292,13 @@ class Listener:
         self._state = state
         self._publish()
         # A state change is rare and worth showing at once, even a short
-        # "reconnecting": flush now instead of waiting for the batch.
+        # "reconnecting": update now, with whatever a pending flush would
+        # have shown, and start no interval (that bounds notifications only).
         if self._flush_handle is not None:
             self._flush_handle.cancel()
+            self._flush_handle = None
         if self._sinks:
-            self._flush()
+            self._update_sinks()
 
     def _publish(self) -> None:
         self._status = Status(self._state, frozenset(self._wanted()), frozenset(self._listened))
