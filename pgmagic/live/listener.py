@@ -9,10 +9,11 @@ the log, from the runtime's loop thread, so updates keep flowing while the
 kernel is idle and while a cell is busy.
 
 Updates are throttled on both edges: a notification that finds no update
-within the last batch interval is shown at once, and those that follow it
-within the interval are shown together at its end.  A quiet feed is shown
-without delay, and a flood costs at most one update per interval (plus the
-once-a-second rate refresh and state changes, which are shown at once).
+within the last interval is shown at once, those that follow it within the
+interval together at its end.  The interval is 8 ms, 25 ms while more than
+one notification per 8 ms comes: each widget update resends its rows, so a
+flood costs fewer, larger updates.  Rate refreshes (each second) and state
+changes are shown at once and start no interval.
 
 The listener's states (:class:`ListenerState`)::
 
@@ -72,9 +73,9 @@ __all__ = [
 
 _logger = logging.getLogger("pgmagic")
 
-#: Least seconds between two updates of a view (widget, panel) while
-#: notifications keep coming; the first after a quiet interval is shown at once.
+#: Least seconds between two updates of a view (widget, panel), and under load.
 BATCH_INTERVAL = 0.008
+LOAD_INTERVAL = 0.025
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
 
@@ -139,6 +140,9 @@ class Listener:
     batch_interval : float
         Least seconds between two updates of a view while notifications keep
         coming; the first after a quiet interval is shown at once.
+    load_interval : float
+        The interval while more than one notification per ``batch_interval``
+        comes (at least ``batch_interval``).
     health_interval, health_timeout : float
         How often ``SELECT 1`` checks the connection, and how long it may take.
     keepalive : tuple of int
@@ -153,6 +157,7 @@ class Listener:
         *,
         history: int = 10_000,
         batch_interval: float = BATCH_INTERVAL,
+        load_interval: float = LOAD_INTERVAL,
         health_interval: float = 10.0,
         health_timeout: float = 5.0,
         keepalive: tuple[int, int, int] = (10, 5, 3),
@@ -161,7 +166,12 @@ class Listener:
         # Weak: the registry maps runtimes to listeners and must not keep them alive.
         self._runtime = weakref.ref(runtime)
         self.log = NotificationLog(history)
+        if not 0 < batch_interval <= load_interval:
+            raise ValueError(f"need 0 < {batch_interval=} <= {load_interval=}")
         self._batch_interval = batch_interval
+        self._load_interval = load_interval
+        self._interval = batch_interval
+        self._arrived = 0  # notifications since the last flush: is it under load?
         self._health_interval = health_interval
         self._health_timeout = health_timeout
         self._keepalive = keepalive
@@ -250,7 +260,7 @@ class Listener:
         if self._flush_handle is not None or not self._sinks:
             return
         loop = self.runtime.loop
-        delay = self._last_flush + self._batch_interval - loop.time()
+        delay = self._last_flush + self._interval - loop.time()
         if delay <= 0:
             # Soon rather than now: notifications asyncpg read together are
             # already queued ahead of this, so they leave in one update.
@@ -260,7 +270,11 @@ class Listener:
 
     def _flush(self) -> None:
         self._flush_handle = None
-        self._last_flush = self.runtime.loop.time()
+        now = self.runtime.loop.time()
+        loaded = self._arrived * self._batch_interval > now - self._last_flush
+        self._interval = self._load_interval if loaded else self._batch_interval
+        self._arrived = 0
+        self._last_flush = now
         self._update_sinks()
 
     def _update_sinks(self) -> None:
@@ -280,8 +294,7 @@ class Listener:
     def _tick(self) -> None:
         self._tick_handle = None
         if self._flush_handle is None:
-            # The rate refresh does not start an interval: a notification
-            # just after it is still shown at once.
+            # No interval starts: a notification just after it still goes at once.
             self._update_sinks()
 
     def _set_state(self, state: ListenerState) -> None:
@@ -292,8 +305,7 @@ class Listener:
         self._state = state
         self._publish()
         # A state change is rare and worth showing at once, even a short
-        # "reconnecting": update now, with whatever a pending flush would
-        # have shown, and start no interval (that bounds notifications only).
+        # "reconnecting", with what a pending flush would have shown.
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -540,6 +552,7 @@ class Listener:
             if channel in subscriber.channels:
                 subscriber.push(item)
         self._last_item = self.runtime.loop.time()
+        self._arrived += 1
         self._wake()
 
     def _on_terminated(self, conn: asyncpg.Connection) -> None:

@@ -7,6 +7,7 @@ machine; the views are plain sinks that record when each update came.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -55,27 +56,34 @@ class Recorder:
         return next((u for u in self.updates if payload in u.payloads), None)
 
 
-def wait_quiet(recorder: Recorder) -> None:
-    """Wait until a batch interval has passed since the last update."""
-    while (left := recorder.updates[-1].at + INTERVAL + 0.1 - time.monotonic()) > 0:
+def wait_quiet(recorder: Recorder, interval: float = INTERVAL) -> None:
+    """Wait until an interval has passed since the last update."""
+    while (left := recorder.updates[-1].at + interval + 0.1 - time.monotonic()) > 0:
         time.sleep(left)
 
 
-@pytest.fixture
-def slow(dsn: str) -> Iterator[tuple[Listener, Recorder]]:
+@contextlib.contextmanager
+def started(dsn: str, batch: float, load: float) -> Iterator[tuple[Listener, Recorder]]:
+    """A listener of its own on ``quiet``, with a recording sink, after an interval of quiet."""
     runtime = Runtime()
     runtime.set_target(dsn)
-    listener = Listener(runtime, batch_interval=INTERVAL)
+    listener = Listener(runtime, batch_interval=batch, load_interval=load)
     recorder = Recorder(listener.log)
     try:
         runtime.run(listener.listen(["quiet"]))
         listener.add_sink(recorder)
         # Adding the sink updated it, which started an interval: let it pass.
         wait_until(lambda: recorder.updates)
-        wait_quiet(recorder)
+        wait_quiet(recorder, load)
         yield listener, recorder
     finally:
         runtime.close()
+
+
+@pytest.fixture
+def slow(dsn: str) -> Iterator[tuple[Listener, Recorder]]:
+    with started(dsn, INTERVAL, INTERVAL) as started_listener:
+        yield started_listener
 
 
 def test_first_after_quiet_goes_at_once_and_the_rest_at_the_interval_end(
@@ -125,3 +133,25 @@ def test_reconnecting_is_shown_at_once_within_an_interval(
     pending = recorder.showing("pending")
     assert pending is not None and pending.at <= update.at
     wait_until(lambda: listener.state is ListenerState.LISTENING, timeout=10)
+
+
+def test_under_load_the_interval_stretches_and_light_load_shortens_it(dsn: str, sql: Any) -> None:
+    batch, load = 0.5, INTERVAL
+    with started(dsn, batch, load) as (_, recorder):
+        notify(dsn, "quiet", "a")
+        a = wait_until(lambda: recorder.showing("a"))
+        # Three notifications within one short interval: that is load.
+        sql("SELECT pg_notify('quiet', x) FROM unnest($1::text[]) x", ["b", "c", "d"])
+        bcd = wait_until(lambda: recorder.showing("d"))
+        assert bcd.payloads == ("b", "c", "d")
+        assert bcd.at - a.at >= batch - 0.01
+        notify(dsn, "quiet", "e")
+        e = wait_until(lambda: recorder.showing("e"), timeout=3 * load)
+        assert e.at - bcd.at >= load - 0.01
+        # One notification in that long interval: light load, short intervals again.
+        notify(dsn, "quiet", "f")
+        f = wait_until(lambda: recorder.showing("f"), timeout=3 * load)
+        notify(dsn, "quiet", "g")
+        g = wait_until(lambda: recorder.showing("g"), timeout=3 * load)
+        assert f.at - e.at < (batch + load) / 2
+        assert g.at - f.at < (batch + load) / 2
