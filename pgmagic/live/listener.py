@@ -11,7 +11,7 @@ kernel is idle and while a cell is busy.
 Updates are throttled on both edges: a notification that finds no update
 within the last interval is shown at once, those that follow it within the
 interval together at its end.  The interval is 8 ms, 25 ms while more than
-one notification per 8 ms comes: each widget update resends its rows, so a
+two notifications per 8 ms come: each widget update resends its rows, so a
 flood costs fewer, larger updates.  Rate refreshes (each second) and state
 changes are shown at once and start no interval.
 
@@ -141,8 +141,8 @@ class Listener:
         Least seconds between two updates of a view while notifications keep
         coming; the first after a quiet interval is shown at once.
     load_interval : float
-        The interval while more than one notification per ``batch_interval``
-        comes (at least ``batch_interval``).
+        The interval while more than two notifications per ``batch_interval``
+        come (at least ``batch_interval``).
     health_interval, health_timeout : float
         How often ``SELECT 1`` checks the connection, and how long it may take.
     keepalive : tuple of int
@@ -271,7 +271,8 @@ class Listener:
     def _flush(self) -> None:
         self._flush_handle = None
         now = self.runtime.loop.time()
-        loaded = self._arrived * self._batch_interval > now - self._last_flush
+        # Two, not one: a sender catching up after a stall is no flood.
+        loaded = self._arrived * self._batch_interval > 2 * (now - self._last_flush)
         self._interval = self._load_interval if loaded else self._batch_interval
         self._arrived = 0
         self._last_flush = now
