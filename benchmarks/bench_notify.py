@@ -12,10 +12,27 @@ millisecond on one machine).
 
 Loss is counted twice: notifications the kernel received (the panel state's
 ``count``) and distinct notifications that reached the panel in batches.  The
-widget shows only the newest 200 rows, so at high rates it skips rows by
-design; its latency is over the rows it did show.
+widget shows only the newest 200 rows of each update, so when more arrive
+between two updates it skips rows by design; its latency is over the rows it
+did show.
 
-    python benchmarks/bench_notify.py [--seconds 5] [--out benchmarks/results/notify.md]
+Where the panel's milliseconds go comes from the message header's ``date``,
+set when the kernel built the message: send → the listener's callback (kernel
+receipt), callback → message built (waiting for the batch, building it), built
+→ received here (iopub, ZMQ, decoding).  Client CPU is the kernel process's
+user + system time over each rate's run (sending and the 1 s after it), beside
+that run's wall time.
+
+Each round starts a fresh kernel per tree and runs every rate; the table gives
+the median over rounds of each percentile and of the CPU time, and the totals
+of sent and received notifications over all rounds.  ``--tree LABEL=PATH``
+(repeatable) puts PATH first on the kernel's ``PYTHONPATH`` (a copy of another
+revision's ``pgmagic`` package), so that revisions are compared side by side
+in one run, rounds interleaved; without it the kernel imports the pgmagic this
+process would.
+
+    python benchmarks/bench_notify.py [--seconds 5] [--rounds 3] [--tree LABEL=PATH ...]
+                                      [--out benchmarks/results/notify.md]
 
 At 10,000/s the sender puts 10 notifications in each statement (one statement
 per millisecond); below that, one per statement.
@@ -29,12 +46,14 @@ import json
 import os
 import platform
 import queue
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +122,9 @@ class Recorder:
 def run(client: Any, code: str, timeout: float = 60) -> dict[str, Any]:
     msg_id = client.execute(code)
     reply: dict[str, Any] = client.get_shell_msg(timeout=timeout)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    # A late kernel_info_reply from wait_for_ready may come first on a loaded machine.
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = client.get_shell_msg(timeout=timeout)
     assert reply["content"]["status"] == "ok", reply["content"]
     return reply
 
@@ -115,6 +136,13 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of stat(5); the split starts at field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     label: str
@@ -124,6 +152,13 @@ class Result:
     widget: list[float] = field(default_factory=list)
     panel: list[float] = field(default_factory=list)
     kernel: list[float] = field(default_factory=list)
+    # Per panel item: callback → message built, message built → received here.
+    in_kernel: list[float] = field(default_factory=list)
+    transit: list[float] = field(default_factory=list)
+    widget_messages: int = 0
+    panel_messages: int = 0
+    cpu: float = 0.0
+    wall: float = 0.0
     rss: float = 0.0
 
 
@@ -144,10 +179,13 @@ def analyse(
         if msg["msg_type"] != "comm_msg":
             continue
         comm_id, data = msg["content"]["comm_id"], msg["content"]["data"]
+        built = msg["header"]["date"].timestamp()
         if comm_id == ids["panel"] and data.get("type") == "batch":
+            result.panel_messages += 1
             counts.append(data["state"]["count"])
             items, seen, latencies = data["items"], seen_panel, result.panel
         elif comm_id == ids["widget"] and "items" in data.get("state", {}):
+            result.widget_messages += 1
             items, seen, latencies = data["state"]["items"], seen_widget, result.widget
         else:
             continue
@@ -161,6 +199,8 @@ def analyse(
             latencies.append(arrived - payload["t"])
             if seen is seen_panel:
                 result.kernel.append(item["time"] - payload["t"])
+                result.in_kernel.append(built - item["time"])
+                result.transit.append(arrived - built)
     result.in_panel = len(seen_panel)
     result.received = max(counts) - min(counts) + 1 if counts else 0
 
@@ -181,6 +221,7 @@ def measure(
     before = asyncio.run(send(dsn, tag + "-anchor", 1, 1))
     assert before == 1
     sleeper = client.execute(f"import time; time.sleep({seconds + 1.5})") if busy else None
+    cpu, wall = cpu_seconds(pid), time.perf_counter()
     sender = subprocess.run(
         [sys.executable, __file__, "--send", dsn, tag, str(rate), str(seconds)],
         capture_output=True,
@@ -189,57 +230,24 @@ def measure(
     )
     sent = int(sender.stdout)
     time.sleep(1.0)
+    cpu, wall = cpu_seconds(pid) - cpu, time.perf_counter() - wall
     if sleeper is not None:
         client.get_shell_msg(timeout=seconds + 30)
     label = f"{rate:,}/s" + (" (cell busy in time.sleep)" if busy else "")
-    result = Result(label, sent, rss=rss_mib(pid))
+    result = Result(label, sent, cpu=cpu, wall=wall, rss=rss_mib(pid))
     analyse(result, tag, recorder.take(), ids)
     # The anchor counted once in the kernel's running count.
     result.received -= 1
     return result
 
 
-def table(results: list[Result], seconds: float) -> str:
-    lines = [
-        f"# NOTIFY → feed latency ({seconds:g} s per rate; {platform.system().lower()}, "
-        f"{os.cpu_count()} cores)",
-        "",
-        "Latency: sender's clock before the NOTIFY statement → comm message received from the "
-        "kernel's iopub (an upper bound on it leaving the kernel). Kernel receipt: send → "
-        "the listener's callback in the kernel.",
-        "",
-        "| rate | sent | received by kernel | in panel batches | widget p50 / p99 (rows) "
-        "| panel p50 / p99 | kernel receipt p50 / p99 | kernel RSS |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-
-    def ms(values: list[float], p: float) -> str:
-        return f"{percentile(values, p) * 1000:.1f}"
-
-    for r in results:
-        lines.append(
-            f"| {r.label} | {r.sent:,} | {r.received:,} | {r.in_panel:,} "
-            f"| {ms(r.widget, 50)} / {ms(r.widget, 99)} ms ({len(r.widget):,}) "
-            f"| {ms(r.panel, 50)} / {ms(r.panel, 99)} ms "
-            f"| {ms(r.kernel, 50)} / {ms(r.kernel, 99)} ms | {r.rss:.0f} MiB |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--out", default=str(Path(__file__).parent / "results" / "notify.md"), help="table file"
-    )
-    args = parser.parse_args()
-
-    os.environ.setdefault("PGMAGIC_DATA_DIR", tempfile.mkdtemp(prefix="pgmagic-bench-"))
-    from pgmagic.runtime import embedded
-
-    dsn = os.environ.get("PGMAGIC_DSN") or embedded.start().dsn
+def one_round(dsn: str, pythonpath: str | None, seconds: float) -> list[Result]:
+    """Start a kernel (with ``pythonpath`` first on its path), run every rate, stop it."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel()
+    manager.start_kernel(env=env)
     client = manager.client()
     client.start_channels()
     client.wait_for_ready(timeout=60)
@@ -262,13 +270,96 @@ def main() -> None:
             ),
         }
         pid = manager.provisioner.pid  # type: ignore[union-attr]
-        results = [measure(client, recorder, ids, dsn, pid, rate, args.seconds) for rate in RATES]
-        results.append(measure(client, recorder, ids, dsn, pid, 1_000, args.seconds, busy=True))
+        results = [measure(client, recorder, ids, dsn, pid, rate, seconds) for rate in RATES]
+        results.append(measure(client, recorder, ids, dsn, pid, 1_000, seconds, busy=True))
     finally:
         recorder.close()
         client.stop_channels()
         manager.shutdown_kernel(now=False)
-    report = table(results, args.seconds)
+    return results
+
+
+def table(rounds: dict[str, list[list[Result]]], seconds: float, command: str) -> str:
+    n = len(next(iter(rounds.values())))
+    lines = [
+        f"# NOTIFY → feed latency ({seconds:g} s per rate, {n} rounds; "
+        f"{platform.system().lower()}, {os.cpu_count()} cores)",
+        "",
+        f"    {command}",
+        "",
+        "Latency: sender's clock before the NOTIFY statement → comm message received from the "
+        "kernel's iopub (an upper bound on it leaving the kernel); medians over rounds of "
+        "each round's percentile. Panel p50 split: send → the listener's callback (kernel "
+        "receipt) + callback → message built in the kernel + built → received here (iopub). "
+        "Messages: comm messages per second of sending, widget / panel. Kernel CPU: the "
+        "kernel process's user + system seconds over the run, beside the run's wall time "
+        "(median over rounds). Sent / received / in panel: totals over all rounds.",
+        "",
+        "| tree | rate | sent | received by kernel | in panel batches "
+        "| widget p50 / p99 (rows) | panel p50 / p99 | panel p50 split | kernel receipt p99 "
+        "| messages/s | kernel CPU / wall | kernel RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ms(values: list[float], p: float) -> float:
+        return percentile(values, p) * 1000
+
+    def med(results: list[Result], f: Callable[[Result], float]) -> float:
+        return statistics.median(f(r) for r in results)
+
+    for label, per_round in rounds.items():
+        for row in zip(*per_round, strict=True):
+            rs = list(row)
+            widget_rows = sum(len(r.widget) for r in rs)
+            lines.append(
+                f"| {label} | {rs[0].label} | {sum(r.sent for r in rs):,} "
+                f"| {sum(r.received for r in rs):,} | {sum(r.in_panel for r in rs):,} "
+                f"| {med(rs, lambda r: ms(r.widget, 50)):.1f} / "
+                f"{med(rs, lambda r: ms(r.widget, 99)):.1f} ms ({widget_rows:,}) "
+                f"| {med(rs, lambda r: ms(r.panel, 50)):.1f} / "
+                f"{med(rs, lambda r: ms(r.panel, 99)):.1f} ms "
+                f"| {med(rs, lambda r: ms(r.kernel, 50)):.1f} + "
+                f"{med(rs, lambda r: ms(r.in_kernel, 50)):.1f} + "
+                f"{med(rs, lambda r: ms(r.transit, 50)):.1f} ms "
+                f"| {med(rs, lambda r: ms(r.kernel, 99)):.1f} ms "
+                f"| {med(rs, lambda r: r.widget_messages / seconds):.0f} / "
+                f"{med(rs, lambda r: r.panel_messages / seconds):.0f} "
+                f"| {med(rs, lambda r: r.cpu):.2f} / {med(rs, lambda r: r.wall):.1f} s "
+                f"| {med(rs, lambda r: r.rss):.0f} MiB |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="put PATH first on the kernel's PYTHONPATH; repeat to compare trees",
+    )
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "notify.md"), help="table file"
+    )
+    args = parser.parse_args()
+    trees: dict[str, str | None] = {"this tree": None}
+    if args.tree:
+        trees = dict(tree.split("=", 1) for tree in args.tree)
+
+    os.environ.setdefault("PGMAGIC_DATA_DIR", tempfile.mkdtemp(prefix="pgmagic-bench-"))
+    from pgmagic.runtime import embedded
+
+    dsn = os.environ.get("PGMAGIC_DSN") or embedded.start().dsn
+    rounds: dict[str, list[list[Result]]] = {label: [] for label in trees}
+    for n in range(args.rounds):
+        for label, path in trees.items():
+            print(f"round {n + 1}/{args.rounds}: {label}", flush=True)
+            rounds[label].append(one_round(dsn, path, args.seconds))
+    command = "python benchmarks/bench_notify.py " + " ".join(sys.argv[1:])
+    report = table(rounds, args.seconds, command.strip())
     print(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Views of the listener: the feed widget in a cell, and the JupyterLab panel's comm.
 
 Both are :class:`~pgmagic.live.listener.Sink` objects: the listener calls their
-``update`` from the runtime's loop thread at most every 50 ms, and each pulls
-what is new from the notification log.  Frontend messages (Clear, Pause,
+``update`` from the runtime's loop thread (at once after a quiet batch
+interval, at most once per interval under load), and each pulls what is new
+from the notification log.  Frontend messages (Clear, Pause,
 ``hello``, ``export``, ``complete``) arrive on the kernel's main thread or on a
 subshell's, so every trait write and every comm send takes the view's lock.
 

@@ -8,12 +8,15 @@ handled last.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
+from pgmagic.live.listener import BATCH_INTERVAL
 from tests.kernels import Kernel, Recorder, comm_msg
 
 
@@ -166,6 +169,81 @@ def test_widget_clear_and_pause(kernel: tuple[Recorder, str], widget: str, sql: 
     assert [i["payload"] for i in widget_items(resumed["content"]["data"]) or []] == [
         "while paused"
     ]
+
+
+def payloads(items: list[dict[str, Any]]) -> list[str]:
+    return [i["payload"] for i in items]
+
+
+def send_paced(dsn: str, channel: str, count: int, rate: float) -> None:
+    """NOTIFY ``count`` times at ``rate`` per second, one statement each."""
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            start = time.perf_counter()
+            for n in range(count):
+                delay = start + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await conn.execute("SELECT pg_notify($1, $2)", channel, f"flood {n}")
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def test_a_flood_is_batched_in_order_and_nothing_is_lost(
+    kernel: tuple[Recorder, str], widget: str, dsn: str
+) -> None:
+    recorder, panel = kernel
+    count = 2_000
+    mark = recorder.mark()
+    send_paced(dsn, "busy", count, 1_000.0)
+    last = f"flood {count - 1}"
+
+    def flood(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        return [i for i in items or [] if i.get("payload", "").startswith("flood ")]
+
+    def panel_items(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] | None = data["items"] if data["type"] == "batch" else None
+        return items
+
+    recorder.wait_for(mark, comm_msg(panel, lambda d: last in payloads(flood(panel_items(d)))))
+    recorder.wait_for(mark, comm_msg(widget, lambda d: last in payloads(flood(widget_items(d)))))
+
+    def sent_on(comm_id: str) -> list[tuple[float, dict[str, Any]]]:
+        """When the kernel built each message on a comm, and its data."""
+        return [
+            (m["header"]["date"].timestamp(), m["content"]["data"])
+            for _, m in recorder.since(mark)
+            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id
+        ]
+
+    panel_batches = [
+        (built, flood(panel_items(d))) for built, d in sent_on(panel) if flood(panel_items(d))
+    ]
+    # The panel gets every notification, once, in order, seq only growing.
+    rows = [i for _, items in panel_batches for i in items]
+    assert payloads(rows) == [f"flood {n}" for n in range(count)]
+    seqs = [i["seq"] for i in rows]
+    assert seqs == sorted(set(seqs))
+
+    widget_updates = [
+        (built, flood(widget_items(d))) for built, d in sent_on(widget) if flood(widget_items(d))
+    ]
+    # The widget shows its newest rows: in order, ending with the last one.
+    shown = {i["seq"]: i["payload"] for _, items in widget_updates for i in items}
+    assert list(shown.values())[-1] == last
+    assert sorted(shown) == list(shown)
+
+    for updates in (panel_batches, widget_updates):
+        # Coalesced: at most one update per batch interval while the flood
+        # lasts, plus the once-a-second rate refresh, instead of one per
+        # notification.
+        span = updates[-1][0] - updates[0][0]
+        assert len(updates) <= span * (1 / BATCH_INTERVAL + 1) + 2, (len(updates), span)
+        assert len(updates) < count / 4
 
 
 def test_refresh_updates_the_output_in_place(kernel: tuple[Recorder, str], sql: Any) -> None:

@@ -45,7 +45,7 @@ CELLS = [
     "deadline = time.monotonic() + 30\n"
     f"while len(pgmagic.notification_log()) < {len(PAYLOADS)} and time.monotonic() < deadline:\n"
     "    time.sleep(0.05)\n"
-    "time.sleep(0.3)  # the feed takes what the log holds within 40 ms",
+    "time.sleep(0.3)  # the feed takes what the log holds within a batch interval",
     "print('after')",
 ]
 
