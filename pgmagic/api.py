@@ -29,10 +29,11 @@ from pgmagic.bulk import load as loading
 from pgmagic.bulk.export import ExportResult
 from pgmagic.bulk.load import LoadResult
 from pgmagic.bulk.stream import Stream
-from pgmagic.errors import DATABASE_ERRORS, blame, render
+from pgmagic.errors import DATABASE_ERRORS, OptionError, blame, render
+from pgmagic.results import arrow
 from pgmagic.results import explain as explaining
 from pgmagic.results import history as _history
-from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
+from pgmagic.results.cell import FrameKind, Mode, bind_cell, bind_one, value_of
 from pgmagic.results.plan import Plan
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.history import Recording
@@ -67,12 +68,14 @@ async def _run_all(
     session: bool,
     recording: Recording,
     numeric_as_float: bool | None = None,
+    frame: FrameKind = FrameKind.PANDAS,
 ) -> list[StatementResult]:
     # An init hook may install codecs that change how types decode; the COPY
     # path decodes by itself, so it only runs when no hook could disagree.
     fetch = Fetch(
         timeout=runtime.settings.command_timeout,
         frame=numeric_as_float is not None and runtime.settings.init is None,
+        arrow=frame is not FrameKind.PANDAS,
         numeric_as_float=bool(numeric_as_float),
         cached=session,
         recording=recording,
@@ -112,6 +115,7 @@ async def _results(
     params: Mapping[str, Any],
     session: bool,
     numeric_as_float: bool | None = None,
+    frame: FrameKind = FrameKind.PANDAS,
 ) -> StatementResult | None:
     runtime = _runtime()
     statements = bind_cell(sql, params, args, from_keywords=True)
@@ -119,15 +123,32 @@ async def _results(
         return None
     recording = runtime.history.recording()
     results = await _bridge(
-        runtime, _run_all(runtime, statements, session, recording, numeric_as_float), sql
+        runtime, _run_all(runtime, statements, session, recording, numeric_as_float, frame), sql
     )
     return next((r for r in reversed(results) if r.returns_rows), results[-1])
 
 
+def _frame_kind(frame: str) -> FrameKind:
+    """``frame=`` checked before any I/O; polars must be installed to ask for it."""
+    try:
+        kind = FrameKind(frame)
+    except ValueError:
+        kinds = ", ".join(repr(k.value) for k in FrameKind)
+        raise OptionError(f"frame must be one of {kinds}, got {frame!r}") from None
+    if kind is FrameKind.POLARS:
+        arrow.require_polars()
+    return kind
+
+
 async def fetch(
-    sql: str, *args: Any, session: bool = False, numeric_as_float: bool = False, **params: Any
-) -> pd.DataFrame | None:
-    """Run SQL and give the last query's rows as a DataFrame.
+    sql: str,
+    *args: Any,
+    session: bool = False,
+    numeric_as_float: bool = False,
+    frame: str = "pandas",
+    **params: Any,
+) -> Any:
+    """Run SQL and give the last query's rows as a DataFrame (or an Arrow table, a polars frame).
 
     Parameters
     ----------
@@ -140,21 +161,26 @@ async def fetch(
         Run on the ``%%pg`` session instead of a pool connection.
     numeric_as_float : bool
         Give ``numeric`` columns as ``float64``.
+    frame : {"pandas", "arrow", "polars"}
+        What the rows become: a pandas DataFrame, a ``pyarrow.Table`` or a
+        ``polars.DataFrame`` (polars must be installed:
+        ``pip install 'pgmagic[polars]'``).
     **params
         Values for ``$name``.
 
     Returns
     -------
-    pandas.DataFrame or None
+    pandas.DataFrame, pyarrow.Table, polars.DataFrame or None
         None when no statement returns rows.
 
     Examples
     --------
     >>> df = await pgmagic.fetch("SELECT * FROM users WHERE score > $s", s=5)  # doctest: +SKIP
+    >>> table = await pgmagic.fetch("SELECT * FROM users", frame="arrow")  # doctest: +SKIP
     """
-    result = await _results(sql, args, params, session, numeric_as_float)
-    frame: pd.DataFrame | None = value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float)
-    return frame
+    kind = _frame_kind(frame)
+    result = await _results(sql, args, params, session, numeric_as_float, kind)
+    return value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float, frame=kind)
 
 
 async def fetchrow(sql: str, *args: Any, session: bool = False, **params: Any) -> Any:
@@ -292,6 +318,7 @@ def stream(
     *args: Any,
     chunksize: int = 50_000,
     numeric_as_float: bool = False,
+    frame: str = "pandas",
     **params: Any,
 ) -> Stream:
     """Iterate over a query's result in DataFrames of ``chunksize`` rows.
@@ -309,6 +336,8 @@ def stream(
         Rows per DataFrame.
     numeric_as_float : bool
         Give ``numeric`` columns as ``float64``.
+    frame : {"pandas", "arrow", "polars"}
+        What each chunk is (every chunk with the first chunk's types).
     **params
         Values for ``$name``.
 
@@ -322,8 +351,11 @@ def stream(
     >>> async for df in pgmagic.stream("SELECT * FROM events", chunksize=100_000):  # doctest: +SKIP
     ...     total += len(df)
     """
+    kind = _frame_kind(frame)
     bound = bind_one(sql, params, args, from_keywords=True)
-    return Stream(_runtime(), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
+    return Stream(
+        _runtime(), bound, chunksize=chunksize, numeric_as_float=numeric_as_float, frame=kind
+    )
 
 
 async def to_file(

@@ -61,6 +61,7 @@ __all__ = [
     "copy_batches",
     "copy_table",
     "records_to_table",
+    "require_polars",
     "to_polars",
 ]
 
@@ -418,6 +419,7 @@ def records_to_table(
     *,
     numeric_as_float: bool = False,
     zone: str = "UTC",
+    schema: pa.Schema | None = None,
 ) -> pa.Table:
     """Rows that came as asyncpg Records as a ``pyarrow.Table`` of :func:`copy_table`'s types.
 
@@ -437,6 +439,9 @@ def records_to_table(
         Give ``numeric`` as float64.
     zone : str, default "UTC"
         The zone timestamptz columns are annotated with.
+    schema : pyarrow.Schema, optional
+        The types of an earlier chunk of the same result, kept (a numeric
+        column's scale, an array column's dimensions).
 
     Returns
     -------
@@ -446,7 +451,7 @@ def records_to_table(
     ------
     ColumnTypeError
         A column's values do not fit one Arrow type (arrays of different
-        dimensions, a numeric of more than 76 digits).
+        dimensions, a numeric of more than 76 digits) or ``schema``'s.
 
     Examples
     --------
@@ -458,23 +463,33 @@ def records_to_table(
         values = [r[i] for r in records]
         oid, depth = column.oid, 0
         element = element_oid(oid)
+        known = None if schema is None else schema.field(i).type
         if element is not None:
-            oid, depth = element, _depth(values)
+            oid, depth = element, _depth(values) if known is None else _list_depth(known)
         try:
             prepared = _values(oid, values, depth)
-            wanted = _record_type(oid, numeric_as_float, zone)
             if oid == oids.NUMERIC and numeric_as_float:
                 prepared = _values_as_float(prepared, depth)
-            elif wanted is None:
-                wanted = _decimals(prepared, depth)
-            for _ in range(depth):
-                wanted = pa.list_(wanted)
+            wanted = known
+            if wanted is None:
+                wanted = _record_type(oid, numeric_as_float, zone) or _decimals(prepared, depth)
+                for _ in range(depth):
+                    wanted = pa.list_(wanted)
             arrays.append(pa.array(prepared, type=wanted))
         except (ValueError, TypeError, OverflowError) as error:
             raise ColumnTypeError(
                 column.name, f"its values do not fit one Arrow type ({error})"
             ) from None
+    if schema is not None:
+        return pa.Table.from_arrays(arrays, schema=schema)
     return pa.Table.from_arrays(arrays, names=[c.name for c in columns])
+
+
+def _list_depth(kind: Any) -> int:
+    depth = 0
+    while pa.types.is_list(kind):
+        kind, depth = kind.value_type, depth + 1
+    return depth
 
 
 def _values_as_float(values: list[Any], depth: int) -> list[Any]:
@@ -483,8 +498,34 @@ def _values_as_float(values: list[Any], depth: int) -> list[Any]:
     return [None if v is None else _values_as_float(v, depth - 1) for v in values]
 
 
+def require_polars() -> Any:
+    """The polars module, an optional dependency.
+
+    Returns
+    -------
+    module
+
+    Raises
+    ------
+    OptionError
+        polars is not installed: one line saying how to install it.
+    """
+    try:
+        import polars
+    except ImportError:
+        raise OptionError(
+            "polars is not installed: pip install 'pgmagic[polars]' (or use --arrow or --pandas)"
+        ) from None
+    return polars
+
+
 def to_polars(table: pa.Table) -> Any:
     """A ``pyarrow.Table`` as a ``polars.DataFrame``, sharing its buffers where polars can.
+
+    polars has no type for two of the table's: a numeric wider than 38
+    digits (decimal256) becomes its exact text (String), and timestamptz in
+    a zone without a name (a fixed offset such as ``+05:30``) is given in
+    UTC, the same instants.  uuid becomes Binary (the 16 bytes).
 
     Parameters
     ----------
@@ -497,20 +538,36 @@ def to_polars(table: pa.Table) -> Any:
     Raises
     ------
     OptionError
-        polars is not installed (one line saying how to install it), or the
-        table has repeated column names, which polars refuses.
+        polars is not installed, or the table has repeated column names,
+        which polars refuses.
+
+    Examples
+    --------
+    >>> to_polars(records_to_table([Column("n", 23)], [(1,)])).dtypes  # doctest: +SKIP
+    [Int32]
     """
-    try:
-        import polars
-    except ImportError:
-        raise OptionError(
-            "polars is not installed: pip install 'pgmagic[polars]' (or use --arrow / --pandas)"
-        ) from None
+    polars = require_polars()
     names = table.column_names
     if len(set(names)) < len(names):
         repeated = next(n for n in names if names.count(n) > 1)
         raise OptionError(f"polars needs distinct column names; rename {repeated!r} with AS")
+    for i, field in enumerate(table.schema):
+        wanted = _polars_type(field.type)
+        if wanted is not None:
+            table = table.set_column(i, field.name, table.column(i).cast(wanted))
     return polars.from_arrow(table, rechunk=False)
+
+
+def _polars_type(kind: Any) -> Any:
+    """The type a column is cast to before polars takes it; None to keep it."""
+    if pa.types.is_list(kind):
+        inner = _polars_type(kind.value_type)
+        return None if inner is None else pa.list_(inner)
+    if pa.types.is_decimal256(kind):
+        return pa.string()
+    if pa.types.is_timestamp(kind) and kind.tz is not None and kind.tz.startswith(("+", "-")):
+        return pa.timestamp("us", tz="UTC")
+    return None
 
 
 _ARROW_TYPES: Final[dict[int, Any]] = {

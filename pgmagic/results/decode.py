@@ -459,6 +459,7 @@ async def supports(
     conn: asyncpg.Connection,
     columns: Sequence[asyncpg.types.Attribute],
     numeric_as_float: bool = False,
+    export: bool = False,
 ) -> bool:
     """Whether :func:`copy_frame` can decode every column (nothing is sent for built-ins).
 
@@ -467,13 +468,15 @@ async def supports(
     conn : asyncpg.Connection
     columns : sequence of asyncpg.types.Attribute
     numeric_as_float : bool
+    export : bool
+        For Arrow (:func:`pgmagic.results.arrow.copy_table`) rather than pandas.
 
     Returns
     -------
     bool
     """
     try:
-        await plan_columns(conn, columns, numeric_as_float)
+        await plan_columns(conn, columns, numeric_as_float, export)
     except UnsupportedColumnError:
         return False
     return True
