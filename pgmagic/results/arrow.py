@@ -383,15 +383,16 @@ def _scalar(oid: int, value: Any) -> Any:
         # NaN and infinities have no decimal form: null, as on the COPY path.
         return value if not isinstance(value, Decimal) or value.is_finite() else None
     if oid in (oids.JSON, oids.JSONB):
-        # The session decodes JSON; its text again (equal as JSON, not byte for byte).
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        # Sessions decode JSON (runtime.connect); its text again, equal as JSON
+        # (ASCII, so that a lone surrogate the server allows stays valid UTF-8).
+        return json.dumps(value)
     if oid == oids.UUID:
         return value.bytes
     if oid == oids.CHAR and isinstance(value, bytes):
         return value.decode()
     if oid == oids.TIMETZ:
         return value.isoformat()
-    if oid in _RECORD_TYPES:
+    if oid in _RECORD_TYPES or oid == oids.TIMESTAMPTZ:
         return value
     return value if isinstance(value, str) else as_text(value)
 
@@ -427,8 +428,8 @@ def records_to_table(
     utility statements) and types the parser does not read.  Values are
     those of the COPY path, with three differences the Records impose: JSON
     is the text of the value asyncpg decoded (equal as JSON, not byte for
-    byte, and a JSON ``null`` is NULL), arrays of a type the parser does
-    not read are text, and types outside the table are their text as psql
+    byte, a JSON ``null`` is NULL, and json[] has one dimension), arrays of
+    a type the parser does not read are text, and types outside the table are their text as psql
     prints it.
 
     Parameters
@@ -436,7 +437,8 @@ def records_to_table(
     columns : sequence of Column
     records : sequence of rows
     numeric_as_float : bool, default False
-        Give ``numeric`` as float64.
+        Give ``numeric`` as float64 (numeric arrays stay decimal, as on the
+        COPY path).
     zone : str, default "UTC"
         The zone timestamptz columns are annotated with.
     schema : pyarrow.Schema, optional
@@ -466,16 +468,21 @@ def records_to_table(
         known = None if schema is None else schema.field(i).type
         if element is not None:
             oid, depth = element, _depth(values) if known is None else _list_depth(known)
+            if oid in (oids.JSON, oids.JSONB):
+                # A decoded JSON array cannot be told from a dimension: one is assumed.
+                depth = 1
         try:
             prepared = _values(oid, values, depth)
-            if oid == oids.NUMERIC and numeric_as_float:
-                prepared = _values_as_float(prepared, depth)
+            # as on the COPY path, numeric arrays stay decimal
+            as_float = numeric_as_float and depth == 0
+            if oid == oids.NUMERIC and as_float:
+                prepared = [None if v is None else float(v) for v in prepared]
             wanted = known
             if wanted is None:
-                wanted = _record_type(oid, numeric_as_float, zone) or _decimals(prepared, depth)
+                wanted = _record_type(oid, as_float, zone) or _decimals(prepared, depth)
                 for _ in range(depth):
                     wanted = pa.list_(wanted)
-            arrays.append(pa.array(prepared, type=wanted))
+            arrays.append(_array(prepared, wanted))
         except (ValueError, TypeError, OverflowError) as error:
             raise ColumnTypeError(
                 column.name, f"its values do not fit one Arrow type ({error})"
@@ -485,17 +492,25 @@ def records_to_table(
     return pa.Table.from_arrays(arrays, names=[c.name for c in columns])
 
 
+def _array(values: list[Any], wanted: Any) -> Any:
+    """``pa.array``, which cannot build extension types (uuid) from Python values: their storage."""
+    storage = _storage(wanted)
+    if storage == wanted:
+        return pa.array(values, type=wanted)
+    return pa.array(values, type=storage).cast(wanted)
+
+
+def _storage(kind: Any) -> Any:
+    if pa.types.is_list(kind):
+        return pa.list_(_storage(kind.value_type))
+    return kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+
+
 def _list_depth(kind: Any) -> int:
     depth = 0
     while pa.types.is_list(kind):
         kind, depth = kind.value_type, depth + 1
     return depth
-
-
-def _values_as_float(values: list[Any], depth: int) -> list[Any]:
-    if depth == 0:
-        return [None if v is None else float(v) for v in values]
-    return [None if v is None else _values_as_float(v, depth - 1) for v in values]
 
 
 def require_polars() -> Any:
