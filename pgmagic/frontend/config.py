@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 from IPython.core.magic import Magics
+from traitlets import Any as AnyTrait
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets import Callable as CallableTrait
 
@@ -52,7 +53,9 @@ class Configuration(Magics):
         allow_none=True,
         help="Rows shown in a result's table (None: all; the DataFrame holds all).",
     ).tag(config=True)
-    frame = Unicode(
+    # Any value reaches the check below, which refuses it in one line and
+    # forgets it (a type check of the trait's own would keep it in the config).
+    frame = AnyTrait(
         "pandas",
         help="What a query's rows become: 'pandas' (a DataFrame), 'arrow' (a pyarrow.Table) "
         "or 'polars' (a polars.DataFrame; pip install 'pgmagic[polars]'); "
