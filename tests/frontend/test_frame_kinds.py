@@ -223,3 +223,11 @@ def test_streamed_chunks_of_one_schema(ip: Any, kind: str) -> None:
     assert all(t.schema.types[1] == pa.decimal128(38, 3) for t in tables)
     values = [v for t in tables for v in t.column("n").to_pylist()]
     assert values == [Decimal(g) / 4 for g in range(1, 6)]
+
+
+def test_a_cell_with_psql_commands(ip: Any, capsys: Any) -> None:
+    capsys.readouterr()
+    value = run(ip, "%%pg --arrow\nSELECT 1 AS a;\n\\dn public\nSELECT 2 AS b")
+    assert isinstance(value, pa.Table) and value.to_pylist() == [{"b": 2}]
+    shown = capsys.readouterr().out
+    assert " a\n---\n 1\n1 row × 1 column" in shown and "public" in shown
