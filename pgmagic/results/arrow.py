@@ -369,9 +369,9 @@ def _record_type(oid: int, numeric_as_float: bool, zone: str) -> Any:
 def _depth(values: Sequence[Any]) -> int:
     """Dimensions of the arrays in a column of Records (1 when all are NULL or empty)."""
     for value in values:
-        if isinstance(value, list) and value:
-            inner = _depth(value)
-            return 1 + (inner if any(isinstance(v, list) for v in value) else 0)
+        inner = [v for v in value if isinstance(v, list)] if isinstance(value, list) else []
+        if inner:
+            return 1 + _depth(inner)
     return 1
 
 
