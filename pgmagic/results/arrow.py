@@ -369,9 +369,10 @@ def _record_type(oid: int, numeric_as_float: bool, zone: str) -> Any:
 def _depth(values: Sequence[Any]) -> int:
     """Dimensions of the arrays in a column of Records (1 when all are NULL or empty)."""
     for value in values:
-        inner = [v for v in value if isinstance(v, list)] if isinstance(value, list) else []
-        if inner:
-            return 1 + _depth(inner)
+        if isinstance(value, list) and value:
+            # The first non-empty array decides, as its first value does for the COPY parser.
+            inner = [v for v in value if isinstance(v, list)]
+            return 1 + (_depth(inner) if inner else 0)
     return 1
 
 
@@ -400,6 +401,8 @@ def _scalar(oid: int, value: Any) -> Any:
 def _values(oid: int, values: Sequence[Any], depth: int) -> list[Any]:
     if depth == 0:
         return [_scalar(oid, v) for v in values]
+    if any(v is not None and not isinstance(v, list) for v in values):
+        raise TypeError("arrays of different dimensions in one column")
     return [None if v is None else _values(oid, v, depth - 1) for v in values]
 
 

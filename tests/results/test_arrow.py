@@ -180,6 +180,18 @@ def test_types_outside_the_parser_are_text_as_psql_prints_them() -> None:
     assert table.to_pylist() == [{"ip": "10.0.0.1", "r": None}]
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [(["a", "b"],), ([["c", "d"]],)],  # 1-D, then 2-D
+        [([["c", "d"]],), (["abc"],)],  # 2-D, then 1-D: never read as letters
+    ],
+)
+def test_arrays_of_different_dimensions_are_refused(rows: list[Any]) -> None:
+    with pytest.raises(ColumnTypeError, match="column 'a'"):
+        arrow.records_to_table([Column("a", 1009, "_text")], rows)
+
+
 def test_a_later_chunk_keeps_the_first_chunks_types() -> None:
     import decimal
 
