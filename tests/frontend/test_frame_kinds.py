@@ -231,3 +231,15 @@ def test_a_cell_with_psql_commands(ip: Any, capsys: Any) -> None:
     assert isinstance(value, pa.Table) and value.to_pylist() == [{"b": 2}]
     shown = capsys.readouterr().out
     assert " a\n---\n 1\n1 row × 1 column" in shown and "public" in shown
+
+
+def test_numeric_as_float_and_max_rows_apply(ip: Any) -> None:
+    run(ip, "%config PgMagics.numeric_as_float = True")
+    table = run(ip, "%pg --arrow SELECT 1.5::numeric AS n, ARRAY[2.5]::numeric[] AS a")
+    # as on the Parquet export: numeric columns become double, numeric arrays stay decimal
+    assert table.schema.types == [pa.float64(), pa.list_(pa.decimal128(38, 1))]
+    run(ip, "%config PgMagics.max_rows = 10")  # rows then come through a cursor, as Records
+    table = run(ip, "%pg --arrow SELECT g AS i, g * 0.5 AS n FROM generate_series(1, 10) g")
+    assert table.schema.types == [pa.int32(), pa.float64()] and table.num_rows == 10
+    error, _ = fails(ip, "%pg --polars SELECT g FROM generate_series(1, 11) g")
+    assert "more than 10 rows" in str(error)
