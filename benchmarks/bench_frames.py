@@ -1,4 +1,4 @@
-"""PostgreSQL to pandas: pgmagic's paths against the usual peers, in one run.
+"""PostgreSQL to pandas, Arrow and polars: pgmagic's paths against the usual peers, in one run.
 
 Usage::
 
@@ -72,10 +72,15 @@ PEERS: dict[str, str] = {
     "is infinitely fast",
     "pgmagic magic": "%pg -q SELECT ... (HOOK: the lead's %%pg)",
     "pgmagic API": "await pgmagic.fetch(..., session=True) (HOOK)",
+    "pgmagic --arrow": "%pg -q --arrow SELECT ...: a pyarrow.Table",
+    "pgmagic --polars": "%pg -q --polars SELECT ...: a polars.DataFrame",
     "pgmagic record path": "asyncpg fetch + pgmagic.frames.records_to_frame",
     "asyncpg + from_records": "asyncpg fetch + DataFrame.from_records",
     "ADBC": "adbc_driver_postgresql cursor.fetch_df()",
     "ConnectorX": "connectorx.read_sql(return_type='pandas'), connects per call",
+    "ADBC to polars": "adbc_driver_postgresql cursor.fetch_arrow_table(), polars.from_arrow",
+    "ConnectorX to arrow": "connectorx.read_sql(return_type='arrow'), connects per call",
+    "ConnectorX to polars": "connectorx.read_sql(return_type='polars'), connects per call",
     "read_sql psycopg2": "pandas.read_sql via SQLAlchemy + psycopg2",
     "read_sql psycopg3": "pandas.read_sql via SQLAlchemy + psycopg 3",
     "JupySQL": "%sql with SqlMagic.autopandas = True",
@@ -242,16 +247,33 @@ async def peer_adbc(dsn: str) -> Runner:
     return run
 
 
-async def peer_connectorx(dsn: str) -> Runner:
-    import connectorx as cx
+async def peer_adbc_polars(dsn: str) -> Runner:
+    import adbc_driver_postgresql.dbapi as adbc
+    import polars
 
-    # connectorx wants a host even when ?host= names a socket folder
-    uri = dsn.replace("@/", "@localhost/", 1)
+    conn = adbc.connect(dsn)
 
     async def run(sql: str) -> Any:
-        return cx.read_sql(uri, sql, return_type="pandas")
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return polars.from_arrow(cur.fetch_arrow_table())
 
     return run
+
+
+def _connectorx(return_type: str) -> Callable[[str], Awaitable[Runner]]:
+    async def factory(dsn: str) -> Runner:
+        import connectorx as cx
+
+        # connectorx wants a host even when ?host= names a socket folder
+        uri = dsn.replace("@/", "@localhost/", 1)
+
+        async def run(sql: str) -> Any:
+            return cx.read_sql(uri, sql, return_type=return_type)
+
+        return run
+
+    return factory
 
 
 def _sqlalchemy_url(dsn: str, driver: str) -> str:
@@ -312,6 +334,16 @@ async def peer_pgmagic_magic(dsn: str) -> Runner:
     return run
 
 
+def _pgmagic_frame(kind: str) -> Callable[[str], Awaitable[Runner]]:
+    """``%pg -q --arrow`` / ``--polars``, as :func:`peer_pgmagic_magic` runs ``%pg -q``."""
+
+    async def factory(dsn: str) -> Runner:
+        run = await peer_pgmagic_magic(dsn)
+        return lambda sql: run(f"--{kind} {sql}")
+
+    return factory
+
+
 # HOOK(lead): `await pgmagic.fetch(...)`. The API bridges to pgmagic's own
 # background loop, so it is awaited from this worker's loop like a notebook
 # cell awaits it.
@@ -335,10 +367,15 @@ FACTORIES: dict[str, Callable[[str], Awaitable[Runner]]] = {
     "COPY path, decode only (no DB)": peer_decode_only,
     "pgmagic magic": peer_pgmagic_magic,
     "pgmagic API": peer_pgmagic_api,
+    "pgmagic --arrow": _pgmagic_frame("arrow"),
+    "pgmagic --polars": _pgmagic_frame("polars"),
     "pgmagic record path": peer_record_path,
     "asyncpg + from_records": peer_asyncpg_from_records,
     "ADBC": peer_adbc,
-    "ConnectorX": peer_connectorx,
+    "ConnectorX": _connectorx("pandas"),
+    "ADBC to polars": peer_adbc_polars,
+    "ConnectorX to arrow": _connectorx("arrow"),
+    "ConnectorX to polars": _connectorx("polars"),
     "read_sql psycopg2": peer_read_sql_psycopg2,
     "read_sql psycopg3": peer_read_sql_psycopg3,
     "JupySQL": peer_jupysql,
@@ -364,8 +401,12 @@ def _reset_peak() -> bool:
     return True
 
 
-def _dtypes(frame: Any) -> list[str]:
-    return [str(t) for t in frame.dtypes]
+def _dtypes(frame: Any) -> list[str] | None:
+    """pandas dtypes; None for an Arrow table or polars frame (not pandas' table to compare)."""
+    dtypes = getattr(frame, "dtypes", None)
+    if dtypes is None or not hasattr(frame, "iloc"):
+        return None
+    return [str(t) for t in dtypes]
 
 
 def worker(peer: str, dsn: str) -> None:
@@ -593,7 +634,7 @@ def main() -> None:
         workers = {p: Worker(p, dsn) for p in chosen}
         times: dict[tuple[str, str], list[float]] = {}
         cpus: dict[tuple[str, str], list[float]] = {}
-        dtypes: dict[tuple[str, str], list[str]] = {}
+        dtypes: dict[tuple[str, str], list[str] | None] = {}
         for round_no in range(-args.warmup, args.rounds):
             for table, sql in QUERIES.items():
                 order = ["psql"] + [p for p in chosen if workers[p].unavailable is None]
@@ -661,7 +702,7 @@ def main() -> None:
                 ]
             off = (
                 ""
-                if reference is None
+                if reference is None or dtypes[(peer, "wide")] is None
                 else str(
                     sum(a != b for a, b in zip(dtypes[(peer, "wide")], reference, strict=False))
                 )

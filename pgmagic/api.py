@@ -30,10 +30,11 @@ from pgmagic.bulk import load as loading
 from pgmagic.bulk.export import ExportResult
 from pgmagic.bulk.load import LoadResult
 from pgmagic.bulk.stream import Stream
-from pgmagic.errors import DATABASE_ERRORS, blame, render
+from pgmagic.errors import DATABASE_ERRORS, OptionError, blame, render
+from pgmagic.results import arrow
 from pgmagic.results import explain as explaining
 from pgmagic.results import history as _history
-from pgmagic.results.cell import Mode, bind_cell, bind_one, value_of
+from pgmagic.results.cell import FrameKind, Mode, bind_cell, bind_one, value_of
 from pgmagic.results.plan import Plan
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.connections import default_connections, default_runtime
@@ -73,12 +74,14 @@ async def _run_all(
     session: bool,
     recording: Recording,
     numeric_as_float: bool | None = None,
+    frame: FrameKind = FrameKind.PANDAS,
 ) -> list[StatementResult]:
     # An init hook may install codecs that change how types decode; the COPY
     # path decodes by itself, so it only runs when no hook could disagree.
     fetch = Fetch(
         timeout=runtime.settings.command_timeout,
         frame=numeric_as_float is not None and runtime.settings.init is None,
+        arrow=frame is not FrameKind.PANDAS,
         numeric_as_float=bool(numeric_as_float),
         cached=session,
         recording=recording,
@@ -119,6 +122,7 @@ async def _results(
     session: bool,
     numeric_as_float: bool | None = None,
     conn: str | None = None,
+    frame: FrameKind = FrameKind.PANDAS,
 ) -> StatementResult | None:
     runtime = _runtime(conn)
     statements = bind_cell(sql, params, args, from_keywords=True)
@@ -126,9 +130,21 @@ async def _results(
         return None
     recording = runtime.history.recording()
     results = await _bridge(
-        runtime, _run_all(runtime, statements, session, recording, numeric_as_float), sql
+        runtime, _run_all(runtime, statements, session, recording, numeric_as_float, frame), sql
     )
     return next((r for r in reversed(results) if r.returns_rows), results[-1])
+
+
+def _frame_kind(frame: str) -> FrameKind:
+    """``frame=`` checked before any I/O; polars must be installed to ask for it."""
+    try:
+        kind = FrameKind(frame)
+    except ValueError:
+        kinds = ", ".join(repr(k.value) for k in FrameKind)
+        raise OptionError(f"frame must be one of {kinds}, got {frame!r}") from None
+    if kind is FrameKind.POLARS:
+        arrow.require_polars()
+    return kind
 
 
 async def fetch(
@@ -137,9 +153,10 @@ async def fetch(
     session: bool = False,
     numeric_as_float: bool = False,
     conn: str | None = None,
+    frame: str = "pandas",
     **params: Any,
-) -> pd.DataFrame | None:
-    """Run SQL and give the last query's rows as a DataFrame.
+) -> Any:
+    """Run SQL and give the last query's rows as a DataFrame (or an Arrow table, a polars frame).
 
     Parameters
     ----------
@@ -154,21 +171,26 @@ async def fetch(
         Give ``numeric`` columns as ``float64``.
     conn : str, optional
         The named connection to run on (``%pg connect NAME DSN``); default: the current one.
+    frame : {"pandas", "arrow", "polars"}
+        What the rows become: a pandas DataFrame, a ``pyarrow.Table`` or a
+        ``polars.DataFrame`` (polars must be installed:
+        ``pip install 'pgmagic[polars]'``).
     **params
         Values for ``$name``.
 
     Returns
     -------
-    pandas.DataFrame or None
+    pandas.DataFrame, pyarrow.Table, polars.DataFrame or None
         None when no statement returns rows.
 
     Examples
     --------
     >>> df = await pgmagic.fetch("SELECT * FROM users WHERE score > $s", s=5)  # doctest: +SKIP
+    >>> table = await pgmagic.fetch("SELECT * FROM users", frame="arrow")  # doctest: +SKIP
     """
-    result = await _results(sql, args, params, session, numeric_as_float, conn)
-    frame: pd.DataFrame | None = value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float)
-    return frame
+    kind = _frame_kind(frame)
+    result = await _results(sql, args, params, session, numeric_as_float, conn, kind)
+    return value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float, frame=kind)
 
 
 async def fetchrow(
@@ -319,6 +341,7 @@ def stream(
     chunksize: int = 50_000,
     numeric_as_float: bool = False,
     conn: str | None = None,
+    frame: str = "pandas",
     **params: Any,
 ) -> Stream:
     """Iterate over a query's result in DataFrames of ``chunksize`` rows.
@@ -338,6 +361,8 @@ def stream(
         Give ``numeric`` columns as ``float64``.
     conn : str, optional
         The named connection to run on (``%pg connect NAME DSN``); default: the current one.
+    frame : {"pandas", "arrow", "polars"}
+        What each chunk is (every chunk with the first chunk's types).
     **params
         Values for ``$name``.
 
@@ -351,8 +376,11 @@ def stream(
     >>> async for df in pgmagic.stream("SELECT * FROM events", chunksize=100_000):  # doctest: +SKIP
     ...     total += len(df)
     """
+    kind = _frame_kind(frame)
     bound = bind_one(sql, params, args, from_keywords=True)
-    return Stream(_runtime(conn), bound, chunksize=chunksize, numeric_as_float=numeric_as_float)
+    return Stream(
+        _runtime(conn), bound, chunksize=chunksize, numeric_as_float=numeric_as_float, frame=kind
+    )
 
 
 async def to_file(

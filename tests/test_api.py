@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 import pgmagic
-from pgmagic.errors import ParameterError, QueryCancelled
+from pgmagic.errors import OptionError, ParameterError, QueryCancelled
 
 
 @pytest.fixture(autouse=True)
@@ -236,3 +236,36 @@ def test_an_unknown_conn_is_one_line() -> None:
 
     with pytest.raises(OptionError, match="no connection named 'nope'; connections: "):
         asyncio.run(pgmagic.fetchval("SELECT 1", conn="nope"))
+
+
+def test_fetch_and_stream_take_a_frame_kind() -> None:
+    import polars
+    import pyarrow as pa
+
+    sql = "SELECT g AS i, g * 0.5 AS n FROM generate_series(1, $k::int) g"
+
+    async def go() -> Any:
+        table = await pgmagic.fetch(sql, k=3, frame="arrow")
+        frame = await pgmagic.fetch(sql, k=3, frame="polars")
+        returned = await pgmagic.fetch(
+            "CREATE TEMP TABLE api_kinds (n int); "
+            "INSERT INTO api_kinds VALUES (1) RETURNING n::int8",
+            session=True,
+            frame="arrow",
+        )
+        chunks = [c async for c in pgmagic.stream(sql, k=3, chunksize=2, frame="arrow")]
+        return table, frame, returned, chunks
+
+    table, frame, returned, chunks = asyncio.run(go())
+    assert isinstance(table, pa.Table) and table.schema.types == [pa.int32(), pa.decimal128(38, 1)]
+    assert isinstance(frame, polars.DataFrame) and frame.to_arrow().to_pylist() == table.to_pylist()
+    assert returned.schema.types == [pa.int64()] and returned.to_pylist() == [{"n": 1}]
+    assert [c.num_rows for c in chunks] == [2, 1]
+    assert pa.concat_tables(chunks).to_pylist() == table.to_pylist()
+
+
+def test_a_bad_frame_kind_is_refused_before_io() -> None:
+    with pytest.raises(OptionError, match="frame must be one of 'pandas', 'arrow', 'polars'"):
+        asyncio.run(pgmagic.fetch("SELECT 1", frame="spark"))
+    with pytest.raises(OptionError, match="frame must be one of"):
+        pgmagic.stream("SELECT 1", frame="Arrow")

@@ -2,9 +2,11 @@
 
 A :class:`Stream` holds a pool connection of its own (never the session) with a
 transaction open, because cursors live in transactions.  It hands out one
-DataFrame per ``chunksize`` rows, so only one chunk is in memory at a time, and
-it ends its transaction as soon as it is exhausted, closed, garbage-collected,
-interrupted, or the runtime closes.  As a last guard against a forgotten stream
+DataFrame per ``chunksize`` rows (pandas, or a ``pyarrow.Table`` or polars
+frame of :mod:`pgmagic.results.arrow`'s types, each chunk with the first's),
+so only one chunk is in memory at a time, and it ends its transaction as soon
+as it is exhausted, closed, garbage-collected, interrupted, or the runtime
+closes.  As a last guard against a forgotten stream
 keeping a backend "idle in transaction", the transaction carries an
 ``idle_in_transaction_session_timeout``.
 
@@ -24,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import pandas as pd
 
 from pgmagic.errors import (
     DATABASE_ERRORS,
@@ -34,7 +35,8 @@ from pgmagic.errors import (
     blame,
     render,
 )
-from pgmagic.results import frames, zones
+from pgmagic.results import arrow, frames, zones
+from pgmagic.results.cell import FrameKind
 from pgmagic.results.statement import TypeCategories
 from pgmagic.runtime.history import Pending, parameter_names
 from pgmagic.runtime.loop import Runtime
@@ -109,6 +111,9 @@ class Stream:
     idle_timeout : float
         Seconds the stream's transaction may sit idle before the server ends
         it (0: never).
+    frame : FrameKind
+        What each chunk is: a pandas DataFrame, a ``pyarrow.Table`` or a
+        ``polars.DataFrame`` (every chunk with the first chunk's types).
     recorded : bool
         Record the query in the history (an export records its own).
 
@@ -126,10 +131,15 @@ class Stream:
         chunksize: int = DEFAULT_CHUNKSIZE,
         numeric_as_float: bool = False,
         idle_timeout: float = 300.0,
+        frame: FrameKind = FrameKind.PANDAS,
         recorded: bool = True,
     ) -> None:
         if chunksize < 1:
             raise OptionError(f"chunksize must be at least 1, got {chunksize}")
+        if frame is FrameKind.POLARS:
+            arrow.require_polars()
+        self.frame = frame
+        self._schema: Any = None
         self._runtime = runtime
         self._bound = bound
         self.chunksize = chunksize
@@ -226,15 +236,25 @@ class Stream:
             self.state = StreamState.CLOSED
             await self._cursor.close(commit=False)
 
-    def _frame(self, records: list[Any]) -> pd.DataFrame:
+    def _frame(self, records: list[Any]) -> Any:
         self.rows += len(records)
         self.chunks += 1
-        return frames.records_to_frame(
+        if self.frame is FrameKind.PANDAS:
+            return frames.records_to_frame(
+                self._cursor.columns,
+                records,
+                numeric_as_float=self._numeric_as_float,
+                zone=self._cursor.zone,
+            )
+        table = arrow.records_to_table(
             self._cursor.columns,
             records,
             numeric_as_float=self._numeric_as_float,
-            zone=self._cursor.zone,
+            zone=zones.zone_name(self._cursor.zone),
+            schema=self._schema,
         )
+        self._schema = table.schema
+        return table if self.frame is FrameKind.ARROW else arrow.to_polars(table)
 
     def open(self) -> Stream:
         """Start the query now, so errors show where the stream was made.
@@ -259,10 +279,10 @@ class Stream:
         except DATABASE_ERRORS as error:
             raise render(error) from None
 
-    def __iter__(self) -> Iterator[pd.DataFrame]:
+    def __iter__(self) -> Iterator[Any]:
         return self._loop()
 
-    def _loop(self) -> Iterator[pd.DataFrame]:
+    def _loop(self) -> Iterator[Any]:
         """The chunks of a ``for`` loop; leaving the loop early ends the stream.
 
         A ``break`` (the usual way to peek) would otherwise keep the cursor's
@@ -281,16 +301,16 @@ class Stream:
             if self.state in (StreamState.NEW, StreamState.OPEN):
                 self.close()
 
-    def __next__(self) -> pd.DataFrame:
+    def __next__(self) -> Any:
         records = self._wait(self._fetch())
         if records is None:
             raise StopIteration
         return self._frame(records)
 
-    def __aiter__(self) -> AsyncIterator[pd.DataFrame]:
+    def __aiter__(self) -> AsyncIterator[Any]:
         return self
 
-    async def __anext__(self) -> pd.DataFrame:
+    async def __anext__(self) -> Any:
         try:
             records = await asyncio.wrap_future(self._runtime.submit(self._fetch()))
         except DATABASE_ERRORS as error:

@@ -12,11 +12,13 @@ import inspect
 from typing import Any
 
 from IPython.core.magic import Magics
+from traitlets import Any as AnyTrait
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 from traitlets import Callable as CallableTrait
 
 from pgmagic.errors import ConnectError, OptionError, ParameterError
 from pgmagic.live.listener import listener_for
+from pgmagic.results.cell import FrameKind
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import Settings
 from pgmagic.runtime.connections import Connections
@@ -52,6 +54,14 @@ class Configuration(Magics):
         20,
         allow_none=True,
         help="Rows shown in a result's table (None: all; the DataFrame holds all).",
+    ).tag(config=True)
+    # Any value reaches the check below, which refuses it in one line and
+    # forgets it (a type check of the trait's own would keep it in the config).
+    frame = AnyTrait(
+        "pandas",
+        help="What a query's rows become: 'pandas' (a DataFrame), 'arrow' (a pyarrow.Table) "
+        "or 'polars' (a polars.DataFrame; pip install 'pgmagic[polars]'); "
+        "--pandas, --arrow and --polars choose per cell.",
     ).tag(config=True)
     numeric_as_float = Bool(
         False, help="Give numeric columns as float64 instead of Decimal objects."
@@ -197,6 +207,28 @@ class Configuration(Magics):
         if value < smallest:
             self._refuse(name, f"must be at least {smallest}, got {value}")
         return value
+
+    @validate("frame")
+    def _check_frame(self, proposal: Any) -> str:
+        value = proposal["value"]
+        kinds = [k.value for k in FrameKind]
+        if value not in kinds:
+            self._refuse("frame", f"must be one of {', '.join(map(repr, kinds))}, got {value!r}")
+        return str(value)
+
+    def frame_for(self, chosen: FrameKind | None) -> FrameKind:
+        """What a cell's rows become: its own option, else ``PgMagics.frame``.
+
+        Parameters
+        ----------
+        chosen : FrameKind or None
+            ``--pandas``, ``--arrow`` or ``--polars``, if given.
+
+        Returns
+        -------
+        FrameKind
+        """
+        return chosen if chosen is not None else FrameKind(self.frame)
 
     def _refuse(self, name: str, reason: str) -> None:
         # %config stores a value in the shell's configuration before handing it

@@ -78,6 +78,7 @@ def register(shell: Any) -> None:
 
     html_formatter.for_type(pd.DataFrame, as_html)
     text_formatter.for_type(pd.DataFrame, as_text)
+    _register_tables(html_formatter, text_formatter)
 
     # A row (%pg --one) reads as a one-row table, not <Record a=1 b=2>, with
     # timestamptz in the session's zone, as result tables show it.
@@ -135,6 +136,37 @@ class _RunningCell:
 
 _RECORD_INFO = tables.ResultInfo(None, None)
 
+# --arrow and --polars values: (module, class name), registered by name so
+# that polars, optional, is not imported to find its class.
+_TABLE_TYPES = (("pyarrow.lib", "Table"), ("polars.dataframe.frame", "DataFrame"))
+
+
+def _register_tables(html_formatter: Any, text_formatter: Any) -> None:
+    """Draw a cell's Arrow table or polars frame as its pandas DataFrame would be drawn."""
+
+    def as_html(value: Any) -> str | None:
+        info = tables.info_for(value)
+        if info is None:
+            own = getattr(value, "_repr_html_", None)  # polars has one, pyarrow none
+            return None if own is None else str(own())
+        if tables.is_shown_above(value):
+            return f"<pre>{html_module.escape(tables.shown_above(value, info))}</pre>"
+        return tables.html(*tables.drawn(value, info))
+
+    def as_text(value: Any, printer: Any, cycle: bool) -> None:
+        info = tables.info_for(value)
+        if info is None:
+            printer.text(repr(value))
+        elif tables.is_shown_above(value):
+            printer.text(tables.shown_above(value, info))
+        else:
+            printer.text(tables.text(*tables.drawn(value, info)))
+
+    for module, name in _TABLE_TYPES:
+        html_formatter.for_type_by_name(module, name, as_html)
+        text_formatter.for_type_by_name(module, name, as_text)
+
+
 # Types whose Python repr is a constructor call: a --scalar value of these
 # shows as psql prints it.  str, int, float and bool read well as they are.
 _SCALAR_TYPES: tuple[type, ...] = (
@@ -177,6 +209,11 @@ def _register_scalars(text_formatter: Any) -> None:
 _previous_scalars: dict[type, Any] = {}
 
 
+def _named(kind: Any, module: str, name: str) -> bool:
+    # A deferred printer moves to type_printers once an object of the type is shown.
+    return getattr(kind, "__module__", None) == module and getattr(kind, "__name__", None) == name
+
+
 def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
     feed.end_of_cell()
@@ -202,6 +239,10 @@ def unregister(shell: Any) -> None:
         formatter = formatters[mime]
         formatter.type_printers.pop(pd.DataFrame, None)
         formatter.type_printers.pop(asyncpg.Record, None)
+        for module, name in _TABLE_TYPES:
+            formatter.deferred_printers.pop((module, name), None)
+            for kind in [k for k in formatter.type_printers if _named(k, module, name)]:
+                del formatter.type_printers[kind]
         if previous is not None:
             formatter.for_type(pd.DataFrame, previous)
     for kind, printer in _previous_scalars.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import pandas as pd
 from IPython.core import magic as _magic
 from IPython.core.magic import magics_class, no_var_expand
 
@@ -43,7 +42,7 @@ class PgMagics(Configuration):
 
         Forms ([optional], a | b: one of them)
 
-            %%pg [-o NAME] [--one | --scalar] [-p EXPR] [-q]   then SQL in the cell
+            %%pg [-o NAME] [--one | --scalar | --arrow | --polars | --pandas] [-p EXPR] [-q]
             %pg [options] SQL                                  SQL on one line
             %pg connect [NAME] [--pooler] DSN | $variable | --embedded
             %pg connect NAME | use NAME | connections | close NAME   named connections
@@ -115,7 +114,8 @@ class PgMagics(Configuration):
             return None
         if opts.bulk:
             return self._bulk(opts, sql, positional)
-        shown = CellOutput(self.displaylimit, self.numeric_as_float)
+        kind = self.frame_for(opts.frame)
+        shown = CellOutput(self.displaylimit, self.numeric_as_float, kind)
         with progress.Bar("fetching", quiet=opts.quiet) as bar:
             outcome = run_cell(
                 self.runtime,
@@ -128,12 +128,13 @@ class PgMagics(Configuration):
                 on_message=None if opts.quiet else shown,
                 max_rows=self.max_rows,
                 on_progress=bar.update,
+                frame=kind,
             )
         value, last = outcome.value, outcome.shown
         no_row = opts.mode is not Mode.FRAME and last is not None and not last.records
         if no_row and not opts.quiet:
             print("(0 rows)")  # psql's words; the value is None
-        if isinstance(value, pd.DataFrame) and last is not None:
+        if opts.mode is Mode.FRAME and value is not None and last is not None:
             tables.remember(value, shown.info(last, outcome.elapsed))
         elif opts.mode is Mode.SCALAR:
             tables.mark_scalar(value)
@@ -161,6 +162,7 @@ class PgMagics(Configuration):
                 chunksize=opts.chunksize,
                 numeric_as_float=self.numeric_as_float,
                 idle_timeout=self.stream_idle_timeout,
+                frame=self.frame_for(opts.frame),
             ).open()
             if opts.out:
                 # Not also the cell's value: the output history would keep the

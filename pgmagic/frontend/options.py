@@ -17,7 +17,7 @@ from IPython.core import magic_arguments as _magic_arguments
 
 from pgmagic.errors import OptionError
 from pgmagic.frontend.lines import iter_words, split
-from pgmagic.results.cell import Mode
+from pgmagic.results.cell import FrameKind, Mode
 from pgmagic.runtime.connections import is_name
 
 __all__ = [
@@ -62,6 +62,27 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "action": "store_true",
             "help": "Run the (last) statement, measured, and give its plan; "
             "what it changes is rolled back.",
+        },
+    ),
+    (
+        ("--arrow",),
+        {
+            "action": "store_true",
+            "help": "Give the rows as a pyarrow.Table (types: the README's Arrow table).",
+        },
+    ),
+    (
+        ("--polars",),
+        {
+            "action": "store_true",
+            "help": "Give the rows as a polars.DataFrame (pip install 'pgmagic[polars]').",
+        },
+    ),
+    (
+        ("--pandas",),
+        {
+            "action": "store_true",
+            "help": "Give the rows as a pandas DataFrame, whatever PgMagics.frame says.",
         },
     ),
     (("-q", "--quiet"), {"action": "store_true", "help": "Do not print command tags or notes."}),
@@ -161,12 +182,14 @@ class Options:
     """The options of one ``%pg`` / ``%%pg`` run, checked.
 
     Attributes mirror the declarations above; ``mode`` folds ``--one``,
-    ``--scalar``, ``--explain`` and ``--explain-analyze``.
+    ``--scalar``, ``--explain`` and ``--explain-analyze``; ``frame`` folds
+    ``--pandas``, ``--arrow`` and ``--polars`` (None: ``PgMagics.frame``).
     """
 
     out: str | None = None
     params: str | None = None
     mode: Mode = Mode.FRAME
+    frame: FrameKind | None = None
     quiet: bool = False
     stream: bool = False
     chunksize: int = CHUNKSIZE
@@ -318,10 +341,16 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
     if len(chosen) > 1:
         raise OptionError(f"{' and '.join(f'--{m.value}' for m in chosen)} cannot be combined")
     mode = chosen[0] if chosen else Mode.FRAME
+    kinds = [
+        k for k, on in zip(FrameKind, (args.pandas, args.arrow, args.polars), strict=True) if on
+    ]
+    if len(kinds) > 1:
+        raise OptionError(f"{' and '.join(f'--{k.value}' for k in kinds)} cannot be combined")
     options = Options(
         out=variable_name(args.out) if args.out is not None else None,
         params=args.params,
         mode=mode,
+        frame=kinds[0] if kinds else None,
         quiet=args.quiet,
         stream=args.stream,
         chunksize=CHUNKSIZE if args.chunksize is None else args.chunksize,
@@ -343,6 +372,12 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         raise OptionError("--format goes with --to FILE")
     if options.live and (options.out or mode is not Mode.FRAME):
         raise OptionError("--refresh-on and --watch cannot be combined with -o, --one, --scalar")
+    if kinds and (mode is not Mode.FRAME or options.live or options.to or options.many):
+        # What else a cell gives (a record, a plan, a file, a live table) has no frame kind.
+        raise OptionError(
+            f"--{kinds[0].value} shapes a query's rows (alone or with --stream); it does not "
+            "combine with --one, --scalar, --explain, --to, --many, --watch or --refresh-on"
+        )
     if options.bulk:
         if sum(bool(x) for x in (options.stream, options.to, options.many)) > 1:
             raise OptionError("--stream, --to and --many cannot be combined")

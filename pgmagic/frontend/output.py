@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import pandas as pd
 from IPython import display as _display
 
 from pgmagic.frontend import tables
-from pgmagic.results.cell import Mode, value_of
+from pgmagic.results.cell import FrameKind, Mode, value_of
 from pgmagic.results.statement import StatementResult
 from pgmagic.runtime.messages import Message, MessageKind
 
@@ -45,11 +46,16 @@ class CellOutput:
     limit : int or None
         Rows to render per table (``PgMagics.displaylimit``).
     numeric_as_float : bool
+    frame : FrameKind
+        What each result's rows become.
     """
 
-    def __init__(self, limit: int | None, numeric_as_float: bool) -> None:
+    def __init__(
+        self, limit: int | None, numeric_as_float: bool, frame: FrameKind = FrameKind.PANDAS
+    ) -> None:
         self._limit = limit
         self._numeric_as_float = numeric_as_float
+        self._frame = frame
 
     def __call__(self, message: Message) -> None:
         """Show one message (called on the kernel's thread).
@@ -62,9 +68,13 @@ class CellOutput:
         if message.kind is not MessageKind.RESULT or not isinstance(result, StatementResult):
             print_message(message)
             return
-        frame = value_of(result, Mode.FRAME, numeric_as_float=self._numeric_as_float)
-        # The cell's value, if this is its last query, is this very frame.
-        result.frame = frame
+        frame = value_of(
+            result, Mode.FRAME, numeric_as_float=self._numeric_as_float, frame=self._frame
+        )
+        # The cell's value, if this is its last query, is this very frame
+        # (value_of keeps Arrow tables and polars frames itself).
+        if isinstance(frame, pd.DataFrame):
+            result.frame = frame
         tables.remember(frame, self.info(result, result.elapsed))
         show(frame)
         tables.mark_shown_above(frame)
@@ -86,4 +96,11 @@ class CellOutput:
         types = tuple((c.name, c.type_name) for c in result.columns or ())
         # The command tag, not the column's name: a query may name a column "QUERY PLAN".
         whole = result.status == "EXPLAIN"
-        return tables.ResultInfo(elapsed, self._limit, types, whole=whole)
+        return tables.ResultInfo(
+            elapsed,
+            self._limit,
+            types,
+            whole=whole,
+            columns=tuple(result.columns or ()),
+            zone=result.zone,
+        )

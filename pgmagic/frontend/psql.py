@@ -301,7 +301,8 @@ def run_cell_with_commands(
 
     Commands are read and every statement bound before anything runs, so a
     typo or a missing variable never leaves half a cell run.  The value is
-    the last piece's: its query's DataFrame, or its command's.
+    the last piece's: its query's DataFrame (of the kind ``--arrow``,
+    ``--polars`` or ``PgMagics.frame`` asks for), or its command's.
 
     Parameters
     ----------
@@ -322,7 +323,8 @@ def run_cell_with_commands(
     for text in texts.values():
         # Only to fail before any I/O: run_cell binds each piece again when it runs.
         bind_cell(text, magics.namespace, positional)
-    shown = CellOutput(magics.displaylimit, magics.numeric_as_float)
+    kind = magics.frame_for(opts.frame)
+    shown = CellOutput(magics.displaylimit, magics.numeric_as_float, kind)
     value: Any = None
     for i in range(len(pieces)):
         last = i == len(pieces) - 1
@@ -338,9 +340,10 @@ def run_cell_with_commands(
             quiet=opts.quiet,
             on_message=None if opts.quiet else shown,
             max_rows=magics.max_rows,
+            frame=kind,
         )
         value = result.value
-        if isinstance(value, pd.DataFrame) and result.shown is not None:
+        if value is not None and result.shown is not None:
             tables.remember(value, shown.info(result.shown, result.elapsed))
             if not last:
                 show(value)

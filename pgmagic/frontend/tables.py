@@ -6,10 +6,15 @@ count and timing; the IPython front registers :func:`html` and :func:`text` as
 formatters that render recorded frames with a footer ("3 rows × 2 columns ·
 1.2 ms") and defer to pandas for every other frame.  Frames are remembered by
 weak reference, so a derived frame (``df.head()``) displays the pandas way.
+
+An Arrow table or polars frame (``--arrow``, ``--polars``) is drawn the same
+way: :func:`drawn` turns the rows shown, and only those, into a pandas frame
+for display; the value itself stays as it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html as html_module
 import json
@@ -21,12 +26,14 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from pgmagic.errors import display_width
+from pgmagic.results.frames import Column, arrow_rows_frame
 from pgmagic.results.shown import texts_for as server_texts
 from pgmagic.results.text import format_value, is_null
 
-__all__ = ["ResultInfo", "aligned", "footer", "html", "info_for", "remember", "text"]
+__all__ = ["ResultInfo", "aligned", "drawn", "footer", "html", "info_for", "remember", "text"]
 
 _MAX_CELL = 120
 _NULL = "NULL"
@@ -49,12 +56,26 @@ class ResultInfo:
     whole : bool
         A plan from ``EXPLAIN`` typed in SQL: every line is shown, never cut,
         as one preformatted block (``displaylimit`` does not apply).
+    columns : tuple of Column
+        The result's columns, to draw an Arrow table or polars frame as its
+        pandas counterpart would be drawn.
+    zone : datetime.tzinfo or None
+        The session's zone, for the same.
+    total : int or None
+        Rows of the value, when the frame drawn holds only those shown
+        (:func:`drawn`); None: the frame's own.
+    holder : str
+        What the footer says holds all rows ("DataFrame", "table").
     """
 
     elapsed: float | None
     limit: int | None
     types: tuple[tuple[str, str], ...] = ()
     whole: bool = False
+    columns: tuple[Column, ...] = ()
+    zone: dt.tzinfo | None = None
+    total: int | None = None
+    holder: str = "DataFrame"
 
     def rows(self, frame: pd.DataFrame) -> int:
         """How many of ``frame``'s rows to render."""
@@ -64,15 +85,15 @@ class ResultInfo:
 
 
 _lock = threading.Lock()
-_remembered: dict[int, tuple[weakref.ref[pd.DataFrame], ResultInfo]] = {}
+_remembered: dict[int, tuple[weakref.ref[Any], ResultInfo]] = {}
 
 
-def remember(frame: pd.DataFrame, info: ResultInfo) -> None:
+def remember(frame: Any, info: ResultInfo) -> None:
     """Mark a frame as a pgmagic result so it renders with a footer.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame, pyarrow.Table or polars.DataFrame
     info : ResultInfo
     """
     key = id(frame)
@@ -110,12 +131,12 @@ def info_for(frame: object) -> ResultInfo | None:
 _above: set[int] = set()
 
 
-def mark_shown_above(frame: pd.DataFrame) -> None:
+def mark_shown_above(frame: Any) -> None:
     """Record that the running cell has shown ``frame`` above its Out.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame, pyarrow.Table or polars.DataFrame
     """
     with _lock:
         _above.add(id(frame))
@@ -175,19 +196,47 @@ def end_of_cell() -> None:
         _scalars.clear()
 
 
-def shown_above(frame: pd.DataFrame, info: ResultInfo) -> str:
+def shown_above(frame: Any, info: ResultInfo) -> str:
     """The one line a cell's Out gives for a table its output already shows.
 
     Parameters
     ----------
-    frame : pandas.DataFrame
+    frame : pandas.DataFrame, pyarrow.Table or polars.DataFrame
     info : ResultInfo
 
     Returns
     -------
     str
     """
+    if not isinstance(frame, pd.DataFrame):
+        frame, info = drawn(frame, info)
     return f"↑ the table above: {footer(frame, info)}"
+
+
+def drawn(value: Any, info: ResultInfo) -> tuple[pd.DataFrame, ResultInfo]:
+    """An Arrow table or polars frame as the pandas frame of the rows it shows.
+
+    Only the first ``info.limit`` rows are converted, to what the pandas
+    path would have given for them (the dtype table of
+    :mod:`pgmagic.results.frames`), so the table reads the same; the footer
+    counts every row of ``value``.
+
+    Parameters
+    ----------
+    value : pyarrow.Table or polars.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    (pandas.DataFrame, ResultInfo)
+        The rows to draw, and ``info`` with the total row count.
+    """
+    total = value.num_rows if isinstance(value, pa.Table) else value.height
+    shown = total if info.limit is None or info.whole else min(total, info.limit)
+    head = value.slice(0, shown) if isinstance(value, pa.Table) else value.head(shown).to_arrow()
+    frame = arrow_rows_frame(info.columns, head, zone=info.zone)
+    holder = "table" if isinstance(value, pa.Table) else "DataFrame"
+    return frame, dataclasses.replace(info, total=total, holder=holder)
 
 
 def record_frame(record: Any, zone: dt.tzinfo | None = None) -> pd.DataFrame:
@@ -233,12 +282,14 @@ def footer(frame: pd.DataFrame, info: ResultInfo) -> str:
     str
     """
     rows, cols = frame.shape
+    if info.total is not None:
+        rows = info.total
     parts = [f"{rows:,} row{'s' if rows != 1 else ''} × {cols} column{'s' if cols != 1 else ''}"]
     if info.elapsed is not None:
         parts.append(_duration(info.elapsed))
     text = " · ".join(parts)
     if rows > info.rows(frame):
-        text += f" (first {info.rows(frame):,} shown; the DataFrame holds all)"
+        text += f" (first {info.rows(frame):,} shown; the {info.holder} holds all)"
     return text
 
 

@@ -2,8 +2,10 @@
 
 :mod:`~pgmagic.results.statement` runs one statement and chooses between asyncpg
 Records and binary ``COPY`` (decoded by :mod:`~pgmagic.results.decode`, the
-pandas side of the C parser); :mod:`~pgmagic.results.frames` is the dtype
-table; :mod:`~pgmagic.results.cell` runs a whole cell on the session;
+pandas side of the C parser, or by :mod:`~pgmagic.results.arrow` into
+Arrow tables, the types Parquet exports and polars frames share);
+:mod:`~pgmagic.results.frames` is the pandas dtype table;
+:mod:`~pgmagic.results.cell` runs a whole cell on the session;
 :mod:`~pgmagic.results.history` gives the query history as a DataFrame.
 :mod:`~pgmagic.results.explain` runs a statement behind ``EXPLAIN`` (its
 writes rolled back) and :mod:`~pgmagic.results.plan` reads the JSON plan

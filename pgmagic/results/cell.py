@@ -18,7 +18,7 @@ import asyncpg
 import pandas as pd
 
 from pgmagic.errors import DATABASE_ERRORS, OptionError, ParameterError, blame, render
-from pgmagic.results import explain, frames, zones
+from pgmagic.results import arrow, explain, frames, zones
 from pgmagic.results.plan import Plan
 from pgmagic.results.progress import Progress
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
@@ -32,6 +32,7 @@ from pgmagic.sql.params import BoundStatement
 
 __all__ = [
     "CellOutcome",
+    "FrameKind",
     "ManyOutcome",
     "Mode",
     "bind_cell",
@@ -58,6 +59,16 @@ class Mode(enum.Enum):
         return self in (Mode.EXPLAIN, Mode.EXPLAIN_ANALYZE)
 
 
+class FrameKind(enum.Enum):
+    """What a query's rows become (``PgMagics.frame``, ``--pandas``, ``--arrow``, ``--polars``)."""
+
+    PANDAS = "pandas"
+    #: A ``pyarrow.Table``, built from the COPY parser's buffers (:mod:`~pgmagic.results.arrow`).
+    ARROW = "arrow"
+    #: A ``polars.DataFrame`` made from that table (polars is optional).
+    POLARS = "polars"
+
+
 @dataclass(slots=True)
 class CellOutcome:
     """The result of a cell.
@@ -69,7 +80,8 @@ class CellOutcome:
     shown : StatementResult or None
         The last statement that returned rows (the one the cell displays).
     value : object
-        A DataFrame, a record (``--one``), a value (``--scalar``), a
+        A DataFrame (pandas, or an Arrow table or polars frame as
+        :class:`FrameKind` says), a record (``--one``), a value (``--scalar``), a
         :class:`~pgmagic.results.plan.Plan` (``--explain``), or None.
     elapsed : float
         Seconds spent running the statements and building the value.
@@ -404,7 +416,13 @@ def where_it_stopped(error: BaseException, statements: Sequence[BoundStatement])
     return "; ".join(parts)
 
 
-def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: bool = False) -> Any:
+def value_of(
+    shown: StatementResult | None,
+    mode: Mode,
+    *,
+    numeric_as_float: bool = False,
+    frame: FrameKind = FrameKind.PANDAS,
+) -> Any:
     """The value a cell gives back for its displayed statement.
 
     Parameters
@@ -415,6 +433,11 @@ def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: boo
         DataFrame, one record, or one value.
     numeric_as_float : bool
         Give ``numeric`` as ``float64`` in DataFrames.
+    frame : FrameKind
+        What kind of DataFrame (``Mode.FRAME``).  Rows that came as Records
+        become the table the COPY path would have given
+        (:func:`pgmagic.results.arrow.records_to_table`); the result keeps
+        what was built, so asking twice gives the same object.
 
     Returns
     -------
@@ -431,11 +454,24 @@ def value_of(shown: StatementResult | None, mode: Mode, *, numeric_as_float: boo
         raise OptionError(f"--{mode.value} needs a statement that returns rows")
     records = shown.records
     if mode is Mode.FRAME:
-        if shown.frame is not None:
-            return shown.frame
-        return frames.records_to_frame(
-            shown.columns, records, numeric_as_float=numeric_as_float, zone=shown.zone
-        )
+        if frame is FrameKind.PANDAS:
+            if shown.frame is not None:
+                return shown.frame
+            return frames.records_to_frame(
+                shown.columns, records, numeric_as_float=numeric_as_float, zone=shown.zone
+            )
+        if shown.table is None:
+            shown.table = arrow.records_to_table(
+                shown.columns,
+                records,
+                numeric_as_float=numeric_as_float,
+                zone=zones.zone_name(shown.zone),
+            )
+        if frame is FrameKind.ARROW:
+            return shown.table
+        if shown.polars is None:
+            shown.polars = arrow.to_polars(shown.table)
+        return shown.polars
     if len(records) > 1:
         raise OptionError(
             f"--{mode.value} expects at most one row; the query returned {len(records):,} "
@@ -463,6 +499,7 @@ def run_cell(
     on_message: Callable[[Message], None] | None = None,
     max_rows: int = 0,
     on_progress: Callable[[Progress], None] | None = None,
+    frame: FrameKind = FrameKind.PANDAS,
 ) -> CellOutcome:
     """Run a ``%%pg`` cell on the session and wait for it; Ctrl-C cancels.
 
@@ -490,6 +527,9 @@ def run_cell(
     on_progress : callable, optional
         Called about every 50 ms with the rows fetched so far; queries are
         then fetched in growing chunks so that there is something to count.
+    frame : FrameKind
+        What the rows become with ``Mode.FRAME``: a pandas DataFrame, a
+        ``pyarrow.Table`` or a ``polars.DataFrame``.
 
     Returns
     -------
@@ -499,6 +539,8 @@ def run_cell(
     ------
     ParameterError
         Before any I/O, when a variable is missing.
+    OptionError
+        Before any I/O, when polars is asked for and not installed.
     asyncpg.PostgresError
         Decorated with the psql-style rendering.
     QueryCancelled
@@ -506,6 +548,8 @@ def run_cell(
     """
     started = time.perf_counter()
     statements = bind_cell(text, namespace, positional)
+    if frame is FrameKind.POLARS and mode is Mode.FRAME:
+        arrow.require_polars()
     if not statements:
         if mode.explains:
             raise OptionError(f"--{mode.value} needs a statement to explain")
@@ -517,6 +561,7 @@ def run_cell(
         timeout=runtime.settings.command_timeout,
         max_rows=max_rows,
         frame=mode is Mode.FRAME and runtime.settings.init is None,
+        arrow=frame is not FrameKind.PANDAS,
         numeric_as_float=numeric_as_float,
         cached=True,
         recording=runtime.history.recording(),
@@ -538,7 +583,7 @@ def run_cell(
     if plan is not None:
         return CellOutcome(results, None, plan, time.perf_counter() - started)
     shown = next((r for r in reversed(results) if r.returns_rows), None)
-    value = value_of(shown, mode, numeric_as_float=numeric_as_float)
-    if isinstance(value, pd.DataFrame) and shown is not None:
+    value = value_of(shown, mode, numeric_as_float=numeric_as_float, frame=frame)
+    if mode is Mode.FRAME and value is not None and shown is not None:
         shown.records = []  # the frame holds the data now; drop the second copy
     return CellOutcome(results, shown, value, time.perf_counter() - started)

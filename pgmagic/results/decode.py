@@ -67,6 +67,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "Plan",
     "copy_frame",
+    "element_oid",
     "is_available",
     "new_parser",
     "pace",
@@ -203,6 +204,28 @@ def supported_type_oids() -> frozenset[int]:
     True
     """
     return frozenset(_SCALAR_KINDS) | frozenset(_ARRAY_ELEMENTS)
+
+
+def element_oid(oid: int) -> int | None:
+    """The element type of an array type the parser reads.
+
+    Parameters
+    ----------
+    oid : int
+        A type OID.
+
+    Returns
+    -------
+    int or None
+        None when ``oid`` is not such an array type.
+
+    Examples
+    --------
+    >>> element_oid(1007)  # int4[]
+    23
+    """
+    found = _ARRAY_ELEMENTS.get(oid)
+    return None if found is None else found[0]
 
 
 class Plan(NamedTuple):
@@ -436,6 +459,7 @@ async def supports(
     conn: asyncpg.Connection,
     columns: Sequence[asyncpg.types.Attribute],
     numeric_as_float: bool = False,
+    export: bool = False,
 ) -> bool:
     """Whether :func:`copy_frame` can decode every column (nothing is sent for built-ins).
 
@@ -444,13 +468,15 @@ async def supports(
     conn : asyncpg.Connection
     columns : sequence of asyncpg.types.Attribute
     numeric_as_float : bool
+    export : bool
+        For Arrow (:func:`pgmagic.results.arrow.copy_table`) rather than pandas.
 
     Returns
     -------
     bool
     """
     try:
-        await plan_columns(conn, columns, numeric_as_float)
+        await plan_columns(conn, columns, numeric_as_float, export)
     except UnsupportedColumnError:
         return False
     return True

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -44,7 +45,7 @@ import pandas as pd
 from pgmagic import _oids as oids
 from pgmagic.errors import ColumnTypeError, PgMagicError
 
-__all__ = ["Column", "Kind", "kind_of", "records_to_frame", "to_frame"]
+__all__ = ["Column", "Kind", "arrow_rows_frame", "kind_of", "records_to_frame", "to_frame"]
 
 
 class Kind(Enum):
@@ -374,3 +375,41 @@ def records_to_frame(
     else:
         values = [() for _ in columns]
     return to_frame(columns, values, numeric_as_float=numeric_as_float, zone=zone)
+
+
+def arrow_rows_frame(
+    columns: Sequence[Column], table: Any, *, zone: dt.tzinfo | None = None
+) -> pd.DataFrame:
+    """A few rows of an Arrow table as the DataFrame the pandas path gives for them.
+
+    For drawing ``--arrow`` and ``--polars`` results as pandas ones are
+    drawn: each value goes through Python, so pass only the rows shown.
+
+    Parameters
+    ----------
+    columns : sequence of Column
+        The result's columns; when their names are no longer the table's,
+        every column is drawn as ``object``.
+    table : pyarrow.Table
+    zone : datetime.tzinfo, optional
+        The session's zone, for timestamptz columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    names = [str(name) for name in table.column_names]
+    if [c.name for c in columns] != names:
+        columns = [Column(name, 0) for name in names]
+    values: list[list[Any]] = []
+    as_float = False
+    for i, column in enumerate(columns):
+        python = table.column(i).to_pylist()
+        if column.oid == oids.UUID:  # polars keeps a uuid as its 16 bytes
+            python = [uuid.UUID(bytes=v) if isinstance(v, bytes) else v for v in python]
+        # numeric_as_float made the column float64 (one flag covers the table)
+        as_float = as_float or (
+            column.oid == oids.NUMERIC and any(isinstance(v, float) for v in python)
+        )
+        values.append(python)
+    return to_frame(columns, values, numeric_as_float=as_float, zone=zone)

@@ -4,7 +4,8 @@ Every statement is prepared first (Parse/Describe), which gives the column
 types even for a 0-row result.  A plain query (:func:`pgmagic.sql.copytext.copyable`)
 whose columns the C decoder reads (:func:`pgmagic.results.decode.supports`) and
 whose last result was not short goes through binary ``COPY`` straight into a
-DataFrame; everything else through asyncpg Records.  Each query runs once
+DataFrame (or a ``pyarrow.Table``, :mod:`pgmagic.results.arrow`); everything
+else through asyncpg Records.  Each query runs once
 either way: the choice only changes speed.
 
 Prepared statements are cached per connection, keyed by SQL text, but only
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pandas as pd
+import pyarrow as pa
 
 from pgmagic import _oids as oids
 from pgmagic.errors import (
@@ -35,7 +37,7 @@ from pgmagic.errors import (
     TooManyRows,
     UnsupportedColumnError,
 )
-from pgmagic.results import decode, frames, zones
+from pgmagic.results import arrow, decode, frames, zones
 from pgmagic.results.copyout import bound_values
 from pgmagic.results.frames import Column
 from pgmagic.runtime.connect import caches_statements
@@ -74,7 +76,14 @@ class StatementResult:
     elapsed : float
         Seconds from sending the statement to receiving the last row.
     frame : pandas.DataFrame or None
-        The rows, when they came through the binary COPY path.
+        The rows, when they came through the binary COPY path (or were
+        turned into a DataFrame since).
+    table : pyarrow.Table or None
+        The rows as Arrow, when they came through the COPY path with
+        ``Fetch.arrow`` (or were turned into a table since).
+    polars : polars.DataFrame or None
+        The rows as polars, once made from ``table``: a table shown while
+        the cell runs and the cell's value are one object.
     zone : datetime.tzinfo
         The connection's ``TimeZone`` when the statement ran: timestamptz
         values are shown in it (:func:`pgmagic.results.zones.result_zone`).
@@ -86,6 +95,8 @@ class StatementResult:
     elapsed: float = 0.0
     frame: pd.DataFrame | None = None
     zone: dt.tzinfo = zones.UTC
+    table: pa.Table | None = None
+    polars: Any = None
 
     @property
     def returns_rows(self) -> bool:
@@ -243,6 +254,9 @@ class Fetch:
     frame : bool
         Give plain queries' rows as a DataFrame, through binary COPY when
         every column's type allows (much faster than Records for large results).
+    arrow : bool
+        With ``frame``, the COPY path gives a ``pyarrow.Table``
+        (:func:`pgmagic.results.arrow.copy_table`) instead of a DataFrame.
     numeric_as_float : bool
         ``numeric`` as float64 instead of ``Decimal`` on the COPY path.
     cached : bool
@@ -259,6 +273,7 @@ class Fetch:
     timeout: float | None = None
     max_rows: int = 0
     frame: bool = False
+    arrow: bool = False
     numeric_as_float: bool = False
     cached: bool = False
     recording: Recording | None = None
@@ -314,6 +329,8 @@ def result_rows(result: StatementResult) -> int | None:
     -------
     int or None
     """
+    if result.table is not None:
+        return int(result.table.num_rows)
     if result.frame is not None:
         return len(result.frame)
     if result.returns_rows:
@@ -352,12 +369,15 @@ async def _run_statement(
                     copy_ok
                     and copyable
                     and not short
-                    and await decode.supports(conn, attributes, fetch.numeric_as_float)
+                    and await decode.supports(
+                        conn, attributes, fetch.numeric_as_float, export=fetch.arrow
+                    )
                 ):
                     result = await _copy_path(conn, bound, fetch, categories, progress)
-                    if result is not None and result.frame is not None:
+                    if result is not None:
                         if hints is not None:
-                            _remember(hints, bound.sql, len(result.frame) <= _SHORT_ROWS)
+                            rows = result_rows(result) or 0
+                            _remember(hints, bound.sql, rows <= _SHORT_ROWS)
                         result.elapsed = time.perf_counter() - started
                         return result
                 # A result known to be short needs no progress counting: one round trip.
@@ -396,7 +416,7 @@ async def _copy_path(
     categories: TypeCategories,
     progress: Progress | None,
 ) -> StatementResult | None:
-    """Rows through binary COPY, straight into a DataFrame; None to take the record path."""
+    """Rows through binary COPY into a DataFrame or an Arrow table; None: take the Records."""
     # Prepared afresh, never from the cache: the parser must see the column
     # types as they are now (a cached int4 column altered to float4 would
     # decode silently wrong).  Unnamed, so there is nothing to close later.
@@ -413,18 +433,31 @@ async def _copy_path(
             progress.add(rows - seen[0], size - seen[1])
         seen[0], seen[1] = rows, size
 
+    frame = table = None
     try:
         async with bound_values(conn, bound, query):
-            frame = await decode.copy_frame(
-                conn,
-                query.sql,
-                attributes,
-                numeric_as_float=fetch.numeric_as_float,
-                timeout=fetch.timeout,
-                on_progress=count,
-                zone=zone,
-            )
+            if fetch.arrow:
+                table = await arrow.copy_table(
+                    conn,
+                    query.sql,
+                    attributes,
+                    numeric_as_float=fetch.numeric_as_float,
+                    timeout=fetch.timeout,
+                    on_progress=count,
+                    zone=zones.zone_name(zone),
+                )
+            else:
+                frame = await decode.copy_frame(
+                    conn,
+                    query.sql,
+                    attributes,
+                    numeric_as_float=fetch.numeric_as_float,
+                    timeout=fetch.timeout,
+                    on_progress=count,
+                    zone=zone,
+                )
     except (UnsupportedColumnError, ColumnMismatchError):
         return None
     columns = await categories.columns(conn, attributes)
-    return StatementResult(f"SELECT {len(frame)}", columns, [], frame=frame, zone=zone)
+    rows = len(frame) if frame is not None else table.num_rows if table is not None else 0
+    return StatementResult(f"SELECT {rows}", columns, [], frame=frame, zone=zone, table=table)

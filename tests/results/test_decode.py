@@ -29,6 +29,7 @@ from pgmagic import _oids as oids
 from pgmagic import errors
 from pgmagic._oids import CopyKind, CopyLayout
 from pgmagic.bulk import arrow
+from pgmagic.results import arrow as results_arrow
 from pgmagic.results import decode
 from pgmagic.sql import copytext
 
@@ -986,7 +987,7 @@ def _combine(plan: Any, layout: int, batches: list[tuple[int, Any]]) -> Any:
 
     if layout == CopyLayout.JSONL:
         return b"".join(bytes(payload) for _, payload in batches)
-    convert = arrow._RecordBatches(plan)
+    convert = results_arrow.RecordBatches(plan)
     return pa.Table.from_batches([convert(n, columns) for n, columns in batches])
 
 
