@@ -40,31 +40,7 @@ async def copy_record_batches(
 ) -> int:
     """Run ``sql`` through binary COPY and hand its rows to ``write`` as Arrow record batches.
 
-    =====================================  ======================================
-    PostgreSQL                             Arrow
-    =====================================  ======================================
-    int2, int4, int8 (oid)                 int16, int32, int64
-    float4, float8                         float32, float64 (NaN stays NaN)
-    numeric                                decimal128(38, s), decimal256(76, s)
-                                           when wider; ``s`` and the width from
-                                           the first batch; NaN and infinities
-                                           are null (float64 with
-                                           ``numeric_as_float``)
-    text, varchar, enums, ...              string
-    bool                                   bool
-    timestamptz, timestamp                 timestamp[us, tz=zone], timestamp[us]
-    date                                   date32
-    interval                               duration[us] (a month is 30 days)
-    time                                   time64[us]
-    timetz                                 string (``12:30:00+02:00``)
-    uuid                                   arrow.uuid (fixed_size_binary(16)
-                                           before pyarrow 18)
-    bytea                                  binary
-    json, jsonb                            string: the server's JSON text
-    arrays                                 lists of the element type, one level
-                                           per dimension
-    void                                   null
-    =====================================  ======================================
+    The Arrow types are :mod:`pgmagic.results.arrow`'s table.
 
     Parameters
     ----------

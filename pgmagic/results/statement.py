@@ -23,7 +23,7 @@ import functools
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -433,31 +433,25 @@ async def _copy_path(
             progress.add(rows - seen[0], size - seen[1])
         seen[0], seen[1] = rows, size
 
-    frame = table = None
+    # Arrow tables take the zone by name, DataFrames as a tzinfo.
+    copy: Callable[..., Awaitable[Any]] = (
+        functools.partial(arrow.copy_table, zone=zones.zone_name(zone))
+        if fetch.arrow
+        else functools.partial(decode.copy_frame, zone=zone)
+    )
     try:
         async with bound_values(conn, bound, query):
-            if fetch.arrow:
-                table = await arrow.copy_table(
-                    conn,
-                    query.sql,
-                    attributes,
-                    numeric_as_float=fetch.numeric_as_float,
-                    timeout=fetch.timeout,
-                    on_progress=count,
-                    zone=zones.zone_name(zone),
-                )
-            else:
-                frame = await decode.copy_frame(
-                    conn,
-                    query.sql,
-                    attributes,
-                    numeric_as_float=fetch.numeric_as_float,
-                    timeout=fetch.timeout,
-                    on_progress=count,
-                    zone=zone,
-                )
+            got = await copy(
+                conn,
+                query.sql,
+                attributes,
+                numeric_as_float=fetch.numeric_as_float,
+                timeout=fetch.timeout,
+                on_progress=count,
+            )
     except (UnsupportedColumnError, ColumnMismatchError):
         return None
     columns = await categories.columns(conn, attributes)
-    rows = len(frame) if frame is not None else table.num_rows if table is not None else 0
+    rows = got.num_rows if fetch.arrow else len(got)
+    frame, table = (None, got) if fetch.arrow else (got, None)
     return StatementResult(f"SELECT {rows}", columns, [], frame=frame, zone=zone, table=table)
