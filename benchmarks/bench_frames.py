@@ -70,8 +70,8 @@ PEERS: dict[str, str] = {
     "COPY path, decode only (no DB)": "informational, no database: the COPY path's client work "
     "on the stream captured beforehand (parser + frame), i.e. its floor when the server "
     "is infinitely fast",
-    "pgmagic magic": "%pg -q SELECT ... (HOOK: the lead's %%pg)",
-    "pgmagic API": "await pgmagic.fetch(..., session=True) (HOOK)",
+    "pgmagic magic": "%pg -q SELECT ... in an IPython shell",
+    "pgmagic API": "await pgmagic.fetch(..., session=True)",
     "pgmagic --arrow": "%pg -q --arrow SELECT ...: a pyarrow.Table",
     "pgmagic --polars": "%pg -q --polars SELECT ...: a polars.DataFrame",
     "pgmagic record path": "asyncpg fetch + pgmagic.frames.records_to_frame",
@@ -319,8 +319,8 @@ async def peer_jupysql(dsn: str) -> Runner:
     return run
 
 
-# HOOK(lead): `%pg`. Adjust when the magic's connect syntax or options change;
-# the worker reports "unavailable: <reason>" if this raises.
+# The magic as a user runs it; if this raises (its syntax changed), the
+# worker reports "unavailable: <reason>" for this peer.
 async def peer_pgmagic_magic(dsn: str) -> Runner:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -344,7 +344,7 @@ def _pgmagic_frame(kind: str) -> Callable[[str], Awaitable[Runner]]:
     return factory
 
 
-# HOOK(lead): `await pgmagic.fetch(...)`. The API bridges to pgmagic's own
+# `await pgmagic.fetch(...)`. The API bridges to pgmagic's own
 # background loop, so it is awaited from this worker's loop like a notebook
 # cell awaits it.
 async def peer_pgmagic_api(dsn: str) -> Runner:
