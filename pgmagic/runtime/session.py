@@ -307,8 +307,10 @@ class Session:
                 # a shutdown (57P) or connection error (08) means it is not.
                 if (error.sqlstate or "")[:3] in ("57P", "080", "08P"):
                     conn.terminate()
-            except (asyncpg.InterfaceError, OSError):
-                conn.terminate()  # asyncpg may report the death before the close
+            except (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+                # asyncpg may report the death before the close, or, when the
+                # server's goodbye arrived while idle, refuse to start the query.
+                conn.terminate()
             if conn.is_closed():
                 conn = await self.ensure_connected()
         info: dict[str, Any] = {
