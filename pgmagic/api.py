@@ -31,6 +31,8 @@ from pgmagic.bulk.export import ExportResult
 from pgmagic.bulk.load import LoadResult
 from pgmagic.bulk.stream import Stream
 from pgmagic.errors import DATABASE_ERRORS, OptionError, blame, render
+from pgmagic.live import jobs as _jobs
+from pgmagic.live.jobs import Job
 from pgmagic.results import arrow
 from pgmagic.results import explain as explaining
 from pgmagic.results import history as _history
@@ -50,6 +52,8 @@ __all__ = [
     "fetchrow",
     "fetchval",
     "history",
+    "job",
+    "jobs",
     "load_table",
     "stream",
     "to_file",
@@ -484,3 +488,43 @@ def history(
         # Each connection writes the shared file from a thread of its own.
         each.history.flush()
     return _history.read(runtime.history, last=n, pattern=pattern, every_kernel=all_kernels)
+
+
+def jobs() -> pd.DataFrame:
+    """The background jobs of this kernel (``%%pg --bg``), oldest first (``%pg jobs``).
+
+    Not awaited: it reads the kernel's own list.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``job`` (its number), ``name``, ``state`` (``queued``,
+        ``running``, ``done``, ``failed``, ``cancelled``), ``connection``,
+        ``rows``, ``seconds``, ``pid``, ``started`` (UTC) and ``sql``.
+
+    Examples
+    --------
+    >>> pgmagic.jobs().query("state == 'running'")  # doctest: +SKIP
+    """
+    return _jobs.frame()
+
+
+def job(ref: int | str) -> Job:
+    """A background job by number or name: ``cancel()``, ``result()``, ``await``.
+
+    Parameters
+    ----------
+    ref : int or str
+        Its number (``%pg jobs``) or its name (the ``-o`` name, the newest
+        job of that name).
+
+    Returns
+    -------
+    pgmagic.live.jobs.Job
+
+    Examples
+    --------
+    >>> pgmagic.job("big").cancel()  # doctest: +SKIP
+    >>> df = await pgmagic.job("big")  # doctest: +SKIP
+    """
+    return _jobs.find(ref)

@@ -164,6 +164,8 @@ PUBLIC = [
     "fetchrow",
     "fetchval",
     "history",
+    "job",
+    "jobs",
     "load_ipython_extension",
     "load_table",
     "notification_log",

@@ -63,7 +63,15 @@ from pgmagic.runtime.loop import Runtime
 from pgmagic.sql.copytext import copy_query, copyable
 from pgmagic.sql.params import BoundStatement
 
-__all__ = ["FORMATS", "ExportResult", "Progress", "export", "format_for"]
+__all__ = [
+    "FORMATS",
+    "ExportResult",
+    "Progress",
+    "check_target",
+    "export",
+    "format_for",
+    "size_text",
+]
 
 FORMATS = ("csv", "csv.gz", "parquet", "jsonl")
 # Writes are batched so the loop thread hands the disk a few large writes.
@@ -93,10 +101,11 @@ class ExportResult:
     def summary(self) -> str:
         """``10,000,000 rows → events.parquet (412 MB) in 9.8 s``."""
         rows = f"{self.rows:,} row{'' if self.rows == 1 else 's'}"
-        return f"{rows} → {self.path.name} ({_size(self.size)}) in {self.seconds:.1f} s"
+        return f"{rows} → {self.path.name} ({size_text(self.size)}) in {self.seconds:.1f} s"
 
 
-def _size(size: float) -> str:
+def size_text(size: float) -> str:
+    """``412 MB``: a file's size as the summaries show it."""
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -200,6 +209,7 @@ async def _copy_csv(
             await flush()
 
     async with runtime.acquire() as conn, conn.transaction():
+        progress.pid = conn.get_server_pid()
         await runtime.apply_carried_settings(conn)
         status = await copy_out(
             conn,
@@ -287,6 +297,7 @@ async def _copy_export(
     timeout = runtime.settings.command_timeout
     try:
         async with runtime.acquire() as conn, conn.transaction():
+            progress.pid = conn.get_server_pid()
             await runtime.apply_carried_settings(conn)
             # Unnamed: nothing to close, and the column types are today's.
             stmt = await conn.prepare(bound.sql, name="", timeout=timeout)
@@ -491,6 +502,42 @@ def _write_jsonl(
     return stream.rows
 
 
+def check_target(path: str | os.PathLike[str], fmt: str | None = None) -> tuple[Path, str]:
+    """Where an export writes and in which format, checked before any I/O.
+
+    Parameters
+    ----------
+    path : path-like
+    fmt : str, optional
+        One of :data:`FORMATS`; else the suffix says.
+
+    Returns
+    -------
+    (Path, str)
+
+    Raises
+    ------
+    OptionError
+        A folder, an unknown format, or a folder that does not exist.
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise OptionError(
+            f"{str(target)!r} is a folder: name a file in it, such as {target}/result.csv"
+        )
+    chosen = format_for(target, fmt)
+    for folder in (target.parent, *target.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise OptionError(
+                    f"cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder"
+                )
+            break
+    if not target.parent.exists():
+        raise OptionError(f"folder {str(target.parent)!r} does not exist")
+    return target, chosen
+
+
 def export(
     runtime: Runtime,
     bound: BoundStatement,
@@ -528,21 +575,7 @@ def export(
     >>> bound = bind(Statement("SELECT * FROM events", 0), {})  # doctest: +SKIP
     >>> export(runtime, bound, "events.parquet").summary()  # doctest: +SKIP
     """
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise OptionError(
-            f"{str(target)!r} is a folder: name a file in it, such as {target}/result.csv"
-        )
-    chosen = format_for(target, fmt)
-    for folder in (target.parent, *target.parent.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise OptionError(
-                    f"cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder"
-                )
-            break
-    if not target.parent.exists():
-        raise OptionError(f"folder {str(target.parent)!r} does not exist")
+    target, chosen = check_target(path, fmt)
     progress = Progress()
 
     def tick() -> None:

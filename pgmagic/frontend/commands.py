@@ -24,6 +24,7 @@ from pgmagic.frontend import tables as shown
 from pgmagic.frontend.lines import Word, split
 from pgmagic.frontend.options import channel_name, no_arguments
 from pgmagic.frontend.output import print_message
+from pgmagic.live import jobs as background_jobs
 from pgmagic.live import refresh
 from pgmagic.live.listener import listener_for, unlisten
 from pgmagic.live.send import send
@@ -460,6 +461,25 @@ def refresh_catalog(magics: PgMagics, rest: str) -> None:
     )
 
 
+def jobs(magics: PgMagics, rest: str) -> pd.DataFrame:
+    """``%pg jobs``: the background jobs of this kernel (``%%pg --bg``), oldest first."""
+    no_arguments("jobs", rest)
+    frame = background_jobs.frame()
+    shown.remember(frame, shown.ResultInfo(None, None))
+    return frame
+
+
+def cancel(magics: PgMagics, rest: str) -> None:
+    """``%pg cancel JOB ...``: cancel background jobs on the server, by number or name."""
+    found = split(rest)
+    if not found:
+        raise OptionError("usage: %pg cancel JOB ... (a number or a name from %pg jobs)")
+    for word in found:
+        job = background_jobs.find(word.text)
+        job.cancel()
+        print(f"cancelling {job.name} (job {job.number}, {job.state.value})")
+
+
 COMMANDS: dict[str, Callable[[PgMagics, str], Any]] = {
     "connect": connect,
     "disconnect": disconnect,
@@ -477,6 +497,8 @@ COMMANDS: dict[str, Callable[[PgMagics, str], Any]] = {
     "use": use,
     "connections": connections,
     "close": close,
+    "jobs": jobs,
+    "cancel": cancel,
 }
 
 

@@ -47,6 +47,7 @@ from pgmagic.catalog.suggest import Suggestion
 from pgmagic.errors import OptionError
 from pgmagic.frontend import feedstatic
 from pgmagic.frontend import schema as schema_view
+from pgmagic.live import jobs
 from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
 from pgmagic.live.log import Gap, NotificationLog, RateMeter, check_channels
 from pgmagic.runtime.loop import Runtime
@@ -422,11 +423,17 @@ class PanelBridge:
                 )
                 self._sent_state = state
 
-    def catalog_changed(self) -> None:
-        """Tell the front end that a cell ran DDL (its Schema view reads again)."""
+    def send(self, message: dict[str, Any]) -> None:
+        """Send a message to the front end unless the comm has closed (any thread).
+
+        Parameters
+        ----------
+        message : dict
+            ``catalog-changed`` (its Schema view reads again), ``job-ended``, ...
+        """
         with self._lock:
             if not self._closed:
-                self._comm.send({"type": "catalog-changed"})
+                self._comm.send(message)
 
     def _on_msg(self, msg: dict[str, Any]) -> None:
         data = msg.get("content", {}).get("data")
@@ -441,9 +448,31 @@ class PanelBridge:
         elif kind == "complete":
             assert isinstance(data, dict)
             self._complete(data)
+        elif kind == "cancel-job":
+            assert isinstance(data, dict)
+            self._cancel_job(data)
         elif kind in schema_view.REQUESTS:
             assert isinstance(data, dict)
             self._comm.send(schema_view.answer(self._listener.runtime, data))
+
+    def _cancel_job(self, data: dict[str, Any]) -> None:
+        """A handle's Cancel button: cancel the job on the server, answer at once.
+
+        The handle itself shows ``cancelled`` when the job has wound down.
+        """
+        request_id, ref = data.get("id"), data.get("job")
+        if isinstance(ref, bool) or not isinstance(ref, int):
+            self.send({"type": "error", "id": request_id, "message": "cancel-job needs a job"})
+            return
+        try:
+            job = jobs.find(ref)
+        except OptionError:
+            # A handle saved in the notebook, from a kernel that has since restarted.
+            message = f"job {ref} is not in this kernel (it was restarted since)"
+            self.send({"type": "error", "id": request_id, "message": message})
+            return
+        job.cancel()
+        self.send({"type": "job-cancelling", "id": request_id, "job": job.number})
 
     def _complete(self, data: dict[str, Any]) -> None:
         """Answer a ``complete`` request, always with a ``completions`` reply.
@@ -533,18 +562,29 @@ class PanelServer:
         self._namespace = namespace
         self._completer = completer
         comm.get_comm_manager().register_target(PANEL_TARGET, self._attach)
+        _servers.add(self)
 
     def _attach(self, channel: BaseComm, msg: dict[str, Any]) -> None:
         PanelBridge(listener_for(self._runtime), self._namespace, channel, self._completer)
 
-    def catalog_changed(self) -> None:
-        """Tell every open front end that a cell ran DDL."""
+    def send_all(self, message: dict[str, Any]) -> None:
+        """Send a message to every open front end.
+
+        Parameters
+        ----------
+        message : dict
+        """
         for sink in listener_for(self._runtime).sinks:
             if isinstance(sink, PanelBridge):
-                sink.catalog_changed()
+                sink.send(message)
+
+    def catalog_changed(self) -> None:
+        """Tell every open front end that a cell ran DDL."""
+        self.send_all({"type": "catalog-changed"})
 
     def close(self) -> None:
         """Unregister the target and close every open bridge's comm."""
+        _servers.discard(self)
         manager = comm.get_comm_manager()
         # A later load may have registered its own server meanwhile: leave that one.
         if manager.targets.get(PANEL_TARGET) == self._attach:
@@ -552,6 +592,20 @@ class PanelServer:
         for sink in listener_for(self._runtime).sinks:
             if isinstance(sink, PanelBridge):
                 sink.close()
+
+
+_servers: weakref.WeakSet[PanelServer] = weakref.WeakSet()
+
+
+def broadcast(message: dict[str, Any]) -> None:
+    """Send a message to every front end of every loaded pgmagic (any thread).
+
+    Parameters
+    ----------
+    message : dict
+    """
+    for server in list(_servers):
+        server.send_all(message)
 
 
 def serve_panel(

@@ -15,7 +15,7 @@ from IPython.core.magic import magics_class, no_var_expand
 
 from pgmagic.bulk import export
 from pgmagic.bulk.stream import Stream
-from pgmagic.frontend import commands, options, progress, psql, tables, watch
+from pgmagic.frontend import commands, jobs, options, progress, psql, tables, watch
 from pgmagic.frontend.config import Configuration
 from pgmagic.frontend.output import CellOutput, print_message
 from pgmagic.results.cell import Mode, bind_one, run_cell, run_many
@@ -50,6 +50,7 @@ class PgMagics(Configuration):
             %pg status | disconnect | help | stop | refresh      refresh: re-read for Tab
             %%pg --stream [--chunksize N] -o NAME              iterate: for df in NAME
             %%pg --to FILE.parquet|.csv|.csv.gz|.jsonl         stream to a file
+            %%pg --bg [-o NAME | --to FILE]                    in the background; %pg jobs
             %%pg --many EXPR                                   once per row of EXPR
             %%pg --explain | --explain-analyze [-o NAME]       the plan of the last statement
             %pg load DATAFRAME|FILE INTO table [--create | --append | --replace]
@@ -107,6 +108,9 @@ class PgMagics(Configuration):
         if opts.params is not None:
             values = self.evaluate(opts.params)
             positional = tuple(values) if isinstance(values, list | tuple) else (values,)
+        if opts.background:
+            jobs.start(self, opts, sql, positional)
+            return None
         if cell is not None and psql.in_cell(cell):
             return psql.run_cell_with_commands(self, opts, cell, positional)
         if opts.live:

@@ -95,6 +95,15 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--bg",),
+        {
+            "action": "store_true",
+            "help": "Run in the background on a pool connection: the cell returns at once "
+            "and a live handle (with Cancel) shows the job; -o NAME gets the rows when it "
+            "ends. pgmagic.jobs() lists jobs.",
+        },
+    ),
+    (
         ("--stream",),
         {
             "action": "store_true",
@@ -199,6 +208,7 @@ class Options:
     refresh_on: tuple[str, ...] = ()
     watch: float | None = None
     conn: str | None = None
+    background: bool = False
 
     @property
     def bulk(self) -> bool:
@@ -360,6 +370,7 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         refresh_on=tuple(args.refresh_on or ()),
         watch=args.watch,
         conn=args.conn,
+        background=args.bg,
     )
     if mode.explains:
         _check_explain(options, args)
@@ -378,6 +389,8 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
             f"--{kinds[0].value} shapes a query's rows (alone or with --stream); it does not "
             "combine with --one, --scalar, --explain, --to, --many, --watch or --refresh-on"
         )
+    if options.background:
+        _check_background(options)
     if options.bulk:
         if sum(bool(x) for x in (options.stream, options.to, options.many)) > 1:
             raise OptionError("--stream, --to and --many cannot be combined")
@@ -387,6 +400,26 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
 
 
 _MODES = (Mode.ONE, Mode.SCALAR, Mode.EXPLAIN, Mode.EXPLAIN_ANALYZE)
+
+
+def _check_background(options: Options) -> None:
+    """--bg gives rows later (-o) or a file (--to): what else a cell gives has no later."""
+    others = [
+        flag
+        for flag, on in (
+            ("--stream", options.stream),
+            ("--many", options.many),
+            ("--refresh-on", options.refresh_on),
+            ("--watch", options.watch is not None),
+            (f"--{options.mode.value}", options.mode is not Mode.FRAME),
+        )
+        if on
+    ]
+    if others:
+        raise OptionError(
+            f"--bg does not combine with {', '.join(others)} "
+            "(it takes -o NAME, --to FILE, -p EXPR, -q, --conn and a frame kind)"
+        )
 
 
 def _check_explain(options: Options, args: Any) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "bind_cell",
     "bind_one",
     "run_cell",
+    "run_in_background",
     "run_many",
 ]
 
@@ -586,4 +587,86 @@ def run_cell(
     value = value_of(shown, mode, numeric_as_float=numeric_as_float, frame=frame)
     if mode is Mode.FRAME and value is not None and shown is not None:
         shown.records = []  # the frame holds the data now; drop the second copy
+    return CellOutcome(results, shown, value, time.perf_counter() - started)
+
+
+async def _run_on_pool(
+    runtime: Runtime, statements: list[BoundStatement], fetch: Fetch, progress: Progress
+) -> list[StatementResult]:
+    results = []
+    async with runtime.acquire(notices=False) as conn:
+        progress.pid = conn.get_server_pid()
+        # What the session set that the statements' meaning depends on.
+        await runtime.carry_time_zone(conn)
+        for name, value in await runtime.carried_settings():
+            if name == "search_path":
+                await conn.fetchval("SELECT set_config('search_path', $1, false)", value)
+        for bound in statements:
+            try:
+                results.append(await run_statement(conn, bound, fetch, progress))
+            except asyncpg.PostgresError as error:
+                blame(error, bound)
+                raise
+    return results
+
+
+def run_in_background(
+    runtime: Runtime,
+    text: str,
+    statements: list[BoundStatement],
+    *,
+    numeric_as_float: bool = False,
+    frame: FrameKind = FrameKind.PANDAS,
+    on_progress: Callable[[Progress], None] | None = None,
+    recording: Recording | None = None,
+) -> CellOutcome:
+    """Run a bound cell on a pool connection and wait (a background job's thread).
+
+    The statements run one after another on one pool connection, outside
+    the session: a temp table or a ``SET`` of the session is not there
+    (``search_path`` and the time zone are carried over).
+
+    Parameters
+    ----------
+    runtime : Runtime
+    text : str
+        The cell's SQL, for the error's rendering.
+    statements : list of BoundStatement
+        Bound beforehand, in the kernel's thread (:func:`bind_cell`).
+    numeric_as_float : bool
+    frame : FrameKind
+    on_progress : callable, optional
+        Called about every 50 ms with the :class:`Progress` (rows so far,
+        the server process).
+    recording : Recording, optional
+        Where the history records the statements (taken in the kernel's
+        thread, for the cell number).
+
+    Returns
+    -------
+    CellOutcome
+        Its value is the last query's rows (None without one).
+    """
+    started = time.perf_counter()
+    progress = Progress()
+    fetch = Fetch(
+        timeout=runtime.settings.command_timeout,
+        frame=runtime.settings.init is None,
+        arrow=frame is not FrameKind.PANDAS,
+        numeric_as_float=numeric_as_float,
+        recording=recording if recording is not None else runtime.history.recording(),
+    )
+
+    def tick() -> None:
+        if on_progress is not None:
+            on_progress(progress)
+
+    try:
+        results = runtime.run(_run_on_pool(runtime, statements, fetch, progress), on_tick=tick)
+    except DATABASE_ERRORS as error:
+        raise render(error, text, hint=where_it_stopped(error, statements)) from None
+    shown = next((r for r in reversed(results) if r.returns_rows), None)
+    value = value_of(shown, Mode.FRAME, numeric_as_float=numeric_as_float, frame=frame)
+    if value is not None and shown is not None:
+        shown.records = []
     return CellOutcome(results, shown, value, time.perf_counter() - started)

@@ -14,6 +14,9 @@ class Progress:
         self.rows = 0
         self.bytes = 0
         self.started = time.perf_counter()
+        #: The server process doing the work, once a connection is taken
+        #: (a background job's handle shows it).
+        self.pid: int | None = None
 
     def add(self, rows: int, size: int) -> None:
         """Count rows and bytes written (any thread)."""

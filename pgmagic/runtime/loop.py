@@ -450,8 +450,13 @@ class Runtime:
             conn.remove_log_listener(self._on_log)
 
     @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def acquire(self, *, notices: bool = True) -> AsyncIterator[asyncpg.Connection]:
         """A pool connection whose NOTICEs reach the cell that waits.
+
+        Parameters
+        ----------
+        notices : bool
+            False for background jobs: no cell waits for their NOTICEs.
 
         Yields
         ------
@@ -464,11 +469,13 @@ class Runtime:
             # A new pool connection that could not open: connect_timeout, not
             # the command timeout a TimeoutError would otherwise be taken for.
             raise connect_error(await self.target(), error) from None
-        self.attach_log(conn)
+        if notices:
+            self.attach_log(conn)
         try:
             yield conn
         finally:
-            self.detach_log(conn)
+            if notices:
+                self.detach_log(conn)
             await pool.release(conn)
 
     async def _setup(self, conn: asyncpg.Connection) -> None:

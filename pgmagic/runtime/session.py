@@ -238,6 +238,26 @@ class Session:
         path = await conn.fetchval("SELECT current_setting('search_path')")
         return [("search_path", path), *carried]
 
+    async def private_state(self) -> tuple[list[str], list[str], bool] | None:
+        """What only the session has, which work on pool connections does not see.
+
+        Returns
+        -------
+        (list of str, list of str, bool) or None
+            The session's temp relations, the settings a ``SET`` changed in
+            it (beyond ``search_path`` and ``TimeZone``, which pool work
+            carries over), and whether a transaction is open.  None when
+            the session is not open, busy, or in a failed transaction.
+        """
+        conn = self.conn
+        if conn is None or conn.is_closed() or self._busy.locked():
+            return None
+        if self.state is TransactionState.FAILED:
+            return None
+        async with self._busy:
+            row = await conn.fetchrow(_PRIVATE_STATE)
+        return list(row[0]), list(row[1]), self._user_transaction or conn.is_in_transaction()
+
     @contextlib.asynccontextmanager
     async def atomic(self, *, undo: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """All-or-nothing work on the session: a transaction, or a savepoint inside one.
@@ -363,3 +383,12 @@ def _in_transaction(conn: asyncpg.Connection, unknown: bool = False) -> bool:
         return bool(conn.is_in_transaction())
     except AttributeError:
         return unknown
+
+
+_PRIVATE_STATE = """
+SELECT
+  ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c
+        WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() ORDER BY 1),
+  ARRAY(SELECT s.name FROM pg_catalog.pg_settings s
+        WHERE s.source = 'session' AND s.name NOT IN ('TimeZone', 'search_path') ORDER BY 1)
+"""

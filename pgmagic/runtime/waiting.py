@@ -22,7 +22,7 @@ import ctypes
 import functools
 import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pgmagic.errors import QueryCancelled
@@ -106,7 +106,7 @@ class Running(Generic[T]):
             if on_message is None:
                 on_message = self._runtime.printer
             while not concurrent.futures.wait([self.result], timeout=_POLL).done:
-                self._runtime.drain(on_message)
+                self._drain(on_message)
                 if on_tick is not None:
                     on_tick()
             return self.result.result()
@@ -114,7 +114,34 @@ class Running(Generic[T]):
             self.cancel()
             raise QueryCancelled() from None
         finally:
+            self._drain(on_message)
+
+    def _drain(self, on_message: Callable[[Message], None] | None) -> None:
+        # The runtime's messages are the kernel thread's cell's; a background
+        # job waiting in its own thread must neither take nor print them.
+        if not getattr(_background, "on", False):
             self._runtime.drain(on_message)
+
+
+_background = threading.local()
+
+
+@contextlib.contextmanager
+def in_background() -> Iterator[None]:
+    """Waits in this thread leave the runtime's messages to the kernel's thread.
+
+    For background jobs (:mod:`pgmagic.live.jobs`): their thread waits on the
+    runtime while cells run and print in the kernel's thread.
+
+    Yields
+    ------
+    None
+    """
+    _background.on = True
+    try:
+        yield
+    finally:
+        _background.on = False
 
 
 async def awaited(runtime: Runtime, coro: Coroutine[Any, Any, T]) -> T:
@@ -167,7 +194,7 @@ async def in_worker(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     -------
     What ``func`` returns.
     """
-    worker = _Worker()
+    worker = Worker()
     done = asyncio.get_running_loop().run_in_executor(
         None, functools.partial(worker.call, func, *args, **kwargs)
     )
@@ -189,14 +216,31 @@ async def in_worker(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             raise
 
 
-class _Worker:
-    """One blocking call in a worker thread, interruptible like a magic's."""
+class Worker:
+    """One blocking call in a worker thread, interruptible like a magic's.
+
+    :meth:`cancel_soon` raises ``KeyboardInterrupt`` in the thread while it
+    runs :meth:`call`: a wait on the runtime there cancels on the server,
+    as Ctrl-C does in the kernel's thread.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: int | None = None
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``func(*args, **kwargs)`` in this thread, interruptible by :meth:`cancel_soon`.
+
+        Parameters
+        ----------
+        func : callable
+        *args, **kwargs
+            Passed to ``func``.
+
+        Returns
+        -------
+        What ``func`` returns.
+        """
         with self._lock:
             self._thread = threading.get_ident()
         try:
@@ -207,6 +251,7 @@ class _Worker:
                 self._thread = None
 
     def cancel_soon(self) -> None:
+        """Interrupt the call if it is still running (any thread)."""
         with self._lock:
             if self._thread is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -218,12 +263,12 @@ class _Interrupts:
     """The SIGINT handler installed while API calls are in flight on the main thread."""
 
     def __init__(self) -> None:
-        self._running: set[Running[Any] | _Worker] = set()
-        self._interrupted: set[Running[Any] | _Worker] = set()
+        self._running: set[Running[Any] | Worker] = set()
+        self._interrupted: set[Running[Any] | Worker] = set()
         self._previous: Any = None
 
     @contextlib.contextmanager
-    def watching(self, running: Running[Any] | _Worker) -> Any:
+    def watching(self, running: Running[Any] | Worker) -> Any:
         if threading.current_thread() is not threading.main_thread():
             yield  # signals reach the main thread only
             return
@@ -240,7 +285,7 @@ class _Interrupts:
             if not self._running and signal.getsignal(signal.SIGINT) == self._on_sigint:
                 signal.signal(signal.SIGINT, self._previous)
 
-    def interrupted(self, running: Running[Any] | _Worker) -> bool:
+    def interrupted(self, running: Running[Any] | Worker) -> bool:
         return running in self._interrupted
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
