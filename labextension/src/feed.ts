@@ -20,6 +20,7 @@ import {
   FeedItem,
   ICompletions,
   IExportRequest,
+  IJobEnded,
   IFeedState,
   parseKernelMessage,
   toCommData
@@ -34,6 +35,9 @@ export const MAX_ITEMS = 2000;
  * cell runs; without them it answers only after the cell, too late to help.
  */
 export const COMPLETE_TIMEOUT_MS = 1500;
+
+/** How long a job's Cancel button waits for the kernel to take the request. */
+export const CANCEL_TIMEOUT_MS = 5000;
 
 /**
  * User Timing marks around the latest completion request's comm round trip,
@@ -96,6 +100,11 @@ export class KernelFeed implements IDisposable {
   /** The kernel ran DDL since the catalog was last read. */
   get catalogChanged(): ISignal<this, void> {
     return this._catalogChanged;
+  }
+
+  /** A background job of this kernel ended. */
+  get jobEnded(): ISignal<this, IJobEnded> {
+    return this._jobEnded;
   }
 
   get disposed(): ISignal<this, void> {
@@ -210,6 +219,45 @@ export class KernelFeed implements IDisposable {
       });
       mark(COMPLETE_ASKED);
       comm.send(toCommData({ type: 'complete', id, code, pos }));
+    });
+  }
+
+  /**
+   * Ask the kernel to cancel background job `job` on the server.
+   *
+   * Resolves to null once the kernel has taken the request (the job's
+   * handle then shows `cancelled` when it has wound down), or to the reason
+   * it could not: no comm, a job the kernel does not know, no answer.
+   */
+  cancelJob(
+    job: number,
+    timeoutMs = CANCEL_TIMEOUT_MS
+  ): Promise<string | null> {
+    const comm = this._comm;
+    if (!comm) {
+      return Promise.resolve('pgmagic is not loaded in this kernel');
+    }
+    // Negative: the Schema view numbers its requests from 0 up, on the same signal.
+    const id = -++this._lastCancelId;
+    return new Promise(resolve => {
+      const timer = setTimeout(() => {
+        this._replied.disconnect(onReply);
+        resolve('the kernel did not answer');
+      }, timeoutMs);
+      const onReply = (_feed: this, data: Record<string, unknown>) => {
+        if (data.id !== id) {
+          return;
+        }
+        clearTimeout(timer);
+        this._replied.disconnect(onReply);
+        resolve(
+          data.type === 'error'
+            ? String(data.message ?? 'the kernel refused')
+            : null
+        );
+      };
+      this._replied.connect(onReply);
+      comm.send(toCommData({ type: 'cancel-job', id, job }));
     });
   }
 
@@ -357,6 +405,9 @@ export class KernelFeed implements IDisposable {
       case 'catalog-changed':
         this._catalogChanged.emit();
         break;
+      case 'job-ended':
+        this._jobEnded.emit(message);
+        break;
       case 'completions':
         if (message.id !== null) {
           this._settle(message.id, message);
@@ -452,6 +503,7 @@ export class KernelFeed implements IDisposable {
   private _clearedThroughSeq = -Infinity;
   private _isDisposed = false;
   private _lastCompleteId = 0;
+  private _lastCancelId = 0;
   /** Completion requests sent and not yet answered, by id. */
   private _pending = new Map<number, (reply: ICompletions | null) => void>();
   private _changed = new Signal<this, FeedChange>(this);
@@ -459,6 +511,7 @@ export class KernelFeed implements IDisposable {
   private _exportFailed = new Signal<this, string>(this);
   private _disposed = new Signal<this, void>(this);
   private _catalogChanged = new Signal<this, void>(this);
+  private _jobEnded = new Signal<this, IJobEnded>(this);
   private _replied = new Signal<this, Record<string, unknown>>(this);
 }
 
@@ -496,6 +549,9 @@ export class FeedRegistry {
     }
     const feed = new KernelFeed(kernel);
     this._feeds.set(kernel.id, feed);
+    feed.jobEnded.connect((_feed, ended) =>
+      this._jobEnded.emit({ kernelId: kernel.id, ended })
+    );
     feed.disposed.connect(() => {
       if (this._feeds.get(kernel.id) === feed) {
         this._feeds.delete(kernel.id);
@@ -504,5 +560,13 @@ export class FeedRegistry {
     return feed;
   }
 
+  /** A background job of any kernel with a feed ended. */
+  get jobEnded(): ISignal<this, { kernelId: string; ended: IJobEnded }> {
+    return this._jobEnded;
+  }
+
   private _feeds = new Map<string, KernelFeed>();
+  private _jobEnded = new Signal<this, { kernelId: string; ended: IJobEnded }>(
+    this
+  );
 }

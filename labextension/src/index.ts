@@ -3,7 +3,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { Clipboard, ICommandPalette } from '@jupyterlab/apputils';
+import { Clipboard, ICommandPalette, Notification } from '@jupyterlab/apputils';
 import {
   CompletionProviderManager,
   ICompletionProviderManager,
@@ -40,6 +40,8 @@ import { PgSidePanel } from './sidePanel';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { addPlanRenderer } from './planView';
 import { addFeedRenderer } from './savedFeed';
+import { addJobRenderer, JOB_MIME } from './jobView';
+import type { IJobEnded } from './protocol';
 import { PGSQL_MIME, pgCellLanguageFactory } from './sqlHighlight';
 
 const PANEL_ID = 'pgmagic-feed';
@@ -300,6 +302,83 @@ const planPlugin: JupyterFrontEndPlugin<void> = {
 };
 
 /**
+ * Background jobs (`%%pg --bg`): their handles, with a Cancel button, and a
+ * notification when one ends, also while the user is in another notebook.
+ */
+const jobsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'pgmagic-labextension:jobs',
+  description:
+    'Shows %%pg --bg jobs with a Cancel button and notifies when one ends.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    const add = (notebook: NotebookPanel) =>
+      addJobRenderer(notebook.content.rendermime, job => {
+        const kernel = notebook.sessionContext.session?.kernel;
+        const feed = kernel ? feeds.feedFor(kernel) : null;
+        return feed
+          ? feed.cancelJob(job)
+          : Promise.resolve('this notebook has no kernel');
+      });
+    tracker.forEach(add);
+    tracker.widgetAdded.connect((_tracker, notebook) => add(notebook));
+    feeds.jobEnded.connect((_registry, { kernelId, ended }) =>
+      notifyJobEnded(app, tracker, kernelId, ended)
+    );
+  }
+};
+
+const NOTIFICATION_TYPES = {
+  done: 'success',
+  failed: 'error',
+  cancelled: 'info'
+} as const;
+
+/** A notification for an ended job, with a button that shows its cell. */
+function notifyJobEnded(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  kernelId: string,
+  ended: IJobEnded
+): void {
+  const notebook = tracker.find(
+    panel => panel.sessionContext.session?.kernel?.id === kernelId
+  );
+  const actions = notebook
+    ? [
+        {
+          label: 'Show',
+          caption: `Go to the cell of ${ended.name} in ${notebook.title.label}`,
+          callback: () => showJob(app, notebook, ended.job)
+        }
+      ]
+    : [];
+  Notification.emit(ended.summary, NOTIFICATION_TYPES[ended.state], {
+    autoClose: ended.state === 'failed' ? false : 10000,
+    actions
+  });
+}
+
+/** Activate the notebook and scroll to the cell whose output is job `job`. */
+function showJob(app: JupyterFrontEnd, notebook: NotebookPanel, job: number) {
+  app.shell.activateById(notebook.id);
+  const cells = notebook.content.widgets;
+  const index = cells.findIndex(cell => {
+    const outputs = (cell.model as { outputs?: { toJSON(): unknown[] } })
+      .outputs;
+    return (outputs?.toJSON() ?? []).some(output => {
+      const data = (output as { data?: Record<string, unknown> }).data;
+      const handle = data?.[JOB_MIME] as { id?: unknown } | undefined;
+      return handle?.id === job;
+    });
+  });
+  if (index >= 0) {
+    notebook.content.activeCellIndex = index;
+    void notebook.content.scrollToItem(index, 'center');
+  }
+}
+
+/**
  * Tab completion in `%%pg` cells and `%pg` lines over pgmagic's comm, which
  * keeps working while another cell runs (see `completion.ts`).
  */
@@ -339,5 +418,6 @@ export default [
   sqlHighlightPlugin,
   savedFeedPlugin,
   planPlugin,
+  jobsPlugin,
   completionPlugin
 ];

@@ -71,6 +71,20 @@ export interface ICompletions {
   items: ICompletionItem[];
 }
 
+/** How a background job (`%%pg --bg`) ended. */
+export type JobEndState = 'done' | 'failed' | 'cancelled';
+
+/** The kernel's word that a background job ended (JupyterLab notifies). */
+export interface IJobEnded {
+  type: 'job-ended';
+  job: number;
+  name: string;
+  state: JobEndState;
+  /** One line: `big: 1,204,332 rows in 41.2 s`. */
+  summary: string;
+  connection: string;
+}
+
 export type KernelMessage =
   | { type: 'snapshot'; items: FeedItem[]; state: IFeedState }
   | { type: 'batch'; items: FeedItem[]; state: IFeedState }
@@ -78,6 +92,7 @@ export type KernelMessage =
   | { type: 'error'; message: string }
   /** A cell ran DDL: what the Schema view shows may be out of date. */
   | { type: 'catalog-changed' }
+  | IJobEnded
   | ICompletions;
 
 /** Filter the kernel applies before exporting; null means "no filter". */
@@ -98,8 +113,15 @@ export interface ICompleteRequest {
   pos: number;
 }
 
+/** A job handle's Cancel button: cancel job `job` on the server. */
+export interface ICancelJobRequest {
+  type: 'cancel-job';
+  id: number;
+  job: number;
+}
+
 export type FrontendMessage =
-  { type: 'hello' } | IExportRequest | ICompleteRequest;
+  { type: 'hello' } | IExportRequest | ICompleteRequest | ICancelJobRequest;
 
 /**
  * Validate the `data` of a kernel `comm_msg` (or `comm_open`).
@@ -129,6 +151,23 @@ export function parseKernelMessage(data: unknown): KernelMessage | null {
       return { type: 'exported', variable: data.variable, rows: data.rows };
     case 'catalog-changed':
       return { type: 'catalog-changed' };
+    case 'job-ended': {
+      const state = data.state;
+      if (
+        !isNumber(data.job) ||
+        (state !== 'done' && state !== 'failed' && state !== 'cancelled')
+      ) {
+        return null;
+      }
+      return {
+        type: 'job-ended',
+        job: data.job,
+        name: String(data.name ?? ''),
+        state,
+        summary: String(data.summary ?? ''),
+        connection: String(data.connection ?? '')
+      };
+    }
     case 'error':
       return typeof data.message === 'string'
         ? { type: 'error', message: data.message }

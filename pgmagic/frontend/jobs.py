@@ -120,6 +120,9 @@ def start(magics: PgMagics, opts: Options, sql: str, positional: tuple[Any, ...]
             rows = count(value)
             return f"{rows:,} row{'' if rows == 1 else 's'}"
 
+    # Connect here, not in the job: a wrong target fails this cell at once,
+    # and the notes of a first connection show under it.
+    runtime.run(runtime.pool())
     note = _note(runtime, sql)
     if note is not None:
         print(note)

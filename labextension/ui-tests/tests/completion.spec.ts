@@ -7,7 +7,7 @@ import {
 import type { NotebookPanel } from '@jupyterlab/notebook';
 import * as path from 'path';
 
-import { ARTIFACTS, setCells } from './helpers';
+import { ARTIFACTS, running, setCells } from './helpers';
 
 const PANEL = '#pgmagic-feed';
 /** Two tables share the typed prefix, so the completer lists rather than inserts. */
@@ -21,18 +21,6 @@ async function kernelStatus(page: IJupyterLabPageFixture): Promise<string> {
     const panel = window.jupyterapp.shell.currentWidget as NotebookPanel;
     return panel.sessionContext.session?.kernel?.status ?? 'none';
   });
-}
-
-/**
- * Whether a cell still runs, by its `[*]` prompt. Not the kernel's status:
- * the subshell's busy/idle around each comm message reaches it too.
- */
-async function running(
-  page: IJupyterLabPageFixture,
-  index: number
-): Promise<boolean> {
-  const cell = await page.notebook.getCellLocator(index);
-  return (await cell!.locator('.jp-InputPrompt').textContent()) === '[*]:';
 }
 
 async function cellSource(

@@ -36,3 +36,15 @@ export async function setCells(
 export function pythonString(text: string): string {
   return JSON.stringify(text);
 }
+
+/**
+ * Whether a cell still runs, by its `[*]` prompt. Not the kernel's status:
+ * the subshell's busy/idle around each comm message reaches it too.
+ */
+export async function running(
+  page: IJupyterLabPageFixture,
+  index: number
+): Promise<boolean> {
+  const cell = await page.notebook.getCellLocator(index);
+  return (await cell!.locator('.jp-InputPrompt').textContent()) === '[*]:';
+}
