@@ -92,6 +92,30 @@ describe('parseKernelMessage', () => {
     });
   });
 
+  it('reads the end of a background job, and refuses unknown states', () => {
+    const ended = {
+      type: 'job-ended',
+      job: 3,
+      name: 'big',
+      state: 'done',
+      summary: 'big: 1,204 rows in 4.1 s',
+      connection: 'prod'
+    };
+    expect(parseKernelMessage(ended)).toEqual(ended);
+    expect(parseKernelMessage({ ...ended, state: 'running' })).toBeNull();
+    expect(parseKernelMessage({ ...ended, job: '3' })).toBeNull();
+    expect(
+      parseKernelMessage({ type: 'job-ended', job: 1, state: 'failed' })
+    ).toEqual({
+      type: 'job-ended',
+      job: 1,
+      name: '',
+      state: 'failed',
+      summary: '',
+      connection: ''
+    });
+  });
+
   it('reads completions, skipping items without a label', () => {
     expect(
       parseKernelMessage({
