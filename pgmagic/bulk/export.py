@@ -582,6 +582,7 @@ def export(
         if on_tick is not None:
             on_tick(progress)
 
+    tick()
     try:
         sink = _Sink(target, chosen)
     except OSError as error:

@@ -661,6 +661,7 @@ def run_in_background(
         if on_progress is not None:
             on_progress(progress)
 
+    tick()  # the caller sees the server's pid as soon as there is one, not a tick later
     try:
         results = runtime.run(_run_on_pool(runtime, statements, fetch, progress), on_tick=tick)
     except DATABASE_ERRORS as error:
