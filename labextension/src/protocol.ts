@@ -35,6 +35,8 @@ export interface INotificationItem {
   channel: string;
   pid: number;
   payload: string;
+  /** Another named connection's name, when its listener received it; else empty. */
+  connection: string;
 }
 
 /** The listener lost its connection between `start` and `end`. */
@@ -215,7 +217,8 @@ export function parseFeedItem(value: unknown): FeedItem | null {
       time: value.time,
       channel: String(value.channel ?? ''),
       pid: isNumber(value.pid) ? value.pid : 0,
-      payload: String(value.payload ?? '')
+      payload: String(value.payload ?? ''),
+      connection: typeof value.connection === 'string' ? value.connection : ''
     };
   }
   if (value.kind === 'gap') {

@@ -10,7 +10,8 @@
  * Row structure (class names without the prefix):
  *
  *     -row [-gap]        data-seq, data-time
- *       -meta            -time, then -channelName and -pid, or -gapLabel
+ *       -meta            -time, then [-connection] -channelName and -pid,
+ *                        or -gapLabel
  *       -payload         the text as sent, or <details class="-json"> for a
  *                        JSON object or array: summary as sent, pre re-indented
  */
@@ -35,6 +36,10 @@ export function renderRow(item: FeedItem, prefix: string): HTMLElement {
     return row;
   }
 
+  if (item.connection) {
+    // Another named connection's listener received it (the side panel gathers them).
+    meta.append(el('span', `${prefix}-connection`, item.connection));
+  }
   meta.append(
     el('span', `${prefix}-channelName`, item.channel),
     el('span', `${prefix}-pid`, `pid ${item.pid}`)

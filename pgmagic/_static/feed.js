@@ -29,7 +29,8 @@ function parseFeedItem(value) {
       time: value.time,
       channel: String(value.channel ?? ""),
       pid: isNumber(value.pid) ? value.pid : 0,
-      payload: String(value.payload ?? "")
+      payload: String(value.payload ?? ""),
+      connection: typeof value.connection === "string" ? value.connection : ""
     };
   }
   if (value.kind === "gap") {
@@ -136,6 +137,9 @@ function renderRow(item, prefix) {
     meta.append(el("span", `${prefix}-gapLabel`, gapLabel(item)));
     row.append(meta, el("div", `${prefix}-payload`, gapText(item)));
     return row;
+  }
+  if (item.connection) {
+    meta.append(el("span", `${prefix}-connection`, item.connection));
   }
   meta.append(
     el("span", `${prefix}-channelName`, item.channel),

@@ -48,7 +48,14 @@ from pgmagic.errors import OptionError
 from pgmagic.frontend import feedstatic
 from pgmagic.frontend import schema as schema_view
 from pgmagic.live import jobs
-from pgmagic.live.listener import Listener, ListenerState, Status, listener_for
+from pgmagic.live.listener import (
+    Listener,
+    ListenerState,
+    Status,
+    gather_into,
+    listener_for,
+    listeners,
+)
 from pgmagic.live.log import Gap, NotificationLog, RateMeter, check_channels
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.messages import Message
@@ -178,7 +185,9 @@ class FeedView:
         if new:
             self._seq = new[-1].seq
         mine = [
-            item.to_item() for item in new if isinstance(item, Gap) or item.channel in self.channels
+            item.to_item()
+            for item in new
+            if isinstance(item, Gap) or (item.channel in self.channels and not item.connection)
         ]
         state = self._state(status)
         with self._lock:
@@ -385,9 +394,18 @@ class PanelBridge:
 
     def _state(self, status: Status) -> dict[str, Any]:
         received, dropped = self._listener.log.counts()
+        # Every connection's listener feeds the panel: its channels, named.
+        state, channels = status.state, sorted(status.channels)
+        for other in listeners():
+            if other is self._listener or not other.status.channels:
+                continue
+            if state is not ListenerState.RECONNECTING and other.state is not ListenerState.STOPPED:
+                state = other.state
+            name = other.runtime.connection_name()
+            channels += [f"{name}: {c}" for c in sorted(other.status.channels)]
         return {
-            "listener": status.state.value,
-            "channels": sorted(status.channels),
+            "listener": state.value,
+            "channels": channels,
             "count": received,
             "rate": round(self._rate.rate(received), 1),
             "dropped": dropped,
@@ -563,6 +581,7 @@ class PanelServer:
         self._completer = completer
         comm.get_comm_manager().register_target(PANEL_TARGET, self._attach)
         _servers.add(self)
+        gather_into(listener_for(runtime))
 
     def _attach(self, channel: BaseComm, msg: dict[str, Any]) -> None:
         PanelBridge(listener_for(self._runtime), self._namespace, channel, self._completer)
@@ -585,6 +604,8 @@ class PanelServer:
     def close(self) -> None:
         """Unregister the target and close every open bridge's comm."""
         _servers.discard(self)
+        if not _servers:
+            gather_into(None)
         manager = comm.get_comm_manager()
         # A later load may have registered its own server meanwhile: leave that one.
         if manager.targets.get(PANEL_TARGET) == self._attach:
@@ -668,7 +689,7 @@ class TextFeed:
             stamp = time.strftime("%H:%M:%S", time.localtime(item.time))
             if isinstance(item, Gap):
                 print(f"{stamp}  GAP  {item.message}", flush=True)
-            elif item.channel in self.channels:
+            elif item.channel in self.channels and not item.connection:
                 print(f"{stamp}  {item.channel}  pid {item.pid}  {item.payload}", flush=True)
 
 

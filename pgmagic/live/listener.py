@@ -67,7 +67,9 @@ __all__ = [
     "Sink",
     "Status",
     "Subscriber",
+    "gather_into",
     "listener_for",
+    "listeners",
     "unlisten",
 ]
 
@@ -316,6 +318,10 @@ class Listener:
     def _publish(self) -> None:
         self._status = Status(self._state, frozenset(self._wanted()), frozenset(self._listened))
         self._wake()
+        gatherer = _gatherer() if _gatherer is not None else None
+        if gatherer is not None and gatherer is not self:
+            # Its views (the side panel) list this connection's channels too.
+            gatherer._soon(gatherer._wake)
 
     def _wanted(self) -> set[str]:
         wanted = set(self._listened)
@@ -552,6 +558,29 @@ class Listener:
         for subscriber in self._subscribers:
             if channel in subscriber.channels:
                 subscriber.push(item)
+        self._arrived_now()
+        gatherer = _gatherer() if _gatherer is not None else None
+        if gatherer is not None and gatherer is not self:
+            gatherer.gather(channel, pid, payload, self.runtime.connection_name())
+
+    def gather(self, channel: str, pid: int, payload: str, connection: str) -> None:
+        """Take in another connection's notification, for the side panel (loop thread).
+
+        Only the log and its views get it: ``pgmagic.notifications`` and
+        refreshes follow their own connection's listener.
+
+        Parameters
+        ----------
+        channel : str
+        pid : int
+        payload : str
+        connection : str
+            The name of the connection whose listener received it.
+        """
+        self.log.append(channel, pid, payload, connection)
+        self._arrived_now()
+
+    def _arrived_now(self) -> None:
         self._last_item = self.runtime.loop.time()
         self._arrived += 1
         self._wake()
@@ -646,6 +675,34 @@ def _backoff(attempt: int) -> float:
 
 _listeners: weakref.WeakKeyDictionary[Runtime, Listener] = weakref.WeakKeyDictionary()
 _listeners_lock = threading.Lock()
+
+
+# The listener whose log also takes every other connection's notifications:
+# the side panel's (the connection pgmagic was loaded with).
+_gatherer: weakref.ref[Listener] | None = None
+
+
+def gather_into(listener: Listener | None) -> None:
+    """Have ``listener``'s log take in every other listener's notifications, too.
+
+    Parameters
+    ----------
+    listener : Listener or None
+        None stops gathering.
+    """
+    global _gatherer
+    _gatherer = weakref.ref(listener) if listener is not None else None
+
+
+def listeners() -> list[Listener]:
+    """Every connection's listener that exists.
+
+    Returns
+    -------
+    list of Listener
+    """
+    with _listeners_lock:
+        return list(_listeners.values())
 
 
 def listener_for(runtime: Runtime) -> Listener:

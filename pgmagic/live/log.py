@@ -41,6 +41,10 @@ class Notification:
     pid : int
         Backend pid of the sending session.
     payload : str
+    connection : str
+        The named connection whose listener received it, when that is not
+        the log's own (the side panel's log gathers every connection's);
+        empty for the log's own.
     """
 
     kind: ClassVar[str] = "notification"
@@ -49,6 +53,7 @@ class Notification:
     channel: str
     pid: int
     payload: str
+    connection: str = ""
 
     def to_item(self) -> dict[str, Any]:
         """The item as the feed widget and the panel comm carry it."""
@@ -59,6 +64,7 @@ class Notification:
             "channel": self.channel,
             "pid": self.pid,
             "payload": self.payload,
+            "connection": self.connection,
         }
 
 
@@ -157,7 +163,7 @@ class NotificationLog:
         """The ``seq`` of the newest item (0 before the first)."""
         return self._seq
 
-    def append(self, channel: str, pid: int, payload: str) -> Notification:
+    def append(self, channel: str, pid: int, payload: str, connection: str = "") -> Notification:
         """Record a notification received now.
 
         Parameters
@@ -165,6 +171,8 @@ class NotificationLog:
         channel : str
         pid : int
         payload : str
+        connection : str
+            Another connection's name, when its listener received it.
 
         Returns
         -------
@@ -172,10 +180,12 @@ class NotificationLog:
         """
         with self._lock:
             self._seq += 1
-            item = Notification(self._seq, time.time(), channel, pid, payload)
+            item = Notification(self._seq, time.time(), channel, pid, payload, connection)
             self._push(item)
             self._received += 1
-            self._received_by_channel[channel] += 1
+            if not connection:
+                # Per channel: the log's own connection's, as its widgets count them.
+                self._received_by_channel[channel] += 1
         return item
 
     def append_gap(self, start: float, end: float, message: str) -> Gap:
@@ -204,7 +214,7 @@ class NotificationLog:
 
     def _evicted(self, item: Item) -> None:
         self._dropped += 1
-        if isinstance(item, Notification):
+        if isinstance(item, Notification) and not item.connection:
             self._dropped_by_channel[item.channel] += 1
 
     def since(self, seq: int) -> list[Item]:
@@ -287,7 +297,8 @@ class NotificationLog:
         -------
         pandas.DataFrame
             Columns ``seq``, ``time`` (UTC), ``kind`` (``"notification"`` or
-            ``"gap"``), ``channel``, ``pid``, ``payload`` (a gap's message);
+            ``"gap"``), ``channel``, ``pid``, ``payload`` (a gap's message),
+            ``connection`` (another connection's name, else empty);
             ``frame.attrs["dropped"]`` is how many items the history dropped.
         """
         with self._lock:
@@ -307,6 +318,7 @@ class NotificationLog:
                     [i.payload if isinstance(i, Notification) else i.message for i in rows],
                     dtype="str",
                 ),
+                "connection": pd.array([n.connection if n else "" for n in notes], dtype="str"),
             }
         )
         frame.attrs["dropped"] = dropped

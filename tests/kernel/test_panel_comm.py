@@ -161,3 +161,50 @@ def test_terminal_ipython_registers_no_target() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["panel target False comms 0", "unloaded"]
+
+
+def test_the_panel_gathers_every_connections_notifications(
+    recorder: Recorder, second: tuple[str, str]
+) -> None:
+    recorder.run(f"%load_ext pgmagic\n%pg listen home\nsecond_dsn = {second[1]!r}")
+    recorder.run("%pg connect two $second_dsn\n%pg listen away")
+    mark = recorder.mark()
+    panel = recorder.comm_open()
+    _, opened = recorder.wait_for(mark, comm_msg(panel, lambda d: d["type"] == "snapshot"))
+    # The header names the other connection's channels.
+    assert opened["content"]["data"]["state"]["channels"] == ["home", "two: away"]
+
+    recorder.run("%pg notify away 'from two'\n%pg @default notify home 'from home'")
+    recorder.wait_for(mark, comm_msg(panel, carries("from two")))
+    recorder.wait_for(mark, comm_msg(panel, carries("from home")))
+    items = {
+        i["payload"]: i
+        for _, m in recorder.since(mark)
+        if m["msg_type"] == "comm_msg" and m["content"]["data"].get("type") == "batch"
+        for i in m["content"]["data"]["items"]
+    }
+    assert items["from two"]["connection"] == "two"
+    assert items["from two"]["channel"] == "away"
+    assert items["from home"]["connection"] == ""
+
+    # The first connection's log (the panel's, exported by it) says where each
+    # came from; the other connection's own log has only its own.
+    out = recorder.stdout(
+        "import pgmagic\n"
+        "print(list(pgmagic.notification_log()['payload']))\n"
+        "%pg use default\n"
+        "log = pgmagic.notification_log()\n"
+        "print(sorted(zip(log['payload'], log['connection'])))"
+    )
+    lines = out.strip().splitlines()
+    assert lines[0] == "['from two']"
+    assert lines[-1] == "[('from home', ''), ('from two', 'two')]"
+    # A channel of the same name on the other connection stays out of `home`'s counts.
+    recorder.run("%pg @two listen home\n%pg @two notify home 'two says home'")
+    recorder.wait_for(mark, comm_msg(panel, carries("two says home")))
+    counted = recorder.stdout(
+        "from pgmagic.live.listener import listener_for\n"
+        "from pgmagic.runtime.connections import default_connections\n"
+        "print(listener_for(default_connections().get('default')).log.counts(['home']))"
+    )
+    assert counted.strip() == "(1, 0)"

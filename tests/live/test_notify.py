@@ -69,7 +69,8 @@ def test_listen_notify_shows_in_widget_and_log(ip: Any, sql: Any) -> None:
     wait_until(lambda: view.widget.state["count"] == 3)
 
     log = pgmagic.notification_log()
-    assert list(log.columns) == ["seq", "time", "kind", "channel", "pid", "payload"]
+    assert list(log.columns) == ["seq", "time", "kind", "channel", "pid", "payload", "connection"]
+    assert set(log["connection"]) == {""}
     assert str(log.dtypes["time"]) == "datetime64[us, UTC]"
     assert str(log.dtypes["pid"]) == "Int64"
     assert payloads(log) == [i["payload"] for i in items]

@@ -133,7 +133,8 @@ export function note(seq: number, payload = `n${seq}`): INotificationItem {
     time: 1700000000 + seq,
     channel: 'orders',
     pid: 100,
-    payload
+    payload,
+    connection: ''
   };
 }
 

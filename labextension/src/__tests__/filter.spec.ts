@@ -9,7 +9,8 @@ const ORDER: INotificationItem = {
   time: 0,
   channel: 'Orders',
   pid: 4242,
-  payload: '{"status":"Shipped"}'
+  payload: '{"status":"Shipped"}',
+  connection: ''
 };
 
 const GAP: IGapItem = {

@@ -21,7 +21,8 @@ const NOTE = {
   time: 1700000000.25,
   channel: 'orders',
   pid: 4242,
-  payload: '{"id":1}'
+  payload: '{"id":1}',
+  connection: ''
 };
 
 const GAP = {
@@ -169,7 +170,8 @@ describe('parseFeedItem', () => {
       time: 5,
       channel: '',
       pid: 0,
-      payload: ''
+      payload: '',
+      connection: ''
     });
   });
 

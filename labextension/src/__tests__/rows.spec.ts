@@ -14,7 +14,8 @@ function note(payload: string): INotificationItem {
     time: TIME,
     channel: 'orders',
     pid: 4242,
-    payload
+    payload,
+    connection: ''
   };
 }
 
@@ -34,6 +35,14 @@ function text(row: HTMLElement, suffix: string): string | null | undefined {
 }
 
 describe('renderRow', () => {
+  it("names another connection's notification, and only that", () => {
+    const own = renderRow(note('shipped'), 'p');
+    expect(own.querySelector('.p-connection')).toBeNull();
+    const away = renderRow({ ...note('shipped'), connection: 'sales' }, 'p');
+    expect(text(away, 'connection')).toBe('sales');
+    expect(away.querySelector('.p-meta')?.textContent).toContain('salesorders');
+  });
+
   it('lays out a notification with the host prefix', () => {
     const row = renderRow(note('shipped'), 'p');
     expect(row.className).toBe('p-row');
