@@ -129,7 +129,14 @@ def start(magics: PgMagics, opts: Options, sql: str, positional: tuple[Any, ...]
     name = opts.out or (Path(opts.to).name if opts.to else None)
     handle = new_display_handle()
 
+    # A terminal draws the handle once and cannot update it: it gets a line at the end.
+    terminal = type(magics.shell).__name__ == "TerminalInteractiveShell"
+
     def show(job: Job) -> None:
+        if terminal:
+            if job.state.ended:
+                print(f"\n[{job.state.value}] {job.summary()}", flush=True)
+            return
         handle.update(bundle(job), raw=True)
         if job.state.ended:
             feed.broadcast(ended_message(job))

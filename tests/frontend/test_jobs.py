@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import _thread
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -263,3 +266,33 @@ def test_closing_the_connection_cancels_its_jobs_on_the_server(
     assert job.state is JobState.CANCELLED
     assert job.pid is not None
     wait_for(lambda: not sql("SELECT 1 FROM pg_stat_activity WHERE pid = $1", job.pid))
+
+
+def test_terminal_ipython_prints_the_handle_then_a_line_when_the_job_ends() -> None:
+    code = (
+        "from IPython.terminal.interactiveshell import TerminalInteractiveShell\n"
+        "import time\n"
+        "import pgmagic\n"
+        "ip = TerminalInteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'pgmagic')\n"
+        "ip.run_line_magic('pg', '--bg -o term SELECT g FROM generate_series(1, 7) g, pg_sleep(0.5)')\n"
+        "print('the prompt is back')\n"
+        "pgmagic.job('term').result(timeout=30)\n"
+        "time.sleep(0.2)\n"
+        "print(len(ip.user_ns['term']))\n"
+        "ip.run_line_magic('unload_ext', 'pgmagic')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    ).stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert any(line.startswith("[queued] term:") for line in lines), out
+    assert "the prompt is back" in lines, out
+    back = lines.index("the prompt is back")
+    done = next(i for i, line in enumerate(lines) if line.startswith("[done] term: 7 rows in "))
+    assert back < done
+    assert lines[-1] == "7"
