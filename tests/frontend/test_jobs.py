@@ -19,6 +19,7 @@ from pgmagic.errors import OptionError, ParameterError, QueryCancelled
 from pgmagic.frontend import jobs as front
 from pgmagic.live import jobs
 from pgmagic.live.jobs import Job, JobState
+from pgmagic.runtime.connections import default_connections
 from tests.shell import fails, run
 
 
@@ -85,6 +86,11 @@ def test_the_cell_returns_while_the_query_runs_and_the_variable_gets_the_rows(
     final = shown[-1][front.JOB_MIME]
     assert final["state"] == "done" and final["rows"] == 3 and final["name"] == "big"
     assert shown[-1]["text/plain"].startswith("[done] big: 3 rows in ")
+    # The history has it, under the cell that started it.
+    for runtime in default_connections().runtimes():
+        runtime.history.flush()
+    recorded = pgmagic.history(pattern="pg_sleep(0.5) FROM generate_series(1, 3)")
+    assert list(recorded["rows"]) == [3] and list(recorded["status"]) == ["ok"]
     # The frame draws as a cell's would, with pgmagic's footer.
     assert "3 rows × 2 columns" in ip.display_formatter.format(frame)[0]["text/plain"]
 
