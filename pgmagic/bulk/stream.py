@@ -36,7 +36,7 @@ from pgmagic.errors import (
     render,
 )
 from pgmagic.results import arrow, frames, zones
-from pgmagic.results.cell import FrameKind
+from pgmagic.results.cell import DtypeBackend, FrameKind
 from pgmagic.results.statement import TypeCategories
 from pgmagic.runtime.history import Pending, parameter_names
 from pgmagic.runtime.loop import Runtime
@@ -114,6 +114,9 @@ class Stream:
     frame : FrameKind
         What each chunk is: a pandas DataFrame, a ``pyarrow.Table`` or a
         ``polars.DataFrame`` (every chunk with the first chunk's types).
+    dtype_backend : DtypeBackend
+        The dtypes of pandas chunks; ``PYARROW`` gives ``pandas.ArrowDtype``
+        columns over each chunk's Arrow table.
     recorded : bool
         Record the query in the history (an export records its own).
 
@@ -132,6 +135,7 @@ class Stream:
         numeric_as_float: bool = False,
         idle_timeout: float = 300.0,
         frame: FrameKind = FrameKind.PANDAS,
+        dtype_backend: DtypeBackend = DtypeBackend.NUMPY_NULLABLE,
         recorded: bool = True,
     ) -> None:
         if chunksize < 1:
@@ -139,6 +143,7 @@ class Stream:
         if frame is FrameKind.POLARS:
             arrow.require_polars()
         self.frame = frame
+        self.dtype_backend = dtype_backend
         self._schema: Any = None
         self._runtime = runtime
         self._bound = bound
@@ -239,7 +244,7 @@ class Stream:
     def _frame(self, records: list[Any]) -> Any:
         self.rows += len(records)
         self.chunks += 1
-        if self.frame is FrameKind.PANDAS:
+        if self.frame is FrameKind.PANDAS and not self.dtype_backend.arrow:
             return frames.records_to_frame(
                 self._cursor.columns,
                 records,
@@ -254,6 +259,8 @@ class Stream:
             schema=self._schema,
         )
         self._schema = table.schema
+        if self.frame is FrameKind.PANDAS:
+            return frames.arrow_frame(table)
         return table if self.frame is FrameKind.ARROW else arrow.to_polars(table)
 
     def open(self) -> Stream:

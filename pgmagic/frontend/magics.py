@@ -115,7 +115,8 @@ class PgMagics(Configuration):
         if opts.bulk:
             return self._bulk(opts, sql, positional)
         kind = self.frame_for(opts.frame)
-        shown = CellOutput(self.displaylimit, self.numeric_as_float, kind)
+        backend = self.backend_for(opts.dtype_backend, kind)
+        shown = CellOutput(self.displaylimit, self.numeric_as_float, kind, backend)
         with progress.Bar("fetching", quiet=opts.quiet) as bar:
             outcome = run_cell(
                 self.runtime,
@@ -129,6 +130,7 @@ class PgMagics(Configuration):
                 max_rows=self.max_rows,
                 on_progress=bar.update,
                 frame=kind,
+                dtype_backend=backend,
             )
         value, last = outcome.value, outcome.shown
         no_row = opts.mode is not Mode.FRAME and last is not None and not last.records
@@ -156,13 +158,15 @@ class PgMagics(Configuration):
             return None
         bound = bind_one(sql, self.namespace, positional)
         if opts.stream:
+            kind = self.frame_for(opts.frame)
             stream = Stream(
                 self.runtime,
                 bound,
                 chunksize=opts.chunksize,
                 numeric_as_float=self.numeric_as_float,
                 idle_timeout=self.stream_idle_timeout,
-                frame=self.frame_for(opts.frame),
+                frame=kind,
+                dtype_backend=self.backend_for(opts.dtype_backend, kind),
             ).open()
             if opts.out:
                 # Not also the cell's value: the output history would keep the
