@@ -459,17 +459,22 @@ async def to_file(
 
 
 async def load_table(
-    source: pd.DataFrame | str | os.PathLike[str],
+    source: Any,
     table: str,
     *,
     mode: str = "create",
     conn: str | None = None,
 ) -> LoadResult:
-    """Load a DataFrame, CSV or Parquet file into a table with COPY, in one transaction.
+    """Load a DataFrame, an Arrow table, a CSV or Parquet file into a table with COPY.
+
+    One transaction: an error half-way leaves the table as it was.
 
     Parameters
     ----------
-    source : DataFrame or path
+    source : DataFrame, Arrow table or path
+        A pandas or polars DataFrame, a ``pyarrow.Table``, ``RecordBatch``
+        or ``RecordBatchReader``, or a ``.csv``, ``.csv.gz`` or ``.parquet``
+        file.
     table : str
         ``name`` or ``schema.name``.
     mode : {"create", "append", "replace"}
