@@ -34,6 +34,10 @@ SQL = (
     "FROM generate_series(1, {n}) g ORDER BY g"
 )
 
+# Large enough that the COPY is still running after the first chunks (no ORDER BY:
+# the first rows come at once).
+BIG = "SELECT g AS id, 'r' || g AS name FROM generate_series(1, 3000000) g"
+
 OPTIONS = {"arrow": "--arrow", "polars": "--polars", "pyarrow": "--dtype-backend pyarrow"}
 
 
@@ -102,21 +106,20 @@ def test_an_empty_result_has_no_chunks(ip: Any) -> None:
 
 
 def test_ending_early_or_abandoning_ends_the_copy(ip: Any, sql: Any) -> None:
-    big = SQL.format(n=2_000_000)
-    stream = run(ip, f"%%pg --stream --chunksize 1000 --arrow\n{big}")
+    stream = run(ip, f"%pg --stream --chunksize 1000 --arrow {BIG}")
     assert next(stream).num_rows == 1000
     assert copy_backends(sql), "the COPY waits for the reader"
     stream.close()
     assert stream.state is StreamState.CLOSED
     assert _gone(sql)
-    run(ip, f"abandoned = %pg --stream --chunksize 1000 --polars {' '.join(big.split())}")
+    run(ip, f"abandoned = %pg --stream --chunksize 1000 --polars {BIG}")
     run(ip, "next(abandoned)")
     assert copy_backends(sql)
     run(ip, "del abandoned")
     gc.collect()
     assert _gone(sql)
     # a loop left with break ends it too, and the pool is usable afterwards
-    run(ip, f"%pg --stream --chunksize 1000 --arrow -o peek {' '.join(big.split())}")
+    run(ip, f"%pg --stream --chunksize 1000 --arrow -o peek {BIG}")
     run(ip, "for chunk in peek:\n    break")
     assert _gone(sql)
     assert run(ip, "%pg --scalar SELECT 1") == 1
@@ -124,7 +127,7 @@ def test_ending_early_or_abandoning_ends_the_copy(ip: Any, sql: Any) -> None:
 
 def test_an_unread_copy_expires(ip: Any, sql: Any) -> None:
     run(ip, "%config PgMagics.stream_idle_timeout = 0.5")
-    stream = run(ip, f"%%pg --stream --chunksize 1000 --arrow\n{SQL.format(n=2_000_000)}")
+    stream = run(ip, f"%pg --stream --chunksize 1000 --arrow {BIG}")
     next(stream)
     time.sleep(1.5)
     assert _gone(sql)
