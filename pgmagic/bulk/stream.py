@@ -87,12 +87,14 @@ class _Cursor:
     copying: asyncio.Task[None] | None = None
     batches: asyncio.Queue[Any] | None = None
 
-    async def close(self, commit: bool, error: BaseException | None = None) -> None:
+    async def close(
+        self, commit: bool, error: BaseException | None = None, *, mid_copy: bool = False
+    ) -> None:
         copying, self.copying = self.copying, None
-        if copying is not None and copying is not asyncio.current_task():
+        if copying is not None and not copying.done() and copying is not asyncio.current_task():
+            mid_copy = True
             copying.cancel()
-            # asyncpg cancels the COPY on the server; what it raised is the caller's news
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(BaseException):  # what it raised is the caller's news
                 await copying
         pending, self.pending = self.pending, None
         if pending is not None:
@@ -104,8 +106,14 @@ class _Cursor:
         # A connection the server closed may already be back in the pool (asyncpg
         # releases it when it learns of the close), and then every call raises
         # InterfaceError; the pool discards broken connections itself.
-        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            await conn.execute("COMMIT" if commit else "ROLLBACK")
+        if mid_copy:
+            # A COPY ended by the client is cancelled on the server, but asyncpg
+            # refuses further statements until the server's answer arrives;
+            # closing the connection ends its transaction at once.
+            conn.terminate()
+        else:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("COMMIT" if commit else "ROLLBACK")
         self.runtime.detach_log(conn)
         with contextlib.suppress(asyncpg.InterfaceError):
             await self.pool.release(conn)
@@ -141,7 +149,7 @@ async def _copy(
             batches.get_nowait()
         if isinstance(error, TimeoutError):
             error = StreamExpired(_expired(idle_timeout))
-            await state.close(commit=False, error=error)
+            await state.close(commit=False, error=error, mid_copy=True)
         batches.put_nowait(error)
         return
     await batches.put(None)
