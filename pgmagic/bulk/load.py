@@ -103,7 +103,8 @@ import asyncpg
 import pandas as pd
 
 from pgmagic import _oids as oids
-from pgmagic.bulk.encode import Target, pg_type_for, pgencode
+from pgmagic.bulk.coltypes import pg_type_for
+from pgmagic.bulk.encode import Target, pgencode
 from pgmagic.bulk.sources import (
     RESTART,
     CsvFile,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from pgmagic.bulk.coltypes import pg_type_for
 from pgmagic.bulk.encode import (
     CHUNK_ROWS,
     Target,
@@ -22,7 +23,6 @@ from pgmagic.bulk.encode import (
     binary_plan,
     is_missing,
     json_bytes,
-    pg_type_for,
     pgencode,
     read_in_zone,
 )

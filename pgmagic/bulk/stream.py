@@ -356,6 +356,8 @@ class Stream:
         """End the stream's transaction and give its connection back (idempotent)."""
         if self.state in (StreamState.NEW, StreamState.OPEN):
             self.state = StreamState.CLOSED
+            # rows of COPY batches not handed out yet end with the stream
+            self._buffer, self._buffered, self._ended = [], 0, True
             await self._cursor.close(commit=False)
 
     def _frame(self, records: list[Any]) -> Any:

@@ -196,23 +196,13 @@ async def copy_batches(
 
     Parameters
     ----------
-    conn : asyncpg.Connection
-    sql : str
-        A statement without parameters that returns rows.
-    parser : pgmagic._pgcopy.Parser
-        From :func:`pgmagic.results.decode.new_parser`, for the statement's columns.
+    conn, sql, parser, batch_rows, timeout, on_progress
+        As for :func:`copy_parsed` (``parser`` from
+        :func:`pgmagic.results.decode.new_parser`, for the statement's columns).
     deliver : callable
         ``deliver(nrows, payload)``, called in a worker thread with each batch,
         in order, one at a time; the next batch is decoded meanwhile.  An
         empty result still gets its (empty) batch.
-    batch_rows : int
-        Rows per batch (fewer when rows are wide: a batch also ends after
-        32 MB of COPY data).
-    timeout : float or None
-        Seconds before asyncpg cancels the COPY.
-    on_progress : callable or None
-        Called on the loop thread after each chunk with the rows decoded and
-        the bytes received so far.
 
     Returns
     -------
@@ -270,9 +260,8 @@ async def copy_parsed(
 ) -> int:
     """Run ``sql`` through binary COPY, awaiting ``hand_over`` with each of ``parser``'s batches.
 
-    What :func:`copy_batches` and a stream's chunks (:mod:`pgmagic.bulk.stream`)
-    share.  While ``hand_over`` waits, asyncpg stops reading, and the server
-    stops sending: that is the flow control.
+    Shared by :func:`copy_batches` and streams (:mod:`pgmagic.bulk.stream`).  While
+    ``hand_over`` waits, asyncpg stops reading and the server stops sending.
 
     Parameters
     ----------
@@ -281,8 +270,7 @@ async def copy_parsed(
         A statement without parameters that returns rows.
     parser : pgmagic._pgcopy.Parser
     hand_over : async callable
-        ``await hand_over(nrows, payload)`` on the loop thread, in order.  An
-        empty result still gets its (empty) batch.
+        ``await hand_over(nrows, payload)``, in order; an empty result gets one empty batch.
     batch_rows : int
         A batch ends once it has at least this many rows (it holds whole
         chunks of COPY data, so usually more) or 32 MB of COPY data.
@@ -294,7 +282,6 @@ async def copy_parsed(
     Returns
     -------
     int
-        Rows handed over.
 
     Raises
     ------

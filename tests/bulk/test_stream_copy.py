@@ -111,6 +111,8 @@ def test_ending_early_or_abandoning_ends_the_copy(ip: Any, sql: Any) -> None:
     assert copy_backends(sql), "the COPY waits for the reader"
     stream.close()
     assert stream.state is StreamState.CLOSED
+    with pytest.raises(StopIteration):  # rows parsed but not handed out end with it
+        next(stream)
     assert _gone(sql)
     run(ip, f"abandoned = %pg --stream --chunksize 1000 --polars {BIG}")
     run(ip, "next(abandoned)")
