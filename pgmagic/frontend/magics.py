@@ -70,7 +70,7 @@ class PgMagics(Configuration):
             row = %pg --one -p "(1,)" SELECT * FROM help_demo WHERE id = $1
             plan = %pg --explain-analyze DELETE FROM help_demo WHERE tag = any($tags)
             %pg -q --to "help demo.csv" SELECT * FROM help_demo
-            %pg load df INTO help_copy --create   # a DataFrame or a file
+            %pg load df INTO help_copy --create   # a DataFrame, an Arrow table or a file
             %pg listen help_events                # a live feed of notifications
             %pg notify help_events "hello"
             %pg unlisten --all
