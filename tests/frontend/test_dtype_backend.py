@@ -94,6 +94,22 @@ def test_each_type_equals_the_record(ip: Any, expression: str, dtype: str) -> No
         assert _same(_python(frame["v"].iloc[0]), record["v"]), (frame["v"].iloc[0], record["v"])
 
 
+@pytest.mark.parametrize(("expression", "dtype"), TYPES)
+def test_each_type_streamed(ip: Any, expression: str, dtype: str) -> None:
+    run(ip, "%pg -q SET TimeZone = 'Asia/Kolkata'")
+    whole = run(ip, f"%%pg --dtype-backend pyarrow\nSELECT {expression} AS v, 1 AS n")
+    stream = run(
+        ip,
+        f"%%pg --stream --dtype-backend pyarrow\nSELECT {expression} AS v FROM generate_series(1, 3)",
+    )
+    chunks = list(stream)
+    assert len(chunks) == 1 and len(chunks[0]) == 3
+    assert str(chunks[0]["v"].dtype) == dtype
+    expected = whole["v"].iloc[0]
+    for got in chunks[0]["v"].tolist():
+        assert (got is pd.NA and expected is pd.NA) or got == expected or got != got
+
+
 def test_many_rows_with_nulls_equal_the_default_frame(ip: Any) -> None:
     sql = (
         "SELECT g AS i, g * 0.5 AS n, 'row ' || g AS t, g % 2 = 0 AS b, "
