@@ -74,6 +74,8 @@ PEERS: dict[str, str] = {
     "pgmagic API": "await pgmagic.fetch(..., session=True)",
     "pgmagic --arrow": "%pg -q --arrow SELECT ...: a pyarrow.Table",
     "pgmagic --polars": "%pg -q --polars SELECT ...: a polars.DataFrame",
+    "pgmagic dtype_backend=pyarrow": "%pg -q --dtype-backend pyarrow SELECT ...: "
+    "a pandas DataFrame of ArrowDtype columns",
     "pgmagic record path": "asyncpg fetch + pgmagic.frames.records_to_frame",
     "asyncpg + from_records": "asyncpg fetch + DataFrame.from_records",
     "ADBC": "adbc_driver_postgresql cursor.fetch_df()",
@@ -334,12 +336,12 @@ async def peer_pgmagic_magic(dsn: str) -> Runner:
     return run
 
 
-def _pgmagic_frame(kind: str) -> Callable[[str], Awaitable[Runner]]:
-    """``%pg -q --arrow`` / ``--polars``, as :func:`peer_pgmagic_magic` runs ``%pg -q``."""
+def _pgmagic_frame(option: str) -> Callable[[str], Awaitable[Runner]]:
+    """``%pg -q --arrow`` and the like, as :func:`peer_pgmagic_magic` runs ``%pg -q``."""
 
     async def factory(dsn: str) -> Runner:
         run = await peer_pgmagic_magic(dsn)
-        return lambda sql: run(f"--{kind} {sql}")
+        return lambda sql: run(f"{option} {sql}")
 
     return factory
 
@@ -367,8 +369,9 @@ FACTORIES: dict[str, Callable[[str], Awaitable[Runner]]] = {
     "COPY path, decode only (no DB)": peer_decode_only,
     "pgmagic magic": peer_pgmagic_magic,
     "pgmagic API": peer_pgmagic_api,
-    "pgmagic --arrow": _pgmagic_frame("arrow"),
-    "pgmagic --polars": _pgmagic_frame("polars"),
+    "pgmagic --arrow": _pgmagic_frame("--arrow"),
+    "pgmagic --polars": _pgmagic_frame("--polars"),
+    "pgmagic dtype_backend=pyarrow": _pgmagic_frame("--dtype-backend pyarrow"),
     "pgmagic record path": peer_record_path,
     "asyncpg + from_records": peer_asyncpg_from_records,
     "ADBC": peer_adbc,
@@ -402,11 +405,15 @@ def _reset_peak() -> bool:
 
 
 def _dtypes(frame: Any) -> list[str] | None:
-    """pandas dtypes; None for an Arrow table or polars frame (not pandas' table to compare)."""
+    """pandas dtypes; None for an Arrow table, a polars frame or ArrowDtype columns.
+
+    Those follow the Arrow table, not pandas' default one the column compares with.
+    """
     dtypes = getattr(frame, "dtypes", None)
     if dtypes is None or not hasattr(frame, "iloc"):
         return None
-    return [str(t) for t in dtypes]
+    names = [str(t) for t in dtypes]
+    return None if names and all(n.endswith("[pyarrow]") for n in names) else names
 
 
 def worker(peer: str, dsn: str) -> None:

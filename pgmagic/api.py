@@ -36,7 +36,15 @@ from pgmagic.live.jobs import Job
 from pgmagic.results import arrow
 from pgmagic.results import explain as explaining
 from pgmagic.results import history as _history
-from pgmagic.results.cell import FrameKind, Mode, bind_cell, bind_one, value_of
+from pgmagic.results.cell import (
+    DtypeBackend,
+    FrameKind,
+    Mode,
+    bind_cell,
+    bind_one,
+    builds_arrow,
+    value_of,
+)
 from pgmagic.results.plan import Plan
 from pgmagic.results.statement import Fetch, StatementResult, run_statement
 from pgmagic.runtime.connections import default_connections, default_runtime
@@ -78,14 +86,14 @@ async def _run_all(
     session: bool,
     recording: Recording,
     numeric_as_float: bool | None = None,
-    frame: FrameKind = FrameKind.PANDAS,
+    arrow: bool = False,
 ) -> list[StatementResult]:
     # An init hook may install codecs that change how types decode; the COPY
     # path decodes by itself, so it only runs when no hook could disagree.
     fetch = Fetch(
         timeout=runtime.settings.command_timeout,
         frame=numeric_as_float is not None and runtime.settings.init is None,
-        arrow=frame is not FrameKind.PANDAS,
+        arrow=arrow,
         numeric_as_float=bool(numeric_as_float),
         cached=session,
         recording=recording,
@@ -126,7 +134,7 @@ async def _results(
     session: bool,
     numeric_as_float: bool | None = None,
     conn: str | None = None,
-    frame: FrameKind = FrameKind.PANDAS,
+    arrow: bool = False,
 ) -> StatementResult | None:
     runtime = _runtime(conn)
     statements = bind_cell(sql, params, args, from_keywords=True)
@@ -134,7 +142,7 @@ async def _results(
         return None
     recording = runtime.history.recording()
     results = await _bridge(
-        runtime, _run_all(runtime, statements, session, recording, numeric_as_float, frame), sql
+        runtime, _run_all(runtime, statements, session, recording, numeric_as_float, arrow), sql
     )
     return next((r for r in reversed(results) if r.returns_rows), results[-1])
 
@@ -151,6 +159,17 @@ def _frame_kind(frame: str) -> FrameKind:
     return kind
 
 
+def _dtype_backend(dtype_backend: str) -> DtypeBackend:
+    """``dtype_backend=`` checked before any I/O."""
+    try:
+        return DtypeBackend(dtype_backend)
+    except ValueError:
+        backends = ", ".join(repr(b.value) for b in DtypeBackend)
+        raise OptionError(
+            f"dtype_backend must be one of {backends}, got {dtype_backend!r}"
+        ) from None
+
+
 async def fetch(
     sql: str,
     *args: Any,
@@ -158,6 +177,7 @@ async def fetch(
     numeric_as_float: bool = False,
     conn: str | None = None,
     frame: str = "pandas",
+    dtype_backend: str = "numpy_nullable",
     **params: Any,
 ) -> Any:
     """Run SQL and give the last query's rows as a DataFrame (or an Arrow table, a polars frame).
@@ -179,6 +199,10 @@ async def fetch(
         What the rows become: a pandas DataFrame, a ``pyarrow.Table`` or a
         ``polars.DataFrame`` (polars must be installed:
         ``pip install 'pgmagic[polars]'``).
+    dtype_backend : {"numpy_nullable", "pyarrow"}
+        The pandas DataFrame's dtypes, as in ``pandas.read_sql``: nullable
+        numpy ones, or ``pandas.ArrowDtype`` columns over the Arrow result
+        (no Python object per value).
     **params
         Values for ``$name``.
 
@@ -193,8 +217,13 @@ async def fetch(
     >>> table = await pgmagic.fetch("SELECT * FROM users", frame="arrow")  # doctest: +SKIP
     """
     kind = _frame_kind(frame)
-    result = await _results(sql, args, params, session, numeric_as_float, conn, kind)
-    return value_of(result, Mode.FRAME, numeric_as_float=numeric_as_float, frame=kind)
+    backend = _dtype_backend(dtype_backend)
+    result = await _results(
+        sql, args, params, session, numeric_as_float, conn, builds_arrow(kind, backend)
+    )
+    return value_of(
+        result, Mode.FRAME, numeric_as_float=numeric_as_float, frame=kind, dtype_backend=backend
+    )
 
 
 async def fetchrow(
@@ -346,6 +375,7 @@ def stream(
     numeric_as_float: bool = False,
     conn: str | None = None,
     frame: str = "pandas",
+    dtype_backend: str = "numpy_nullable",
     **params: Any,
 ) -> Stream:
     """Iterate over a query's result in DataFrames of ``chunksize`` rows.
@@ -367,6 +397,8 @@ def stream(
         The named connection to run on (``%pg connect NAME DSN``); default: the current one.
     frame : {"pandas", "arrow", "polars"}
         What each chunk is (every chunk with the first chunk's types).
+    dtype_backend : {"numpy_nullable", "pyarrow"}
+        The dtypes of pandas chunks, as in ``pandas.read_sql``.
     **params
         Values for ``$name``.
 
@@ -381,9 +413,15 @@ def stream(
     ...     total += len(df)
     """
     kind = _frame_kind(frame)
+    backend = _dtype_backend(dtype_backend)
     bound = bind_one(sql, params, args, from_keywords=True)
     return Stream(
-        _runtime(conn), bound, chunksize=chunksize, numeric_as_float=numeric_as_float, frame=kind
+        _runtime(conn),
+        bound,
+        chunksize=chunksize,
+        numeric_as_float=numeric_as_float,
+        frame=kind,
+        dtype_backend=backend,
     )
 
 
@@ -425,17 +463,22 @@ async def to_file(
 
 
 async def load_table(
-    source: pd.DataFrame | str | os.PathLike[str],
+    source: Any,
     table: str,
     *,
     mode: str = "create",
     conn: str | None = None,
 ) -> LoadResult:
-    """Load a DataFrame, CSV or Parquet file into a table with COPY, in one transaction.
+    """Load a DataFrame, an Arrow table, a CSV or Parquet file into a table with COPY.
+
+    One transaction: an error half-way leaves the table as it was.
 
     Parameters
     ----------
-    source : DataFrame or path
+    source : DataFrame, Arrow table or path
+        A pandas or polars DataFrame, a ``pyarrow.Table``, ``RecordBatch``
+        or ``RecordBatchReader``, or a ``.csv``, ``.csv.gz`` or ``.parquet``
+        file.
     table : str
         ``name`` or ``schema.name``.
     mode : {"create", "append", "replace"}

@@ -4,7 +4,10 @@ Each column of a chunk becomes its binary values: numpy for fixed-width
 types, Arrow buffers for text, and the C encoder for objects and for the
 interleaving into rows.  A column that cannot be written exactly as the
 server would read its CSV text gets no binary plan, and the load goes as CSV.
-Also here: the PostgreSQL type ``--create`` gives each pandas dtype.
+pandas columns of ``pandas.ArrowDtype`` (Arrow tables and polars frames
+become such, :func:`pgmagic.bulk.sources.arrow_frames`) are read from their
+Arrow buffers.  The column types ``--create`` gives are in
+:mod:`pgmagic.bulk.coltypes`.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from pgmagic.runtime.connect import json_bytes
 __all__ = [
     "CHUNK_ROWS",
     "Target",
+    "arrow_of",
     "binary_chunks",
     "binary_plan",
     "is_missing",
     "json_bytes",
-    "pg_type_for",
     "pgencode",
     "read_in_zone",
 ]
@@ -124,6 +127,15 @@ def read_in_zone(frame: pd.DataFrame, targets: dict[str, Target]) -> pd.DataFram
 
 def _read_in_zone(series: pd.Series, name: str, what: str) -> pd.Series:
     dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        kind = dtype.pyarrow_dtype
+        if pa.types.is_date(kind) or (pa.types.is_timestamp(kind) and kind.tz is None):
+            # naive: the pandas column's way below (NULL becomes NaT)
+            unit = kind.unit if pa.types.is_timestamp(kind) else "s"
+            series = series.astype(np.dtype(f"datetime64[{unit}]"))
+            dtype = series.dtype
     if pd.api.types.is_object_dtype(dtype):
         values = series.tolist()
         zone = zones.python_zone(name)
@@ -215,25 +227,31 @@ def _take_datetimes(unit: str, date: bool) -> Callable[..., tuple[Any, ...]]:
     def take(part: pd.Series) -> tuple[Any, ...]:
         # a tz-aware column gives its UTC instants: what the CSV path writes
         raw = part.to_numpy(dtype=f"datetime64[{unit}]").view(np.int64)
-        mask = _mask(part)
-        if unit == "ns":
-            # the server rounds text to microseconds, half to even
-            micros, rest = np.divmod(raw, 1000)
-            micros += (rest > 500) | ((rest == 500) & (micros % 2 == 1))
-        else:
-            scale = _US_PER_UNIT[unit]
-            valid = raw if mask is None else raw[mask == 0]
-            if len(valid) and (
-                int(valid.min()) < _TIMESTAMP_MIN_US // scale
-                or int(valid.max()) > np.iinfo(np.int64).max // scale
-            ):
-                raise pgencode.Unencodable("timestamp out of range")
-            micros = raw * scale
-        if date:  # a date column takes the day, as date_in does from timestamp text
-            return (micros // _US_PER_DAY - _PG_EPOCH_DAYS).astype(np.int32), mask
-        return micros - _PG_EPOCH_US, mask
+        return _datetime_values(raw, _mask(part), unit, date)
 
     return take
+
+
+def _datetime_values(
+    raw: np.ndarray[Any, Any], mask: np.ndarray[Any, Any] | None, unit: str, date: bool
+) -> tuple[Any, ...]:
+    """Instants since 1970 in ``unit`` as the binary values of a timestamp or date column."""
+    if unit == "ns":
+        # the server rounds text to microseconds, half to even
+        micros, rest = np.divmod(raw, 1000)
+        micros += (rest > 500) | ((rest == 500) & (micros % 2 == 1))
+    else:
+        scale = _US_PER_UNIT[unit]
+        valid = raw if mask is None else raw[mask == 0]
+        if len(valid) and (
+            int(valid.min()) < _TIMESTAMP_MIN_US // scale
+            or int(valid.max()) > np.iinfo(np.int64).max // scale
+        ):
+            raise pgencode.Unencodable("timestamp out of range")
+        micros = raw * scale
+    if date:  # a date column takes the day, as date_in does from timestamp text
+        return (micros // _US_PER_DAY - _PG_EPOCH_DAYS).astype(np.int32), mask
+    return micros - _PG_EPOCH_US, mask
 
 
 def _take_timedeltas(part: pd.Series) -> tuple[Any, ...]:
@@ -264,12 +282,187 @@ def _take_objects(part: pd.Series) -> tuple[Any, ...]:
     return (np.ascontiguousarray(part.to_numpy(dtype=object)),)
 
 
+# ------------------------------------------------ pandas.ArrowDtype columns
+# Arrow tables and polars frames are loaded as DataFrames of ArrowDtype
+# columns (sources.arrow_frames); their buffers are read here without a
+# Python object per value, except where the encoder takes objects (numeric,
+# uuid, bytea, time, arrays).
+
+
+def arrow_of(part: pd.Series) -> Any:
+    """The Arrow array under a (chunk of an) ``pandas.ArrowDtype`` column, in one piece.
+
+    Parameters
+    ----------
+    part : pandas.Series
+
+    Returns
+    -------
+    pyarrow.Array
+    """
+    import pyarrow as pa
+
+    array = pa.array(part.array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array
+
+
+def _arrow_mask(array: Any) -> np.ndarray[Any, Any] | None:
+    if not array.null_count:
+        return None
+    mask: np.ndarray[Any, Any] = array.is_null().to_numpy(zero_copy_only=False)
+    return mask.view(np.uint8)
+
+
+def _arrow_numbers(array: Any, out: Any) -> np.ndarray[Any, Any]:
+    """The values of a fixed-width array as ``out``, NULLs as 0 (the mask tells them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar(0 if not pa.types.is_boolean(array.type) else False))
+    return np.ascontiguousarray(array.to_numpy(zero_copy_only=False), dtype=out)
+
+
+def _take_arrow_numbers(out: Any) -> Callable[..., tuple[Any, ...]]:
+    """Integers, floats or booleans as ``out``; an integer out of its range goes as CSV."""
+    info = np.iinfo(out) if np.dtype(out).kind in "iu" else None
+
+    def take(part: pd.Series) -> tuple[Any, ...]:
+        array = arrow_of(part)
+        values = _arrow_numbers(array, np.dtype(array.type.to_pandas_dtype()))
+        if info is not None and len(values):
+            low, high = int(values.min()), int(values.max())
+            if low < info.min or high > info.max:
+                raise pgencode.Unencodable(f"integer out of range for {np.dtype(out)}")
+        return np.ascontiguousarray(values, dtype=out), _arrow_mask(array)
+
+    return take
+
+
+def _take_arrow_datetimes(unit: str, date: bool) -> Callable[..., tuple[Any, ...]]:
+    def take(part: pd.Series) -> tuple[Any, ...]:
+        import pyarrow as pa
+
+        array = arrow_of(part)
+        raw = _arrow_numbers(array.cast(pa.int64()), np.int64)
+        return _datetime_values(raw, _arrow_mask(array), unit, date)
+
+    return take
+
+
+def _take_arrow_days(part: pd.Series) -> tuple[Any, ...]:
+    import pyarrow as pa
+
+    array = arrow_of(part)
+    days = _arrow_numbers(array.cast(pa.int32()), np.int32)
+    return (days - np.int32(_PG_EPOCH_DAYS)).astype(np.int32), _arrow_mask(array)
+
+
+def _take_arrow_durations(unit: str) -> Callable[..., tuple[Any, ...]]:
+    def take(part: pd.Series) -> tuple[Any, ...]:
+        import pyarrow as pa
+
+        array = arrow_of(part)
+        raw = _arrow_numbers(array.cast(pa.int64()), np.int64)
+        # numpy's conversion, as a timedelta64 column's (and the CSV path's)
+        micros = raw.view(f"m8[{unit}]").astype("m8[us]").view(np.int64)
+        return np.ascontiguousarray(micros), _arrow_mask(array)
+
+    return take
+
+
+def _take_arrow_nulls(part: pd.Series) -> tuple[Any, ...]:
+    # Every row NULL: what the encoder writes for it does not depend on the kind.
+    return np.zeros(len(part), dtype=np.uint8), np.ones(len(part), dtype=np.uint8)
+
+
+def _take_arrow_objects(part: pd.Series) -> tuple[Any, ...]:
+    values = arrow_of(part).to_pylist()
+    return (np.fromiter(values, dtype=object, count=len(values)),)
+
+
+def _take_arrow_uuids(part: pd.Series) -> tuple[Any, ...]:
+    # fixed_size_binary(16): the 16 bytes, which the encoder takes as a UUID's
+    values = [None if v is None else uuid.UUID(bytes=v) for v in arrow_of(part).to_pylist()]
+    return (np.fromiter(values, dtype=object, count=len(values)),)
+
+
+def _arrow_column(kind: Any, target: Target) -> _BinaryColumn | None:
+    """The binary encoding of an ArrowDtype column of Arrow type ``kind``, or None (CSV)."""
+    import pyarrow as pa
+
+    types, oid = pa.types, target.oid
+    if types.is_null(kind):
+        return _BinaryColumn(EncodeKind.FIXED1, _take_arrow_nulls)
+    if target.elem_oid:
+        elem = _OBJECT_KINDS.get(target.elem_oid)
+        if not (types.is_list(kind) or types.is_large_list(kind)) or elem is None:
+            return None
+        if elem in (EncodeKind.JSON, EncodeKind.JSONB):
+            return None
+        return _BinaryColumn(EncodeKind.ARRAY, _take_arrow_objects, elem, target.elem_oid)
+    if types.is_boolean(kind):
+        return (
+            _BinaryColumn(EncodeKind.FIXED1, _take_arrow_numbers(np.uint8))
+            if oid == oids.BOOL
+            else None
+        )
+    if types.is_integer(kind) or types.is_floating(kind):
+        column = _number_column(np.dtype(kind.to_pandas_dtype()), oid)
+        if column is None:
+            return None
+        outs = {
+            EncodeKind.FIXED2: np.int16,
+            EncodeKind.FIXED4: np.float32 if oid == oids.FLOAT4 else np.int32,
+            EncodeKind.FIXED8: np.float64 if oid == oids.FLOAT8 else np.int64,
+            EncodeKind.NUMERIC_I64: np.int64,
+            EncodeKind.NUMERIC_U64: np.uint64,
+        }
+        return _BinaryColumn(column.kind, _take_arrow_numbers(outs[column.kind]))
+    if types.is_string(kind) or types.is_large_string(kind):
+        if oid in (*_TEXTS, oids.JSON):
+            return _BinaryColumn(EncodeKind.ARROW_TEXT, _take_arrow)
+        if oid == oids.JSONB:
+            return _BinaryColumn(EncodeKind.ARROW_JSONB, _take_arrow)
+        return _BinaryColumn(EncodeKind.UUID, _take_arrow_objects) if oid == oids.UUID else None
+    if types.is_timestamp(kind) and kind.unit in _UNITS:
+        if oid in (oids.TIMESTAMP, oids.TIMESTAMPTZ):
+            return _BinaryColumn(EncodeKind.FIXED8, _take_arrow_datetimes(kind.unit, date=False))
+        if oid == oids.DATE:
+            return _BinaryColumn(EncodeKind.FIXED4, _take_arrow_datetimes(kind.unit, date=True))
+        return None
+    if types.is_date32(kind) and oid == oids.DATE:
+        return _BinaryColumn(EncodeKind.FIXED4, _take_arrow_days)
+    if types.is_duration(kind) and oid == oids.INTERVAL:
+        return _BinaryColumn(EncodeKind.INTERVAL, _take_arrow_durations(kind.unit))
+    objects = {
+        oids.TIME: types.is_time(kind),
+        oids.NUMERIC: types.is_decimal(kind),
+        oids.UUID: isinstance(kind, pa.BaseExtensionType) and kind.extension_name == "arrow.uuid",
+        oids.BYTEA: types.is_binary(kind)
+        or types.is_large_binary(kind)
+        or types.is_fixed_size_binary(kind),
+    }
+    if objects.get(oid):
+        return _BinaryColumn(_OBJECT_KINDS[oid], _take_arrow_objects)
+    if oid == oids.UUID and types.is_fixed_size_binary(kind) and kind.byte_width == 16:
+        return _BinaryColumn(EncodeKind.UUID, _take_arrow_uuids)
+    return None
+
+
+_UNITS = ("s", "ms", "us", "ns")
+
+
 def _binary_column(series: pd.Series, target: Target | None) -> _BinaryColumn | None:
     """The binary encoding of a column into a table column, or None (send CSV)."""
     if target is None:
         return None
     oid = target.oid
     dtype: Any = series.dtype  # numpy or pandas: checked by kind below
+    if isinstance(dtype, pd.ArrowDtype):
+        return _arrow_column(dtype.pyarrow_dtype, target)
     if pd.api.types.is_object_dtype(dtype):
         if target.elem_oid:
             elem = _OBJECT_KINDS.get(target.elem_oid)
@@ -392,84 +585,3 @@ def binary_chunks(
                 # a conversion pandas or numpy refuses (an unusual dtype): CSV decides
                 raise pgencode.Unencodable(str(error)) from error
             yield encoder.encode(parts, stop - start), stop - start
-
-
-def _first(values: pd.Series) -> Any:
-    # block by block: dropna() over a million objects costs more than the load's setup
-    for start in range(0, len(values), 1024):
-        non_null = values.iloc[start : start + 1024].dropna()
-        if len(non_null):
-            return non_null.iloc[0]
-    return None
-
-
-_LIST_TYPES = {str: "text[]", int: "bigint[]", float: "double precision[]", bool: "boolean[]"}
-
-
-def pg_type_for(series: pd.Series) -> str:
-    """The PostgreSQL column type ``--create`` gives a pandas column.
-
-    Parameters
-    ----------
-    series : pandas.Series
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> pg_type_for(pd.Series([1, None], dtype="Int32"))
-    'integer'
-    """
-    dtype = series.dtype
-    name = str(dtype)
-    by_name = {
-        "int8": "smallint", "Int8": "smallint", "int16": "smallint", "Int16": "smallint",
-        "uint8": "smallint", "UInt8": "smallint",
-        "int32": "integer", "Int32": "integer", "uint16": "integer", "UInt16": "integer",
-        "int64": "bigint", "Int64": "bigint", "uint32": "bigint", "UInt32": "bigint",
-        "uint64": "numeric(20)", "UInt64": "numeric(20)",
-        "float32": "real", "Float32": "real", "float64": "double precision",
-        "Float64": "double precision", "bool": "boolean", "boolean": "boolean",
-    }  # fmt: skip
-    if name in by_name:
-        return by_name[name]
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return "timestamptz"
-    if pd.api.types.is_datetime64_dtype(dtype):
-        if name == "datetime64[s]" and _all_midnight(series):
-            return "date"
-        return "timestamp"
-    if pd.api.types.is_timedelta64_dtype(dtype):
-        return "interval"
-    if isinstance(dtype, pd.CategoricalDtype) or (
-        pd.api.types.is_string_dtype(dtype) and name != "object"
-    ):
-        return "text"
-    sample = _first(series)
-    if isinstance(sample, bool):
-        return "boolean"
-    if isinstance(sample, Decimal):
-        return "numeric"
-    if isinstance(sample, dict):
-        return "jsonb"
-    if isinstance(sample, list | tuple):
-        kinds = {type(v) for v in sample if v is not None}
-        return _LIST_TYPES.get(next(iter(kinds)), "jsonb") if len(kinds) == 1 else "jsonb"
-    if isinstance(sample, uuid.UUID):
-        return "uuid"
-    if isinstance(sample, bytes | bytearray | memoryview):
-        return "bytea"
-    if isinstance(sample, dt.datetime):
-        return "timestamptz" if sample.tzinfo else "timestamp"
-    if isinstance(sample, dt.date):
-        return "date"
-    if isinstance(sample, dt.time):
-        return "time"
-    return "text"
-
-
-def _all_midnight(series: pd.Series) -> bool:
-    values = series.dropna().to_numpy(dtype="datetime64[s]").astype("int64")
-    return bool(len(values)) and bool((values % 86400 == 0).all())

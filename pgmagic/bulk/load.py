@@ -1,9 +1,9 @@
-"""Load a DataFrame, a CSV file or a Parquet file into a table with COPY.
+"""Load a DataFrame, an Arrow table, a CSV file or a Parquet file into a table with COPY.
 
-DataFrames and Parquet files go to the server in PostgreSQL's binary COPY
-format, which it reads at about twice the speed of CSV: the table's column
-types are read from the catalog first, each column of a chunk is turned into
-its binary values (numpy for fixed-width types, Arrow buffers for text, a C
+DataFrames (pandas or polars), Arrow tables and Parquet files go to the server
+in PostgreSQL's binary COPY format, which it reads at about twice the speed of
+CSV: the table's column types are read from the catalog first, each column of
+a chunk is turned into its binary values (numpy for fixed-width types, Arrow buffers for text, a C
 encoder, ``_pgencode``, for objects and for the interleaving into rows), and
 the next chunk is encoded while the server stores the previous one.  A column
 the encoder cannot write exactly as the server would read its CSV text (a
@@ -44,6 +44,37 @@ objects: ``date``, ``time``,        ``date``, ``time``,
 anything else                       ``text``
 ==================================  ====================
 
+A polars DataFrame (through ``to_arrow()``, no copy), a ``pyarrow.Table``,
+``RecordBatch`` or ``RecordBatchReader``, and a pandas DataFrame of
+``pandas.ArrowDtype`` columns are read from their Arrow buffers; ``--create``
+gives their columns the types :mod:`pgmagic.results.arrow` reads back, so
+what ``--arrow`` or ``--polars`` gave loads into a table of the same types:
+
+==================================  ====================
+Arrow (polars)                      PostgreSQL
+==================================  ====================
+int8/int16 (Int8/Int16), uint8      ``smallint``
+int32 (Int32), uint16               ``integer``
+int64 (Int64), uint32               ``bigint``
+uint64 (UInt64)                     ``numeric(20)``
+float16/32, float64                 ``real``, ``double precision``
+bool (Boolean)                      ``boolean``
+decimal128/256 (Decimal)            ``numeric``
+string, large_string, string_view,  ``text``
+dictionary (String, Categorical)
+timestamp[tz] (Datetime with and    ``timestamptz``, ``timestamp``
+without a zone)
+date32 (Date)                       ``date``
+duration (Duration)                 ``interval``
+time64 (Time)                       ``time``
+arrow.uuid                          ``uuid``
+binary (Binary)                     ``bytea``
+list of one of these (List)         its ``[]``, any dimensions
+null (Null)                         ``text`` (all NULL)
+==================================  ====================
+
+Other Arrow types (structs, maps) are refused in one line naming the column.
+
 Missing values (``None``, ``NaN``, ``pd.NA``, ``NaT``) are stored as NULL; in
 lists only ``None`` is.  Naive datetimes (and dates) appended to a
 ``timestamptz`` column are wall times in the session's ``TimeZone``, as the
@@ -72,12 +103,14 @@ import asyncpg
 import pandas as pd
 
 from pgmagic import _oids as oids
-from pgmagic.bulk.encode import Target, pg_type_for, pgencode
+from pgmagic.bulk.coltypes import pg_type_for
+from pgmagic.bulk.encode import Target, pgencode
 from pgmagic.bulk.sources import (
     RESTART,
     CsvFile,
     Format,
     Frames,
+    arrow_frames,
     csv_file_columns,
     is_csv,
     parquet_frames,
@@ -316,7 +349,7 @@ async def _copy_rows(
 
 def load(
     runtime: Runtime,
-    source: pd.DataFrame | str | os.PathLike[str],
+    source: Any,
     table: str,
     *,
     mode: str = "create",
@@ -327,8 +360,10 @@ def load(
     Parameters
     ----------
     runtime : Runtime
-    source : DataFrame or path
-        A DataFrame, or a ``.csv``, ``.csv.gz`` or ``.parquet`` file.
+    source : DataFrame, Arrow table or path
+        A pandas or polars DataFrame, a ``pyarrow.Table``, ``RecordBatch``
+        or ``RecordBatchReader``, or a ``.csv``, ``.csv.gz`` or ``.parquet``
+        file.
     table : str
         ``name`` or ``schema.name``, as written in SQL.
     mode : {"create", "append", "replace"}
@@ -350,11 +385,17 @@ def load(
     schema, name = split_table_name(table)
     progress = Progress()
     stream: Callable[[dict[str, Target]], Iterator[tuple[Any, int]]]
-    if isinstance(source, pd.DataFrame):
-        frame = source
+    arrow = None if isinstance(source, pd.DataFrame | str | os.PathLike) else arrow_frames(source)
+    if isinstance(source, pd.DataFrame) or arrow is not None:
+        read, frame = (lambda: iter([source]), source) if arrow is None else arrow
         columns = [str(c) for c in frame.columns]
         types = [pg_type_for(frame.iloc[:, i]) for i in range(frame.shape[1])]
-        stream = Frames(lambda: iter([frame]), frame, types).stream
+        stream = Frames(read, frame, types).stream
+    elif not isinstance(source, str | os.PathLike):
+        raise OptionError(
+            f"load takes a DataFrame (pandas or polars), an Arrow table or a file, "
+            f"not a {type(source).__name__}"
+        )
     else:
         path = Path(source).expanduser()
         if not path.exists():

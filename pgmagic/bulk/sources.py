@@ -1,4 +1,4 @@
-"""What a load reads: DataFrames in chunks, CSV and Parquet files.
+"""What a load reads: DataFrames in chunks, Arrow tables and polars frames, CSV and Parquet files.
 
 Also the CSV text of values, for loads that cannot go binary.
 """
@@ -14,18 +14,20 @@ from typing import Any
 
 import pandas as pd
 
+from pgmagic.bulk.coltypes import pg_type_for
 from pgmagic.bulk.encode import (
     CHUNK_ROWS,
     Target,
+    arrow_of,
     binary_chunks,
     binary_plan,
     is_missing,
     json_bytes,
-    pg_type_for,
     pgencode,
     read_in_zone,
 )
 from pgmagic.errors import OptionError
+from pgmagic.results.frames import arrow_frame
 
 
 def _array_literal(value: Any) -> str:
@@ -80,6 +82,28 @@ def _objects_column(values: list[Any], pg_type: str) -> Any:
     return pa.array([_text_of(v, pg_type) for v in values], type=pa.string())
 
 
+def _arrow_text_column(series: pd.Series, pg_type: str) -> Any:
+    """An ArrowDtype column as the CSV writer takes it: as it is, or its text."""
+    import pyarrow as pa
+
+    array = arrow_of(series)
+    kind = array.type
+    written = (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_decimal(kind)
+    )
+    if written:
+        return array
+    # lists, bytes, uuid, durations, times: their text, as for object columns
+    return _objects_column(array.to_pylist(), pg_type)
+
+
 def _arrow_chunk(frame: pd.DataFrame, types: list[str]) -> Any:
     import pyarrow as pa
 
@@ -87,7 +111,9 @@ def _arrow_chunk(frame: pd.DataFrame, types: list[str]) -> Any:
     for i, pg_type in enumerate(types):
         series = frame.iloc[:, i]
         dtype = series.dtype
-        if pd.api.types.is_timedelta64_dtype(dtype):
+        if isinstance(dtype, pd.ArrowDtype):
+            arrays.append(_arrow_text_column(series, pg_type))
+        elif pd.api.types.is_timedelta64_dtype(dtype):
             micros = series.to_numpy(dtype="timedelta64[us]").astype("int64")
             texts = [f"{m} microseconds" for m in micros.tolist()]
             arrays.append(pa.array(texts, mask=series.isna().to_numpy(), type=pa.string()))
@@ -135,6 +161,74 @@ def parquet_frames(path: Path) -> Iterator[pd.DataFrame]:
 
     for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
         yield batch.to_pandas()
+
+
+def arrow_frames(source: Any) -> tuple[Callable[[], Iterator[pd.DataFrame]], pd.DataFrame] | None:
+    """An Arrow table or polars frame as DataFrames of ``pandas.ArrowDtype`` columns.
+
+    The columns share the Arrow buffers (a polars frame's too, through
+    ``to_arrow()``), so nothing is converted before the encoder reads them
+    (:func:`pgmagic.bulk.encode.binary_plan`).  View and dictionary types
+    (polars' strings and categoricals) become plain strings first.
+
+    Parameters
+    ----------
+    source : object
+        A ``pyarrow.Table``, ``RecordBatch`` or ``RecordBatchReader`` (read
+        whole: a load may have to read its data twice), or a
+        ``polars.DataFrame``.
+
+    Returns
+    -------
+    (callable, DataFrame) or None
+        What :class:`Frames` takes: the chunks, readable again, and the
+        first (or an empty frame of the columns); None when ``source`` is
+        none of these.
+    """
+    import pyarrow as pa
+
+    if type(source).__module__.split(".")[0] == "polars" and hasattr(source, "to_arrow"):
+        source = source.to_arrow()
+    if isinstance(source, pa.RecordBatchReader):
+        source = source.read_all()
+    if isinstance(source, pa.RecordBatch):
+        source = pa.Table.from_batches([source])
+    if not isinstance(source, pa.Table):
+        return None
+    table = _plain(source)
+
+    def read() -> Iterator[pd.DataFrame]:
+        for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+            yield arrow_frame(pa.Table.from_batches([batch], schema=table.schema))
+
+    first = next(read(), None)
+    return read, arrow_frame(table.slice(0, 0)) if first is None else first
+
+
+def _plain(table: Any) -> Any:
+    """``table`` without view or dictionary types, which the encoder does not read."""
+    for i, field in enumerate(table.schema):
+        wanted = _plain_type(field.type)
+        if wanted != field.type:
+            table = table.set_column(i, field.name, table.column(i).cast(wanted))
+    return table
+
+
+def _plain_type(kind: Any) -> Any:
+    import pyarrow as pa
+
+    types = pa.types
+    if types.is_dictionary(kind):
+        return _plain_type(kind.value_type)
+    if getattr(types, "is_string_view", lambda _: False)(kind):
+        return pa.large_string()
+    if getattr(types, "is_binary_view", lambda _: False)(kind):
+        return pa.large_binary()
+    if types.is_list(kind) or types.is_large_list(kind):
+        inner = _plain_type(kind.value_type)
+        if inner != kind.value_type:
+            return pa.list_(inner) if types.is_list(kind) else pa.large_list(inner)
+    return kind
 
 
 def _csv_file_chunks(path: Path) -> Iterator[tuple[bytes, int]]:

@@ -1,4 +1,4 @@
-"""Big results, a chunk at a time, through a server-side cursor.
+"""Big results, a chunk at a time, through a server-side cursor or binary COPY.
 
 A :class:`Stream` holds a pool connection of its own (never the session) with a
 transaction open, because cursors live in transactions.  It hands out one
@@ -9,6 +9,15 @@ as it is exhausted, closed, garbage-collected, interrupted, or the runtime
 closes.  As a last guard against a forgotten stream
 keeping a backend "idle in transaction", the transaction carries an
 ``idle_in_transaction_session_timeout``.
+
+Arrow, polars and ``dtype_backend="pyarrow"`` chunks of a plain query come
+from the COPY parser's batches, as a whole result does
+(:func:`pgmagic.results.arrow.copy_parsed`), cut into ``chunksize`` rows
+without a copy: no Python object per value.  The COPY runs while the
+chunks are read; when the reader falls behind, the server waits (asyncpg
+stops reading), and a COPY left unread for ``idle_timeout`` seconds is
+ended by the client, since the server sees a busy connection, not an idle
+transaction.
 
 Use it as an iterator in plain code (each step waits on the runtime loop and
 Ctrl-C cancels on the server) or as an async iterator with ``async for``.
@@ -27,6 +36,7 @@ from typing import Any
 
 import asyncpg
 
+from pgmagic._oids import CopyLayout
 from pgmagic.errors import (
     DATABASE_ERRORS,
     OptionError,
@@ -35,11 +45,13 @@ from pgmagic.errors import (
     blame,
     render,
 )
-from pgmagic.results import arrow, frames, zones
-from pgmagic.results.cell import FrameKind
+from pgmagic.results import arrow, decode, frames, zones
+from pgmagic.results.cell import DtypeBackend, FrameKind, builds_arrow
+from pgmagic.results.copyout import bound_values
 from pgmagic.results.statement import TypeCategories
 from pgmagic.runtime.history import Pending, parameter_names
 from pgmagic.runtime.loop import Runtime
+from pgmagic.sql import copytext
 from pgmagic.sql.params import BoundStatement
 
 __all__ = ["Stream", "StreamExpired", "StreamState"]
@@ -70,8 +82,20 @@ class _Cursor:
     # The history's entry: the stream is one statement, from open to end.
     pending: Pending | None = None
     rows: int = 0
+    # The COPY that fills ``batches`` (parser batches, then None at the end,
+    # or the error that stopped it), when the chunks come from COPY.
+    copying: asyncio.Task[None] | None = None
+    batches: asyncio.Queue[Any] | None = None
 
-    async def close(self, commit: bool, error: BaseException | None = None) -> None:
+    async def close(
+        self, commit: bool, error: BaseException | None = None, *, mid_copy: bool = False
+    ) -> None:
+        copying, self.copying = self.copying, None
+        if copying is not None and not copying.done() and copying is not asyncio.current_task():
+            mid_copy = True
+            copying.cancel()
+            with contextlib.suppress(BaseException):  # what it raised is the caller's news
+                await copying
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.rows = self.rows
@@ -82,11 +106,61 @@ class _Cursor:
         # A connection the server closed may already be back in the pool (asyncpg
         # releases it when it learns of the close), and then every call raises
         # InterfaceError; the pool discards broken connections itself.
-        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            await conn.execute("COMMIT" if commit else "ROLLBACK")
+        if mid_copy:
+            # A COPY ended by the client is cancelled on the server, but asyncpg
+            # refuses further statements until the server's answer arrives;
+            # closing the connection ends its transaction at once.
+            conn.terminate()
+        else:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await conn.execute("COMMIT" if commit else "ROLLBACK")
         self.runtime.detach_log(conn)
         with contextlib.suppress(asyncpg.InterfaceError):
             await self.pool.release(conn)
+
+
+async def _copy(
+    state: _Cursor,
+    bound: BoundStatement,
+    query: copytext.CopyQuery,
+    parser: Any,
+    chunksize: int,
+    idle_timeout: float,
+) -> None:
+    """The COPY task: parser batches into ``state.batches``, then None or the error.
+
+    It holds no reference to its Stream, which can then be garbage-collected
+    (and its transaction ended) while the COPY waits.
+    """
+    batches = state.batches
+    assert batches is not None
+    wait = idle_timeout if idle_timeout > 0 else None
+
+    async def hand_over(nrows: int, payload: Any) -> None:
+        await asyncio.wait_for(batches.put((nrows, payload)), wait)
+
+    try:
+        async with bound_values(state.conn, bound, query):
+            await arrow.copy_parsed(
+                state.conn, query.sql, parser, hand_over, batch_rows=chunksize, timeout=None
+            )
+    except Exception as error:
+        while not batches.empty():  # the error goes next, whatever was left unread
+            batches.get_nowait()
+        if isinstance(error, TimeoutError):
+            error = StreamExpired(_expired(idle_timeout))
+            await state.close(commit=False, error=error, mid_copy=True)
+        batches.put_nowait(error)
+        return
+    await batches.put(None)
+
+
+def _expired(idle_timeout: float) -> str:
+    return (
+        "the stream's connection was closed: it sat unread longer than "
+        f"PgMagics.stream_idle_timeout ({idle_timeout:g} s), or the server "
+        "ended it; run the query again"
+    )
 
 
 def _abandon(runtime: Runtime, state: _Cursor) -> None:
@@ -114,6 +188,9 @@ class Stream:
     frame : FrameKind
         What each chunk is: a pandas DataFrame, a ``pyarrow.Table`` or a
         ``polars.DataFrame`` (every chunk with the first chunk's types).
+    dtype_backend : DtypeBackend
+        The dtypes of pandas chunks; ``PYARROW`` gives ``pandas.ArrowDtype``
+        columns over each chunk's Arrow table.
     recorded : bool
         Record the query in the history (an export records its own).
 
@@ -132,6 +209,7 @@ class Stream:
         numeric_as_float: bool = False,
         idle_timeout: float = 300.0,
         frame: FrameKind = FrameKind.PANDAS,
+        dtype_backend: DtypeBackend = DtypeBackend.NUMPY_NULLABLE,
         recorded: bool = True,
     ) -> None:
         if chunksize < 1:
@@ -139,7 +217,13 @@ class Stream:
         if frame is FrameKind.POLARS:
             arrow.require_polars()
         self.frame = frame
+        self.dtype_backend = dtype_backend
         self._schema: Any = None
+        # The COPY path: parser batches to record batches, and those not yet handed out.
+        self._convert: arrow.RecordBatches | None = None
+        self._buffer: list[Any] = []
+        self._buffered = 0
+        self._ended = False
         self._runtime = runtime
         self._bound = bound
         self.chunksize = chunksize
@@ -186,26 +270,68 @@ class Stream:
             stmt = await state.conn.prepare(self._bound.sql)
             if not stmt.get_attributes():
                 raise OptionError("streaming needs a statement that returns rows")
-            state.columns = await TypeCategories().columns(state.conn, stmt.get_attributes())
+            attributes = stmt.get_attributes()
+            state.columns = await TypeCategories().columns(state.conn, attributes)
             state.zone = zones.result_zone(state.conn)
             bound = zones.localize(self._bound, stmt.get_parameters(), state.conn)
-            state.cursor = await stmt.cursor(*bound.args)
+            if await self._copies(bound, attributes):
+                plan = await decode.plan_columns(
+                    state.conn, attributes, self._numeric_as_float, export=True
+                )
+                self._convert = arrow.RecordBatches(plan, zones.zone_name(state.zone))
+                query = copytext.copy_query(bound, stmt.get_parameters())
+                state.batches = asyncio.Queue(maxsize=1)
+                parser = decode.new_parser(plan, CopyLayout.ARROW)
+                state.copying = asyncio.get_running_loop().create_task(
+                    _copy(state, bound, query, parser, self.chunksize, self._idle_timeout)
+                )
+            else:
+                state.cursor = await stmt.cursor(*bound.args)
         except BaseException as error:
             await asyncio.shield(state.close(commit=False, error=error))
             if isinstance(error, asyncpg.PostgresError):
                 blame(error, self._bound)
             raise
 
-    async def _fetch(self) -> list[Any] | None:
+    async def _copies(self, bound: BoundStatement, attributes: Any) -> bool:
+        """Whether the chunks come from binary COPY (Arrow chunks of a plain query)."""
+        # An init hook may install codecs that change how types decode; the
+        # parser decodes by itself, so it only runs when no hook could disagree.
+        return (
+            builds_arrow(self.frame, self.dtype_backend)
+            and decode.is_available()
+            and self._runtime.settings.init is None
+            and copytext.copyable(bound.sql)
+            and await decode.supports(
+                self._cursor.conn, attributes, self._numeric_as_float, export=True
+            )
+        )
+
+    async def _fetch(self) -> Any:
+        """The next records (cursor) or parser batch (COPY); None at the end."""
         if self.state is StreamState.NEW:
             await self._open()
             self.state = StreamState.OPEN
         if self.state is not StreamState.OPEN:
             return None
+        batches = self._cursor.batches
         try:
+            if batches is not None:
+                got = await batches.get()
+                if isinstance(got, BaseException):
+                    raise got
+                if got is not None:
+                    self._cursor.rows += got[0]
+                    return got
+                self.state = StreamState.DONE
+                await self._cursor.close(commit=True)
+                return None
             names = [c.name for c in self._cursor.columns]
             with frames.in_python_range(names):
                 records: list[Any] = await self._cursor.cursor.fetch(self.chunksize)
+        except StreamExpired:
+            self.state = StreamState.CLOSED
+            raise
         except BaseException as error:
             self.state = StreamState.CLOSED
             await asyncio.shield(self._cursor.close(commit=False, error=error))
@@ -216,11 +342,7 @@ class Stream:
                 ConnectionError,
             )
             if isinstance(error, lost):
-                raise StreamExpired(
-                    "the stream's connection was closed: it sat unread longer than "
-                    f"PgMagics.stream_idle_timeout ({self._idle_timeout:g} s), or the server "
-                    "ended it; run the query again"
-                ) from None
+                raise StreamExpired(_expired(self._idle_timeout)) from None
             if isinstance(error, asyncpg.PostgresError):
                 blame(error, self._bound)
             raise
@@ -234,12 +356,14 @@ class Stream:
         """End the stream's transaction and give its connection back (idempotent)."""
         if self.state in (StreamState.NEW, StreamState.OPEN):
             self.state = StreamState.CLOSED
+            # rows of COPY batches not handed out yet end with the stream
+            self._buffer, self._buffered, self._ended = [], 0, True
             await self._cursor.close(commit=False)
 
     def _frame(self, records: list[Any]) -> Any:
         self.rows += len(records)
         self.chunks += 1
-        if self.frame is FrameKind.PANDAS:
+        if self.frame is FrameKind.PANDAS and not self.dtype_backend.arrow:
             return frames.records_to_frame(
                 self._cursor.columns,
                 records,
@@ -254,7 +378,45 @@ class Stream:
             schema=self._schema,
         )
         self._schema = table.schema
+        return self._shaped(table)
+
+    def _shaped(self, table: Any) -> Any:
+        """An Arrow chunk as the kind asked for."""
+        if self.frame is FrameKind.PANDAS:
+            return frames.arrow_frame(table)
         return table if self.frame is FrameKind.ARROW else arrow.to_polars(table)
+
+    def _take_in(self, got: Any) -> None:
+        """A parser batch (or None, the end) into the chunks not yet handed out."""
+        if got is None:
+            self._ended = True
+            return
+        nrows, payload = got
+        if nrows and self._convert is not None:
+            self._buffer.append(self._convert(nrows, payload))
+            self._buffered += nrows
+
+    def _copied_chunk(self) -> Any:
+        """The next ``chunksize`` rows of COPY batches, the last rows at the end, or None."""
+        if self._buffered < self.chunksize and not (self._ended and self._buffered):
+            return None
+        import pyarrow as pa
+
+        taken, need = [], min(self.chunksize, self._buffered)
+        self._buffered -= need
+        while need:
+            batch = self._buffer[0]
+            if batch.num_rows <= need:
+                taken.append(self._buffer.pop(0))
+                need -= batch.num_rows
+            else:
+                taken.append(batch.slice(0, need))
+                self._buffer[0] = batch.slice(need)
+                need = 0
+        table = pa.Table.from_batches(taken)
+        self.rows += table.num_rows
+        self.chunks += 1
+        return self._shaped(table)
 
     def open(self) -> Stream:
         """Start the query now, so errors show where the stream was made.
@@ -302,22 +464,34 @@ class Stream:
                 self.close()
 
     def __next__(self) -> Any:
-        records = self._wait(self._fetch())
-        if records is None:
-            raise StopIteration
-        return self._frame(records)
+        while (chunk := self._copied_chunk()) is None:
+            if self._ended:
+                raise StopIteration
+            got = self._wait(self._fetch())
+            if self._convert is None:  # a cursor's records
+                if got is None:
+                    raise StopIteration
+                return self._frame(got)
+            self._take_in(got)
+        return chunk
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
 
     async def __anext__(self) -> Any:
-        try:
-            records = await asyncio.wrap_future(self._runtime.submit(self._fetch()))
-        except DATABASE_ERRORS as error:
-            raise render(error) from None
-        if records is None:
-            raise StopAsyncIteration
-        return self._frame(records)
+        while (chunk := self._copied_chunk()) is None:
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                got = await asyncio.wrap_future(self._runtime.submit(self._fetch()))
+            except DATABASE_ERRORS as error:
+                raise render(error) from None
+            if self._convert is None:  # a cursor's records
+                if got is None:
+                    raise StopAsyncIteration
+                return self._frame(got)
+            self._take_in(got)
+        return chunk
 
     def close(self) -> None:
         """End the stream now (rolls back its transaction); safe to call twice."""

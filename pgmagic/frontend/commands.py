@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pgmagic.bulk import load as loading
+from pgmagic.bulk.sources import arrow_frames
 from pgmagic.catalog import snapshot as catalog
 from pgmagic.errors import ConnectError, OptionError, ParameterError
-from pgmagic.frontend import feed, progress, psql
+from pgmagic.frontend import feed, progress, psql, terminal
 from pgmagic.frontend import tables as shown
 from pgmagic.frontend.lines import Word, split
 from pgmagic.frontend.options import channel_name, no_arguments
@@ -281,7 +282,7 @@ def load(magics: PgMagics, rest: str) -> None:
 _PATH_RE = re.compile(r"[/\\~]|\.(csv|tsv|txt|parquet|pq|gz|jsonl?)$", re.IGNORECASE)
 
 
-def _load_source(magics: PgMagics, found: list[Word], rest: str) -> pd.DataFrame | str:
+def _load_source(magics: PgMagics, found: list[Word], rest: str) -> Any:
     """What ``%pg load`` reads: a file (quoted, or existing) or a Python expression's frame."""
     if len(found) == 1 and found[0].quoted:
         return found[0].text  # a quoted file name, spaces and all
@@ -302,8 +303,11 @@ def _load_source(magics: PgMagics, found: list[Word], rest: str) -> pd.DataFrame
         raise ParameterError(f"cannot evaluate {text!r}: {type(error).__name__}: {error}") from None
     if isinstance(source, str) and not os.path.exists(os.path.expanduser(source)):
         raise OptionError(f"no such file: {source} (the value of {text})")
-    if not isinstance(source, pd.DataFrame | str):
-        raise OptionError(f"{text} is a {type(source).__name__}; load takes a DataFrame or a file")
+    if not isinstance(source, pd.DataFrame | str) and arrow_frames(source) is None:
+        raise OptionError(
+            f"{text} is a {type(source).__name__}; load takes a DataFrame (pandas or polars), "
+            "an Arrow table or a file"
+        )
     return source
 
 
@@ -343,7 +347,7 @@ def listen(magics: PgMagics, rest: str) -> None:
     channels = [channel_name(w.text, quoted=w.quoted) for w in found]
     if type(magics.shell).__name__ == "TerminalInteractiveShell":
         # Terminal IPython shows no widgets: print the notifications instead.
-        feed.listen_as_text(magics.runtime, channels, on_message=print_message, dsn=dsn)
+        terminal.listen_as_text(magics.runtime, channels, on_message=print_message, dsn=dsn)
         return
     feed.listen(magics.runtime, channels, on_message=print_message, dsn=dsn).display()
 

@@ -18,7 +18,7 @@ from traitlets import Callable as CallableTrait
 
 from pgmagic.errors import ConnectError, OptionError, ParameterError
 from pgmagic.live.listener import listener_for
-from pgmagic.results.cell import FrameKind
+from pgmagic.results.cell import DtypeBackend, FrameKind
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import Settings
 from pgmagic.runtime.connections import Connections
@@ -62,6 +62,13 @@ class Configuration(Magics):
         help="What a query's rows become: 'pandas' (a DataFrame), 'arrow' (a pyarrow.Table) "
         "or 'polars' (a polars.DataFrame; pip install 'pgmagic[polars]'); "
         "--pandas, --arrow and --polars choose per cell.",
+    ).tag(config=True)
+    dtype_backend = AnyTrait(
+        "numpy_nullable",
+        help="The dtypes of pandas DataFrames, as pandas' read_sql names them: "
+        "'numpy_nullable' (Int64, Decimal objects, ...) or 'pyarrow' (pandas.ArrowDtype "
+        "columns over the Arrow result, no Python object per value); "
+        "--dtype-backend chooses per cell.",
     ).tag(config=True)
     numeric_as_float = Bool(
         False, help="Give numeric columns as float64 instead of Decimal objects."
@@ -215,6 +222,42 @@ class Configuration(Magics):
         if value not in kinds:
             self._refuse("frame", f"must be one of {', '.join(map(repr, kinds))}, got {value!r}")
         return str(value)
+
+    @validate("dtype_backend")
+    def _check_dtype_backend(self, proposal: Any) -> str:
+        value = proposal["value"]
+        backends = [b.value for b in DtypeBackend]
+        if value not in backends:
+            self._refuse(
+                "dtype_backend", f"must be one of {', '.join(map(repr, backends))}, got {value!r}"
+            )
+        return str(value)
+
+    def backend_for(self, chosen: DtypeBackend | None, frame: FrameKind) -> DtypeBackend:
+        """The dtypes of a cell's pandas DataFrame: its own option, else ``PgMagics.dtype_backend``.
+
+        Parameters
+        ----------
+        chosen : DtypeBackend or None
+            ``--dtype-backend``, if given.
+        frame : FrameKind
+            What the cell's rows become (:meth:`frame_for`).
+
+        Returns
+        -------
+        DtypeBackend
+
+        Raises
+        ------
+        OptionError
+            ``--dtype-backend`` was given for rows that are not pandas.
+        """
+        if chosen is not None and frame is not FrameKind.PANDAS:
+            raise OptionError(
+                f"--dtype-backend shapes pandas DataFrames; PgMagics.frame is {frame.value!r} "
+                "(add --pandas)"
+            )
+        return chosen if chosen is not None else DtypeBackend(self.dtype_backend)
 
     def frame_for(self, chosen: FrameKind | None) -> FrameKind:
         """What a cell's rows become: its own option, else ``PgMagics.frame``.

@@ -57,7 +57,7 @@ def register(shell: Any) -> None:
         if info is not None:
             if tables.is_shown_above(frame):
                 return f"<pre>{html_module.escape(tables.shown_above(frame, info))}</pre>"
-            return tables.html(frame, info)
+            return tables.html(*tables.drawn(frame, info))
         if previous_html is not None:
             chained: str | None = previous_html(frame)
             return chained
@@ -69,7 +69,11 @@ def register(shell: Any) -> None:
         info = tables.info_for(frame)
         if info is not None:
             above = tables.is_shown_above(frame)
-            shown = tables.shown_above(frame, info) if above else tables.text(frame, info)
+            shown = (
+                tables.shown_above(frame, info)
+                if above
+                else tables.text(*tables.drawn(frame, info))
+            )
             printer.text(shown)
         elif previous_text is not None:
             previous_text(frame, printer, cycle)

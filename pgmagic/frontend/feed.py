@@ -31,7 +31,6 @@ import keyword
 import logging
 import pathlib
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
@@ -66,9 +65,11 @@ __all__ = [
     "FeedWidget",
     "PanelBridge",
     "PanelServer",
+    "broadcast",
     "end_of_cell",
     "listen",
     "serve_panel",
+    "start_listening",
 ]
 
 _STATIC = pathlib.Path(__file__).parents[1] / "_static"
@@ -294,7 +295,7 @@ def listen(
     --------
     >>> listen(runtime, ["orders", "inventory"])  # doctest: +SKIP
     """
-    listener, names = _start_listening(runtime, channels, on_message, dsn)
+    listener, names = start_listening(runtime, channels, on_message, dsn)
     for sink in listener.sinks:
         if isinstance(sink, FeedView) and sink.channels == frozenset(names):
             sink.detach()
@@ -303,12 +304,28 @@ def listen(
     return view
 
 
-def _start_listening(
+def start_listening(
     runtime: Runtime,
     channels: Sequence[str],
     on_message: Callable[[Message], None] | None,
     dsn: str | None,
 ) -> tuple[Listener, list[str]]:
+    """LISTEN on checked channels through the runtime's listener, waiting for it.
+
+    Parameters
+    ----------
+    runtime : Runtime
+    channels : sequence of str
+    on_message : callable or None
+        Receives notes while connecting.
+    dsn : str or None
+        Where the listener connects instead of the runtime's target.
+
+    Returns
+    -------
+    (Listener, list of str)
+        The listener and the channels' names.
+    """
     names = check_channels(channels)
     if not names:
         raise OptionError("usage: %pg listen CHANNEL [CHANNEL ...]")
@@ -666,54 +683,3 @@ def serve_panel(
     if getattr(shell, "kernel", None) is None:
         return None
     return PanelServer(runtime, namespace, completer)
-
-
-class TextFeed:
-    """Notifications as printed lines, for terminals (which show no widgets).
-
-    Parameters
-    ----------
-    channels : sequence of str
-    log : NotificationLog
-        The listener's log; lines start after what it already holds.
-    """
-
-    def __init__(self, channels: Sequence[str], log: NotificationLog) -> None:
-        self.channels = frozenset(channels)
-        self._seq = log.last_seq
-
-    def update(self, log: NotificationLog, status: Status) -> None:
-        """Print what arrived since the last call (on the loop thread)."""
-        for item in log.since(self._seq):
-            self._seq = item.seq
-            stamp = time.strftime("%H:%M:%S", time.localtime(item.time))
-            if isinstance(item, Gap):
-                print(f"{stamp}  GAP  {item.message}", flush=True)
-            elif item.channel in self.channels and not item.connection:
-                print(f"{stamp}  {item.channel}  pid {item.pid}  {item.payload}", flush=True)
-
-
-def listen_as_text(
-    runtime: Runtime,
-    channels: Sequence[str],
-    *,
-    on_message: Callable[[Message], None] | None = None,
-    dsn: str | None = None,
-) -> None:
-    """LISTEN on channels and print notifications as they arrive (terminal IPython).
-
-    Parameters
-    ----------
-    runtime : Runtime
-    channels : sequence of str
-    on_message : callable, optional
-        Receives notes (the embedded server starting) while connecting.
-    dsn : str, optional
-        Where the listener connects instead of the runtime's target.
-    """
-    listener, names = _start_listening(runtime, channels, on_message, dsn)
-    for sink in listener.sinks:
-        if isinstance(sink, TextFeed) and sink.channels == frozenset(names):
-            listener.remove_sink(sink)
-    listener.add_sink(TextFeed(names, listener.log))
-    print(f"listening on {', '.join(names)}; notifications print here as they arrive")

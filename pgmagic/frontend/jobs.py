@@ -27,7 +27,8 @@ from pgmagic.frontend.options import Options
 from pgmagic.live import jobs
 from pgmagic.live.jobs import Job
 from pgmagic.results import arrow
-from pgmagic.results.cell import CellOutcome, FrameKind, bind_cell, bind_one, run_in_background
+from pgmagic.results.background import run_in_background
+from pgmagic.results.cell import CellOutcome, FrameKind, bind_cell, bind_one
 from pgmagic.results.progress import Progress
 from pgmagic.runtime.loop import Runtime
 
@@ -92,6 +93,7 @@ def start(magics: PgMagics, opts: Options, sql: str, positional: tuple[Any, ...]
         if not statements:
             raise OptionError("nothing to run in the background")
         kind = magics.frame_for(opts.frame)
+        backend = magics.backend_for(opts.dtype_backend, kind)
         if kind is FrameKind.POLARS:
             arrow.require_polars()
         out = opts.out
@@ -103,6 +105,7 @@ def start(magics: PgMagics, opts: Options, sql: str, positional: tuple[Any, ...]
                 statements,
                 numeric_as_float=numeric_as_float,
                 frame=kind,
+                dtype_backend=backend,
                 on_progress=tick,
                 recording=recording,
             )

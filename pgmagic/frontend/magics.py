@@ -71,7 +71,7 @@ class PgMagics(Configuration):
             row = %pg --one -p "(1,)" SELECT * FROM help_demo WHERE id = $1
             plan = %pg --explain-analyze DELETE FROM help_demo WHERE tag = any($tags)
             %pg -q --to "help demo.csv" SELECT * FROM help_demo
-            %pg load df INTO help_copy --create   # a DataFrame or a file
+            %pg load df INTO help_copy --create   # a DataFrame, an Arrow table or a file
             %pg listen help_events                # a live feed of notifications
             %pg notify help_events "hello"
             %pg unlisten --all
@@ -119,7 +119,8 @@ class PgMagics(Configuration):
         if opts.bulk:
             return self._bulk(opts, sql, positional)
         kind = self.frame_for(opts.frame)
-        shown = CellOutput(self.displaylimit, self.numeric_as_float, kind)
+        backend = self.backend_for(opts.dtype_backend, kind)
+        shown = CellOutput(self.displaylimit, self.numeric_as_float, kind, backend)
         with progress.Bar("fetching", quiet=opts.quiet) as bar:
             outcome = run_cell(
                 self.runtime,
@@ -133,6 +134,7 @@ class PgMagics(Configuration):
                 max_rows=self.max_rows,
                 on_progress=bar.update,
                 frame=kind,
+                dtype_backend=backend,
             )
         value, last = outcome.value, outcome.shown
         no_row = opts.mode is not Mode.FRAME and last is not None and not last.records
@@ -160,13 +162,15 @@ class PgMagics(Configuration):
             return None
         bound = bind_one(sql, self.namespace, positional)
         if opts.stream:
+            kind = self.frame_for(opts.frame)
             stream = Stream(
                 self.runtime,
                 bound,
                 chunksize=opts.chunksize,
                 numeric_as_float=self.numeric_as_float,
                 idle_timeout=self.stream_idle_timeout,
-                frame=self.frame_for(opts.frame),
+                frame=kind,
+                dtype_backend=self.backend_for(opts.dtype_backend, kind),
             ).open()
             if opts.out:
                 # Not also the cell's value: the output history would keep the

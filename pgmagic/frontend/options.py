@@ -17,7 +17,7 @@ from IPython.core import magic_arguments as _magic_arguments
 
 from pgmagic.errors import OptionError
 from pgmagic.frontend.lines import iter_words, split
-from pgmagic.results.cell import FrameKind, Mode
+from pgmagic.results.cell import DtypeBackend, FrameKind, Mode
 from pgmagic.runtime.connections import is_name
 
 __all__ = [
@@ -83,6 +83,14 @@ _DECLARED: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         {
             "action": "store_true",
             "help": "Give the rows as a pandas DataFrame, whatever PgMagics.frame says.",
+        },
+    ),
+    (
+        ("--dtype-backend",),
+        {
+            "metavar": "BACKEND",
+            "help": "The pandas DataFrame's dtypes: numpy_nullable or pyarrow "
+            "(pandas.ArrowDtype), whatever PgMagics.dtype_backend says.",
         },
     ),
     (("-q", "--quiet"), {"action": "store_true", "help": "Do not print command tags or notes."}),
@@ -192,13 +200,15 @@ class Options:
 
     Attributes mirror the declarations above; ``mode`` folds ``--one``,
     ``--scalar``, ``--explain`` and ``--explain-analyze``; ``frame`` folds
-    ``--pandas``, ``--arrow`` and ``--polars`` (None: ``PgMagics.frame``).
+    ``--pandas``, ``--arrow`` and ``--polars`` (None: ``PgMagics.frame``);
+    ``dtype_backend`` is ``--dtype-backend`` (None: ``PgMagics.dtype_backend``).
     """
 
     out: str | None = None
     params: str | None = None
     mode: Mode = Mode.FRAME
     frame: FrameKind | None = None
+    dtype_backend: DtypeBackend | None = None
     quiet: bool = False
     stream: bool = False
     chunksize: int = CHUNKSIZE
@@ -361,6 +371,7 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         params=args.params,
         mode=mode,
         frame=kinds[0] if kinds else None,
+        dtype_backend=_dtype_backend(args.dtype_backend),
         quiet=args.quiet,
         stream=args.stream,
         chunksize=CHUNKSIZE if args.chunksize is None else args.chunksize,
@@ -391,6 +402,14 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
         )
     if options.background:
         _check_background(options)
+    if options.dtype_backend is not None:
+        if kinds and kinds[0] is not FrameKind.PANDAS:
+            raise OptionError(f"--dtype-backend shapes pandas DataFrames, not --{kinds[0].value}")
+        if mode is not Mode.FRAME or options.live or options.to or options.many:
+            raise OptionError(
+                "--dtype-backend shapes a query's rows (alone or with --stream); it does not "
+                "combine with --one, --scalar, --explain, --to, --many, --watch or --refresh-on"
+            )
     if options.bulk:
         if sum(bool(x) for x in (options.stream, options.to, options.many)) > 1:
             raise OptionError("--stream, --to and --many cannot be combined")
@@ -420,6 +439,16 @@ def _check_background(options: Options) -> None:
             f"--bg does not combine with {', '.join(others)} "
             "(it takes -o NAME, --to FILE, -p EXPR, -q, --conn and a frame kind)"
         )
+
+
+def _dtype_backend(value: str | None) -> DtypeBackend | None:
+    if value is None:
+        return None
+    try:
+        return DtypeBackend(value)
+    except ValueError:
+        backends = " or ".join(b.value for b in DtypeBackend)
+        raise OptionError(f"--dtype-backend must be {backends}, got {value!r}") from None
 
 
 def _check_explain(options: Options, args: Any) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 from IPython import display as _display
 
 from pgmagic.frontend import tables
-from pgmagic.results.cell import FrameKind, Mode, value_of
+from pgmagic.results.cell import DtypeBackend, FrameKind, Mode, value_of
 from pgmagic.results.statement import StatementResult
 from pgmagic.runtime.messages import Message, MessageKind
 
@@ -48,14 +48,21 @@ class CellOutput:
     numeric_as_float : bool
     frame : FrameKind
         What each result's rows become.
+    dtype_backend : DtypeBackend
+        The dtypes of pandas DataFrames.
     """
 
     def __init__(
-        self, limit: int | None, numeric_as_float: bool, frame: FrameKind = FrameKind.PANDAS
+        self,
+        limit: int | None,
+        numeric_as_float: bool,
+        frame: FrameKind = FrameKind.PANDAS,
+        dtype_backend: DtypeBackend = DtypeBackend.NUMPY_NULLABLE,
     ) -> None:
         self._limit = limit
         self._numeric_as_float = numeric_as_float
         self._frame = frame
+        self._dtype_backend = dtype_backend
 
     def __call__(self, message: Message) -> None:
         """Show one message (called on the kernel's thread).
@@ -69,7 +76,11 @@ class CellOutput:
             print_message(message)
             return
         frame = value_of(
-            result, Mode.FRAME, numeric_as_float=self._numeric_as_float, frame=self._frame
+            result,
+            Mode.FRAME,
+            numeric_as_float=self._numeric_as_float,
+            frame=self._frame,
+            dtype_backend=self._dtype_backend,
         )
         # The cell's value, if this is its last query, is this very frame
         # (value_of keeps Arrow tables and polars frames itself).

@@ -324,7 +324,8 @@ def run_cell_with_commands(
         # Only to fail before any I/O: run_cell binds each piece again when it runs.
         bind_cell(text, magics.namespace, positional)
     kind = magics.frame_for(opts.frame)
-    shown = CellOutput(magics.displaylimit, magics.numeric_as_float, kind)
+    backend = magics.backend_for(opts.dtype_backend, kind)
+    shown = CellOutput(magics.displaylimit, magics.numeric_as_float, kind, backend)
     value: Any = None
     for i in range(len(pieces)):
         last = i == len(pieces) - 1
@@ -341,6 +342,7 @@ def run_cell_with_commands(
             on_message=None if opts.quiet else shown,
             max_rows=magics.max_rows,
             frame=kind,
+            dtype_backend=backend,
         )
         value = result.value
         if value is not None and result.shown is not None:

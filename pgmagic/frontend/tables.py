@@ -7,9 +7,10 @@ formatters that render recorded frames with a footer ("3 rows × 2 columns ·
 1.2 ms") and defer to pandas for every other frame.  Frames are remembered by
 weak reference, so a derived frame (``df.head()``) displays the pandas way.
 
-An Arrow table or polars frame (``--arrow``, ``--polars``) is drawn the same
-way: :func:`drawn` turns the rows shown, and only those, into a pandas frame
-for display; the value itself stays as it is.
+An Arrow table or polars frame (``--arrow``, ``--polars``), or a DataFrame
+of ``pandas.ArrowDtype`` columns (``dtype_backend="pyarrow"``), is drawn the
+same way: :func:`drawn` turns the rows shown, and only those, into a pandas
+frame of the default dtypes for display; the value itself stays as it is.
 """
 
 from __future__ import annotations
@@ -208,13 +209,12 @@ def shown_above(frame: Any, info: ResultInfo) -> str:
     -------
     str
     """
-    if not isinstance(frame, pd.DataFrame):
-        frame, info = drawn(frame, info)
+    frame, info = drawn(frame, info)
     return f"↑ the table above: {footer(frame, info)}"
 
 
 def drawn(value: Any, info: ResultInfo) -> tuple[pd.DataFrame, ResultInfo]:
-    """An Arrow table or polars frame as the pandas frame of the rows it shows.
+    """An Arrow table, polars frame or Arrow-backed DataFrame as the pandas frame of its rows shown.
 
     Only the first ``info.limit`` rows are converted, to what the pandas
     path would have given for them (the dtype table of
@@ -223,7 +223,9 @@ def drawn(value: Any, info: ResultInfo) -> tuple[pd.DataFrame, ResultInfo]:
 
     Parameters
     ----------
-    value : pyarrow.Table or polars.DataFrame
+    value : pyarrow.Table, polars.DataFrame or pandas.DataFrame
+        A DataFrame with a column of another dtype than ``pandas.ArrowDtype``
+        is drawn as it is.
     info : ResultInfo
 
     Returns
@@ -231,6 +233,17 @@ def drawn(value: Any, info: ResultInfo) -> tuple[pd.DataFrame, ResultInfo]:
     (pandas.DataFrame, ResultInfo)
         The rows to draw, and ``info`` with the total row count.
     """
+    if isinstance(value, pd.DataFrame):
+        arrow_backed = value.shape[1] > 0 and all(
+            isinstance(dtype, pd.ArrowDtype) for dtype in value.dtypes
+        )
+        if not arrow_backed:
+            return value, info
+        head = value.iloc[: info.rows(value)]
+        arrays = [pa.array(head.iloc[:, i].array) for i in range(head.shape[1])]
+        names = [str(name) for name in value.columns]
+        frame = arrow_rows_frame(info.columns, pa.table(arrays, names=names), zone=info.zone)
+        return frame, dataclasses.replace(info, total=len(value))
     total = value.num_rows if isinstance(value, pa.Table) else value.height
     shown = total if info.limit is None or info.whole else min(total, info.limit)
     head = value.slice(0, shown) if isinstance(value, pa.Table) else value.head(shown).to_arrow()

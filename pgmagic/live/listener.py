@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import logging
 import random
@@ -49,14 +48,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import asyncpg
 
 from pgmagic.errors import ConnectError, OptionError
-from pgmagic.live.log import RATE_WINDOW, Item, NotificationLog, check_channels, gap_message
+from pgmagic.live.log import RATE_WINDOW, NotificationLog, check_channels, gap_message
 from pgmagic.live.probe import delivers
+from pgmagic.live.state import TRANSITIONS, ListenerState, Sink, Status, Subscriber
 from pgmagic.runtime import dsn as dsn_module
 from pgmagic.runtime.connect import enable_keepalive
 from pgmagic.runtime.loop import Runtime
@@ -80,42 +78,6 @@ BATCH_INTERVAL = 0.008
 LOAD_INTERVAL = 0.025
 _BACKOFF_FIRST = 0.1
 _BACKOFF_MAX = 5.0
-
-
-class ListenerState(enum.Enum):
-    """Where the listener connection stands; the values are the feed protocol's."""
-
-    LISTENING = "listening"
-    RECONNECTING = "reconnecting"
-    STOPPED = "stopped"
-
-
-_TRANSITIONS = {
-    ListenerState.STOPPED: {ListenerState.LISTENING},
-    ListenerState.LISTENING: {ListenerState.RECONNECTING, ListenerState.STOPPED},
-    ListenerState.RECONNECTING: {ListenerState.LISTENING, ListenerState.STOPPED},
-}
-
-
-class Sink(Protocol):
-    """A view the listener updates: called on the loop thread, at most once per batch interval."""
-
-    def update(self, log: NotificationLog, status: Status) -> None:
-        """Pull what is new from ``log`` and show ``status``."""
-
-
-class Subscriber(Protocol):
-    """Code that wants each notification on some channels as it arrives."""
-
-    @property
-    def channels(self) -> frozenset[str]:
-        """Channels to receive; gaps are pushed to every subscriber."""
-
-    def push(self, item: Item) -> None:
-        """Take one item; called on the loop thread, so it must not block."""
-
-    def end(self) -> None:
-        """The listener closed; no more items will come."""
 
 
 _CONNECTION_LOST = (
@@ -303,7 +265,7 @@ class Listener:
     def _set_state(self, state: ListenerState) -> None:
         if state is self._state:
             return
-        if state not in _TRANSITIONS[self._state]:
+        if state not in TRANSITIONS[self._state]:
             raise RuntimeError(f"listener cannot go from {self._state.value} to {state.value}")
         self._state = state
         self._publish()
@@ -564,10 +526,7 @@ class Listener:
             gatherer.gather(channel, pid, payload, self.runtime.connection_name())
 
     def gather(self, channel: str, pid: int, payload: str, connection: str) -> None:
-        """Take in another connection's notification, for the side panel (loop thread).
-
-        Only the log and its views get it: ``pgmagic.notifications`` and
-        refreshes follow their own connection's listener.
+        """Take in another connection's notification for the log's views, the side panel.
 
         Parameters
         ----------
@@ -737,21 +696,3 @@ def unlisten(runtime: Runtime, channels: Sequence[str] | None) -> list[str]:
         The channels no longer listened to.
     """
     return runtime.run(listener_for(runtime).unlisten(channels))
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """What views show about the listener.
-
-    Attributes
-    ----------
-    state : ListenerState
-    channels : frozenset of str
-        Channels LISTENed for any reason (``%pg listen``, iterators, refreshes).
-    listened : frozenset of str
-        Channels ``%pg listen`` asked for.
-    """
-
-    state: ListenerState
-    channels: frozenset[str]
-    listened: frozenset[str]

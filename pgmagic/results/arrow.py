@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -59,6 +59,7 @@ __all__ = [
     "RecordBatches",
     "arrow_array",
     "copy_batches",
+    "copy_parsed",
     "copy_table",
     "records_to_table",
     "require_polars",
@@ -195,23 +196,13 @@ async def copy_batches(
 
     Parameters
     ----------
-    conn : asyncpg.Connection
-    sql : str
-        A statement without parameters that returns rows.
-    parser : pgmagic._pgcopy.Parser
-        From :func:`pgmagic.results.decode.new_parser`, for the statement's columns.
+    conn, sql, parser, batch_rows, timeout, on_progress
+        As for :func:`copy_parsed` (``parser`` from
+        :func:`pgmagic.results.decode.new_parser`, for the statement's columns).
     deliver : callable
         ``deliver(nrows, payload)``, called in a worker thread with each batch,
         in order, one at a time; the next batch is decoded meanwhile.  An
         empty result still gets its (empty) batch.
-    batch_rows : int
-        Rows per batch (fewer when rows are wide: a batch also ends after
-        32 MB of COPY data).
-    timeout : float or None
-        Seconds before asyncpg cancels the COPY.
-    on_progress : callable or None
-        Called on the loop thread after each chunk with the rows decoded and
-        the bytes received so far.
 
     Returns
     -------
@@ -223,21 +214,87 @@ async def copy_batches(
     ColumnMismatchError
         The stream did not match the parser's columns.
     """
-    if batch_rows < 1:
-        raise ValueError("batch_rows must be at least 1")
     loop = asyncio.get_running_loop()
-    # The batch being delivered; the sink waits for it before handing over
-    # the next, so at most two batches exist and a slow consumer slows the
-    # server down (asyncpg stops reading while the sink waits) instead of
-    # filling memory.
+    # The batch being delivered; the next is handed over once it is done, so
+    # at most two batches exist and a slow consumer slows the server down
+    # (asyncpg stops reading while the sink waits) instead of filling memory.
     writing: asyncio.Future[None] | None = None
-    delivered = received = batch_bytes = 0
 
     async def hand_over(nrows: int, payload: Any) -> None:
-        nonlocal writing, delivered
+        nonlocal writing
         if writing is not None:
             await writing
         writing = loop.run_in_executor(None, deliver, nrows, payload)
+
+    try:
+        delivered = await copy_parsed(
+            conn,
+            sql,
+            parser,
+            hand_over,
+            batch_rows=batch_rows,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            # A worker thread cannot be stopped: let it end its batch before
+            # the caller closes the file it writes to.
+            await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # the error raised is the first one
+    return delivered
+
+
+async def copy_parsed(
+    conn: asyncpg.Connection,
+    sql: str,
+    parser: pgcopy.Parser,
+    hand_over: Callable[[int, Any], Awaitable[None]],
+    *,
+    batch_rows: int,
+    timeout: float | None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Run ``sql`` through binary COPY, awaiting ``hand_over`` with each of ``parser``'s batches.
+
+    Shared by :func:`copy_batches` and streams (:mod:`pgmagic.bulk.stream`).  While
+    ``hand_over`` waits, asyncpg stops reading and the server stops sending.
+
+    Parameters
+    ----------
+    conn : asyncpg.Connection
+    sql : str
+        A statement without parameters that returns rows.
+    parser : pgmagic._pgcopy.Parser
+    hand_over : async callable
+        ``await hand_over(nrows, payload)``, in order; an empty result gets one empty batch.
+    batch_rows : int
+        A batch ends once it has at least this many rows (it holds whole
+        chunks of COPY data, so usually more) or 32 MB of COPY data.
+    timeout : float or None
+        Seconds before asyncpg cancels the COPY.
+    on_progress : callable, optional
+        Called after each chunk with the rows decoded and the bytes received so far.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ColumnMismatchError
+        The stream did not match the parser's columns.
+    """
+    if batch_rows < 1:
+        raise ValueError("batch_rows must be at least 1")
+    delivered = received = batch_bytes = 0
+
+    async def give(nrows: int, payload: Any) -> None:
+        nonlocal delivered
+        await hand_over(nrows, payload)
         delivered += nrows
 
     async def sink(chunk: bytearray) -> None:
@@ -249,7 +306,7 @@ async def copy_batches(
             on_progress(delivered + parser.nrows, received)
         if parser.nrows >= batch_rows or batch_bytes >= _BATCH_BYTES:
             batch_bytes = 0
-            await hand_over(*parser.take_batch())
+            await give(*parser.take_batch())
         await pace(received, len(chunk))
 
     try:
@@ -258,18 +315,9 @@ async def copy_batches(
         )
         nrows, payload = parser.finish()
         if nrows or not delivered:  # an empty result still gets its (empty) batch
-            await hand_over(nrows, payload)
-        if writing is not None:
-            await writing
+            await give(nrows, payload)
     except pgcopy.ProtocolError as error:  # from take_batch() or finish()
         raise ColumnMismatchError(str(error)) from error
-    finally:
-        if writing is not None and not writing.done():
-            # A worker thread cannot be stopped: let it end its batch before
-            # the caller closes the file it writes to.
-            await asyncio.wait([writing])
-            if not writing.cancelled():
-                writing.exception()  # the error raised is the first one
     return delivered
 
 

@@ -32,13 +32,14 @@ from pgmagic.sql.params import BoundStatement
 
 __all__ = [
     "CellOutcome",
+    "DtypeBackend",
     "FrameKind",
     "ManyOutcome",
     "Mode",
     "bind_cell",
     "bind_one",
+    "builds_arrow",
     "run_cell",
-    "run_in_background",
     "run_many",
 ]
 
@@ -68,6 +69,36 @@ class FrameKind(enum.Enum):
     ARROW = "arrow"
     #: A ``polars.DataFrame`` made from that table (polars is optional).
     POLARS = "polars"
+
+
+class DtypeBackend(enum.Enum):
+    """The dtypes of a pandas DataFrame (``PgMagics.dtype_backend``, pandas' own values)."""
+
+    #: numpy and pandas' nullable dtypes (:mod:`~pgmagic.results.frames`' first table).
+    NUMPY_NULLABLE = "numpy_nullable"
+    #: ``pandas.ArrowDtype`` columns over the Arrow table (:func:`~.frames.arrow_frame`).
+    PYARROW = "pyarrow"
+
+    @property
+    def arrow(self) -> bool:
+        """Whether the rows are built as an Arrow table first."""
+        return self is DtypeBackend.PYARROW
+
+
+def builds_arrow(frame: FrameKind, dtype_backend: DtypeBackend) -> bool:
+    """Whether rows of this kind are built as a ``pyarrow.Table`` (``Fetch.arrow``).
+
+    Parameters
+    ----------
+    frame : FrameKind
+    dtype_backend : DtypeBackend
+        Only matters for pandas.
+
+    Returns
+    -------
+    bool
+    """
+    return frame is not FrameKind.PANDAS or dtype_backend.arrow
 
 
 @dataclass(slots=True)
@@ -423,6 +454,7 @@ def value_of(
     *,
     numeric_as_float: bool = False,
     frame: FrameKind = FrameKind.PANDAS,
+    dtype_backend: DtypeBackend = DtypeBackend.NUMPY_NULLABLE,
 ) -> Any:
     """The value a cell gives back for its displayed statement.
 
@@ -439,6 +471,9 @@ def value_of(
         become the table the COPY path would have given
         (:func:`pgmagic.results.arrow.records_to_table`); the result keeps
         what was built, so asking twice gives the same object.
+    dtype_backend : DtypeBackend
+        The dtypes of a pandas DataFrame; ``PYARROW`` wraps the Arrow table
+        (:func:`pgmagic.results.frames.arrow_frame`).
 
     Returns
     -------
@@ -458,9 +493,10 @@ def value_of(
         if frame is FrameKind.PANDAS:
             if shown.frame is not None:
                 return shown.frame
-            return frames.records_to_frame(
-                shown.columns, records, numeric_as_float=numeric_as_float, zone=shown.zone
-            )
+            if not dtype_backend.arrow:
+                return frames.records_to_frame(
+                    shown.columns, records, numeric_as_float=numeric_as_float, zone=shown.zone
+                )
         if shown.table is None:
             shown.table = arrow.records_to_table(
                 shown.columns,
@@ -468,6 +504,9 @@ def value_of(
                 numeric_as_float=numeric_as_float,
                 zone=zones.zone_name(shown.zone),
             )
+        if frame is FrameKind.PANDAS:
+            shown.frame = frames.arrow_frame(shown.table)
+            return shown.frame
         if frame is FrameKind.ARROW:
             return shown.table
         if shown.polars is None:
@@ -501,6 +540,7 @@ def run_cell(
     max_rows: int = 0,
     on_progress: Callable[[Progress], None] | None = None,
     frame: FrameKind = FrameKind.PANDAS,
+    dtype_backend: DtypeBackend = DtypeBackend.NUMPY_NULLABLE,
 ) -> CellOutcome:
     """Run a ``%%pg`` cell on the session and wait for it; Ctrl-C cancels.
 
@@ -531,6 +571,8 @@ def run_cell(
     frame : FrameKind
         What the rows become with ``Mode.FRAME``: a pandas DataFrame, a
         ``pyarrow.Table`` or a ``polars.DataFrame``.
+    dtype_backend : DtypeBackend
+        The dtypes of a pandas DataFrame.
 
     Returns
     -------
@@ -562,7 +604,7 @@ def run_cell(
         timeout=runtime.settings.command_timeout,
         max_rows=max_rows,
         frame=mode is Mode.FRAME and runtime.settings.init is None,
-        arrow=frame is not FrameKind.PANDAS,
+        arrow=builds_arrow(frame, dtype_backend),
         numeric_as_float=numeric_as_float,
         cached=True,
         recording=runtime.history.recording(),
@@ -584,90 +626,9 @@ def run_cell(
     if plan is not None:
         return CellOutcome(results, None, plan, time.perf_counter() - started)
     shown = next((r for r in reversed(results) if r.returns_rows), None)
-    value = value_of(shown, mode, numeric_as_float=numeric_as_float, frame=frame)
+    value = value_of(
+        shown, mode, numeric_as_float=numeric_as_float, frame=frame, dtype_backend=dtype_backend
+    )
     if mode is Mode.FRAME and value is not None and shown is not None:
         shown.records = []  # the frame holds the data now; drop the second copy
-    return CellOutcome(results, shown, value, time.perf_counter() - started)
-
-
-async def _run_on_pool(
-    runtime: Runtime, statements: list[BoundStatement], fetch: Fetch, progress: Progress
-) -> list[StatementResult]:
-    results = []
-    async with runtime.acquire(notices=False) as conn:
-        progress.pid = conn.get_server_pid()
-        # What the session set that the statements' meaning depends on.
-        await runtime.carry_time_zone(conn)
-        for name, value in await runtime.carried_settings():
-            if name == "search_path":
-                await conn.fetchval("SELECT set_config('search_path', $1, false)", value)
-        for bound in statements:
-            try:
-                results.append(await run_statement(conn, bound, fetch, progress))
-            except asyncpg.PostgresError as error:
-                blame(error, bound)
-                raise
-    return results
-
-
-def run_in_background(
-    runtime: Runtime,
-    text: str,
-    statements: list[BoundStatement],
-    *,
-    numeric_as_float: bool = False,
-    frame: FrameKind = FrameKind.PANDAS,
-    on_progress: Callable[[Progress], None] | None = None,
-    recording: Recording | None = None,
-) -> CellOutcome:
-    """Run a bound cell on a pool connection and wait (a background job's thread).
-
-    The statements run one after another on one pool connection, outside
-    the session: a temp table or a ``SET`` of the session is not there
-    (``search_path`` and the time zone are carried over).
-
-    Parameters
-    ----------
-    runtime : Runtime
-    text : str
-        The cell's SQL, for the error's rendering.
-    statements : list of BoundStatement
-        Bound beforehand, in the kernel's thread (:func:`bind_cell`).
-    numeric_as_float : bool
-    frame : FrameKind
-    on_progress : callable, optional
-        Called about every 50 ms with the :class:`Progress` (rows so far,
-        the server process).
-    recording : Recording, optional
-        Where the history records the statements (taken in the kernel's
-        thread, for the cell number).
-
-    Returns
-    -------
-    CellOutcome
-        Its value is the last query's rows (None without one).
-    """
-    started = time.perf_counter()
-    progress = Progress()
-    fetch = Fetch(
-        timeout=runtime.settings.command_timeout,
-        frame=runtime.settings.init is None,
-        arrow=frame is not FrameKind.PANDAS,
-        numeric_as_float=numeric_as_float,
-        recording=recording if recording is not None else runtime.history.recording(),
-    )
-
-    def tick() -> None:
-        if on_progress is not None:
-            on_progress(progress)
-
-    tick()  # the caller sees the server's pid as soon as there is one, not a tick later
-    try:
-        results = runtime.run(_run_on_pool(runtime, statements, fetch, progress), on_tick=tick)
-    except DATABASE_ERRORS as error:
-        raise render(error, text, hint=where_it_stopped(error, statements)) from None
-    shown = next((r for r in reversed(results) if r.returns_rows), None)
-    value = value_of(shown, Mode.FRAME, numeric_as_float=numeric_as_float, frame=frame)
-    if value is not None and shown is not None:
-        shown.records = []
     return CellOutcome(results, shown, value, time.perf_counter() - started)

@@ -23,7 +23,38 @@ anything else                              ``object`` of what asyncpg returns
 =========================================  ==========================================
 
 The dtype depends only on the column's type, never on the values, so a 0-row
-result has the same dtypes as a large one.  ``infinity`` timestamps and dates
+result has the same dtypes as a large one.
+
+With ``dtype_backend="pyarrow"`` (pandas' own name for it), the columns are
+``pandas.ArrowDtype`` instead, made by :func:`arrow_frame` from the Arrow
+table of :mod:`pgmagic.results.arrow`, sharing its buffers (no Python object
+per value):
+
+=========================================  ==========================================
+PostgreSQL                                 pandas, ``dtype_backend="pyarrow"``
+=========================================  ==========================================
+int2, int4, int8 (oid)                     ``int16[pyarrow]``, ``int32[pyarrow]``,
+                                           ``int64[pyarrow]``
+bool                                       ``bool[pyarrow]``
+float4, float8                             ``float[pyarrow]``, ``double[pyarrow]``
+numeric                                    ``decimal128(38, s)[pyarrow]``, or
+                                           ``decimal256(76, s)[pyarrow]`` when wider
+                                           (``double[pyarrow]`` with
+                                           ``numeric_as_float``)
+text, varchar, char(n), name, enums, ...   ``string[pyarrow]``
+timestamptz                                ``timestamp[us, tz=<zone>][pyarrow]``: the
+                                           session's ``TimeZone``
+timestamp                                  ``timestamp[us][pyarrow]``
+date                                       ``date32[day][pyarrow]``
+interval                                   ``duration[us][pyarrow]``
+time                                       ``time64[us][pyarrow]``
+timetz                                     ``string[pyarrow]`` (``12:30:00+02:00``)
+uuid                                       ``extension<arrow.uuid>[pyarrow]``
+bytea                                      ``binary[pyarrow]``
+json, jsonb                                ``string[pyarrow]``: the JSON text
+arrays                                     ``list<item: ...>[pyarrow]``
+=========================================  ==========================================
+  ``infinity`` timestamps and dates
 become the largest and smallest values Python's ``datetime`` holds, as asyncpg
 decodes them.
 """
@@ -45,7 +76,15 @@ import pandas as pd
 from pgmagic import _oids as oids
 from pgmagic.errors import ColumnTypeError, PgMagicError
 
-__all__ = ["Column", "Kind", "arrow_rows_frame", "kind_of", "records_to_frame", "to_frame"]
+__all__ = [
+    "Column",
+    "Kind",
+    "arrow_frame",
+    "arrow_rows_frame",
+    "kind_of",
+    "records_to_frame",
+    "to_frame",
+]
 
 
 class Kind(Enum):
@@ -413,3 +452,32 @@ def arrow_rows_frame(
         )
         values.append(python)
     return to_frame(columns, values, numeric_as_float=as_float, zone=zone)
+
+
+def arrow_frame(table: Any) -> pd.DataFrame:
+    """A ``pyarrow.Table`` as a DataFrame of ``pandas.ArrowDtype`` columns, sharing its buffers.
+
+    What ``dtype_backend="pyarrow"`` gives: each column keeps its Arrow type
+    (the table in this module's docstring), and no value becomes a Python
+    object.  Built column by column, since ``Table.to_pandas`` confuses
+    columns of the same name.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+
+    Returns
+    -------
+    pandas.DataFrame
+        A 0-row table keeps its columns and dtypes.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> arrow_frame(pa.table({"n": pa.array([1, None], pa.int32())})).dtypes.iloc[0]
+    int32[pyarrow]
+    """
+    arrays = {i: pd.arrays.ArrowExtensionArray(table.column(i)) for i in range(table.num_columns)}
+    frame = pd.DataFrame(arrays, index=pd.RangeIndex(table.num_rows), copy=False)
+    frame.columns = pd.Index([str(name) for name in table.column_names], dtype=object)
+    return frame

@@ -22,7 +22,7 @@ import pgmagic
 from pgmagic import _oids as oids
 from pgmagic import _pgencode
 from pgmagic._oids import EncodeKind
-from pgmagic.bulk import encode
+from pgmagic.bulk import coltypes, encode
 from pgmagic.bulk import load as loading
 
 
@@ -270,7 +270,7 @@ def test_bytes_match_the_servers_own_binary_copy(ip: Any, dsn: str) -> None:
         f'"{c}" {t}'
         for c, t in zip(
             frame.columns,
-            [*(encode.pg_type_for(frame[c]) for c in frame.columns[:-3]), "json", "uuid", "uuid"],
+            [*(coltypes.pg_type_for(frame[c]) for c in frame.columns[:-3]), "json", "uuid", "uuid"],
             strict=True,
         )
     )

@@ -302,3 +302,23 @@ def test_terminal_ipython_prints_the_handle_then_a_line_when_the_job_ends() -> N
     done = next(i for i, line in enumerate(lines) if line.startswith("[done] term: 7 rows in "))
     assert back < done
     assert lines[-1] == "7"
+
+
+@pytest.mark.parametrize(
+    ("options", "check"),
+    [
+        (
+            "--polars",
+            lambda v: type(v).__module__.startswith("polars") and v["n"].to_list() == [1, 2],
+        ),
+        ("--arrow", lambda v: v.column("n").to_pylist() == [1, 2]),
+        ("--dtype-backend pyarrow", lambda v: str(v["n"].dtype) == "int32[pyarrow]"),
+    ],
+)
+def test_bg_gives_the_frame_kind_asked_for(
+    ip: Any, handles: list[Shown], options: str, check: Any
+) -> None:
+    run(ip, f"%%pg --bg {options} -o kinds\nSELECT g AS n FROM generate_series(1, 2) g")
+    value = newest().result(timeout=30)
+    assert check(value)
+    assert ip.user_ns["kinds"] is value
