@@ -26,7 +26,7 @@ export function matchesFilter(item: FeedItem, filter: IFeedFilter): boolean {
     // Gaps concern every channel; hide them only for a text mismatch.
     return item.message.toLowerCase().includes(needle);
   }
-  if (filter.channel !== null && item.channel !== filter.channel) {
+  if (filter.channel !== null && channelLabel(item) !== filter.channel) {
     return false;
   }
   return (
@@ -34,4 +34,15 @@ export function matchesFilter(item: FeedItem, filter: IFeedFilter): boolean {
     item.payload.toLowerCase().includes(needle) ||
     String(item.pid).includes(needle)
   );
+}
+
+/**
+ * A notification's channel as the panel's header lists it: `two: away` for
+ * another connection's channel `away`.
+ */
+export function channelLabel(item: {
+  channel: string;
+  connection: string;
+}): string {
+  return item.connection ? `${item.connection}: ${item.channel}` : item.channel;
 }

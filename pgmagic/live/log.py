@@ -113,7 +113,8 @@ def matches(item: Item, channel: str | None = None, text: str | None = None) -> 
     ----------
     item : Notification or Gap
     channel : str, optional
-        Exact channel; gaps concern every channel and always pass.
+        Exact channel, as the panel's header lists it (``two: away`` for
+        another connection's ``away``); gaps concern every channel and always pass.
     text : str, optional
         Case-insensitive substring of the channel, payload or pid (of a
         gap's message).
@@ -125,7 +126,8 @@ def matches(item: Item, channel: str | None = None, text: str | None = None) -> 
     needle = (text or "").lower()
     if isinstance(item, Gap):
         return needle in item.message.lower()
-    if channel is not None and item.channel != channel:
+    label = f"{item.connection}: {item.channel}" if item.connection else item.channel
+    if channel is not None and label != channel:
         return False
     return (
         needle in item.channel.lower() or needle in item.payload.lower() or needle in str(item.pid)

@@ -155,3 +155,17 @@ def test_under_load_the_interval_stretches_and_light_load_shortens_it(dsn: str, 
         g = wait_until(lambda: recorder.showing("g"), timeout=3 * load)
         assert f.at - e.at < (batch + load) / 2
         assert g.at - f.at < (batch + load) / 2
+
+
+def test_the_panel_filter_reads_another_connections_channel_by_its_label() -> None:
+    from pgmagic.live.log import NotificationLog, matches
+
+    log = NotificationLog(10)
+    own = log.append("orders", 1, "mine")
+    away = log.append("orders", 2, "theirs", "two")
+    assert matches(own, "orders") and not matches(away, "orders")
+    assert matches(away, "two: orders") and not matches(own, "two: orders")
+    frame = log.to_frame(channel="two: orders")
+    assert list(frame["payload"]) == ["theirs"] and list(frame["connection"]) == ["two"]
+    # Per-channel counts are the log's own connection's.
+    assert log.counts(["orders"]) == (1, 0) and log.counts() == (2, 0)

@@ -49,6 +49,17 @@ describe('matchesFilter', () => {
     expect(matchesFilter(ORDER, filter)).toBe(expected);
   });
 
+  it("matches another connection's channel by its header label", () => {
+    const away = { ...ORDER, connection: 'two' };
+    expect(matchesFilter(away, { channel: 'two: Orders', text: null })).toBe(
+      true
+    );
+    expect(matchesFilter(away, { channel: 'Orders', text: null })).toBe(false);
+    expect(matchesFilter(ORDER, { channel: 'two: Orders', text: null })).toBe(
+      false
+    );
+  });
+
   it.each<[string, IFeedFilter, boolean]>([
     ['no filter', ALL, true],
     ['any channel', { channel: 'payments', text: null }, true],

@@ -229,6 +229,42 @@ test.describe('PostgreSQL panel', () => {
     ).toHaveCount(0);
   });
 
+  test("names another connection's notifications and channels", async ({
+    page
+  }) => {
+    await setCells(page, [
+      '%load_ext pgmagic\n' +
+        '%pg listen home\n' +
+        "socket = %pg --scalar SELECT current_setting('unix_socket_directories')\n" +
+        "port = %pg --scalar SELECT current_setting('port')\n" +
+        'user = %pg --scalar SELECT current_user\n' +
+        'two_dsn = f"host={socket} port={port} user={user} dbname=postgres"\n' +
+        '%pg connect two $two_dsn\n' +
+        '%pg listen away',
+      "%pg notify away 'from the other connection'\n" +
+        "%pg @default notify home 'from the first'"
+    ]);
+    await page.notebook.runCell(0);
+    await expect(page.locator(`${PANEL} .jp-PgFeed-badge`)).toHaveText(
+      'listening',
+      { timeout: 15000 }
+    );
+    await expect(page.locator(PANEL)).toContainText('two: away');
+    await page.notebook.runCell(1);
+    const away = page.locator(ROW, { hasText: 'from the other connection' });
+    await expect(away.locator('.jp-PgFeed-connection')).toHaveText('two');
+    const home = page.locator(ROW, { hasText: 'from the first' });
+    await expect(home).toBeVisible();
+    await expect(home.locator('.jp-PgFeed-connection')).toHaveCount(0);
+    await page
+      .locator(PANEL)
+      .screenshot({ path: path.join(ARTIFACTS, 'panel-connections.png') });
+    // The channel filter offers the other connection's channel, and keeps to it.
+    await page.locator(`${PANEL} select`).selectOption('two: away');
+    await expect(page.locator(ROW)).toHaveCount(1);
+    await expect(page.locator(ROW)).toContainText('from the other connection');
+  });
+
   test('filters, pauses, clears and exports', async ({ page }) => {
     await startFeed(page);
     await page.notebook.runCell(0);
