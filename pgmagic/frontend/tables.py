@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import html as html_module
 import json
 import threading
@@ -316,15 +317,29 @@ def _clip(value: str) -> str:
     return value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
 
 
-def _numeric(dtype: Any, values: list[Any]) -> bool:
+@functools.lru_cache(maxsize=128)
+def _style(dtype: Any) -> tuple[bool | None, bool, bool]:
+    """Per dtype: right-aligned (None: the values decide), float, date only.
+
+    Cached: pandas' dtype predicates cost more than drawing a one-row table.
+    """
     if pd.api.types.is_bool_dtype(dtype):
-        return False
-    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        return True
-    if pd.api.types.is_object_dtype(dtype):
+        numeric: bool | None = False
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        numeric = True
+    elif pd.api.types.is_object_dtype(dtype):
+        numeric = None
+    else:
+        numeric = False
+    return numeric, pd.api.types.is_float_dtype(dtype), str(dtype) == "datetime64[s]"
+
+
+def _numeric(dtype: Any, values: list[Any]) -> bool:
+    numeric = _style(dtype)[0]
+    if numeric is None:  # object: numeric holds Decimals
         sample = next((v for v in values if not is_null(v)), None)
         return isinstance(sample, Decimal)
-    return False
+    return numeric
 
 
 def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]]:
@@ -339,8 +354,7 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
     columns: list[tuple[bool, list[str | None]]] = []
     for j, dtype in enumerate(frame.dtypes):
         values = table[:, j].tolist()
-        date_only = str(dtype) == "datetime64[s]"
-        floats = pd.api.types.is_float_dtype(dtype)
+        _, floats, date_only = _style(dtype)
         rendered = [
             None if is_null(v, floats) else clip(format_value(v, date_only)) for v in values
         ]
