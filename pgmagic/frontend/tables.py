@@ -34,7 +34,17 @@ from pgmagic.results.frames import Column, arrow_rows_frame
 from pgmagic.results.shown import texts_for as server_texts
 from pgmagic.results.text import format_value, is_null
 
-__all__ = ["ResultInfo", "aligned", "drawn", "footer", "html", "info_for", "remember", "text"]
+__all__ = [
+    "ResultInfo",
+    "aligned",
+    "both",
+    "drawn",
+    "footer",
+    "html",
+    "info_for",
+    "remember",
+    "text",
+]
 
 _MAX_CELL = 120
 _NULL = "NULL"
@@ -389,7 +399,12 @@ _STYLE = (
 
 
 def html(
-    frame: pd.DataFrame, info: ResultInfo, *, title: str = "", notes: Sequence[str] | None = None
+    frame: pd.DataFrame,
+    info: ResultInfo,
+    *,
+    title: str = "",
+    notes: Sequence[str] | None = None,
+    cells: list[tuple[bool, list[str | None]]] | None = None,
 ) -> str:
     """An HTML table of at most ``info.limit`` rows and the footer.
 
@@ -401,6 +416,8 @@ def html(
         A line above the table (``Table "public.orders"``).
     notes : sequence of str, optional
         Lines under the table in place of the footer (psql's ``Indexes:`` ...).
+    cells : list, optional
+        The rendered cells, when :func:`both` has them already.
 
     Returns
     -------
@@ -414,7 +431,8 @@ def html(
             f'<div class="pgmagic-result">{_STYLE}<pre>{escape(str(frame.columns[0]))}\n'
             f'{escape(lines)}</pre><div class="footer">{escape(footer(frame, info))}</div></div>'
         )
-    cells = _cells(frame, info.rows(frame))
+    if cells is None:
+        cells = _cells(frame, info.rows(frame))
     # Type names only while the columns are those of the query (not after the
     # user added, dropped or renamed some).
     same = [name for name, _ in info.types] == [str(c) for c in frame.columns]
@@ -452,13 +470,20 @@ def html(
     )
 
 
-def text(frame: pd.DataFrame, info: ResultInfo) -> str:
+def text(
+    frame: pd.DataFrame,
+    info: ResultInfo,
+    *,
+    cells: list[tuple[bool, list[str | None]]] | None = None,
+) -> str:
     """A psql-style aligned text table of at most ``info.limit`` rows and the footer.
 
     Parameters
     ----------
     frame : pandas.DataFrame
     info : ResultInfo
+    cells : list, optional
+        The rendered cells, when :func:`both` has them already.
 
     Returns
     -------
@@ -470,7 +495,8 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         width = max([display_width(name), *(display_width(line) for line in lines)])
         head = [" " + _pad(name, width, "center"), "-" * (width + 2)]
         return "\n".join([*head, *(f" {line}" for line in lines), footer(frame, info)])
-    cells = _cells(frame, info.rows(frame))
+    if cells is None:
+        cells = _cells(frame, info.rows(frame))
     names = [str(c) for c in frame.columns]
     rendered = [
         [(_NULL if v is None else v).replace("\n", "↵") for v in values] for _, values in cells
@@ -490,6 +516,28 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         lines.append(" " + " | ".join(parts).rstrip())
     lines.append(footer(frame, info))
     return "\n".join(lines)
+
+
+def both(frame: pd.DataFrame, info: ResultInfo) -> dict[str, str]:
+    """The text and HTML tables of a frame, its values converted once for the two.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    dict
+        ``text/plain`` and ``text/html``, as :func:`text` and :func:`html` give them.
+    """
+    # For a small result, turning the values into text costs more than the
+    # query; a notebook asks for both forms of every result it shows.
+    cells = None if info.whole and frame.shape[1] == 1 else _cells(frame, info.rows(frame))
+    return {
+        "text/plain": text(frame, info, cells=cells),
+        "text/html": html(frame, info, cells=cells),
+    }
 
 
 def _plan_lines(frame: pd.DataFrame) -> list[str]:

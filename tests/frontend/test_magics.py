@@ -62,6 +62,45 @@ def test_cell_value_is_the_dataframe_with_footer(ip: Any) -> None:
     assert "rows ×" not in derived["text/html"]
 
 
+def test_both_forms_of_a_result_are_its_tables(ip: Any) -> None:
+    frame = run(ip, "%%pg\nSELECT 1 AS n, NULL::text AS t, 'ü'::text AS u")
+    info = tables.info_for(frame)
+    assert info is not None
+    formatted, _ = ip.display_formatter.format(frame)
+    assert formatted["text/plain"] == tables.text(frame, info)
+    assert formatted["text/html"] == tables.html(frame, info)
+    assert "<em>NULL</em>" in formatted["text/html"]
+    only_html, _ = ip.display_formatter.format(frame, include=["text/html"])
+    assert set(only_html) == {"text/html"}
+    no_html, _ = ip.display_formatter.format(frame, exclude=["text/html"])
+    assert "text/html" not in no_html and "1 row × 3 columns" in no_html["text/plain"]
+
+
+def test_a_dataframe_printer_found_before_ours_keeps_other_frames(ip: Any) -> None:
+    html = ip.display_formatter.formatters["text/html"]
+    bundles = ip.display_formatter.mimebundle_formatter
+    ip.run_line_magic("unload_ext", "pgmagic")
+    assert pd.DataFrame not in bundles.type_printers
+
+    def theirs(frame: pd.DataFrame) -> str:
+        return "<p>theirs</p>"
+
+    html.for_type(pd.DataFrame, theirs)
+    try:
+        ip.run_line_magic("load_ext", "pgmagic")
+        frame = run(ip, "%pg SELECT 1 AS n")
+        assert "1 row × 1 column" in ip.display_formatter.format(frame)[0]["text/html"]
+        assert ip.display_formatter.format(pd.DataFrame({"a": [1]}))[0]["text/html"] == (
+            "<p>theirs</p>"
+        )
+        ip.run_line_magic("unload_ext", "pgmagic")
+        assert html.type_printers[pd.DataFrame] is theirs
+        assert pd.DataFrame not in bundles.type_printers
+    finally:
+        html.type_printers.pop(pd.DataFrame, None)
+        ip.run_line_magic("load_ext", "pgmagic")
+
+
 def test_displaylimit_is_configurable(ip: Any) -> None:
     run(ip, "%config PgMagics.displaylimit = 3")
     frame = run(ip, "%pg SELECT g FROM generate_series(1, 10) g")
