@@ -495,3 +495,19 @@ def test_untyped_parameter_gets_a_cast_hint(ip: Any, capsys: Any) -> None:
     ip.user_ns["who"] = "x"
     _error, out = fails(ip, "%pg SELECT $who IS NULL", capsys)
     assert "HINT:" in out and "$who::text" in out
+
+
+def test_a_line_parsed_again_gives_the_same_options_and_fresh_tokens() -> None:
+    from pgmagic.errors import OptionError
+    from pgmagic.frontend import options
+    from pgmagic.frontend.magics import PgMagics
+
+    parser = vars(PgMagics.pg)["parser"]
+    first, tokens, rest = options.parse("-q -o out SELECT 1", parser)
+    tokens.append("--scalar")  # the caller's list, not the cache's
+    again, tokens_again, rest_again = options.parse("-q -o out SELECT 1", parser)
+    assert again == first and again.quiet and again.out == "out"
+    assert tokens_again == ["--quiet", "--out=out"] and rest_again == rest == "SELECT 1"
+    for _ in range(2):  # a bad line raises every time
+        with pytest.raises(OptionError, match="unknown option --nope"):
+            options.parse("--nope SELECT 1", parser)
