@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -104,7 +105,7 @@ def main() -> None:
         f"# %%pg per-cell overhead ({args.rounds} rounds x {args.calls} calls, medians; "
         f"{sys.platform}, {os.cpu_count()} cores)",
         "",
-        f"Command: `python {' '.join(sys.argv)}`; load average {load_before[0]:.2f} before, "
+        f"Command: `python {shlex.join(sys.argv)}`; load average {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after (2-3 other processes may share the machine: compare "
         "the overheads of one run, not runs).",
         "",
