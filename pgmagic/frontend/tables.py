@@ -2,9 +2,10 @@
 
 A ``%%pg`` cell returns a plain ``pandas.DataFrame`` (so ``df = %pg ...`` and
 ``_`` give the DataFrame itself).  The magic records the frame here, with its row
-count and timing; the IPython front registers :func:`html` and :func:`text` as
-formatters that render recorded frames with a footer ("3 rows × 2 columns ·
-1.2 ms") and defer to pandas for every other frame.  Frames are remembered by
+count and timing; the IPython front registers :func:`both` (the :func:`text`
+and :func:`html` forms from one conversion of the values) as the mime-bundle
+printer that renders recorded frames with a footer ("3 rows × 2 columns ·
+1.2 ms") and defers to pandas for every other frame.  Frames are remembered by
 weak reference, so a derived frame (``df.head()``) displays the pandas way.
 
 An Arrow table or polars frame (``--arrow``, ``--polars``) is drawn the same
