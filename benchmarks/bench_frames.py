@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -674,6 +675,7 @@ def main() -> None:
             f"{args.warmup} untimed warm-up round, then {args.rounds} rounds, medians; "
             f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after."
         )
+        say(f"Command: `python {shlex.join(sys.argv)}`")
         say(
             "Ratio = median / median of psql `\\copy (...) TO '/dev/null' (FORMAT binary)` "
             "in the same run. CPU = the peer process's CPU seconds (not the server's)."

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -70,6 +71,7 @@ def main() -> None:
         ),
     }
     rows = []
+    load_before = os.getloadavg()
     for label, (sql, make_args) in cases.items():
         magic_sql = sql.replace("$1", "$key")
         raw_times, value_times, shown_times = [], [], []
@@ -98,9 +100,14 @@ def main() -> None:
         show = statistics.median(shown_times)
         rows.append((label, raw, value, show))
 
+    load_after = os.getloadavg()
     lines = [
         f"# %%pg per-cell overhead ({args.rounds} rounds x {args.calls} calls, medians; "
         f"{sys.platform}, {os.cpu_count()} cores)",
+        "",
+        f"Command: `python {shlex.join(sys.argv)}`; load average {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after (2-3 other processes may share the machine: compare "
+        "the overheads of one run, not runs).",
         "",
         "| query | raw asyncpg | %%pg value | overhead | %%pg + display | overhead |",
         "|---|---|---|---|---|---|",

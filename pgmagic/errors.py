@@ -212,6 +212,8 @@ def display_width(text: str) -> int:
     -------
     int
     """
+    if text.isascii():  # one column per character; most cells, at C speed
+        return len(text)
     return sum(
         0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
         for c in text

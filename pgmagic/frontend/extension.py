@@ -30,9 +30,9 @@ from pgmagic.runtime.loop import Runtime
 
 __all__ = ["register", "unregister"]
 
-# Per shell: the magics, the DataFrame printers found before ours, the panel's target,
-# the running cell's number for the query history.
-_loaded: dict[int, tuple[PgMagics, Any, Any, feed.PanelServer | None, _RunningCell]] = {}
+# Per shell: the magics, the DataFrame printers found before ours (HTML, text, and
+# mime bundle), the panel's target, the running cell's number for the query history.
+_loaded: dict[int, tuple[PgMagics, Any, Any, feed.PanelServer | None, _RunningCell, Any]] = {}
 
 
 def register(shell: Any) -> None:
@@ -49,8 +49,21 @@ def register(shell: Any) -> None:
     formatters = shell.display_formatter.formatters
     html_formatter = formatters["text/html"]
     text_formatter = formatters["text/plain"]
+    bundle_formatter = shell.display_formatter.mimebundle_formatter
     previous_html = html_formatter.type_printers.get(pd.DataFrame)
     previous_text = text_formatter.type_printers.get(pd.DataFrame)
+    previous_bundle = bundle_formatter.type_printers.get(pd.DataFrame)
+
+    # Both forms of a result from one printer: they share the conversion of
+    # its values, which for a small result costs more than the query.
+    def as_bundle(frame: pd.DataFrame) -> Any:
+        info = tables.info_for(frame)
+        if info is None:
+            return None if previous_bundle is None else previous_bundle(frame)
+        if tables.is_shown_above(frame):
+            above = tables.shown_above(frame, info)
+            return {"text/plain": above, "text/html": f"<pre>{html_module.escape(above)}</pre>"}
+        return tables.both(frame, info)
 
     def as_html(frame: pd.DataFrame) -> str | None:
         info = tables.info_for(frame)
@@ -80,8 +93,14 @@ def register(shell: Any) -> None:
         else:
             printer.text(repr(frame))
 
-    html_formatter.for_type(pd.DataFrame, as_html)
-    text_formatter.for_type(pd.DataFrame, as_text)
+    bundle_formatter.for_type(pd.DataFrame, as_bundle)
+    # IPython renders a form again when a printer of its own is registered for
+    # the type; ours are needed only to keep a printer found before ours from
+    # drawing our results.
+    if previous_html is not None:
+        html_formatter.for_type(pd.DataFrame, as_html)
+    if previous_text is not None:
+        text_formatter.for_type(pd.DataFrame, as_text)
     _register_tables(html_formatter, text_formatter)
 
     # A row (%pg --one) reads as a one-row table, not <Record a=1 b=2>, with
@@ -111,7 +130,7 @@ def register(shell: Any) -> None:
         runtime.history.cell_number = running.number
 
     connections.on_open(count_cells)
-    _loaded[id(shell)] = (magics, previous_html, previous_text, panel, running)
+    _loaded[id(shell)] = (magics, previous_html, previous_text, panel, running, previous_bundle)
     complete.register(shell)
     shell.events.register("pre_run_cell", running.starts)
     shell.events.register("post_run_cell", running.ends)
@@ -222,7 +241,7 @@ def _end_of_cell(result: Any) -> None:
     tables.end_of_cell()
     feed.end_of_cell()
     if complete.forget_after(getattr(result.info, "raw_cell", None) or ""):
-        for _, _, _, panel, _ in _loaded.values():
+        for _, _, _, panel, _, _ in _loaded.values():
             if panel is not None:
                 panel.catalog_changed()
 
@@ -237,7 +256,11 @@ def unregister(shell: Any) -> None:
     entry = _loaded.pop(id(shell), None)
     if entry is None:
         return
-    magics, previous_html, previous_text, panel, running = entry
+    magics, previous_html, previous_text, panel, running, previous_bundle = entry
+    bundle_formatter = shell.display_formatter.mimebundle_formatter
+    bundle_formatter.type_printers.pop(pd.DataFrame, None)
+    if previous_bundle is not None:
+        bundle_formatter.for_type(pd.DataFrame, previous_bundle)
     formatters = shell.display_formatter.formatters
     for mime, previous in (("text/html", previous_html), ("text/plain", previous_text)):
         formatter = formatters[mime]

@@ -7,6 +7,7 @@ are told apart from its SQL without reading argparse's internals.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from collections.abc import Callable
@@ -349,6 +350,15 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
     OptionError
         An unknown option, a missing value, or options that do not combine.
     """
+    options, tokens, rest = _parse(line, parser)
+    return options, list(tokens), rest
+
+
+# Cached: a cell run in a loop parses the same line each time, and argparse
+# costs a tenth of a one-row lookup.  The answer depends on the line alone
+# (a line that fails raises again, uncached); Options is frozen.
+@functools.lru_cache(maxsize=128)
+def _parse(line: str, parser: Any) -> tuple[Options, tuple[str, ...], str]:
     tokens, rest = _split(line)
     args = parser.parse_args(tokens)
     chosen = [
@@ -415,7 +425,7 @@ def parse(line: str, parser: Any) -> tuple[Options, list[str], str]:
             raise OptionError("--stream, --to and --many cannot be combined")
         if mode is not Mode.FRAME:
             raise OptionError("--one and --scalar do not combine with --stream, --to or --many")
-    return options, tokens, rest
+    return options, tuple(tokens), rest
 
 
 _MODES = (Mode.ONE, Mode.SCALAR, Mode.EXPLAIN, Mode.EXPLAIN_ANALYZE)

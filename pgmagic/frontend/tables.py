@@ -2,9 +2,10 @@
 
 A ``%%pg`` cell returns a plain ``pandas.DataFrame`` (so ``df = %pg ...`` and
 ``_`` give the DataFrame itself).  The magic records the frame here, with its row
-count and timing; the IPython front registers :func:`html` and :func:`text` as
-formatters that render recorded frames with a footer ("3 rows × 2 columns ·
-1.2 ms") and defer to pandas for every other frame.  Frames are remembered by
+count and timing; the IPython front registers :func:`both` (the :func:`text`
+and :func:`html` forms from one conversion of the values) as the mime-bundle
+printer that renders recorded frames with a footer ("3 rows × 2 columns ·
+1.2 ms") and defers to pandas for every other frame.  Frames are remembered by
 weak reference, so a derived frame (``df.head()``) displays the pandas way.
 
 An Arrow table or polars frame (``--arrow``, ``--polars``), or a DataFrame
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import html as html_module
 import json
 import threading
@@ -34,7 +36,17 @@ from pgmagic.results.frames import Column, arrow_rows_frame
 from pgmagic.results.shown import texts_for as server_texts
 from pgmagic.results.text import format_value, is_null
 
-__all__ = ["ResultInfo", "aligned", "drawn", "footer", "html", "info_for", "remember", "text"]
+__all__ = [
+    "ResultInfo",
+    "aligned",
+    "both",
+    "drawn",
+    "footer",
+    "html",
+    "info_for",
+    "remember",
+    "text",
+]
 
 _MAX_CELL = 120
 _NULL = "NULL"
@@ -329,15 +341,29 @@ def _clip(value: str) -> str:
     return value if len(value) <= _MAX_CELL else value[: _MAX_CELL - 1] + "…"
 
 
-def _numeric(dtype: Any, values: list[Any]) -> bool:
+@functools.lru_cache(maxsize=128)
+def _style(dtype: Any) -> tuple[bool | None, bool, bool]:
+    """Per dtype: right-aligned (None: the values decide), float, date only.
+
+    Cached: pandas' dtype predicates cost more than drawing a one-row table.
+    """
     if pd.api.types.is_bool_dtype(dtype):
-        return False
-    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        return True
-    if pd.api.types.is_object_dtype(dtype):
+        numeric: bool | None = False
+    elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        numeric = True
+    elif pd.api.types.is_object_dtype(dtype):
+        numeric = None
+    else:
+        numeric = False
+    return numeric, pd.api.types.is_float_dtype(dtype), str(dtype) == "datetime64[s]"
+
+
+def _numeric(dtype: Any, values: list[Any]) -> bool:
+    numeric = _style(dtype)[0]
+    if numeric is None:  # object: numeric holds Decimals
         sample = next((v for v in values if not is_null(v)), None)
         return isinstance(sample, Decimal)
-    return False
+    return numeric
 
 
 def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]]:
@@ -352,8 +378,7 @@ def _cells(frame: pd.DataFrame, rows: int) -> list[tuple[bool, list[str | None]]
     columns: list[tuple[bool, list[str | None]]] = []
     for j, dtype in enumerate(frame.dtypes):
         values = table[:, j].tolist()
-        date_only = str(dtype) == "datetime64[s]"
-        floats = pd.api.types.is_float_dtype(dtype)
+        _, floats, date_only = _style(dtype)
         rendered = [
             None if is_null(v, floats) else clip(format_value(v, date_only)) for v in values
         ]
@@ -388,7 +413,12 @@ _STYLE = (
 
 
 def html(
-    frame: pd.DataFrame, info: ResultInfo, *, title: str = "", notes: Sequence[str] | None = None
+    frame: pd.DataFrame,
+    info: ResultInfo,
+    *,
+    title: str = "",
+    notes: Sequence[str] | None = None,
+    cells: list[tuple[bool, list[str | None]]] | None = None,
 ) -> str:
     """An HTML table of at most ``info.limit`` rows and the footer.
 
@@ -400,6 +430,8 @@ def html(
         A line above the table (``Table "public.orders"``).
     notes : sequence of str, optional
         Lines under the table in place of the footer (psql's ``Indexes:`` ...).
+    cells : list, optional
+        The rendered cells, when :func:`both` has them already.
 
     Returns
     -------
@@ -413,7 +445,8 @@ def html(
             f'<div class="pgmagic-result">{_STYLE}<pre>{escape(str(frame.columns[0]))}\n'
             f'{escape(lines)}</pre><div class="footer">{escape(footer(frame, info))}</div></div>'
         )
-    cells = _cells(frame, info.rows(frame))
+    if cells is None:
+        cells = _cells(frame, info.rows(frame))
     # Type names only while the columns are those of the query (not after the
     # user added, dropped or renamed some).
     same = [name for name, _ in info.types] == [str(c) for c in frame.columns]
@@ -451,13 +484,20 @@ def html(
     )
 
 
-def text(frame: pd.DataFrame, info: ResultInfo) -> str:
+def text(
+    frame: pd.DataFrame,
+    info: ResultInfo,
+    *,
+    cells: list[tuple[bool, list[str | None]]] | None = None,
+) -> str:
     """A psql-style aligned text table of at most ``info.limit`` rows and the footer.
 
     Parameters
     ----------
     frame : pandas.DataFrame
     info : ResultInfo
+    cells : list, optional
+        The rendered cells, when :func:`both` has them already.
 
     Returns
     -------
@@ -469,7 +509,8 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         width = max([display_width(name), *(display_width(line) for line in lines)])
         head = [" " + _pad(name, width, "center"), "-" * (width + 2)]
         return "\n".join([*head, *(f" {line}" for line in lines), footer(frame, info)])
-    cells = _cells(frame, info.rows(frame))
+    if cells is None:
+        cells = _cells(frame, info.rows(frame))
     names = [str(c) for c in frame.columns]
     rendered = [
         [(_NULL if v is None else v).replace("\n", "↵") for v in values] for _, values in cells
@@ -489,6 +530,28 @@ def text(frame: pd.DataFrame, info: ResultInfo) -> str:
         lines.append(" " + " | ".join(parts).rstrip())
     lines.append(footer(frame, info))
     return "\n".join(lines)
+
+
+def both(frame: pd.DataFrame, info: ResultInfo) -> dict[str, str]:
+    """The text and HTML tables of a frame, its values converted once for the two.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    info : ResultInfo
+
+    Returns
+    -------
+    dict
+        ``text/plain`` and ``text/html``, as :func:`text` and :func:`html` give them.
+    """
+    # For a small result, turning the values into text costs more than the
+    # query; a notebook asks for both forms of every result it shows.
+    cells = None if info.whole and frame.shape[1] == 1 else _cells(frame, info.rows(frame))
+    return {
+        "text/plain": text(frame, info, cells=cells),
+        "text/html": html(frame, info, cells=cells),
+    }
 
 
 def _plan_lines(frame: pd.DataFrame) -> list[str]:

@@ -272,10 +272,12 @@ _CONVERTERS: dict[Kind, Callable[[Sequence[Any]], Any]] = {
     Kind.FLOAT32: _floats("float32"),
     Kind.FLOAT64: _floats("float64"),
     Kind.NUMERIC: _objects,
-    Kind.STRING: _with_dtype("str"),
-    Kind.TIMESTAMPTZ: _with_dtype("datetime64[us, UTC]"),
-    Kind.TIMESTAMP: _with_dtype("datetime64[us]"),
-    Kind.DATE: _with_dtype("datetime64[s]"),
+    # Dtype objects, not their names: looking a name up costs more than
+    # converting a one-row column.
+    Kind.STRING: _with_dtype(pd.api.types.pandas_dtype("str")),
+    Kind.TIMESTAMPTZ: _with_dtype(pd.DatetimeTZDtype(unit="us", tz="UTC")),
+    Kind.TIMESTAMP: _with_dtype(np.dtype("datetime64[us]")),
+    Kind.DATE: _with_dtype(np.dtype("datetime64[s]")),
     Kind.INTERVAL: _timedeltas,
     Kind.OBJECT: _objects,
 }
@@ -373,7 +375,8 @@ def to_frame(
         if kind is Kind.TIMESTAMPTZ:
             with in_python_range([column.name]):
                 arrays[i] = in_zone(arrays[i], zone)
-    frame = pd.DataFrame(arrays, copy=False)
+    # The index given, not inferred from the arrays: a tenth of a small result's cost.
+    frame = pd.DataFrame(arrays, index=pd.RangeIndex(len(values[0]) if values else 0), copy=False)
     frame.columns = pd.Index([c.name for c in columns], dtype=object)
     return frame
 

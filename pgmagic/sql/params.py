@@ -14,6 +14,7 @@ Values are never pasted into SQL text: the rewritten statement carries
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -88,11 +89,14 @@ class BoundStatement:
         return self.source.offset + position + shift
 
 
-def _tokens(sql: str) -> list[Token]:
+@functools.lru_cache(maxsize=256)
+def _tokens(sql: str) -> tuple[Token, ...]:
     # None is an unterminated quote or comment (or another lexical error): let
     # the server report it with its own message and position rather than
-    # guessing here.
-    return scan(sql) or []
+    # guessing here.  Cached: a cell run again (a lookup in a loop) is
+    # scanned once for splitting and once per statement for binding, which
+    # cost more than the round trip; tokens are immutable, so sharing is safe.
+    return tuple(scan(sql) or ())
 
 
 def _word(token: Token) -> str:
@@ -118,9 +122,14 @@ def split(cell: str) -> list[Statement]:
     >>> [s.text for s in split("SELECT 1; SELECT ';'")]
     ['SELECT 1', "SELECT ';'"]
     """
+    return list(_split(cell))
+
+
+@functools.lru_cache(maxsize=256)
+def _split(cell: str) -> tuple[Statement, ...]:
     tokens = _tokens(cell)
     if not tokens:
-        return [Statement(cell.strip(), _lstrip_offset(cell, 0))] if cell.strip() else []
+        return (Statement(cell.strip(), _lstrip_offset(cell, 0)),) if cell.strip() else ()
     statements: list[Statement] = []
     start = 0
     depth = 0
@@ -160,7 +169,7 @@ def split(cell: str) -> list[Statement]:
                 depth -= 1
     if has_code:
         statements.append(_statement(cell, start, len(cell)))
-    return statements
+    return tuple(statements)
 
 
 def _owns_parameters(sql: str) -> bool:
@@ -172,7 +181,7 @@ def _owns_parameters(sql: str) -> bool:
     return _owns(_tokens(sql))
 
 
-def _owns(tokens: list[Token]) -> bool:
+def _owns(tokens: Sequence[Token]) -> bool:
     code = (t for t in tokens if t.kind is not Kind.COMMENT)
     words = [_word(t) for t in itertools.islice(code, 4)]
     return bool(words) and (words[0] == "PREPARE" or _in_routine_body(words))
@@ -215,7 +224,7 @@ def placeholders(sql: str) -> list[tuple[int, int, str]]:
     return _placeholders(sql, _tokens(sql))
 
 
-def _placeholders(sql: str, tokens: list[Token]) -> list[tuple[int, int, str]]:
+def _placeholders(sql: str, tokens: Sequence[Token]) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
     for i, token in enumerate(tokens):
         if token.kind is Kind.PARAM:

@@ -62,6 +62,45 @@ def test_cell_value_is_the_dataframe_with_footer(ip: Any) -> None:
     assert "rows ×" not in derived["text/html"]
 
 
+def test_both_forms_of_a_result_are_its_tables(ip: Any) -> None:
+    frame = run(ip, "%%pg\nSELECT 1 AS n, NULL::text AS t, 'ü'::text AS u")
+    info = tables.info_for(frame)
+    assert info is not None
+    formatted, _ = ip.display_formatter.format(frame)
+    assert formatted["text/plain"] == tables.text(frame, info)
+    assert formatted["text/html"] == tables.html(frame, info)
+    assert "<em>NULL</em>" in formatted["text/html"]
+    only_html, _ = ip.display_formatter.format(frame, include=["text/html"])
+    assert set(only_html) == {"text/html"}
+    no_html, _ = ip.display_formatter.format(frame, exclude=["text/html"])
+    assert "text/html" not in no_html and "1 row × 3 columns" in no_html["text/plain"]
+
+
+def test_a_dataframe_printer_found_before_ours_keeps_other_frames(ip: Any) -> None:
+    html = ip.display_formatter.formatters["text/html"]
+    bundles = ip.display_formatter.mimebundle_formatter
+    ip.run_line_magic("unload_ext", "pgmagic")
+    assert pd.DataFrame not in bundles.type_printers
+
+    def theirs(frame: pd.DataFrame) -> str:
+        return "<p>theirs</p>"
+
+    html.for_type(pd.DataFrame, theirs)
+    try:
+        ip.run_line_magic("load_ext", "pgmagic")
+        frame = run(ip, "%pg SELECT 1 AS n")
+        assert "1 row × 1 column" in ip.display_formatter.format(frame)[0]["text/html"]
+        assert ip.display_formatter.format(pd.DataFrame({"a": [1]}))[0]["text/html"] == (
+            "<p>theirs</p>"
+        )
+        ip.run_line_magic("unload_ext", "pgmagic")
+        assert html.type_printers[pd.DataFrame] is theirs
+        assert pd.DataFrame not in bundles.type_printers
+    finally:
+        html.type_printers.pop(pd.DataFrame, None)
+        ip.run_line_magic("load_ext", "pgmagic")
+
+
 def test_displaylimit_is_configurable(ip: Any) -> None:
     run(ip, "%config PgMagics.displaylimit = 3")
     frame = run(ip, "%pg SELECT g FROM generate_series(1, 10) g")
@@ -456,3 +495,19 @@ def test_untyped_parameter_gets_a_cast_hint(ip: Any, capsys: Any) -> None:
     ip.user_ns["who"] = "x"
     _error, out = fails(ip, "%pg SELECT $who IS NULL", capsys)
     assert "HINT:" in out and "$who::text" in out
+
+
+def test_a_line_parsed_again_gives_the_same_options_and_fresh_tokens() -> None:
+    from pgmagic.errors import OptionError
+    from pgmagic.frontend import options
+    from pgmagic.frontend.magics import PgMagics
+
+    parser = vars(PgMagics.pg)["parser"]
+    first, tokens, rest = options.parse("-q -o out SELECT 1", parser)
+    tokens.append("--scalar")  # the caller's list, not the cache's
+    again, tokens_again, rest_again = options.parse("-q -o out SELECT 1", parser)
+    assert again == first and again.quiet and again.out == "out"
+    assert tokens_again == ["--quiet", "--out=out"] and rest_again == rest == "SELECT 1"
+    for _ in range(2):  # a bad line raises every time
+        with pytest.raises(OptionError, match="unknown option --nope"):
+            options.parse("--nope SELECT 1", parser)
