@@ -223,6 +223,7 @@ typedef struct {
     PyObject *tz_cache;       /* dict: offset minutes -> timezone */
     PyObject *empty_tuple;
     DecCacheEntry *dec_cache; /* DEC_CACHE_SIZE entries, or NULL */
+    int dec_fast;             /* _decimal layout verified: build Decimals in place */
     int uuid_fast;            /* pgproto UUID layout verified */
     int finished;
     int broken;               /* protocol error seen: the rest is dropped */
@@ -410,12 +411,21 @@ static PyObject *make_str(const unsigned char *b, Py_ssize_t n) {
     return PyUnicode_DecodeUTF8((const char *)b, n, NULL);
 }
 
+/* What numeric_to_str wrote: "[-]0.<digits>[E<exponent>]" */
+typedef struct {
+    int neg;
+    const char *digits;
+    Py_ssize_t ndigits;
+    int64_t exponent;
+} NumericParts;
+
 /* numeric -> the exact string asyncpg's numeric_decode_binary_ex builds
  * (trail_fract_zero = 0).  Returns the length written to out (which must
  * hold 4 * ndigits + |dscale| + 32 bytes), or -1 for a malformed value.
- * *special is set to 1 (NaN), 2 (+Inf), 3 (-Inf), 4 (zero digits), else 0. */
+ * *special is set to 1 (NaN), 2 (+Inf), 3 (-Inf), 4 (zero digits), else 0;
+ * for 0, *parts (if not NULL) tells where the string's pieces are. */
 static Py_ssize_t numeric_to_str(const unsigned char *b, Py_ssize_t n, char *out,
-                                 int *special, unsigned *dscale_out) {
+                                 int *special, unsigned *dscale_out, NumericParts *parts) {
     if (n < 8) return -1;
     uint16_t ndigits = rd16(b);
     int16_t weight = (int16_t)rd16(b + 2);
@@ -468,6 +478,12 @@ static Py_ssize_t numeric_to_str(const unsigned char *b, Py_ssize_t n, char *out
         for (Py_ssize_t i = 0; i < trailing_adj; i++) q[i] = '0';
         q += trailing_adj;
     }
+    if (parts != NULL) {
+        parts->neg = sign == 0x4000;
+        parts->digits = out + (parts->neg ? 3 : 2);
+        parts->ndigits = q - parts->digits;
+        parts->exponent = exponent;
+    }
     if (exponent != 0) {
         *q++ = 'E';
         *q++ = exponent < 0 ? '-' : '+';
@@ -498,6 +514,104 @@ static PyObject *make_decimal_str(ParserObject *p, const char *s, Py_ssize_t len
     return r;
 }
 
+/* A Decimal object of CPython's _decimal: libmpdec's mpd_t (64-bit build)
+ * with room for four words of coefficient inside the object.  Not a public
+ * API: probe_decimal() checks it against Decimals the type builds itself
+ * before decimal_from_digits() writes one.  Parsing the string costs three
+ * quarters of Decimal(str); writing the fields skips it. */
+#define DEC_WORD_DIGITS 19
+#define DEC_INLINE_WORDS 4
+#define DEC_FLAG_NEG 1
+#define DEC_FLAGS_STATIC 48  /* MPD_STATIC | MPD_STATIC_DATA */
+
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t hash;
+    uint8_t flags;
+    int64_t exp;
+    int64_t digits;  /* of the coefficient; 1 for zero */
+    int64_t len;     /* words in use, the most significant one not zero */
+    int64_t alloc;
+    uint64_t *data;  /* least significant word first, base 10**19 */
+    uint64_t inline_data[DEC_INLINE_WORDS];
+} DecObject;
+
+/* The Decimal (-1)**neg * int(digits) * 10**exp, built in place; NULL
+ * without an exception when it has more digits than the object holds. */
+static PyObject *decimal_from_digits(PyTypeObject *t, int neg, const char *d,
+                                     Py_ssize_t k, int64_t exp) {
+    while (k > 1 && *d == '0') { d++; k--; }
+    if (k > DEC_INLINE_WORDS * DEC_WORD_DIGITS) return NULL;
+    DecObject *o = (DecObject *)t->tp_alloc(t, 0);
+    if (o == NULL) return NULL;
+    o->hash = -1;
+    o->flags = DEC_FLAGS_STATIC | (neg ? DEC_FLAG_NEG : 0);
+    o->exp = exp;
+    o->digits = k;
+    o->alloc = DEC_INLINE_WORDS;
+    o->data = o->inline_data;
+    int64_t len = 0;
+    for (Py_ssize_t end = k; end > 0; end -= DEC_WORD_DIGITS) {
+        uint64_t w = 0;
+        for (Py_ssize_t i = end > DEC_WORD_DIGITS ? end - DEC_WORD_DIGITS : 0; i < end; i++)
+            w = w * 10 + (uint64_t)(d[i] - '0');
+        o->inline_data[len++] = w;
+    }
+    o->len = len;
+    return (PyObject *)o;
+}
+
+/* Whether decimal_from_digits() builds, for each case, an object identical
+ * field by field to what Decimal(str) builds, and equal to it in value,
+ * string and hash.  Returns 1 (yes), 0 (no: use Decimal(str)) or -1. */
+static int probe_decimal(PyObject *type) {
+    static const struct { int neg; const char *digits; int64_t exp; const char *text; } cases[] = {
+        {0, "12345", -2, "123.45"},
+        {1, "0", -3, "-0.000"},
+        {0, "0", 0, "0"},
+        {0, "1", 20, "1E+20"},
+        {1, "00042", -4, "-0.0042"},
+        {0, "9999999999999999999", 0, "9999999999999999999"},
+        {0, "10000000000000000000", -1, "1000000000000000000.0"},
+        {1, "1234567890123456789012345678901234567890123456789012345678901234567890123456", -40,
+         "-123456789012345678901234567890123456.7890123456789012345678901234567890123456"},
+    };
+    if (!PyType_Check(type)) return 0;
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (t->tp_basicsize != (Py_ssize_t)sizeof(DecObject) || PyType_IS_GC(t) ||
+        t->tp_alloc == NULL)
+        return 0;
+    int ok = 1;
+    for (size_t i = 0; ok && i < sizeof(cases) / sizeof(cases[0]); i++) {
+        PyObject *ref = PyObject_CallFunction(type, "s", cases[i].text);
+        if (ref == NULL) { PyErr_Clear(); return 0; }
+        PyObject *fast = decimal_from_digits(t, cases[i].neg, cases[i].digits,
+                                             (Py_ssize_t)strlen(cases[i].digits), cases[i].exp);
+        if (fast == NULL) {
+            Py_DECREF(ref);
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        DecObject *a = (DecObject *)ref, *b = (DecObject *)fast;
+        ok = Py_TYPE(ref) == t && a->data == a->inline_data && a->flags == b->flags &&
+             a->exp == b->exp && a->digits == b->digits && a->len == b->len &&
+             a->alloc == b->alloc && a->len >= 1 && a->len <= DEC_INLINE_WORDS &&
+             memcmp(a->inline_data, b->inline_data, (size_t)a->len * 8) == 0;
+        if (ok) {
+            PyObject *sa = PyObject_Str(ref), *sb = PyObject_Str(fast);
+            ok = sa != NULL && sb != NULL && PyUnicode_Compare(sa, sb) == 0 &&
+                 PyUnicode_CompareWithASCIIString(sa, cases[i].text) == 0 &&
+                 PyObject_RichCompareBool(ref, fast, Py_EQ) == 1 &&
+                 PyObject_Hash(ref) == PyObject_Hash(fast);
+            Py_XDECREF(sa);
+            Py_XDECREF(sb);
+            PyErr_Clear();
+        }
+        Py_DECREF(ref);
+        Py_DECREF(fast);
+    }
+    return ok;
+}
+
 static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n);
 
 /* Decimals are immutable, so equal values may share one instance: a small
@@ -506,8 +620,13 @@ static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, 
  * compare on a miss. */
 static PyObject *make_numeric(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
     if (n > DEC_CACHE_KEY || p->dec_cache == NULL) return make_numeric_uncached(p, b, n);
-    uint64_t h = UINT64_C(1469598103934665603);
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
+    uint64_t h = (uint64_t)n;
+    for (Py_ssize_t i = 0; i < n; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, b + i, (size_t)(n - i < 8 ? n - i : 8));
+        h = (h ^ w) * UINT64_C(0x9E3779B97F4A7C15);
+        h ^= h >> 32;
+    }
     DecCacheEntry *e = &p->dec_cache[(h ^ (h >> 29)) & (DEC_CACHE_SIZE - 1)];
     if (e->value != NULL && e->len == n && memcmp(e->key, b, (size_t)n) == 0)
         return Py_NewRef(e->value);
@@ -530,8 +649,9 @@ static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, 
     }
     int special;
     unsigned dscale;
+    NumericParts parts;
     PyObject *r = NULL;
-    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale);
+    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale, &parts);
     if (len < 0) {
         protocol_error("malformed numeric value");
     } else if (special == 1) {
@@ -542,10 +662,18 @@ static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, 
         r = Py_NewRef(p->dec_ninf);
     } else if (special == 4) {
         /* asyncpg: _Dec('0e-' + str(dscale)) */
-        len = sprintf(buf, "0e-%u", dscale);
-        r = make_decimal_str(p, buf, len);
+        if (p->dec_fast)
+            r = decimal_from_digits((PyTypeObject *)p->decimal_type, 0, "0", 1, -(int64_t)dscale);
+        if (r == NULL && !PyErr_Occurred()) {
+            len = sprintf(buf, "0e-%u", dscale);
+            r = make_decimal_str(p, buf, len);
+        }
     } else {
-        r = make_decimal_str(p, buf, len);
+        /* "[-]0.<digits>E<exponent>" is int(digits) * 10**(exponent - ndigits) */
+        if (p->dec_fast && parts.ndigits >= 1)
+            r = decimal_from_digits((PyTypeObject *)p->decimal_type, parts.neg, parts.digits,
+                                    parts.ndigits, parts.exponent - parts.ndigits);
+        if (r == NULL && !PyErr_Occurred()) r = make_decimal_str(p, buf, len);
     }
     if (buf != small) PyMem_Free(buf);
     return r;
@@ -563,7 +691,7 @@ static int numeric_to_double(const unsigned char *b, Py_ssize_t n, double *out) 
     int special;
     unsigned dscale;
     int rc = 0;
-    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale);
+    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale, NULL);
     if (len < 0) {
         rc = protocol_error("malformed numeric value");
     } else if (special == 1) {
@@ -2552,6 +2680,15 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         probed_fast = fast;
     }
     p->uuid_fast = probed_fast;
+    static PyObject *probed_decimal = NULL;
+    static int probed_decimal_fast = 0;
+    if (has_numeric && probed_decimal != decimal_type) {
+        int fast = probe_decimal(decimal_type);
+        if (fast < 0) goto fail;
+        Py_XSETREF(probed_decimal, Py_NewRef(decimal_type));
+        probed_decimal_fast = fast;
+    }
+    p->dec_fast = has_numeric && probed_decimal_fast;
     goto done;
 fail:
     Py_CLEAR(p);
@@ -2801,6 +2938,10 @@ static PyObject *Parser_get_uuid_fast(ParserObject *p, void *Py_UNUSED(closure))
     return PyBool_FromLong(p->uuid_fast);
 }
 
+static PyObject *Parser_get_decimal_fast(ParserObject *p, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(p->dec_fast);
+}
+
 static PyMethodDef Parser_methods[] = {
     {"feed", (PyCFunction)Parser_feed, METH_O, "Parse the complete rows in a chunk."},
     {"finish", (PyCFunction)Parser_finish, METH_NOARGS, "End the stream; return column buffers."},
@@ -2814,6 +2955,8 @@ static PyMethodDef Parser_methods[] = {
 static PyGetSetDef Parser_getset[] = {
     {"nrows", (getter)Parser_get_nrows, NULL, "Rows decoded so far (in this batch).", NULL},
     {"uuid_fast", (getter)Parser_get_uuid_fast, NULL, "Direct UUID construction in use.", NULL},
+    {"decimal_fast", (getter)Parser_get_decimal_fast, NULL,
+     "Direct Decimal construction in use (numeric columns only).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
