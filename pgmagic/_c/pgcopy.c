@@ -224,6 +224,7 @@ typedef struct {
     PyObject *empty_tuple;
     DecCacheEntry *dec_cache; /* DEC_CACHE_SIZE entries, or NULL */
     int dec_fast;             /* _decimal layout verified: build Decimals in place */
+    struct JstrCacheEntry *jstr_cache; /* JSTR_CACHE_SIZE entries, or NULL */
     int uuid_fast;            /* pgproto UUID layout verified */
     int finished;
     int broken;               /* protocol error seen: the rest is dropped */
@@ -891,6 +892,282 @@ static PyObject *make_timedelta(const unsigned char *b) {
                                           PyDateTimeAPI->DeltaType);
 }
 
+/* JSON read directly into Python objects, with json.loads' results: the
+ * grammar json.loads accepts minus a few rarities (lone surrogate escapes,
+ * numbers longer than JSON_NUMBER_MAX characters, nesting deeper than
+ * JSON_DEPTH_MAX, the NaN and Infinity words), for which jd_value() gives up
+ * and the value takes make_json() or the batch.  Strings are decoded with
+ * Python's strict UTF-8 codec (the record path decodes the text so before
+ * json.loads reads it); numbers with a fraction or exponent become float(s),
+ * the others int(s), as json.loads makes them.  Short ASCII strings (keys,
+ * mostly) are shared through a small cache: str objects are immutable. */
+#define JSON_DEPTH_MAX 64
+#define JSON_NUMBER_MAX 64
+#define JSTR_CACHE_SIZE 512
+#define JSTR_CACHE_KEY 16
+
+typedef struct JstrCacheEntry {
+    PyObject *value;
+    uint8_t len;
+    unsigned char key[JSTR_CACHE_KEY];
+} JstrCacheEntry;
+
+static inline const unsigned char *jd_space(const unsigned char *s, const unsigned char *end) {
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) s++;
+    return s;
+}
+
+static PyObject *jd_ascii(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    JstrCacheEntry *e = NULL;
+    if (n <= JSTR_CACHE_KEY && p->jstr_cache != NULL) {
+        uint64_t h = (uint64_t)n;
+        for (Py_ssize_t i = 0; i < n; i += 8) {
+            uint64_t w = 0;
+            memcpy(&w, b + i, (size_t)(n - i < 8 ? n - i : 8));
+            h = (h ^ w) * UINT64_C(0x9E3779B97F4A7C15);
+            h ^= h >> 32;
+        }
+        e = &p->jstr_cache[h & (JSTR_CACHE_SIZE - 1)];
+        if (e->value != NULL && e->len == n && memcmp(e->key, b, (size_t)n) == 0)
+            return Py_NewRef(e->value);
+    }
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(str), b, (size_t)n);
+    if (e != NULL) {
+        Py_XSETREF(e->value, Py_NewRef(str));
+        e->len = (uint8_t)n;
+        memcpy(e->key, b, (size_t)n);
+    }
+    return str;
+}
+
+static int jd_hex4(const unsigned char *s, uint32_t *out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char ch = s[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9') v |= (uint32_t)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f') v |= (uint32_t)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F') v |= (uint32_t)(ch - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A string whose opening quote is at *ps; *ps is moved past the closing one.
+ * NULL, with or without an exception, when it is not read here. */
+static PyObject *jd_string(ParserObject *p, const unsigned char **ps, const unsigned char *end) {
+    const unsigned char *s = *ps + 1, *q = s;
+    int ascii = 1;
+    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20) {
+        ascii &= *q < 0x80;
+        q++;
+    }
+    if (q >= end || *q < 0x20) return NULL;  /* json.loads refuses raw control characters */
+    if (*q == '"') {
+        *ps = q + 1;
+        return ascii ? jd_ascii(p, s, q - s) : PyUnicode_DecodeUTF8((const char *)s, q - s, NULL);
+    }
+    /* escapes: resolve them into UTF-8, which is never longer than the text */
+    char small[256];
+    char *buf = small;
+    if (end - s > (Py_ssize_t)sizeof(small)) {
+        buf = PyMem_Malloc((size_t)(end - s));
+        if (buf == NULL) return PyErr_NoMemory();
+    }
+    char *w = buf;
+    PyObject *r = NULL;
+    q = s;
+    for (;;) {
+        if (q >= end || *q < 0x20) goto done;
+        unsigned char ch = *q++;
+        if (ch == '"') break;
+        if (ch != '\\') { *w++ = (char)ch; continue; }
+        if (q >= end) goto done;
+        ch = *q++;
+        switch (ch) {
+        case '"': case '\\': case '/': *w++ = (char)ch; break;
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u': {
+            uint32_t c, lo;
+            if (end - q < 4 || jd_hex4(q, &c) < 0) goto done;
+            q += 4;
+            if (c >= 0xD800 && c <= 0xDBFF) {
+                /* a pair makes one character; a lone half is left to json.loads */
+                if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || jd_hex4(q + 2, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    goto done;
+                q += 6;
+                c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (c >= 0xDC00 && c <= 0xDFFF) {
+                goto done;
+            }
+            if (c < 0x80) {
+                *w++ = (char)c;
+            } else if (c < 0x800) {
+                *w++ = (char)(0xC0 | (c >> 6));
+                *w++ = (char)(0x80 | (c & 0x3F));
+            } else if (c < 0x10000) {
+                *w++ = (char)(0xE0 | (c >> 12));
+                *w++ = (char)(0x80 | ((c >> 6) & 0x3F));
+                *w++ = (char)(0x80 | (c & 0x3F));
+            } else {
+                *w++ = (char)(0xF0 | (c >> 18));
+                *w++ = (char)(0x80 | ((c >> 12) & 0x3F));
+                *w++ = (char)(0x80 | ((c >> 6) & 0x3F));
+                *w++ = (char)(0x80 | (c & 0x3F));
+            }
+            break;
+        }
+        default:
+            goto done;
+        }
+    }
+    *ps = q;
+    r = PyUnicode_DecodeUTF8(buf, w - buf, NULL);
+done:
+    if (buf != small) PyMem_Free(buf);
+    return r;
+}
+
+static PyObject *jd_number(const unsigned char **ps, const unsigned char *end) {
+    const unsigned char *s = *ps, *q = s;
+    int is_float = 0;
+    if (q < end && *q == '-') q++;
+    if (q < end && *q == '0') {
+        q++;
+    } else if (q < end && *q >= '1' && *q <= '9') {
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    } else {
+        return NULL;
+    }
+    if (q < end && *q == '.') {
+        if (++q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+        is_float = 1;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        while (q < end && *q >= '0' && *q <= '9') q++;
+        is_float = 1;
+    }
+    Py_ssize_t n = q - s;
+    *ps = q;
+    if (!is_float && n <= 18) {
+        int64_t v = 0;
+        for (const unsigned char *d = s + (*s == '-'); d < q; d++) v = v * 10 + (*d - '0');
+        return PyLong_FromLongLong(*s == '-' ? -v : v);
+    }
+    if (n > JSON_NUMBER_MAX) return NULL;
+    char buf[JSON_NUMBER_MAX + 1];
+    memcpy(buf, s, (size_t)n);
+    buf[n] = '\0';
+    if (!is_float) return PyLong_FromString(buf, NULL, 10);
+    /* float(s): an overflow is an infinity, not an error */
+    double v = PyOS_string_to_double(buf, NULL, NULL);
+    if (v == -1.0 && PyErr_Occurred()) return NULL;
+    return PyFloat_FromDouble(v);
+}
+
+static PyObject *jd_value(ParserObject *p, const unsigned char **ps, const unsigned char *end,
+                          int depth) {
+    const unsigned char *s = *ps;
+    if (s >= end) return NULL;
+    switch (*s) {
+    case '"':
+        return jd_string(p, ps, end);
+    case '{': {
+        if (depth >= JSON_DEPTH_MAX) return NULL;
+        PyObject *d = PyDict_New();
+        if (d == NULL) return NULL;
+        s = jd_space(s + 1, end);
+        if (s < end && *s == '}') { *ps = s + 1; return d; }
+        for (;;) {
+            if (s >= end || *s != '"') goto fail_dict;
+            PyObject *k = jd_string(p, &s, end);
+            if (k == NULL) goto fail_dict;
+            s = jd_space(s, end);
+            if (s >= end || *s != ':') { Py_DECREF(k); goto fail_dict; }
+            s = jd_space(s + 1, end);
+            PyObject *v = jd_value(p, &s, end, depth + 1);
+            if (v == NULL) { Py_DECREF(k); goto fail_dict; }
+            int rc = PyDict_SetItem(d, k, v);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (rc < 0) goto fail_dict;
+            s = jd_space(s, end);
+            if (s < end && *s == ',') { s = jd_space(s + 1, end); continue; }
+            if (s < end && *s == '}') break;
+            goto fail_dict;
+        }
+        *ps = s + 1;
+        return d;
+    fail_dict:
+        Py_DECREF(d);
+        return NULL;
+    }
+    case '[': {
+        if (depth >= JSON_DEPTH_MAX) return NULL;
+        PyObject *l = PyList_New(0);
+        if (l == NULL) return NULL;
+        s = jd_space(s + 1, end);
+        if (s < end && *s == ']') { *ps = s + 1; return l; }
+        for (;;) {
+            PyObject *v = jd_value(p, &s, end, depth + 1);
+            if (v == NULL) goto fail_list;
+            int rc = PyList_Append(l, v);
+            Py_DECREF(v);
+            if (rc < 0) goto fail_list;
+            s = jd_space(s, end);
+            if (s < end && *s == ',') { s = jd_space(s + 1, end); continue; }
+            if (s < end && *s == ']') break;
+            goto fail_list;
+        }
+        *ps = s + 1;
+        return l;
+    fail_list:
+        Py_DECREF(l);
+        return NULL;
+    }
+    case 't':
+        if (end - s < 4 || memcmp(s, "true", 4) != 0) return NULL;
+        *ps = s + 4;
+        return Py_NewRef(Py_True);
+    case 'f':
+        if (end - s < 5 || memcmp(s, "false", 5) != 0) return NULL;
+        *ps = s + 5;
+        return Py_NewRef(Py_False);
+    case 'n':
+        if (end - s < 4 || memcmp(s, "null", 4) != 0) return NULL;
+        *ps = s + 4;
+        return Py_NewRef(Py_None);
+    default:
+        return jd_number(ps, end);
+    }
+}
+
+/* One JSON text read here: a new reference; NULL with an exception (memory
+ * only); or NULL without one when the text is for make_json() to decode
+ * (which also raises json.loads' own error for a malformed text). */
+static PyObject *json_direct(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    const unsigned char *s = jd_space(b, b + n), *end = b + n;
+    PyObject *r = jd_value(p, &s, end, 0);
+    if (r != NULL && jd_space(s, end) != end) Py_CLEAR(r);
+    if (r == NULL && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError)) return NULL;
+        PyErr_Clear();
+    }
+    return r;
+}
+
 /* JSON: orjson.loads where it is exact, json.loads(str) otherwise.
  * orjson turns integers beyond 64 bits into floats and rejects what
  * json.loads accepts (lone surrogate escapes, 1e400): any run of 19+ digits
@@ -908,6 +1185,8 @@ static int json_risky(const unsigned char *b, Py_ssize_t n) {
 }
 
 static PyObject *make_json(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    PyObject *direct = json_direct(p, b, n);
+    if (direct != NULL || PyErr_Occurred()) return direct;
     if (p->json_loads != NULL) {
         if (!json_risky(b, n)) {
             PyObject *bytes = PyBytes_FromStringAndSize((const char *)b, n);
@@ -1323,6 +1602,9 @@ static int store_value(ParserObject *p, Column *c, Py_ssize_t r,
             n--;
         }
         c->aux[r] = json_is_null(b, n);
+        o = json_direct(p, b, n);
+        if (o != NULL) break;
+        if (PyErr_Occurred()) return -1;
         if (p->json_loads != NULL && !json_risky(b, n)) return json_queue(p, c, r, b, n);
         o = make_json(p, b, n);
         break;
@@ -2513,6 +2795,10 @@ static void Parser_dealloc(ParserObject *p) {
         for (int i = 0; i < DEC_CACHE_SIZE; i++) Py_XDECREF(p->dec_cache[i].value);
         PyMem_Free(p->dec_cache);
     }
+    if (p->jstr_cache != NULL) {
+        for (int i = 0; i < JSTR_CACHE_SIZE; i++) Py_XDECREF(p->jstr_cache[i].value);
+        PyMem_Free(p->jstr_cache);
+    }
     PyMem_RawFree(p->carry);
     Py_XDECREF(p->err_type);
     Py_XDECREF(p->err_value);
@@ -2669,6 +2955,16 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         p->dec_pinf = PyObject_CallFunction(decimal_type, "s", "Infinity");
         p->dec_ninf = PyObject_CallFunction(decimal_type, "s", "-Infinity");
         if (!p->dec_nan || !p->dec_pinf || !p->dec_ninf) goto fail;
+    }
+    int has_json = 0;  /* decoded JSON objects: the pandas layout only */
+    for (int i = 0; i < p->ncols && layout == CL_PANDAS; i++) {
+        Column *c = &p->cols[i];
+        has_json |= c->kind == CK_JSON || c->kind == CK_JSONB || c->elem_kind == CK_JSON ||
+                    c->elem_kind == CK_JSONB;
+    }
+    if (has_json) {
+        p->jstr_cache = PyMem_Calloc(JSTR_CACHE_SIZE, sizeof(JstrCacheEntry));
+        if (p->jstr_cache == NULL) { PyErr_NoMemory(); goto fail; }
     }
     /* the probe's answer holds for the life of the process and type */
     static PyObject *probed_type = NULL;
