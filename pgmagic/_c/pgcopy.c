@@ -909,7 +909,7 @@ static PyObject *make_timedelta(const unsigned char *b) {
 typedef struct JstrCacheEntry {
     PyObject *value;
     uint8_t len;
-    unsigned char key[JSTR_CACHE_KEY];
+    uint64_t key[JSTR_CACHE_KEY / 8];  /* the bytes, zero-padded */
 } JstrCacheEntry;
 
 static inline const unsigned char *jd_space(const unsigned char *s, const unsigned char *end) {
@@ -919,16 +919,13 @@ static inline const unsigned char *jd_space(const unsigned char *s, const unsign
 
 static PyObject *jd_ascii(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
     JstrCacheEntry *e = NULL;
+    uint64_t key[2] = {0, 0};
     if (n <= JSTR_CACHE_KEY && p->jstr_cache != NULL) {
-        uint64_t h = (uint64_t)n;
-        for (Py_ssize_t i = 0; i < n; i += 8) {
-            uint64_t w = 0;
-            memcpy(&w, b + i, (size_t)(n - i < 8 ? n - i : 8));
-            h = (h ^ w) * UINT64_C(0x9E3779B97F4A7C15);
-            h ^= h >> 32;
-        }
-        e = &p->jstr_cache[h & (JSTR_CACHE_SIZE - 1)];
-        if (e->value != NULL && e->len == n && memcmp(e->key, b, (size_t)n) == 0)
+        memcpy(key, b, (size_t)n);
+        uint64_t h = (key[0] ^ (uint64_t)n) * UINT64_C(0x9E3779B97F4A7C15);
+        h = (h ^ (h >> 32) ^ key[1]) * UINT64_C(0x9E3779B97F4A7C15);
+        e = &p->jstr_cache[(h >> 40) & (JSTR_CACHE_SIZE - 1)];
+        if (e->value != NULL && e->len == n && e->key[0] == key[0] && e->key[1] == key[1])
             return Py_NewRef(e->value);
     }
     PyObject *str = PyUnicode_New(n, 127);
@@ -937,7 +934,8 @@ static PyObject *jd_ascii(ParserObject *p, const unsigned char *b, Py_ssize_t n)
     if (e != NULL) {
         Py_XSETREF(e->value, Py_NewRef(str));
         e->len = (uint8_t)n;
-        memcpy(e->key, b, (size_t)n);
+        e->key[0] = key[0];
+        e->key[1] = key[1];
     }
     return str;
 }
@@ -958,13 +956,20 @@ static int jd_hex4(const unsigned char *s, uint32_t *out) {
 
 /* A string whose opening quote is at *ps; *ps is moved past the closing one.
  * NULL, with or without an exception, when it is not read here. */
+/* per byte inside a JSON string: 0 plain ASCII, 1 non-ASCII, 2 stop there */
+static unsigned char jd_class[256];
+
+static void jd_init_class(void) {
+    for (int ch = 0; ch < 256; ch++) jd_class[ch] = ch < 0x20 ? 2 : ch >= 0x80 ? 1 : 0;
+    jd_class['"'] = 2;
+    jd_class['\\'] = 2;
+}
+
 static PyObject *jd_string(ParserObject *p, const unsigned char **ps, const unsigned char *end) {
     const unsigned char *s = *ps + 1, *q = s;
-    int ascii = 1;
-    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20) {
-        ascii &= *q < 0x80;
-        q++;
-    }
+    unsigned char ascii = 0;
+    while (q < end && jd_class[*q] < 2) ascii |= jd_class[*q++];
+    ascii = !ascii;
     if (q >= end || *q < 0x20) return NULL;  /* json.loads refuses raw control characters */
     if (*q == '"') {
         *ps = q + 1;
@@ -1036,35 +1041,56 @@ done:
     return r;
 }
 
+/* 10**k for k <= 22: exact doubles */
+static const double jd_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                  1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
 static PyObject *jd_number(const unsigned char **ps, const unsigned char *end) {
     const unsigned char *s = *ps, *q = s;
-    int is_float = 0;
-    if (q < end && *q == '-') q++;
+    int is_float = 0, neg = 0;
+    uint64_t sig = 0;       /* the significant digits, while there are at most 19 */
+    int nsig = 0;           /* significant digits (leading zeros not counted) */
+    int64_t exp10 = 0;      /* value = sig * 10**exp10 while nsig <= 19 */
+    if (q < end && *q == '-') { q++; neg = 1; }
     if (q < end && *q == '0') {
         q++;
     } else if (q < end && *q >= '1' && *q <= '9') {
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        for (; q < end && *q >= '0' && *q <= '9'; q++)
+            if (++nsig <= 19) sig = sig * 10 + (uint64_t)(*q - '0');
     } else {
         return NULL;
     }
     if (q < end && *q == '.') {
         if (++q >= end || *q < '0' || *q > '9') return NULL;
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        for (; q < end && *q >= '0' && *q <= '9'; q++) {
+            if (nsig == 0 && *q == '0') { exp10--; continue; }
+            if (++nsig <= 19) { sig = sig * 10 + (uint64_t)(*q - '0'); exp10--; }
+        }
         is_float = 1;
     }
     if (q < end && (*q == 'e' || *q == 'E')) {
         q++;
-        if (q < end && (*q == '+' || *q == '-')) q++;
+        int eneg = 0;
+        int64_t e = 0;
+        if (q < end && (*q == '+' || *q == '-')) eneg = *q++ == '-';
         if (q >= end || *q < '0' || *q > '9') return NULL;
-        while (q < end && *q >= '0' && *q <= '9') q++;
+        for (; q < end && *q >= '0' && *q <= '9'; q++)
+            if (e < 100000) e = e * 10 + (*q - '0');
+        exp10 += eneg ? -e : e;
         is_float = 1;
     }
     Py_ssize_t n = q - s;
     *ps = q;
-    if (!is_float && n <= 18) {
-        int64_t v = 0;
-        for (const unsigned char *d = s + (*s == '-'); d < q; d++) v = v * 10 + (*d - '0');
-        return PyLong_FromLongLong(*s == '-' ? -v : v);
+    if (!is_float && nsig <= 18)
+        return PyLong_FromLongLong(neg ? -(int64_t)sig : (int64_t)sig);
+    /* Clinger's fast path: the digits and the power of ten are exact
+     * doubles, so one multiplication or division rounds correctly, as
+     * float(s) does */
+    if (is_float && nsig <= 15 && exp10 >= -22 && exp10 <= 22) {
+        double v = (double)sig;
+        v = exp10 < 0 ? v / jd_pow10[-exp10] : v * jd_pow10[exp10];
+        return PyFloat_FromDouble(neg ? -v : v);
     }
     if (n > JSON_NUMBER_MAX) return NULL;
     char buf[JSON_NUMBER_MAX + 1];
@@ -3272,6 +3298,7 @@ static struct PyModuleDef moduledef = {
 };
 
 PyMODINIT_FUNC PyInit__pgcopy(void) {
+    jd_init_class();
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return NULL;
     if (PyType_Ready(&BufferType) < 0 || PyType_Ready(&ParserType) < 0) return NULL;
