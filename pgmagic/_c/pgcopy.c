@@ -613,6 +613,48 @@ static int probe_decimal(PyObject *type) {
     return ok;
 }
 
+/* The Decimal of a finite numeric whose coefficient has at most 19 digits,
+ * straight from the base-10000 digits: asyncpg's string is int(digits) *
+ * 10**-dscale once its trailing zeros are adjusted to dscale (or, for dscale
+ * 0, the digits times 10**(4 * (weight + 1 - ndigits))).  NULL without an
+ * exception for any other value. */
+static PyObject *numeric_word(PyTypeObject *t, const unsigned char *b, Py_ssize_t n) {
+    static const uint64_t pow10[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                     100000000, 1000000000, 10000000000, 100000000000,
+                                     1000000000000, 10000000000000, 100000000000000,
+                                     1000000000000000, 10000000000000000,
+                                     100000000000000000, 1000000000000000000,
+                                     UINT64_C(10000000000000000000)};
+    if (n < 8) return NULL;
+    int ndigits = rd16(b);
+    int weight = (int16_t)rd16(b + 2);
+    uint16_t sign = rd16(b + 4);
+    int dscale = rd16(b + 6);
+    if ((sign != 0x0000 && sign != 0x4000) || n != 8 + 2 * (Py_ssize_t)ndigits) return NULL;
+    int adj = dscale ? dscale - (ndigits - weight - 1) * 4 : 0;
+    if (ndigits == 0 || adj < -3 || ndigits * 4 + (adj > 0 ? adj : 0) > 19) return NULL;
+    uint64_t c = 0;
+    for (int i = 0; i < ndigits; i++) {
+        int v = (int16_t)rd16(b + 8 + 2 * i);
+        if (v < 0 || v > 9999) return NULL;
+        c = c * 10000 + (uint64_t)v;
+    }
+    c = adj >= 0 ? c * pow10[adj] : c / pow10[-adj];
+    DecObject *o = (DecObject *)t->tp_alloc(t, 0);
+    if (o == NULL) return NULL;
+    int digits = 1;
+    while (digits < 20 && c >= pow10[digits]) digits++;
+    o->hash = -1;
+    o->flags = DEC_FLAGS_STATIC | (sign == 0x4000 ? DEC_FLAG_NEG : 0);
+    o->exp = dscale ? -(int64_t)dscale : 4 * ((int64_t)weight + 1 - ndigits);
+    o->digits = digits;
+    o->len = 1;
+    o->alloc = DEC_INLINE_WORDS;
+    o->data = o->inline_data;
+    o->inline_data[0] = c;
+    return (PyObject *)o;
+}
+
 static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n);
 
 /* Decimals are immutable, so equal values may share one instance: a small
@@ -641,6 +683,10 @@ static PyObject *make_numeric(ParserObject *p, const unsigned char *b, Py_ssize_
 }
 
 static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    if (p->dec_fast) {
+        PyObject *r = numeric_word((PyTypeObject *)p->decimal_type, b, n);
+        if (r != NULL || PyErr_Occurred()) return r;
+    }
     char small[256];
     char *buf = small;
     Py_ssize_t need = numeric_str_size(b, n);
