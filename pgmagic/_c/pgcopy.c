@@ -958,16 +958,28 @@ typedef struct JstrCacheEntry {
     uint64_t key[JSTR_CACHE_KEY / 8];  /* the bytes, zero-padded */
 } JstrCacheEntry;
 
+/* per byte inside a JSON string: 0 plain ASCII, 1 non-ASCII, 2 stop there;
+ * and per byte between tokens: 1 for JSON's whitespace */
+static unsigned char jd_class[256], jd_white[256];
+
+static void jd_init_class(void) {
+    for (int ch = 0; ch < 256; ch++) jd_class[ch] = ch < 0x20 ? 2 : ch >= 0x80 ? 1 : 0;
+    jd_class['"'] = 2;
+    jd_class['\\'] = 2;
+    jd_white[' '] = jd_white['\t'] = jd_white['\n'] = jd_white['\r'] = 1;
+}
+
 static inline const unsigned char *jd_space(const unsigned char *s, const unsigned char *end) {
-    while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) s++;
+    while (s < end && jd_white[*s]) s++;
     return s;
 }
 
-static PyObject *jd_ascii(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+static inline PyObject *jd_ascii(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
     JstrCacheEntry *e = NULL;
     uint64_t key[2] = {0, 0};
     if (n <= JSTR_CACHE_KEY && p->jstr_cache != NULL) {
-        memcpy(key, b, (size_t)n);
+        /* keys are short: a loop beats a call to memcpy */
+        for (Py_ssize_t i = 0; i < n; i++) key[i >> 3] |= (uint64_t)b[i] << (8 * (i & 7));
         uint64_t h = (key[0] ^ (uint64_t)n) * UINT64_C(0x9E3779B97F4A7C15);
         h = (h ^ (h >> 32) ^ key[1]) * UINT64_C(0x9E3779B97F4A7C15);
         e = &p->jstr_cache[(h >> 40) & (JSTR_CACHE_SIZE - 1)];
@@ -1002,26 +1014,25 @@ static int jd_hex4(const unsigned char *s, uint32_t *out) {
 
 /* A string whose opening quote is at *ps; *ps is moved past the closing one.
  * NULL, with or without an exception, when it is not read here. */
-/* per byte inside a JSON string: 0 plain ASCII, 1 non-ASCII, 2 stop there */
-static unsigned char jd_class[256];
+static PyObject *jd_escaped(const unsigned char **ps, const unsigned char *end);
 
-static void jd_init_class(void) {
-    for (int ch = 0; ch < 256; ch++) jd_class[ch] = ch < 0x20 ? 2 : ch >= 0x80 ? 1 : 0;
-    jd_class['"'] = 2;
-    jd_class['\\'] = 2;
-}
-
-static PyObject *jd_string(ParserObject *p, const unsigned char **ps, const unsigned char *end) {
+static inline PyObject *jd_string(ParserObject *p, const unsigned char **ps,
+                                  const unsigned char *end) {
     const unsigned char *s = *ps + 1, *q = s;
-    unsigned char ascii = 0;
-    while (q < end && jd_class[*q] < 2) ascii |= jd_class[*q++];
-    ascii = !ascii;
+    unsigned char wide = 0;  /* any non-ASCII byte */
+    while (q < end && jd_class[*q] < 2) wide |= jd_class[*q++];
     if (q >= end || *q < 0x20) return NULL;  /* json.loads refuses raw control characters */
     if (*q == '"') {
         *ps = q + 1;
-        return ascii ? jd_ascii(p, s, q - s) : PyUnicode_DecodeUTF8((const char *)s, q - s, NULL);
+        return wide ? PyUnicode_DecodeUTF8((const char *)s, q - s, NULL) : jd_ascii(p, s, q - s);
     }
-    /* escapes: resolve them into UTF-8, which is never longer than the text */
+    return jd_escaped(ps, end);
+}
+
+/* A string with escapes: resolved into UTF-8, which is never longer than
+ * the text, then decoded. */
+static Py_NO_INLINE PyObject *jd_escaped(const unsigned char **ps, const unsigned char *end) {
+    const unsigned char *s = *ps + 1, *q;
     char small[256];
     char *buf = small;
     if (end - s > (Py_ssize_t)sizeof(small)) {
