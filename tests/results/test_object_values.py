@@ -119,6 +119,11 @@ JSONS = [
     "'[[[[[[[[[[1]]]]]]]]]]'",
     "repeat('[', 70) || repeat(']', 70)",
     "repeat('{\"k\": ', 70) || '1' || repeat('}', 70)",
+    # more keys than the parser collects before it builds the dict
+    "(SELECT jsonb_object_agg('k' || i, i ORDER BY i) FROM generate_series(1, 20) i)",
+    "(SELECT jsonb_object_agg('k' || i, i ORDER BY i) FROM generate_series(1, 16) i)",
+    """'{"a": 2, "b": ["y"]}'""",
+    """'{"a": {"a": {"b": 1}}, "b": 3}'""",
     "'{\"n\": 0.1000000000000000055511151231257827}'",
     "'12345678901234567.5'",
     "'1e400'",
@@ -131,6 +136,9 @@ JSONS = [
 JSON_ONLY = [
     '\'  { "ws" :\t true ,\n"a" : [ ] } \'',
     '\'{"a": 1, "a": 2, "b": 3}\'',
+    """'{"b": 1, "a": 2}'""",
+    """'{"a": 1, "b": 2, "a": 3}'""",
+    """'{"a": 1, "b": 2}'""",
     "'\"\\ud800\"'",
     "'\"\\udc00x\"'",
     "'\"\\ud800\\u0041\"'",
