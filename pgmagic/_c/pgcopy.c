@@ -225,7 +225,6 @@ typedef struct {
     DecCacheEntry *dec_cache; /* DEC_CACHE_SIZE entries, or NULL */
     int dec_fast;             /* _decimal layout verified: build Decimals in place */
     struct JstrCacheEntry *jstr_cache; /* JSTR_CACHE_SIZE entries, or NULL */
-    struct JdictTemplate *jdict_templates; /* JDICT_TEMPLATES entries, or NULL */
     int uuid_fast;            /* pgproto UUID layout verified */
     int finished;
     int broken;               /* protocol error seen: the rest is dropped */
@@ -953,15 +952,6 @@ static PyObject *make_timedelta(const unsigned char *b) {
 #define JSTR_CACHE_SIZE 512
 #define JSTR_CACHE_KEY 16
 
-#define JDICT_TEMPLATES 64
-#define JDICT_PAIRS 16
-
-typedef struct JdictTemplate {
-    PyObject *dict;  /* the keys, each with the value None */
-    int n;
-    PyObject *keys[JDICT_PAIRS];  /* borrowed from dict */
-} JdictTemplate;
-
 typedef struct JstrCacheEntry {
     PyObject *value;
     uint8_t len;
@@ -1171,110 +1161,42 @@ static PyObject *jd_number(const unsigned char **ps, const unsigned char *end) {
 }
 
 static PyObject *jd_value(ParserObject *p, const unsigned char **ps, const unsigned char *end,
-                          int depth);
-
-/* The template dict for the keys ks[0..n) in this order, or NULL. */
-static JdictTemplate *jd_template(ParserObject *p, PyObject **ks, int n) {
-    uintptr_t h = ((uintptr_t)ks[0] >> 4) * 31 + ((uintptr_t)ks[n - 1] >> 4) * 7 + (uintptr_t)n;
-    return &p->jdict_templates[(h ^ (h >> 11)) & (JDICT_TEMPLATES - 1)];
-}
-
-/* A JSON object whose opening brace is at *ps.  Most objects of a column
- * have the same keys in the same order (and the key cache makes them the
- * same str objects): such a dict is a copy of a template with those keys,
- * its values then replaced, which costs less than inserting each key into
- * an empty dict. */
-static PyObject *jd_object(ParserObject *p, const unsigned char **ps, const unsigned char *end,
-                           int depth) {
-    PyObject *ks[JDICT_PAIRS], *vs[JDICT_PAIRS];
-    int n = 0;
-    PyObject *d = NULL;  /* set once there are more pairs than ks holds */
-    const unsigned char *s = jd_space(*ps + 1, end);
-    if (s < end && *s == '}') { *ps = s + 1; return PyDict_New(); }
-    for (;;) {
-        if (s >= end || *s != '"') goto fail;
-        PyObject *k = jd_string(p, &s, end);
-        if (k == NULL) goto fail;
-        s = jd_space(s, end);
-        if (s >= end || *s != ':') { Py_DECREF(k); goto fail; }
-        s = jd_space(s + 1, end);
-        PyObject *v = jd_value(p, &s, end, depth + 1);
-        if (v == NULL) { Py_DECREF(k); goto fail; }
-        if (d == NULL && n == JDICT_PAIRS) {
-            d = PyDict_New();
-            for (int i = 0; d != NULL && i < n; i++)
-                if (PyDict_SetItem(d, ks[i], vs[i]) < 0) Py_CLEAR(d);
-            if (d == NULL) { Py_DECREF(k); Py_DECREF(v); goto fail; }
-        }
-        if (d == NULL) {
-            ks[n] = k;
-            vs[n] = v;
-            n++;
-        } else {
-            int rc = PyDict_SetItem(d, k, v);
-            Py_DECREF(k);
-            Py_DECREF(v);
-            if (rc < 0) goto fail;
-        }
-        s = jd_space(s, end);
-        if (s < end && *s == ',') { s = jd_space(s + 1, end); continue; }
-        if (s < end && *s == '}') break;
-        goto fail;
-    }
-    *ps = s + 1;
-    if (d == NULL && p->jdict_templates != NULL) {
-        JdictTemplate *t = jd_template(p, ks, n);
-        int same = t->dict != NULL && t->n == n;
-        for (int i = 0; same && i < n; i++) same = t->keys[i] == ks[i];
-        if (same) {
-            d = PyDict_Copy(t->dict);
-            for (int i = 0; d != NULL && i < n; i++)
-                if (PyDict_SetItem(d, ks[i], vs[i]) < 0) Py_CLEAR(d);
-        } else {
-            d = PyDict_New();
-            for (int i = 0; d != NULL && i < n; i++)
-                if (PyDict_SetItem(d, ks[i], vs[i]) < 0) Py_CLEAR(d);
-            /* keys repeated within the object make no template */
-            if (d != NULL && PyDict_GET_SIZE(d) == n) {
-                PyObject *tmpl = PyDict_New();
-                for (int i = 0; tmpl != NULL && i < n; i++)
-                    if (PyDict_SetItem(tmpl, ks[i], Py_None) < 0) Py_CLEAR(tmpl);
-                if (tmpl == NULL) Py_CLEAR(d);
-                else {
-                    Py_XSETREF(t->dict, tmpl);
-                    t->n = n;
-                    for (int i = 0; i < n; i++) t->keys[i] = ks[i];  /* held by tmpl */
-                }
-            }
-        }
-    } else if (d == NULL) {
-        d = PyDict_New();
-        for (int i = 0; d != NULL && i < n; i++)
-            if (PyDict_SetItem(d, ks[i], vs[i]) < 0) Py_CLEAR(d);
-    }
-    for (int i = 0; i < n; i++) {
-        Py_DECREF(ks[i]);
-        Py_DECREF(vs[i]);
-    }
-    return d;
-fail:
-    for (int i = 0; i < n; i++) {
-        Py_DECREF(ks[i]);
-        Py_DECREF(vs[i]);
-    }
-    Py_XDECREF(d);
-    return NULL;
-}
-
-static PyObject *jd_value(ParserObject *p, const unsigned char **ps, const unsigned char *end,
                           int depth) {
     const unsigned char *s = *ps;
     if (s >= end) return NULL;
     switch (*s) {
     case '"':
         return jd_string(p, ps, end);
-    case '{':
-        return depth >= JSON_DEPTH_MAX ? NULL : jd_object(p, ps, end, depth);
+    case '{': {
+        if (depth >= JSON_DEPTH_MAX) return NULL;
+        PyObject *d = PyDict_New();
+        if (d == NULL) return NULL;
+        s = jd_space(s + 1, end);
+        if (s < end && *s == '}') { *ps = s + 1; return d; }
+        for (;;) {
+            if (s >= end || *s != '"') goto fail_dict;
+            PyObject *k = jd_string(p, &s, end);
+            if (k == NULL) goto fail_dict;
+            s = jd_space(s, end);
+            if (s >= end || *s != ':') { Py_DECREF(k); goto fail_dict; }
+            s = jd_space(s + 1, end);
+            PyObject *v = jd_value(p, &s, end, depth + 1);
+            if (v == NULL) { Py_DECREF(k); goto fail_dict; }
+            int rc = PyDict_SetItem(d, k, v);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (rc < 0) goto fail_dict;
+            s = jd_space(s, end);
+            if (s < end && *s == ',') { s = jd_space(s + 1, end); continue; }
+            if (s < end && *s == '}') break;
+            goto fail_dict;
+        }
+        *ps = s + 1;
+        return d;
+    fail_dict:
+        Py_DECREF(d);
+        return NULL;
+    }
     case '[': {
         if (depth >= JSON_DEPTH_MAX) return NULL;
         PyObject *l = PyList_New(0);
@@ -2960,10 +2882,6 @@ static void Parser_dealloc(ParserObject *p) {
         for (int i = 0; i < JSTR_CACHE_SIZE; i++) Py_XDECREF(p->jstr_cache[i].value);
         PyMem_Free(p->jstr_cache);
     }
-    if (p->jdict_templates != NULL) {
-        for (int i = 0; i < JDICT_TEMPLATES; i++) Py_XDECREF(p->jdict_templates[i].dict);
-        PyMem_Free(p->jdict_templates);
-    }
     PyMem_RawFree(p->carry);
     Py_XDECREF(p->err_type);
     Py_XDECREF(p->err_value);
@@ -3129,8 +3047,7 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     }
     if (has_json) {
         p->jstr_cache = PyMem_Calloc(JSTR_CACHE_SIZE, sizeof(JstrCacheEntry));
-        p->jdict_templates = PyMem_Calloc(JDICT_TEMPLATES, sizeof(JdictTemplate));
-        if (p->jstr_cache == NULL || p->jdict_templates == NULL) { PyErr_NoMemory(); goto fail; }
+        if (p->jstr_cache == NULL) { PyErr_NoMemory(); goto fail; }
     }
     /* the probe's answer holds for the life of the process and type */
     static PyObject *probed_type = NULL;
