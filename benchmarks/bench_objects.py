@@ -40,6 +40,8 @@ COLUMNS: dict[str, str] = {
     "jsonb": "jsonb_build_object('a', g, 'b', 'x')",
     "jsonb nested": "jsonb_build_object('id', g, 'tags', jsonb_build_array('x', g % 7), "
     "'p', g / 3.0, 'o', jsonb_build_object('k', g % 2 = 0))",
+    # integers beyond 64 bits: orjson would make them floats
+    "jsonb big ints": "jsonb_build_object('a', g, 'n', g * 100000000000000000000::numeric)",
     "json": "json_build_object('a', g, 'b', 'x')",
     "uuid": "md5(g::text)::uuid",
     "int4[]": "ARRAY[g, g + 1, g + 2]::int4[]",
