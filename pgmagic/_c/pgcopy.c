@@ -424,7 +424,7 @@ typedef struct {
  * (trail_fract_zero = 0).  Returns the length written to out (which must
  * hold 4 * ndigits + |dscale| + 32 bytes), or -1 for a malformed value.
  * *special is set to 1 (NaN), 2 (+Inf), 3 (-Inf), 4 (zero digits), else 0;
- * for 0, *parts (if not NULL) tells where the string's pieces are. */
+ * when it is 0, *parts (if not NULL) tells where the pieces of the string are. */
 static Py_ssize_t numeric_to_str(const unsigned char *b, Py_ssize_t n, char *out,
                                  int *special, unsigned *dscale_out, NumericParts *parts) {
     if (n < 8) return -1;
