@@ -12,6 +12,7 @@ class Buffer:
 class Parser:
     nrows: int
     uuid_fast: bool
+    decimal_fast: bool
     def __init__(
         self,
         kinds: bytes,

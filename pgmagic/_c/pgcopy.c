@@ -223,6 +223,8 @@ typedef struct {
     PyObject *tz_cache;       /* dict: offset minutes -> timezone */
     PyObject *empty_tuple;
     DecCacheEntry *dec_cache; /* DEC_CACHE_SIZE entries, or NULL */
+    int dec_fast;             /* _decimal layout verified: build Decimals in place */
+    struct JstrCacheEntry *jstr_cache; /* JSTR_CACHE_SIZE entries, or NULL */
     int uuid_fast;            /* pgproto UUID layout verified */
     int finished;
     int broken;               /* protocol error seen: the rest is dropped */
@@ -410,12 +412,21 @@ static PyObject *make_str(const unsigned char *b, Py_ssize_t n) {
     return PyUnicode_DecodeUTF8((const char *)b, n, NULL);
 }
 
+/* What numeric_to_str wrote: "[-]0.<digits>[E<exponent>]" */
+typedef struct {
+    int neg;
+    const char *digits;
+    Py_ssize_t ndigits;
+    int64_t exponent;
+} NumericParts;
+
 /* numeric -> the exact string asyncpg's numeric_decode_binary_ex builds
  * (trail_fract_zero = 0).  Returns the length written to out (which must
  * hold 4 * ndigits + |dscale| + 32 bytes), or -1 for a malformed value.
- * *special is set to 1 (NaN), 2 (+Inf), 3 (-Inf), 4 (zero digits), else 0. */
+ * *special is set to 1 (NaN), 2 (+Inf), 3 (-Inf), 4 (zero digits), else 0;
+ * when it is 0, *parts (if not NULL) tells where the pieces of the string are. */
 static Py_ssize_t numeric_to_str(const unsigned char *b, Py_ssize_t n, char *out,
-                                 int *special, unsigned *dscale_out) {
+                                 int *special, unsigned *dscale_out, NumericParts *parts) {
     if (n < 8) return -1;
     uint16_t ndigits = rd16(b);
     int16_t weight = (int16_t)rd16(b + 2);
@@ -468,6 +479,12 @@ static Py_ssize_t numeric_to_str(const unsigned char *b, Py_ssize_t n, char *out
         for (Py_ssize_t i = 0; i < trailing_adj; i++) q[i] = '0';
         q += trailing_adj;
     }
+    if (parts != NULL) {
+        parts->neg = sign == 0x4000;
+        parts->digits = out + (parts->neg ? 3 : 2);
+        parts->ndigits = q - parts->digits;
+        parts->exponent = exponent;
+    }
     if (exponent != 0) {
         *q++ = 'E';
         *q++ = exponent < 0 ? '-' : '+';
@@ -498,6 +515,146 @@ static PyObject *make_decimal_str(ParserObject *p, const char *s, Py_ssize_t len
     return r;
 }
 
+/* A Decimal object of CPython's _decimal: libmpdec's mpd_t (64-bit build)
+ * with room for four words of coefficient inside the object.  Not a public
+ * API: probe_decimal() checks it against Decimals the type builds itself
+ * before decimal_from_digits() writes one.  Parsing the string costs three
+ * quarters of Decimal(str); writing the fields skips it. */
+#define DEC_WORD_DIGITS 19
+#define DEC_INLINE_WORDS 4
+#define DEC_FLAG_NEG 1
+#define DEC_FLAGS_STATIC 48  /* MPD_STATIC | MPD_STATIC_DATA */
+
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t hash;
+    uint8_t flags;
+    int64_t exp;
+    int64_t digits;  /* of the coefficient; 1 for zero */
+    int64_t len;     /* words in use, the most significant one not zero */
+    int64_t alloc;
+    uint64_t *data;  /* least significant word first, base 10**19 */
+    uint64_t inline_data[DEC_INLINE_WORDS];
+} DecObject;
+
+/* The Decimal (-1)**neg * int(digits) * 10**exp, built in place; NULL
+ * without an exception when it has more digits than the object holds. */
+static PyObject *decimal_from_digits(PyTypeObject *t, int neg, const char *d,
+                                     Py_ssize_t k, int64_t exp) {
+    while (k > 1 && *d == '0') { d++; k--; }
+    if (k > DEC_INLINE_WORDS * DEC_WORD_DIGITS) return NULL;
+    DecObject *o = (DecObject *)t->tp_alloc(t, 0);
+    if (o == NULL) return NULL;
+    o->hash = -1;
+    o->flags = DEC_FLAGS_STATIC | (neg ? DEC_FLAG_NEG : 0);
+    o->exp = exp;
+    o->digits = k;
+    o->alloc = DEC_INLINE_WORDS;
+    o->data = o->inline_data;
+    int64_t len = 0;
+    for (Py_ssize_t end = k; end > 0; end -= DEC_WORD_DIGITS) {
+        uint64_t w = 0;
+        for (Py_ssize_t i = end > DEC_WORD_DIGITS ? end - DEC_WORD_DIGITS : 0; i < end; i++)
+            w = w * 10 + (uint64_t)(d[i] - '0');
+        o->inline_data[len++] = w;
+    }
+    o->len = len;
+    return (PyObject *)o;
+}
+
+/* Whether decimal_from_digits() builds, for each case, an object identical
+ * field by field to what Decimal(str) builds, and equal to it in value,
+ * string and hash.  Returns 1 (yes), 0 (no: use Decimal(str)) or -1. */
+static int probe_decimal(PyObject *type) {
+    static const struct { int neg; const char *digits; int64_t exp; const char *text; } cases[] = {
+        {0, "12345", -2, "123.45"},
+        {1, "0", -3, "-0.000"},
+        {0, "0", 0, "0"},
+        {0, "1", 20, "1E+20"},
+        {1, "00042", -4, "-0.0042"},
+        {0, "9999999999999999999", 0, "9999999999999999999"},
+        {0, "10000000000000000000", -1, "1000000000000000000.0"},
+        {1, "1234567890123456789012345678901234567890123456789012345678901234567890123456", -40,
+         "-123456789012345678901234567890123456.7890123456789012345678901234567890123456"},
+    };
+    if (!PyType_Check(type)) return 0;
+    PyTypeObject *t = (PyTypeObject *)type;
+    if (t->tp_basicsize != (Py_ssize_t)sizeof(DecObject) || PyType_IS_GC(t) ||
+        t->tp_alloc == NULL)
+        return 0;
+    int ok = 1;
+    for (size_t i = 0; ok && i < sizeof(cases) / sizeof(cases[0]); i++) {
+        PyObject *ref = PyObject_CallFunction(type, "s", cases[i].text);
+        if (ref == NULL) { PyErr_Clear(); return 0; }
+        PyObject *fast = decimal_from_digits(t, cases[i].neg, cases[i].digits,
+                                             (Py_ssize_t)strlen(cases[i].digits), cases[i].exp);
+        if (fast == NULL) {
+            Py_DECREF(ref);
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        DecObject *a = (DecObject *)ref, *b = (DecObject *)fast;
+        ok = Py_TYPE(ref) == t && a->data == a->inline_data && a->flags == b->flags &&
+             a->exp == b->exp && a->digits == b->digits && a->len == b->len &&
+             a->alloc == b->alloc && a->len >= 1 && a->len <= DEC_INLINE_WORDS &&
+             memcmp(a->inline_data, b->inline_data, (size_t)a->len * 8) == 0;
+        if (ok) {
+            PyObject *sa = PyObject_Str(ref), *sb = PyObject_Str(fast);
+            ok = sa != NULL && sb != NULL && PyUnicode_Compare(sa, sb) == 0 &&
+                 PyUnicode_CompareWithASCIIString(sa, cases[i].text) == 0 &&
+                 PyObject_RichCompareBool(ref, fast, Py_EQ) == 1 &&
+                 PyObject_Hash(ref) == PyObject_Hash(fast);
+            Py_XDECREF(sa);
+            Py_XDECREF(sb);
+            PyErr_Clear();
+        }
+        Py_DECREF(ref);
+        Py_DECREF(fast);
+    }
+    return ok;
+}
+
+/* The Decimal of a finite numeric whose coefficient has at most 19 digits,
+ * straight from the base-10000 digits: asyncpg's string is int(digits) *
+ * 10**-dscale once its trailing zeros are adjusted to dscale (or, for dscale
+ * 0, the digits times 10**(4 * (weight + 1 - ndigits))).  NULL without an
+ * exception for any other value. */
+static PyObject *numeric_word(PyTypeObject *t, const unsigned char *b, Py_ssize_t n) {
+    static const uint64_t pow10[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                     100000000, 1000000000, 10000000000, 100000000000,
+                                     1000000000000, 10000000000000, 100000000000000,
+                                     1000000000000000, 10000000000000000,
+                                     100000000000000000, 1000000000000000000,
+                                     UINT64_C(10000000000000000000)};
+    if (n < 8) return NULL;
+    int ndigits = rd16(b);
+    int weight = (int16_t)rd16(b + 2);
+    uint16_t sign = rd16(b + 4);
+    int dscale = rd16(b + 6);
+    if ((sign != 0x0000 && sign != 0x4000) || n != 8 + 2 * (Py_ssize_t)ndigits) return NULL;
+    int adj = dscale ? dscale - (ndigits - weight - 1) * 4 : 0;
+    if (ndigits == 0 || adj < -3 || ndigits * 4 + (adj > 0 ? adj : 0) > 19) return NULL;
+    uint64_t c = 0;
+    for (int i = 0; i < ndigits; i++) {
+        int v = (int16_t)rd16(b + 8 + 2 * i);
+        if (v < 0 || v > 9999) return NULL;
+        c = c * 10000 + (uint64_t)v;
+    }
+    c = adj >= 0 ? c * pow10[adj] : c / pow10[-adj];
+    DecObject *o = (DecObject *)t->tp_alloc(t, 0);
+    if (o == NULL) return NULL;
+    int digits = 1;
+    while (digits < 20 && c >= pow10[digits]) digits++;
+    o->hash = -1;
+    o->flags = DEC_FLAGS_STATIC | (sign == 0x4000 ? DEC_FLAG_NEG : 0);
+    o->exp = dscale ? -(int64_t)dscale : 4 * ((int64_t)weight + 1 - ndigits);
+    o->digits = digits;
+    o->len = 1;
+    o->alloc = DEC_INLINE_WORDS;
+    o->data = o->inline_data;
+    o->inline_data[0] = c;
+    return (PyObject *)o;
+}
+
 static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n);
 
 /* Decimals are immutable, so equal values may share one instance: a small
@@ -506,8 +663,13 @@ static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, 
  * compare on a miss. */
 static PyObject *make_numeric(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
     if (n > DEC_CACHE_KEY || p->dec_cache == NULL) return make_numeric_uncached(p, b, n);
-    uint64_t h = UINT64_C(1469598103934665603);
-    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
+    uint64_t h = (uint64_t)n;
+    for (Py_ssize_t i = 0; i < n; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, b + i, (size_t)(n - i < 8 ? n - i : 8));
+        h = (h ^ w) * UINT64_C(0x9E3779B97F4A7C15);
+        h ^= h >> 32;
+    }
     DecCacheEntry *e = &p->dec_cache[(h ^ (h >> 29)) & (DEC_CACHE_SIZE - 1)];
     if (e->value != NULL && e->len == n && memcmp(e->key, b, (size_t)n) == 0)
         return Py_NewRef(e->value);
@@ -521,6 +683,10 @@ static PyObject *make_numeric(ParserObject *p, const unsigned char *b, Py_ssize_
 }
 
 static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    if (p->dec_fast) {
+        PyObject *r = numeric_word((PyTypeObject *)p->decimal_type, b, n);
+        if (r != NULL || PyErr_Occurred()) return r;
+    }
     char small[256];
     char *buf = small;
     Py_ssize_t need = numeric_str_size(b, n);
@@ -530,8 +696,9 @@ static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, 
     }
     int special;
     unsigned dscale;
+    NumericParts parts;
     PyObject *r = NULL;
-    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale);
+    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale, &parts);
     if (len < 0) {
         protocol_error("malformed numeric value");
     } else if (special == 1) {
@@ -542,10 +709,18 @@ static PyObject *make_numeric_uncached(ParserObject *p, const unsigned char *b, 
         r = Py_NewRef(p->dec_ninf);
     } else if (special == 4) {
         /* asyncpg: _Dec('0e-' + str(dscale)) */
-        len = sprintf(buf, "0e-%u", dscale);
-        r = make_decimal_str(p, buf, len);
+        if (p->dec_fast)
+            r = decimal_from_digits((PyTypeObject *)p->decimal_type, 0, "0", 1, -(int64_t)dscale);
+        if (r == NULL && !PyErr_Occurred()) {
+            len = sprintf(buf, "0e-%u", dscale);
+            r = make_decimal_str(p, buf, len);
+        }
     } else {
-        r = make_decimal_str(p, buf, len);
+        /* "[-]0.<digits>E<exponent>" is int(digits) * 10**(exponent - ndigits) */
+        if (p->dec_fast && parts.ndigits >= 1)
+            r = decimal_from_digits((PyTypeObject *)p->decimal_type, parts.neg, parts.digits,
+                                    parts.ndigits, parts.exponent - parts.ndigits);
+        if (r == NULL && !PyErr_Occurred()) r = make_decimal_str(p, buf, len);
     }
     if (buf != small) PyMem_Free(buf);
     return r;
@@ -563,7 +738,7 @@ static int numeric_to_double(const unsigned char *b, Py_ssize_t n, double *out) 
     int special;
     unsigned dscale;
     int rc = 0;
-    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale);
+    Py_ssize_t len = numeric_to_str(b, n, buf, &special, &dscale, NULL);
     if (len < 0) {
         rc = protocol_error("malformed numeric value");
     } else if (special == 1) {
@@ -763,7 +938,325 @@ static PyObject *make_timedelta(const unsigned char *b) {
                                           PyDateTimeAPI->DeltaType);
 }
 
-/* JSON: orjson.loads where it is exact, json.loads(str) otherwise.
+/* JSON read directly into Python objects, with json.loads' results, for
+ * the texts orjson cannot read exactly (integers beyond 64 bits, any run of
+ * 19 digits) or all of them without orjson: orjson's batches are faster
+ * where they are exact (its float parser beats Python's dtoa on the 16-17
+ * digit floats common in JSON, measured).  It reads the
+ * grammar json.loads accepts minus a few rarities (lone surrogate escapes,
+ * numbers longer than JSON_NUMBER_MAX characters, nesting deeper than
+ * JSON_DEPTH_MAX, the NaN and Infinity words), for which jd_value() gives up
+ * and the value takes make_json() or the batch.  Strings are decoded with
+ * Python's strict UTF-8 codec (the record path decodes the text so before
+ * json.loads reads it); numbers with a fraction or exponent become float(s),
+ * the others int(s), as json.loads makes them.  Short ASCII strings (keys,
+ * mostly) are shared through a small cache: str objects are immutable. */
+#define JSON_DEPTH_MAX 64
+#define JSON_NUMBER_MAX 64
+#define JSTR_CACHE_SIZE 512
+#define JSTR_CACHE_KEY 16
+
+typedef struct JstrCacheEntry {
+    PyObject *value;
+    uint8_t len;
+    uint64_t key[JSTR_CACHE_KEY / 8];  /* the bytes, zero-padded */
+} JstrCacheEntry;
+
+/* per byte inside a JSON string: 0 plain ASCII, 1 non-ASCII, 2 stop there;
+ * and per byte between tokens: 1 for JSON's whitespace */
+static unsigned char jd_class[256], jd_white[256];
+
+static void jd_init_class(void) {
+    for (int ch = 0; ch < 256; ch++) jd_class[ch] = ch < 0x20 ? 2 : ch >= 0x80 ? 1 : 0;
+    jd_class['"'] = 2;
+    jd_class['\\'] = 2;
+    jd_white[' '] = jd_white['\t'] = jd_white['\n'] = jd_white['\r'] = 1;
+}
+
+static inline const unsigned char *jd_space(const unsigned char *s, const unsigned char *end) {
+    while (s < end && jd_white[*s]) s++;
+    return s;
+}
+
+static inline PyObject *jd_ascii(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    JstrCacheEntry *e = NULL;
+    uint64_t key[2] = {0, 0};
+    if (n <= JSTR_CACHE_KEY && p->jstr_cache != NULL) {
+        /* keys are short: a loop beats a call to memcpy */
+        for (Py_ssize_t i = 0; i < n; i++) key[i >> 3] |= (uint64_t)b[i] << (8 * (i & 7));
+        uint64_t h = (key[0] ^ (uint64_t)n) * UINT64_C(0x9E3779B97F4A7C15);
+        h = (h ^ (h >> 32) ^ key[1]) * UINT64_C(0x9E3779B97F4A7C15);
+        e = &p->jstr_cache[(h >> 40) & (JSTR_CACHE_SIZE - 1)];
+        if (e->value != NULL && e->len == n && e->key[0] == key[0] && e->key[1] == key[1])
+            return Py_NewRef(e->value);
+    }
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(str), b, (size_t)n);
+    if (e != NULL) {
+        Py_XSETREF(e->value, Py_NewRef(str));
+        e->len = (uint8_t)n;
+        e->key[0] = key[0];
+        e->key[1] = key[1];
+    }
+    return str;
+}
+
+static int jd_hex4(const unsigned char *s, uint32_t *out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char ch = s[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9') v |= (uint32_t)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f') v |= (uint32_t)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F') v |= (uint32_t)(ch - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A string whose opening quote is at *ps; *ps is moved past the closing one.
+ * NULL, with or without an exception, when it is not read here. */
+static PyObject *jd_escaped(const unsigned char **ps, const unsigned char *end);
+
+static inline PyObject *jd_string(ParserObject *p, const unsigned char **ps,
+                                  const unsigned char *end) {
+    const unsigned char *s = *ps + 1, *q = s;
+    unsigned char wide = 0;  /* any non-ASCII byte */
+    while (q < end && jd_class[*q] < 2) wide |= jd_class[*q++];
+    if (q >= end || *q < 0x20) return NULL;  /* json.loads refuses raw control characters */
+    if (*q == '"') {
+        *ps = q + 1;
+        return wide ? PyUnicode_DecodeUTF8((const char *)s, q - s, NULL) : jd_ascii(p, s, q - s);
+    }
+    return jd_escaped(ps, end);
+}
+
+/* A string with escapes: resolved into UTF-8, which is never longer than
+ * the text, then decoded. */
+static Py_NO_INLINE PyObject *jd_escaped(const unsigned char **ps, const unsigned char *end) {
+    const unsigned char *s = *ps + 1, *q;
+    char small[256];
+    char *buf = small;
+    if (end - s > (Py_ssize_t)sizeof(small)) {
+        buf = PyMem_Malloc((size_t)(end - s));
+        if (buf == NULL) return PyErr_NoMemory();
+    }
+    char *w = buf;
+    PyObject *r = NULL;
+    q = s;
+    for (;;) {
+        if (q >= end || *q < 0x20) goto done;
+        unsigned char ch = *q++;
+        if (ch == '"') break;
+        if (ch != '\\') { *w++ = (char)ch; continue; }
+        if (q >= end) goto done;
+        ch = *q++;
+        switch (ch) {
+        case '"': case '\\': case '/': *w++ = (char)ch; break;
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u': {
+            uint32_t c, lo;
+            if (end - q < 4 || jd_hex4(q, &c) < 0) goto done;
+            q += 4;
+            if (c >= 0xD800 && c <= 0xDBFF) {
+                /* a pair makes one character; a lone half is left to json.loads */
+                if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || jd_hex4(q + 2, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    goto done;
+                q += 6;
+                c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+            } else if (c >= 0xDC00 && c <= 0xDFFF) {
+                goto done;
+            }
+            if (c < 0x80) {
+                *w++ = (char)c;
+            } else if (c < 0x800) {
+                *w++ = (char)(0xC0 | (c >> 6));
+                *w++ = (char)(0x80 | (c & 0x3F));
+            } else if (c < 0x10000) {
+                *w++ = (char)(0xE0 | (c >> 12));
+                *w++ = (char)(0x80 | ((c >> 6) & 0x3F));
+                *w++ = (char)(0x80 | (c & 0x3F));
+            } else {
+                *w++ = (char)(0xF0 | (c >> 18));
+                *w++ = (char)(0x80 | ((c >> 12) & 0x3F));
+                *w++ = (char)(0x80 | ((c >> 6) & 0x3F));
+                *w++ = (char)(0x80 | (c & 0x3F));
+            }
+            break;
+        }
+        default:
+            goto done;
+        }
+    }
+    *ps = q;
+    r = PyUnicode_DecodeUTF8(buf, w - buf, NULL);
+done:
+    if (buf != small) PyMem_Free(buf);
+    return r;
+}
+
+/* 10**k for k <= 22: exact doubles */
+static const double jd_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                  1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static PyObject *jd_number(const unsigned char **ps, const unsigned char *end) {
+    const unsigned char *s = *ps, *q = s;
+    int is_float = 0, neg = 0;
+    uint64_t sig = 0;       /* the significant digits, while there are at most 19 */
+    int nsig = 0;           /* significant digits (leading zeros not counted) */
+    int64_t exp10 = 0;      /* value = sig * 10**exp10 while nsig <= 19 */
+    if (q < end && *q == '-') { q++; neg = 1; }
+    if (q < end && *q == '0') {
+        q++;
+    } else if (q < end && *q >= '1' && *q <= '9') {
+        for (; q < end && *q >= '0' && *q <= '9'; q++)
+            if (++nsig <= 19) sig = sig * 10 + (uint64_t)(*q - '0');
+    } else {
+        return NULL;
+    }
+    if (q < end && *q == '.') {
+        if (++q >= end || *q < '0' || *q > '9') return NULL;
+        for (; q < end && *q >= '0' && *q <= '9'; q++) {
+            if (nsig == 0 && *q == '0') { exp10--; continue; }
+            if (++nsig <= 19) { sig = sig * 10 + (uint64_t)(*q - '0'); exp10--; }
+        }
+        is_float = 1;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q++;
+        int eneg = 0;
+        int64_t e = 0;
+        if (q < end && (*q == '+' || *q == '-')) eneg = *q++ == '-';
+        if (q >= end || *q < '0' || *q > '9') return NULL;
+        for (; q < end && *q >= '0' && *q <= '9'; q++)
+            if (e < 100000) e = e * 10 + (*q - '0');
+        exp10 += eneg ? -e : e;
+        is_float = 1;
+    }
+    Py_ssize_t n = q - s;
+    *ps = q;
+    if (!is_float && nsig <= 18)
+        return PyLong_FromLongLong(neg ? -(int64_t)sig : (int64_t)sig);
+    /* Clinger's fast path: the digits and the power of ten are exact
+     * doubles, so one multiplication or division rounds correctly, as
+     * float(s) does */
+    if (is_float && nsig <= 15 && exp10 >= -22 && exp10 <= 22) {
+        double v = (double)sig;
+        v = exp10 < 0 ? v / jd_pow10[-exp10] : v * jd_pow10[exp10];
+        return PyFloat_FromDouble(neg ? -v : v);
+    }
+    if (n > JSON_NUMBER_MAX) return NULL;
+    char buf[JSON_NUMBER_MAX + 1];
+    memcpy(buf, s, (size_t)n);
+    buf[n] = '\0';
+    if (!is_float) return PyLong_FromString(buf, NULL, 10);
+    /* float(s): an overflow is an infinity, not an error */
+    double v = PyOS_string_to_double(buf, NULL, NULL);
+    if (v == -1.0 && PyErr_Occurred()) return NULL;
+    return PyFloat_FromDouble(v);
+}
+
+static PyObject *jd_value(ParserObject *p, const unsigned char **ps, const unsigned char *end,
+                          int depth) {
+    const unsigned char *s = *ps;
+    if (s >= end) return NULL;
+    switch (*s) {
+    case '"':
+        return jd_string(p, ps, end);
+    case '{': {
+        if (depth >= JSON_DEPTH_MAX) return NULL;
+        PyObject *d = PyDict_New();
+        if (d == NULL) return NULL;
+        s = jd_space(s + 1, end);
+        if (s < end && *s == '}') { *ps = s + 1; return d; }
+        for (;;) {
+            if (s >= end || *s != '"') goto fail_dict;
+            PyObject *k = jd_string(p, &s, end);
+            if (k == NULL) goto fail_dict;
+            s = jd_space(s, end);
+            if (s >= end || *s != ':') { Py_DECREF(k); goto fail_dict; }
+            s = jd_space(s + 1, end);
+            PyObject *v = jd_value(p, &s, end, depth + 1);
+            if (v == NULL) { Py_DECREF(k); goto fail_dict; }
+            int rc = PyDict_SetItem(d, k, v);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (rc < 0) goto fail_dict;
+            s = jd_space(s, end);
+            if (s < end && *s == ',') { s = jd_space(s + 1, end); continue; }
+            if (s < end && *s == '}') break;
+            goto fail_dict;
+        }
+        *ps = s + 1;
+        return d;
+    fail_dict:
+        Py_DECREF(d);
+        return NULL;
+    }
+    case '[': {
+        if (depth >= JSON_DEPTH_MAX) return NULL;
+        PyObject *l = PyList_New(0);
+        if (l == NULL) return NULL;
+        s = jd_space(s + 1, end);
+        if (s < end && *s == ']') { *ps = s + 1; return l; }
+        for (;;) {
+            PyObject *v = jd_value(p, &s, end, depth + 1);
+            if (v == NULL) goto fail_list;
+            int rc = PyList_Append(l, v);
+            Py_DECREF(v);
+            if (rc < 0) goto fail_list;
+            s = jd_space(s, end);
+            if (s < end && *s == ',') { s = jd_space(s + 1, end); continue; }
+            if (s < end && *s == ']') break;
+            goto fail_list;
+        }
+        *ps = s + 1;
+        return l;
+    fail_list:
+        Py_DECREF(l);
+        return NULL;
+    }
+    case 't':
+        if (end - s < 4 || memcmp(s, "true", 4) != 0) return NULL;
+        *ps = s + 4;
+        return Py_NewRef(Py_True);
+    case 'f':
+        if (end - s < 5 || memcmp(s, "false", 5) != 0) return NULL;
+        *ps = s + 5;
+        return Py_NewRef(Py_False);
+    case 'n':
+        if (end - s < 4 || memcmp(s, "null", 4) != 0) return NULL;
+        *ps = s + 4;
+        return Py_NewRef(Py_None);
+    default:
+        return jd_number(ps, end);
+    }
+}
+
+/* One JSON text read here: a new reference; NULL with an exception (memory
+ * only); or NULL without one when the text is for make_json() to decode
+ * (which also raises json.loads' own error for a malformed text). */
+static PyObject *json_direct(ParserObject *p, const unsigned char *b, Py_ssize_t n) {
+    const unsigned char *s = jd_space(b, b + n), *end = b + n;
+    PyObject *r = jd_value(p, &s, end, 0);
+    if (r != NULL && jd_space(s, end) != end) Py_CLEAR(r);
+    if (r == NULL && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError)) return NULL;
+        PyErr_Clear();
+    }
+    return r;
+}
+
+/* JSON: orjson.loads where it is exact, else json_direct(), else
+ * json.loads(str) (which also raises the error for a malformed text).
  * orjson turns integers beyond 64 bits into floats and rejects what
  * json.loads accepts (lone surrogate escapes, 1e400): any run of 19+ digits
  * or any orjson error sends the value to json.loads. */
@@ -791,6 +1284,8 @@ static PyObject *make_json(ParserObject *p, const unsigned char *b, Py_ssize_t n
             PyErr_Clear();
         }
     }
+    PyObject *direct = json_direct(p, b, n);
+    if (direct != NULL || PyErr_Occurred()) return direct;
     PyObject *s = make_str(b, n);
     if (s == NULL) return NULL;
     PyObject *r = PyObject_CallOneArg(p->json_fallback, s);
@@ -2385,6 +2880,10 @@ static void Parser_dealloc(ParserObject *p) {
         for (int i = 0; i < DEC_CACHE_SIZE; i++) Py_XDECREF(p->dec_cache[i].value);
         PyMem_Free(p->dec_cache);
     }
+    if (p->jstr_cache != NULL) {
+        for (int i = 0; i < JSTR_CACHE_SIZE; i++) Py_XDECREF(p->jstr_cache[i].value);
+        PyMem_Free(p->jstr_cache);
+    }
     PyMem_RawFree(p->carry);
     Py_XDECREF(p->err_type);
     Py_XDECREF(p->err_value);
@@ -2542,6 +3041,16 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         p->dec_ninf = PyObject_CallFunction(decimal_type, "s", "-Infinity");
         if (!p->dec_nan || !p->dec_pinf || !p->dec_ninf) goto fail;
     }
+    int has_json = 0;  /* decoded JSON objects: the pandas layout only */
+    for (int i = 0; i < p->ncols && layout == CL_PANDAS; i++) {
+        Column *c = &p->cols[i];
+        has_json |= c->kind == CK_JSON || c->kind == CK_JSONB || c->elem_kind == CK_JSON ||
+                    c->elem_kind == CK_JSONB;
+    }
+    if (has_json) {
+        p->jstr_cache = PyMem_Calloc(JSTR_CACHE_SIZE, sizeof(JstrCacheEntry));
+        if (p->jstr_cache == NULL) { PyErr_NoMemory(); goto fail; }
+    }
     /* the probe's answer holds for the life of the process and type */
     static PyObject *probed_type = NULL;
     static int probed_fast = 0;
@@ -2552,6 +3061,15 @@ static PyObject *Parser_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         probed_fast = fast;
     }
     p->uuid_fast = probed_fast;
+    static PyObject *probed_decimal = NULL;
+    static int probed_decimal_fast = 0;
+    if (has_numeric && probed_decimal != decimal_type) {
+        int fast = probe_decimal(decimal_type);
+        if (fast < 0) goto fail;
+        Py_XSETREF(probed_decimal, Py_NewRef(decimal_type));
+        probed_decimal_fast = fast;
+    }
+    p->dec_fast = has_numeric && probed_decimal_fast;
     goto done;
 fail:
     Py_CLEAR(p);
@@ -2801,6 +3319,10 @@ static PyObject *Parser_get_uuid_fast(ParserObject *p, void *Py_UNUSED(closure))
     return PyBool_FromLong(p->uuid_fast);
 }
 
+static PyObject *Parser_get_decimal_fast(ParserObject *p, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(p->dec_fast);
+}
+
 static PyMethodDef Parser_methods[] = {
     {"feed", (PyCFunction)Parser_feed, METH_O, "Parse the complete rows in a chunk."},
     {"finish", (PyCFunction)Parser_finish, METH_NOARGS, "End the stream; return column buffers."},
@@ -2814,6 +3336,8 @@ static PyMethodDef Parser_methods[] = {
 static PyGetSetDef Parser_getset[] = {
     {"nrows", (getter)Parser_get_nrows, NULL, "Rows decoded so far (in this batch).", NULL},
     {"uuid_fast", (getter)Parser_get_uuid_fast, NULL, "Direct UUID construction in use.", NULL},
+    {"decimal_fast", (getter)Parser_get_decimal_fast, NULL,
+     "Direct Decimal construction in use (numeric columns only).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -2833,6 +3357,7 @@ static struct PyModuleDef moduledef = {
 };
 
 PyMODINIT_FUNC PyInit__pgcopy(void) {
+    jd_init_class();
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return NULL;
     if (PyType_Ready(&BufferType) < 0 || PyType_Ready(&ParserType) < 0) return NULL;

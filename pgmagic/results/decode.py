@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover - exercised only without the build
     pgcopy = None  # type: ignore[assignment]
 
 _json_loads: Callable[[bytes], Any] | None
-try:  # orjson: 3-7x faster than json.loads; used only where exact
+try:  # orjson: for the JSON texts the parser's own reader leaves aside; used only where exact
     import orjson
 
     _json_loads = orjson.loads
