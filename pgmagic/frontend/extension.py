@@ -63,7 +63,7 @@ def register(shell: Any) -> None:
         if tables.is_shown_above(frame):
             above = tables.shown_above(frame, info)
             return {"text/plain": above, "text/html": f"<pre>{html_module.escape(above)}</pre>"}
-        return tables.both(frame, info)
+        return tables.both(*tables.drawn(frame, info))
 
     def as_html(frame: pd.DataFrame) -> str | None:
         info = tables.info_for(frame)
