@@ -144,9 +144,8 @@ def start(magics: PgMagics, opts: Options, sql: str, positional: tuple[Any, ...]
         if job.state.ended:
             feed.broadcast(ended_message(job))
 
-    job = jobs.submit(
-        runtime, name or "", sql, work, on_change=show, describe=describe, count=count
-    )
+    # Made here, started once its handle is shown: an update must not come first.
+    job = Job(runtime, name or "", sql, work, on_change=show, describe=describe, count=count)
     if not name:
         job.name = f"job {job.number}"
     handle.display(bundle(job), raw=True)

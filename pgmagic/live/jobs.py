@@ -30,7 +30,7 @@ from pgmagic.results.progress import Progress
 from pgmagic.runtime.loop import Runtime
 from pgmagic.runtime.waiting import Worker, in_background
 
-__all__ = ["Job", "JobState", "find", "frame", "listed", "submit"]
+__all__ = ["Job", "JobState", "find", "frame", "listed"]
 
 _logger = logging.getLogger(__name__)
 
@@ -341,35 +341,6 @@ async def _cancel_jobs_of(runtime: Runtime) -> None:
     # The jobs' threads cancel through this loop: sleep, never block it.
     while any(not j.done() for j in running) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
-
-
-def submit(
-    runtime: Runtime,
-    name: str,
-    sql: str,
-    work: Work,
-    *,
-    on_change: Callable[[Job], None] | None = None,
-    describe: Callable[[Any], str] | None = None,
-    count: Callable[[Any], int] | None = None,
-) -> Job:
-    """Make a job (not started: show its handle first, then :meth:`Job.start`).
-
-    Parameters
-    ----------
-    runtime : Runtime
-    name : str
-    sql : str
-    work : callable
-    on_change : callable, optional
-    describe, count : callable, optional
-        See :class:`Job`.
-
-    Returns
-    -------
-    Job
-    """
-    return Job(runtime, name, sql, work, on_change=on_change, describe=describe, count=count)
 
 
 def listed() -> list[Job]:

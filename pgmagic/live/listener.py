@@ -280,10 +280,14 @@ class Listener:
     def _publish(self) -> None:
         self._status = Status(self._state, frozenset(self._wanted()), frozenset(self._listened))
         self._wake()
-        gatherer = _gatherer() if _gatherer is not None else None
-        if gatherer is not None and gatherer is not self:
+        if (gatherer := self._gatherer()) is not None:
             # Its views (the side panel) list this connection's channels too.
             gatherer._soon(gatherer._wake)
+
+    def _gatherer(self) -> Listener | None:
+        """The listener that gathers this one's notifications, if another does."""
+        gatherer = _gatherer() if _gatherer is not None else None
+        return gatherer if gatherer is not self else None
 
     def _wanted(self) -> set[str]:
         wanted = set(self._listened)
@@ -521,8 +525,7 @@ class Listener:
             if channel in subscriber.channels:
                 subscriber.push(item)
         self._arrived_now()
-        gatherer = _gatherer() if _gatherer is not None else None
-        if gatherer is not None and gatherer is not self:
+        if (gatherer := self._gatherer()) is not None:
             gatherer.gather(channel, pid, payload, self.runtime.connection_name())
 
     def gather(self, channel: str, pid: int, payload: str, connection: str) -> None:
@@ -636,8 +639,7 @@ _listeners: weakref.WeakKeyDictionary[Runtime, Listener] = weakref.WeakKeyDictio
 _listeners_lock = threading.Lock()
 
 
-# The listener whose log also takes every other connection's notifications:
-# the side panel's (the connection pgmagic was loaded with).
+# The side panel's listener, whose log also takes every other connection's notifications.
 _gatherer: weakref.ref[Listener] | None = None
 
 
